@@ -1,0 +1,6 @@
+"""Gymnasium environments: the dream (:class:`DreamEnv`) and the real game's latent twin."""
+
+from dreamgym.envs.dream import DreamEnv, check_action
+from dreamgym.envs.latent import LatentObservation, make_latent_env
+
+__all__ = ["DreamEnv", "LatentObservation", "check_action", "make_latent_env"]

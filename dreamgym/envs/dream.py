@@ -1,0 +1,160 @@
+"""DreamEnv: a trained world model as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.utils import EzPickle
+
+from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
+from dreamgym.games import get_game
+from dreamgym.world_model import DreamState, WorldModel, validate_temperature
+
+DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
+"""The shipped model each game's envs load when no ``world_model`` is given."""
+
+RENDER_FPS = {"carracing": 50, "doom": 35}
+
+
+def get_world_model(
+    game: str, world_model: WorldModel | str | os.PathLike | None, device: str | torch.device
+) -> WorldModel:
+    """A loaded model for ``game``: the one passed, a shipped name, a directory, or the default."""
+    if isinstance(world_model, WorldModel):
+        if world_model.game.name != game:
+            raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
+        return world_model.to(device)
+    return load_world_model(world_model or DEFAULT_WORLD_MODEL[game], game=game, device=device)
+
+
+def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
+    """Validate one action against the game's space; return it in canonical form.
+
+    Raises TypeError for a value of the wrong kind and ValueError for a wrong shape, a value
+    out of range, NaN or inf; the message says what was expected.
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise TypeError(
+                f"expected an integer action in [0, {space.n - 1}], got {type(action).__name__} {action!r}"
+            )
+        if not 0 <= int(action) < space.n:
+            raise ValueError(f"expected an integer action in [0, {space.n - 1}], got {action}")
+        return int(action)
+    assert isinstance(space, gym.spaces.Box)
+    try:
+        array = np.asarray(action, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"expected a numeric action of shape {space.shape}, got {type(action).__name__} {action!r}") from None
+    if array.shape != space.shape:
+        raise ValueError(f"expected an action of shape {space.shape}, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"action contains NaN or inf: {array}")
+    if np.any(array < space.low) or np.any(array > space.high):
+        raise ValueError(f"action {array} is outside the bounds low={space.low}, high={space.high}")
+    return array
+
+
+class DreamEnv(gym.Env, EzPickle):
+    """## Description
+    The dream of a trained World Model (Ha & Schmidhuber 2018): V's latent z and M's LSTM state
+    h stand in for the game. Each step feeds (z, a) to M, samples the next z from M's Gaussian
+    mixture at temperature τ, and reads the reward and the episode end from M's heads.
+
+    ```python
+    import gymnasium as gym, dreamgym
+    env = gym.make("DreamDoomTakeCover-v0", temperature=1.15)
+    ```
+
+    ## Action Space
+    Identical to the real game's: CarRacing-v3 ``Box([-1, 0, 0], [1, 1, 1])`` (steer, gas,
+    brake); VizdoomTakeCover-v1 ``Discrete(3)`` (0 no-op, 1 MOVE_RIGHT, 2 MOVE_LEFT).
+
+    ## Observation Space
+    ``Box(-inf, inf, (z_dim + hidden_dim,), float32)``: ``obs[:z_dim]`` is z_t,
+    ``obs[z_dim:]`` is M's hidden state h_t before it has seen (z_t, a_t). The latent twins
+    (``LatentCarRacing-v0``, ``LatentDoomTakeCover-v0``) declare the same space.
+
+    ## Rewards
+    Doom: +1 per step alive, as in the real game. CarRacing: M's reward head, trained on the
+    real game's rewards (−0.1 per frame, +1000/N per new tile, −100 off the playfield).
+
+    ## Starting State
+    z is drawn from the posterior of the first frame of a random stored real episode; h = 0.
+
+    ## Episode End
+    Terminated when M's done head gives p(done) > 0.5 (or a Bernoulli draw with
+    ``sample_done=True``). Truncated at 1000 steps (CarRacing) or 2100 (Doom) by the registered
+    time limit.
+
+    ## Arguments
+    * ``temperature``: τ > 0, finite (default 1.0).
+    * ``world_model``: a shipped model name (``"car_racing"``, ``"doom_take_cover"``), the path
+      of a model directory, or a loaded :class:`~dreamgym.world_model.WorldModel`.
+    * ``render_mode``: ``"rgb_array"`` returns V's decoding of z (64×64×3); wrap with
+      ``gymnasium.wrappers.HumanRendering`` for a window.
+    * ``device``: torch device of the model (default ``"cpu"``).
+    * ``sample_done``: draw the episode end instead of thresholding p(done) at 0.5.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(
+        self,
+        game: str,
+        world_model: WorldModel | str | os.PathLike | None = None,
+        temperature: float = 1.0,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+        sample_done: bool = False,
+    ) -> None:
+        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done)
+        self.game = get_game(game)
+        self.temperature = validate_temperature(temperature)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": RENDER_FPS[self.game.name]}
+        self.sample_done = bool(sample_done)
+        self.model = get_world_model(self.game.name, world_model, device)
+        self.observation_space = self.model.observation_space()
+        self.action_space = self.game.action_space()
+        self._generator = torch.Generator(device=self.model.device)
+        self._state: DreamState | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
+        self._state = self.model.initial_state(1, self._generator)
+        return self._observation(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        action = check_action(self.action_space, action)
+        step = self.model.dream_step(
+            self._state, self.model.action_tensor([action]), self.temperature, self._generator, self.sample_done
+        )
+        self._state = step.state
+        info = {"done_probability": float(step.done_probability[0])}
+        return self._observation(), float(step.reward[0]), bool(step.done[0]), False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return self.model.decode(self._state.z)[0]
+
+    def _observation(self) -> np.ndarray:
+        assert self._state is not None
+        return self._state.observation()[0].cpu().numpy().astype(np.float32, copy=True)

@@ -1,0 +1,143 @@
+"""Per-game facts: the real environment, how its frames become V's input, and its actions.
+
+Everything that differs between CarRacing and Doom TakeCover lives here, so that the rest of
+the package (collection, training, the dream, the latent twin) is written once. In particular
+:func:`preprocess_frame` is the *only* place where a raw game frame is turned into the
+64×64×3 uint8 image that V was trained on: collection, the latent twin and the pictures all
+call it, so training and use cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+FRAME_SIZE = 64
+"""Side of the square RGB frames V sees."""
+
+
+@dataclass(frozen=True)
+class Game:
+    """What dreamgym needs to know about one real game."""
+
+    name: str
+    """Short name used on the command line and in model directories (``doom``, ``carracing``)."""
+    real_env_id: str
+    """Gymnasium id of the real game."""
+    real_env_kwargs: dict[str, Any]
+    """Keyword arguments for ``gym.make(real_env_id, ...)``."""
+    crop_rows: tuple[int, int]
+    """Rows of the raw frame kept before resizing (drops CarRacing's dashboard, Doom's HUD)."""
+    max_episode_steps: int
+    """Truncation limit, identical in the dream and on the real game."""
+    reward_threshold: float
+    """Score at which the task counts as solved."""
+    z_dim: int
+    """Default latent size of V (the paper's)."""
+    hidden_dim: int
+    """Default LSTM size of M (the paper's)."""
+    action_dim: int
+    """Width of the action vector fed to M (one-hot for discrete actions)."""
+    alive_reward: float | None
+    """Reward per step in the dream if it is a game rule (Doom: +1 per step alive), else None
+    and the reward comes from M's reward head."""
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_space(), gym.spaces.Discrete)
+
+    def action_space(self) -> gym.spaces.Space:
+        """A fresh copy of the real game's action space (the dream declares the same one)."""
+        if self.name == "carracing":
+            return gym.spaces.Box(
+                np.array([-1.0, 0.0, 0.0], dtype=np.float32),
+                np.array([1.0, 1.0, 1.0], dtype=np.float32),
+                dtype=np.float32,
+            )
+        return gym.spaces.Discrete(3)
+
+    def make_real_env(self, render_mode: str | None = None) -> gym.Env:
+        """The real game, with the same time limit as the dream."""
+        if self.name == "doom":
+            import vizdoom.gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
+        return gym.make(
+            self.real_env_id,
+            render_mode=render_mode,
+            max_episode_steps=self.max_episode_steps,
+            **self.real_env_kwargs,
+        )
+
+    def frame_of(self, observation: Any) -> np.ndarray:
+        """The RGB screen inside a real observation (VizDoom returns a dict)."""
+        if isinstance(observation, dict):
+            return observation["screen"]
+        return observation
+
+    def preprocess(self, observation: Any) -> np.ndarray:
+        """Real observation -> (64, 64, 3) uint8 frame, exactly as V was trained."""
+        return preprocess_frame(self.frame_of(observation), self.crop_rows)
+
+    def action_to_vector(self, actions: np.ndarray) -> np.ndarray:
+        """Actions as stored in episode files -> (T, action_dim) float32 input for M."""
+        actions = np.asarray(actions)
+        if self.discrete:
+            return np.eye(self.action_dim, dtype=np.float32)[actions.astype(np.int64).reshape(-1)]
+        return actions.astype(np.float32).reshape(-1, self.action_dim)
+
+
+def preprocess_frame(frame: np.ndarray, crop_rows: tuple[int, int]) -> np.ndarray:
+    """Crop rows ``crop_rows`` of an (H, W, 3) uint8 frame and resize it to (64, 64, 3) uint8.
+
+    Bilinear resampling with antialiasing (PIL), used for every frame dreamgym ever encodes.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(
+            f"expected an (H, W, 3) uint8 RGB frame, got shape {frame.shape} dtype {frame.dtype}"
+        )
+    top, bottom = crop_rows
+    image = Image.fromarray(np.ascontiguousarray(frame[top:bottom]))
+    return np.array(image.resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR), dtype=np.uint8)
+
+
+CARRACING = Game(
+    name="carracing",
+    real_env_id="CarRacing-v3",
+    real_env_kwargs={},
+    crop_rows=(0, 84),
+    max_episode_steps=1000,
+    reward_threshold=900.0,
+    z_dim=32,
+    hidden_dim=256,
+    action_dim=3,
+    alive_reward=None,
+)
+
+DOOM = Game(
+    name="doom",
+    real_env_id="VizdoomTakeCover-v1",
+    real_env_kwargs={},
+    # The old gym-doom frame was 640x480 and rows 0:400 were kept; at 320x240 that is 0:200.
+    crop_rows=(0, 200),
+    max_episode_steps=2100,
+    reward_threshold=750.0,
+    z_dim=64,
+    hidden_dim=512,
+    action_dim=3,
+    alive_reward=1.0,
+)
+
+GAMES: dict[str, Game] = {game.name: game for game in (CARRACING, DOOM)}
+
+
+def get_game(name: str) -> Game:
+    """Look a game up by name; a clear error lists the known ones."""
+    try:
+        return GAMES[name]
+    except KeyError:
+        raise ValueError(f"unknown game {name!r}; expected one of {sorted(GAMES)}") from None
+
