@@ -10,10 +10,18 @@ unit Gaussian, floored at ``kl_tolerance * z_dim`` so the posterior is not squee
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from dreamgym.collect import episode_files, iter_valid, read_episode, split_files
+from dreamgym.config import VAETrainConfig
+from dreamgym.plots import frame_grid, plot_curves
+from dreamgym.training import Report, StageError, StageResult, no_report, train_epochs
 
 
 @dataclass(frozen=True)
@@ -120,3 +128,134 @@ def encode_frames(
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
+
+
+# --------------------------------------------------------------------------- training
+
+
+def frame_batches(
+    files: list[Path],
+    batch_size: int,
+    rng: np.random.Generator,
+    shuffle_buffer: int,
+    limit: int | None = None,
+    on_skip: Report | None = None,
+) -> Iterator[np.ndarray]:
+    """Shuffled (batch_size, 64, 64, 3) uint8 batches streamed from episode files.
+
+    Files are read in a random order; frames collect in a buffer of about ``shuffle_buffer``
+    frames, which is shuffled and emitted in batches, so memory stays bounded whatever the
+    dataset size. Stops after ``limit`` frames if given. Damaged files are skipped and reported.
+    """
+    buffer: list[np.ndarray] = []
+    buffered = emitted = 0
+    order = [files[i] for i in rng.permutation(len(files))]
+
+    def drain(final: bool):
+        nonlocal buffer, buffered, emitted
+        frames = np.concatenate(buffer)
+        frames = frames[rng.permutation(len(frames))]
+        usable = len(frames) if final else len(frames) - len(frames) % batch_size
+        for start in range(0, usable, batch_size):
+            if limit is not None and emitted >= limit:
+                return
+            batch = frames[start : start + batch_size]
+            emitted += len(batch)
+            yield batch
+        buffer = [frames[usable:]]
+        buffered = len(buffer[0])
+
+    for _, episode in iter_valid(order, read_episode, on_skip):
+        buffer.append(episode["frames"])
+        buffered += len(episode["frames"])
+        if buffered >= shuffle_buffer:
+            yield from drain(final=False)
+        if limit is not None and emitted >= limit:
+            return
+    if buffered:
+        yield from drain(final=True)
+
+
+def train_vae(
+    run_dir: str | Path,
+    config: VAETrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = False,
+    report: Report = no_report,
+) -> tuple[ConvVAE, StageResult]:
+    """Train V on the episodes of ``run_dir/episodes``; checkpoints in ``run_dir/vae``."""
+    run_dir = Path(run_dir)
+    stage_dir = run_dir / "vae"
+    training_files, validation_files = split_files(episode_files(run_dir / "episodes"))
+    if not training_files:
+        raise StageError(f"no episode files in {run_dir / 'episodes'}: run `dreamgym collect` first")
+    torch.manual_seed(config.seed)
+    vae = ConvVAE(VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance))
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    preview = _preview_frames(validation_files or training_files, report)
+
+    def run_epoch(epoch: int) -> dict[str, float]:
+        rng = np.random.default_rng([config.seed, epoch])
+        vae.train()
+        totals = np.zeros(3)
+        count = 0
+        batches = frame_batches(training_files, config.batch_size, rng, config.shuffle_buffer, config.frames_per_epoch, report)
+        bar = tqdm(batches, desc=f"V epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+        for frames in bar:
+            images = frames_to_tensor(frames)
+            reconstruction, mu, logvar = vae(images, generator)
+            loss, reconstruction_loss, kl_loss = vae_loss(images, reconstruction, mu, logvar, config.kl_tolerance)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            totals += [loss.item(), reconstruction_loss.item(), kl_loss.item()]
+            count += 1
+            bar.set_postfix(loss=f"{loss.item():.1f}")
+        if count == 0:
+            raise StageError("no readable frames in the training episodes")
+        metrics = dict(zip(["loss", "reconstruction", "kl"], (totals / count).tolist()))
+        metrics["validation_reconstruction"] = _reconstruction_error(vae, validation_files, report)
+        return metrics
+
+    def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
+        plot_curves(history, ["loss", "reconstruction", "kl", "validation_reconstruction"], stage_dir / "loss.png", "V training")
+        vae.eval()
+        with torch.no_grad():
+            mu, _ = vae.encode(frames_to_tensor(preview))
+            decoded = tensor_to_frames(vae.decode(mu))
+        frame_grid([("input", preview), ("V(input)", decoded)], stage_dir / "reconstructions.png",
+                   f"V reconstructions of held-out frames after epoch {epoch + 1}")
+
+    result = train_epochs(stage_dir, vae, optimizer, config.epochs, run_epoch, {"vae": vae.config.to_dict()},
+                          resume=resume, force=force, on_epoch_end=on_epoch_end, report=report)
+    return vae, result
+
+
+def _preview_frames(files: list[Path], report: Report, count: int = 8) -> np.ndarray:
+    """``count`` frames spread over the first readable episodes, for reconstruction pictures."""
+    picked: list[np.ndarray] = []
+    for _, episode in iter_valid(files, read_episode, report):
+        frames = episode["frames"]
+        picked.extend(frames[np.linspace(0, len(frames) - 1, 4).astype(int)])
+        if len(picked) >= count:
+            break
+    return np.stack(picked[:count])
+
+
+@torch.no_grad()
+def _reconstruction_error(vae: ConvVAE, files: list[Path], report: Report, max_frames: int = 2000) -> float:
+    """Mean summed squared error of μ's decoding on held-out frames (nan if none)."""
+    vae.eval()
+    errors: list[float] = []
+    seen = 0
+    for _, episode in iter_valid(files, read_episode, report):
+        images = frames_to_tensor(episode["frames"][: max_frames - seen])
+        mu, _ = vae.encode(images)
+        errors.extend((vae.decode(mu) - images).pow(2).flatten(1).sum(1).tolist())
+        seen += len(images)
+        if seen >= max_frames:
+            break
+    return float(np.mean(errors)) if errors else float("nan")

@@ -49,9 +49,12 @@ def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
         return int(action)
     assert isinstance(space, gym.spaces.Box)
     try:
-        array = np.asarray(action, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise TypeError(f"expected a numeric action of shape {space.shape}, got {type(action).__name__} {action!r}") from None
+        array = np.asarray(action)
+    except ValueError:  # ragged nested sequences
+        array = np.asarray(None)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"expected a numeric action of shape {space.shape}, got {type(action).__name__} {action!r}")
+    array = array.astype(np.float32)
     if array.shape != space.shape:
         raise ValueError(f"expected an action of shape {space.shape}, got shape {array.shape}")
     if not np.all(np.isfinite(array)):

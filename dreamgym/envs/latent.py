@@ -25,12 +25,20 @@ class LatentObservation(gym.Wrapper):
     ```python
     env = dreamgym.LatentObservation(gym.make("CarRacing-v3"), "car_racing")
     ```
+
+    With ``keep_frame=True`` each ``info`` also carries ``"frame"``, the preprocessed
+    (64, 64, 3) uint8 frame that V encoded (for recording data and pictures).
     """
 
     def __init__(
-        self, env: gym.Env, world_model: WorldModel | str | os.PathLike, device: str | torch.device = "cpu"
+        self,
+        env: gym.Env,
+        world_model: WorldModel | str | os.PathLike,
+        device: str | torch.device = "cpu",
+        keep_frame: bool = False,
     ) -> None:
         super().__init__(env)
+        self.keep_frame = keep_frame
         if isinstance(world_model, WorldModel):
             self.model = world_model.to(device)
         else:
@@ -48,7 +56,7 @@ class LatentObservation(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         observation, info = self.env.reset(seed=seed, options=options)
-        self._state = DreamState(self._encode(observation), *self.model.mdnrnn.initial_state(1, self.model.device))
+        self._state = DreamState(self._encode(observation, info), *self.model.mdnrnn.initial_state(1, self.model.device))
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -58,11 +66,14 @@ class LatentObservation(gym.Wrapper):
         observation, reward, terminated, truncated, info = self.env.step(action)
         z, h, c = self._state
         h, c = self.model.advance((h, c), z, self.model.action_tensor([action]))
-        self._state = DreamState(self._encode(observation), h, c)
+        self._state = DreamState(self._encode(observation, info), h, c)
         return self._observation(), float(reward), bool(terminated), bool(truncated), info
 
-    def _encode(self, observation: Any) -> torch.Tensor:
-        return self.model.encode(self.model.game.preprocess(observation)[None])
+    def _encode(self, observation: Any, info: dict) -> torch.Tensor:
+        frame = self.model.game.preprocess(observation)
+        if self.keep_frame:
+            info["frame"] = frame
+        return self.model.encode(frame[None])
 
     def _observation(self) -> np.ndarray:
         assert self._state is not None

@@ -1,0 +1,242 @@
+"""Rollouts of the real game -> one compressed episode file each.
+
+An episode file ``episode_000042.npz`` holds::
+
+    frames   (T + 1, 64, 64, 3) uint8   preprocessed observations, the last one after the last action
+    actions  (T,) int64 or (T, 3) float32
+    rewards  (T,) float32
+    dones    (T,) bool                  True on the step that terminated the episode (not truncation)
+
+Files are written under a temporary name and renamed, so a file that exists is complete; a
+file damaged later is reported by name and skipped by every reader.
+
+Exploration (no ``policy``):
+
+* Doom: a uniform random action held for 1-10 frames, as the paper.
+* CarRacing: a random-parameter driver: per episode, a throttle level, a braking rate and a
+  steering noise scale are drawn; steering follows a smoothed random walk. Uniform random
+  actions brake as often as they accelerate and leave the car near the start, so the dataset
+  would hold almost no cornering or off-track frames. The first ~50 frames (the camera zooming
+  in) are kept: the dream starts from the same zoomed-out first frames as the real game.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from dreamgym.files import DamagedFileError, atomic_write
+from dreamgym.config import CollectConfig
+from dreamgym.games import Game, get_game
+from dreamgym.parallel import run_parallel
+
+EPISODE_GLOB = "episode_*.npz"
+EPISODE_KEYS = ("frames", "actions", "rewards", "dones")
+
+
+class EpisodeFileError(DamagedFileError):
+    """An episode file is truncated, damaged or malformed."""
+
+
+def episode_path(directory: Path, index: int) -> Path:
+    return directory / f"episode_{index:06d}.npz"
+
+
+def write_episode(path: Path, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.savez_compressed(file, frames=frames, actions=actions, rewards=rewards, dones=dones)
+
+    atomic_write(path, write)
+
+
+def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every array of an npz file, or EpisodeFileError naming the file and the damage."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise EpisodeFileError(f"{path}: missing arrays {missing}")
+            return {key: data[key] for key in data.files}
+    except EpisodeFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+        raise EpisodeFileError(f"{path} is damaged or truncated ({type(error).__name__}: {error})") from error
+
+
+def read_episode(path: Path) -> dict[str, np.ndarray]:
+    episode = read_npz(path, EPISODE_KEYS)
+    steps = len(episode["actions"])
+    if len(episode["frames"]) != steps + 1 or len(episode["rewards"]) != steps or len(episode["dones"]) != steps:
+        raise EpisodeFileError(f"{path}: inconsistent lengths {[episode[k].shape for k in EPISODE_KEYS]}")
+    return episode
+
+
+def iter_valid(
+    paths: list[Path], read: Callable[[Path], dict], on_skip: Callable[[str], None] | None = None
+) -> Iterator[tuple[Path, dict]]:
+    """(path, contents) of every readable file; each damaged one is reported and skipped."""
+    for path in paths:
+        try:
+            yield path, read(path)
+        except EpisodeFileError as error:
+            if on_skip is not None:
+                on_skip(f"skipping damaged file: {error}")
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class DoomExploration:
+    """A uniform random action held for 1-10 frames."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.action, self.remaining = 0, 0
+
+    def __call__(self, observation: Any) -> int:
+        if self.remaining == 0:
+            self.action, self.remaining = int(self.rng.integers(3)), int(self.rng.integers(1, 11))
+        self.remaining -= 1
+        return self.action
+
+
+class CarRacingExploration:
+    """A random-parameter driver: throttle level, braking rate and steering noise drawn per episode."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.throttle = rng.uniform(0.2, 0.8)
+        self.brake_rate = rng.uniform(0.0, 0.1)
+        self.steer_scale = rng.uniform(0.1, 0.6)
+        self.smoothing = rng.uniform(0.7, 0.95)
+        self.steer = 0.0
+
+    def __call__(self, observation: Any) -> np.ndarray:
+        target = self.rng.normal(0.0, 1.0)
+        self.steer = self.smoothing * self.steer + (1 - self.smoothing) * target * self.steer_scale * 4
+        brake = self.rng.uniform(0.3, 1.0) if self.rng.random() < self.brake_rate else 0.0
+        gas = 0.0 if brake else float(np.clip(self.throttle + self.rng.normal(0, 0.1), 0, 1))
+        return np.array([np.clip(self.steer, -1, 1), gas, brake], dtype=np.float32)
+
+
+class NoisyController:
+    """A trained controller on the latent twin, with exploration noise (iterative rounds)."""
+
+    def __init__(self, controller: Any, game: Game, noise: float, rng: np.random.Generator) -> None:
+        self.controller, self.game, self.noise, self.rng = controller, game, noise, rng
+        self.explore = DoomExploration(rng) if game.discrete else None
+
+    def __call__(self, observation: np.ndarray) -> Any:
+        action = self.controller.act(observation)
+        if self.game.discrete:
+            assert self.explore is not None
+            if self.explore.remaining > 0 or self.rng.random() < self.noise:
+                return self.explore(observation)
+            return action
+        space = self.game.action_space()
+        noisy = action + self.rng.normal(0.0, self.noise, size=action.shape)
+        return np.clip(noisy, space.low, space.high).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- one episode
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    index: int
+    steps: int
+    total_reward: float
+    seconds: float
+
+
+def record_episode(game_name: str, index: int, config: CollectConfig, out_dir: str) -> EpisodeSummary:
+    """Play episode ``index`` (seed = config.seed + index) and write its file."""
+    start = time.perf_counter()
+    game = get_game(game_name)
+    seed = config.seed + index
+    rng = np.random.default_rng(seed)
+    env = game.make_real_env()
+    if config.policy is None:
+        policy = DoomExploration(rng) if game.discrete else CarRacingExploration(rng)
+    else:
+        from dreamgym.envs.latent import LatentObservation
+        from dreamgym.evaluate import load_policy
+
+        controller, world_model = load_policy(config.policy)
+        env = LatentObservation(env, world_model, keep_frame=True)
+        policy = NoisyController(controller, game, config.noise, rng)
+    try:
+        observation, info = env.reset(seed=seed)
+        frames = [info["frame"] if "frame" in info else game.preprocess(observation)]
+        actions, rewards, dones = [], [], []
+        limit = config.max_steps or game.max_episode_steps
+        for _ in range(limit):
+            action = policy(observation)
+            observation, reward, terminated, truncated, info = env.step(action)
+            frames.append(info["frame"] if "frame" in info else game.preprocess(observation))
+            actions.append(action)
+            rewards.append(reward)
+            dones.append(terminated)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    action_array = np.array(actions, dtype=np.int64 if game.discrete else np.float32)
+    write_episode(
+        episode_path(Path(out_dir), index),
+        np.stack(frames),
+        action_array,
+        np.array(rewards, np.float32),
+        np.array(dones, bool),
+    )
+    return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start)
+
+
+def _record(args: tuple) -> EpisodeSummary:
+    return record_episode(*args)
+
+
+# --------------------------------------------------------------------------- many episodes
+
+
+def missing_episodes(out_dir: Path, episodes: int) -> list[int]:
+    """Indices whose file is absent (a complete file is never rewritten)."""
+    return [i for i in range(episodes) if not episode_path(out_dir, i).exists()]
+
+
+def collect(
+    game_name: str,
+    out_dir: str | Path,
+    config: CollectConfig,
+    progress: Callable[[EpisodeSummary], None] | None = None,
+) -> list[EpisodeSummary]:
+    """Record ``config.episodes`` episodes into ``out_dir``, skipping those already there."""
+    get_game(game_name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(game_name, i, config, os.fspath(out_dir)) for i in missing_episodes(out_dir, config.episodes)]
+    summaries = []
+    for summary in run_parallel(_record, jobs, config.workers):
+        summaries.append(summary)
+        if progress is not None:
+            progress(summary)
+    return summaries
+
+
+def episode_files(directory: str | Path) -> list[Path]:
+    return sorted(Path(directory).glob(EPISODE_GLOB))
+
+
+def split_files(paths: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
+    """(training, validation): every ``every``-th episode is held out, the same ones at every stage."""
+    validation = [p for p in paths if int(p.stem.split("_")[-1]) % every == every - 1]
+    held_out = set(validation)
+    training = [p for p in paths if p not in held_out]
+    return training, validation

@@ -1,0 +1,55 @@
+"""Files that are either complete or absent: atomic writes, hashes, safe checkpoint loading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+class DamagedFileError(ValueError):
+    """A file is missing, truncated, tampered with or malformed; the message names it."""
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_save_torch(obj: Any, path: str | Path) -> None:
+    """torch.save through a temporary file (training checkpoints of a run directory)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_torch_checkpoint(path: str | Path) -> dict:
+    """Load a training checkpoint with ``weights_only=True`` (tensors and plain data only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files
+        raise DamagedFileError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from error
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,81 @@
+"""Pictures of what each stage did: curves, frame grids, histograms, GIFs (PNG/GIF files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dreamgym.files import atomic_write  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(figure)
+
+
+def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: Path, title: str, x: str = "epoch") -> None:
+    """One panel per metric in ``keys`` against ``x``."""
+    keys = [k for k in keys if any(k in row for row in history)]
+    figure, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for axis, key in zip(axes[0], keys):
+        rows = [row for row in history if key in row]
+        axis.plot([row[x] for row in rows], [row[key] for row in rows], marker="." if len(rows) < 50 else None)
+        axis.set_xlabel(x)
+        axis.set_title(key)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def frame_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, column_labels: Sequence[str] = ()) -> None:
+    """Rows of (label, frames (N, 64, 64, 3) uint8) as one picture."""
+    columns = max(len(frames) for _, frames in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c in range(columns):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c < len(frames):
+                axis.imshow(frames[c])
+            else:
+                axis.axis("off")
+            if c == 0:
+                axis.set_ylabel(label, fontsize=8)
+            if r == 0 and c < len(column_labels):
+                axis.set_title(column_labels[c], fontsize=8)
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def histogram(values: Sequence[float], path: Path, title: str, xlabel: str = "episode return") -> None:
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.hist(values, bins=min(30, max(5, len(values) // 3)))
+    mean, std = float(np.mean(values)), float(np.std(values))
+    axis.axvline(mean, color="k", linestyle="--", label=f"mean {mean:.1f} ± {std:.1f}")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("episodes")
+    axis.legend()
+    axis.set_title(title)
+    _save(figure, path)
+
+
+def side_by_side_gif(left: np.ndarray, right: np.ndarray, path: Path, fps: int = 20, scale: int = 3) -> None:
+    """Two frame sequences (T, H, W, 3) uint8 next to each other, as an animated GIF."""
+    length = max(len(left), len(right))
+    pad = lambda frames: np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), 0)])  # noqa: E731
+    left, right = pad(left), pad(right)
+    gap = np.full((length, left.shape[1], 4, 3), 255, np.uint8)
+    joined = np.concatenate([left, gap, right], axis=2)
+    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in joined]
+    atomic_write(
+        path,
+        lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0),
+    )

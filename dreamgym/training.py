@@ -1,0 +1,144 @@
+"""The epoch loop shared by V and M: resumable checkpoints, metrics CSV, loss curves.
+
+A stage directory holds ``checkpoint.pt`` (model, optimiser, epoch, config and the metrics of
+every finished epoch, written atomically after each epoch) and ``metrics.csv`` / ``loss.png``
+regenerated from it. After a crash, ``resume=True`` restarts from the last finished epoch: at
+most the epoch in progress is lost, and the result has the same number of epochs as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from dreamgym.files import atomic_save_torch, atomic_write_text, load_torch_checkpoint
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+
+Report = Callable[[str], None]
+
+
+def no_report(message: str) -> None:
+    """The default report callback: library code stays quiet unless given one."""
+
+
+class StageError(RuntimeError):
+    """A stage cannot run as asked (unfinished checkpoint without --resume, missing input...)."""
+
+
+@dataclass
+class StageResult:
+    epochs: int
+    """Epochs in the final checkpoint."""
+    trained_epochs: int
+    """Epochs trained by this call (0 when the stage was already finished)."""
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
+    """(epochs in the checkpoint, finished?) of a stage directory."""
+    path = stage_dir / CHECKPOINT
+    if not path.exists():
+        return 0, False
+    done = int(load_torch_checkpoint(path)["epoch"])
+    return done, done >= epochs
+
+
+def train_epochs(
+    stage_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    run_epoch: Callable[[int], dict[str, float]],
+    config: dict,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    on_epoch_end: Callable[[int, list[dict[str, float]]], None] | None = None,
+    report: Report = no_report,
+) -> StageResult:
+    """Run ``run_epoch(epoch)`` for every epoch not yet in the checkpoint of ``stage_dir``.
+
+    ``run_epoch`` trains ``model`` in place and returns the epoch's mean metrics. A finished
+    stage is a no-op unless ``force``; an unfinished one needs ``resume`` (or ``force`` to
+    start over), so that a crash never silently throws work away.
+    """
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    path = stage_dir / CHECKPOINT
+    start = time.perf_counter()
+    if force and path.exists():
+        shutil.rmtree(stage_dir)
+        stage_dir.mkdir(parents=True)
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+    if path.exists():
+        checkpoint = load_torch_checkpoint(path)
+        first_epoch = int(checkpoint["epoch"])
+        if first_epoch >= epochs:
+            model.load_state_dict(checkpoint["model"])
+            report(f"{stage_dir.name}: already finished ({first_epoch} epochs); --force retrains")
+            return StageResult(first_epoch, 0, 0.0, checkpoint["history"])
+        if not resume:
+            raise StageError(
+                f"{path} holds an unfinished run ({first_epoch} of {epochs} epochs): "
+                "pass --resume to continue it or --force to start over"
+            )
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        history = list(checkpoint["history"])
+        report(f"{stage_dir.name}: resuming after epoch {first_epoch} of {epochs}")
+    for epoch in range(first_epoch, epochs):
+        epoch_start = time.perf_counter()
+        metrics = {"epoch": epoch + 1, **run_epoch(epoch)}
+        metrics["seconds"] = time.perf_counter() - epoch_start
+        history.append(metrics)
+        atomic_save_torch(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "config": config,
+                "history": history,
+            },
+            path,
+        )
+        write_metrics(stage_dir / METRICS, history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch")
+        report(f"{stage_dir.name}: epoch {epoch + 1}/{epochs}: {shown}")
+    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history)
+
+
+def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    names = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=names)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as file:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+
+
+def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:
+    """Load the model of a finished (or partial) stage; StageError if it has none."""
+    path = stage_dir / CHECKPOINT
+    if not path.exists():
+        raise StageError(f"{path} does not exist: run the stage that writes it first")
+    checkpoint = load_torch_checkpoint(path)
+    model.load_state_dict(checkpoint["model"])
+    return checkpoint

@@ -1,0 +1,118 @@
+"""Each bad input gets a clear error and changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dreamgym
+from dreamgym.checkpoint import ModelFileError, sha256_of
+
+BAD_BOX_ACTIONS = [
+    (np.zeros(2, np.float32), ValueError, "shape"),
+    (np.zeros((1, 3), np.float32), ValueError, "shape"),
+    (np.array([0.0, np.nan, 0.0]), ValueError, "NaN"),
+    (np.array([0.0, np.inf, 0.0]), ValueError, "NaN or inf"),
+    (np.array([2.0, 0.5, 0.0]), ValueError, "outside the bounds"),
+    (np.array([0.0, -0.5, 0.0]), ValueError, "outside the bounds"),
+    ("left", TypeError, "numeric action"),
+    (None, TypeError, "numeric action"),
+]
+BAD_DISCRETE_ACTIONS = [
+    (3, ValueError, r"\[0, 2\]"),
+    (-1, ValueError, r"\[0, 2\]"),
+    (1.5, TypeError, "integer action"),
+    (float("nan"), TypeError, "integer action"),
+    (np.array([1, 2]), TypeError, "integer action"),
+    ("1", TypeError, "integer action"),
+    (True, TypeError, "integer action"),
+]
+
+
+def directory_digest(path: Path) -> dict[str, str]:
+    return {p.name: sha256_of(p) for p in sorted(path.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "game,env_id,action,error,message",
+    [("carracing", env_id, *case) for env_id in dreamgym.ENV_IDS["carracing"] for case in BAD_BOX_ACTIONS]
+    + [("doom", env_id, *case) for env_id in dreamgym.ENV_IDS["doom"] for case in BAD_DISCRETE_ACTIONS],
+)
+def test_bad_action_is_refused_and_leaves_the_episode_unchanged(model_dirs, game, env_id, action, error, message):
+    env = gym.make(env_id, world_model=str(model_dirs[game]))
+    reference = gym.make(env_id, world_model=str(model_dirs[game]))
+    good = env.action_space.sample()
+    env.reset(seed=5)
+    reference.reset(seed=5)
+    with pytest.raises(error, match=message):
+        env.step(action)
+    observation, reward, *_ = env.step(good)
+    expected, expected_reward, *_ = reference.step(good)
+    np.testing.assert_array_equal(observation, expected)
+    assert reward == expected_reward
+    env.close()
+    reference.close()
+
+
+@pytest.mark.parametrize("game", sorted(dreamgym.ENV_IDS))
+def test_step_before_reset_is_refused(model_dirs, game):
+    env = dreamgym.DreamEnv(game, world_model=model_dirs[game])
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize("temperature,error", [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
+                                               (float("inf"), ValueError), ("hot", TypeError), (None, TypeError)])
+def test_bad_temperature_is_refused(model_dirs, temperature, error):
+    with pytest.raises(error, match="temperature"):
+        gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["doom"]), temperature=temperature)
+
+
+def test_unknown_world_model_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown world_model 'no_such_model'.*doom_take_cover"):
+        gym.make("DreamDoomTakeCover-v0", world_model="no_such_model")
+    assert not Path("no_such_model").exists()
+
+
+def test_shipped_name_that_is_not_installed_says_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DREAMGYM_PRETRAINED", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"not installed.*dreamgym pipeline doom"):
+        gym.make("DreamDoomTakeCover-v0")
+
+
+def test_world_model_of_another_game_is_refused(model_dirs):
+    with pytest.raises(ValueError, match="'carracing', not 'doom'"):
+        gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["carracing"]))
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("missing", "is missing"),
+    ("truncated", "truncated"),
+    ("tampered", "modified or corrupted"),
+])
+@pytest.mark.parametrize("file", ["vae.safetensors", "mdnrnn.safetensors", "initial_latents.safetensors"])
+def test_damaged_weights_file_is_refused_by_name(model_dirs, tmp_path, damage, message, file):
+    directory = tmp_path / "model"
+    shutil.copytree(model_dirs["doom"], directory)
+    path = directory / file
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        data = bytearray(path.read_bytes())
+        data[-10] ^= 0xFF
+        path.write_bytes(bytes(data))
+    before = directory_digest(directory)
+    with pytest.raises(ModelFileError, match=f"{file}.*{message}"):
+        gym.make("DreamDoomTakeCover-v0", world_model=str(directory))
+    assert directory_digest(directory) == before
+
+
+def test_directory_without_config_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="config.json is missing"):
+        dreamgym.load_world_model(tmp_path)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from dreamgym.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, mixture_nll, sample_next_z
+
+
+def random_heads(batch: int, z_dim: int, K: int, seed: int = 0) -> MDNOutput:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, z_dim, K, generator=g) * 2
+    return MDNOutput(
+        log_pi=torch.log_softmax(logits, dim=-1),
+        mu=torch.randn(batch, z_dim, K, generator=g) * 3,
+        log_sigma=torch.randn(batch, z_dim, K, generator=g) * 0.5,
+        reward=torch.zeros(batch),
+        done_logit=torch.zeros(batch),
+    )
+
+
+def test_mixture_nll_matches_torch_mixture_same_family():
+    heads = random_heads(64, 7, 5)
+    target = torch.randn(64, 7, generator=torch.Generator().manual_seed(1)) * 3
+    reference = D.MixtureSameFamily(D.Categorical(logits=heads.log_pi), D.Normal(heads.mu, heads.log_sigma.exp()))
+    expected = -reference.log_prob(target).sum(dim=-1)
+    torch.testing.assert_close(mixture_nll(heads, target), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_mixture_nll_is_finite_far_from_every_component():
+    heads = random_heads(4, 3, 5)
+    assert torch.isfinite(mixture_nll(heads, torch.full((4, 3), 1e4))).all()
+
+
+def test_near_zero_temperature_collapses_onto_most_likely_component_mean():
+    heads = random_heads(32, 6, 5)
+    samples = sample_next_z(heads, 1e-6, torch.Generator().manual_seed(0))
+    best = heads.log_pi.argmax(dim=-1, keepdim=True)
+    expected = heads.mu.gather(-1, best).squeeze(-1)
+    torch.testing.assert_close(samples, expected, atol=1e-2, rtol=0)
+
+
+def test_higher_temperature_widens_the_spread_of_samples():
+    heads = random_heads(1, 16, 5)
+    heads = MDNOutput(*(t.expand(4000, *t.shape[1:]) if t.dim() == 3 else t for t in heads))
+    spreads = [
+        sample_next_z(heads, tau, torch.Generator().manual_seed(3)).std(dim=0).mean().item() for tau in (0.5, 1.0, 1.5)
+    ]
+    assert spreads[0] < spreads[1] < spreads[2]
+
+
+def test_sampling_at_temperature_one_follows_the_mixture():
+    heads = random_heads(1, 1, 5, seed=4)
+    heads = MDNOutput(*(t.expand(20000, *t.shape[1:]) if t.dim() == 3 else t for t in heads))
+    samples = sample_next_z(heads, 1.0, torch.Generator().manual_seed(5))[:, 0]
+    mixture = D.MixtureSameFamily(D.Categorical(logits=heads.log_pi[0, 0]), D.Normal(heads.mu[0, 0], heads.log_sigma[0, 0].exp()))
+    assert abs(samples.mean().item() - mixture.mean.item()) < 4 * math.sqrt(mixture.variance.item() / 20000)
+    assert abs(samples.var().item() / mixture.variance.item() - 1) < 0.05
+
+
+def test_sampling_draws_only_from_the_given_generator():
+    heads = random_heads(8, 4, 5)
+    a = sample_next_z(heads, 1.0, torch.Generator().manual_seed(7))
+    torch.manual_seed(123)
+    b = sample_next_z(heads, 1.0, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_single_step_equals_sequence_forward():
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8))
+    z, a = torch.randn(2, 5, 4), torch.randn(2, 5, 3)
+    sequence, final = model(z, a)
+    state = model.initial_state(2)
+    for t in range(5):
+        step, state = model.step(z[:, t], a[:, t], state)
+    torch.testing.assert_close(step.mu, sequence.mu[:, -1])
+    torch.testing.assert_close(state[0], final[0])
+
+
+def test_mixture_weights_are_per_latent_dimension():
+    model = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8, num_mixtures=5))
+    out, _ = model(torch.randn(1, 2, 4), torch.randn(1, 2, 3))
+    assert out.log_pi.shape == (1, 2, 4, 5)
+    assert not torch.allclose(out.log_pi[..., 0, :], out.log_pi[..., 1, :])
