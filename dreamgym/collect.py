@@ -170,6 +170,8 @@ def record_episode(game_name: str, index: int, config: CollectConfig, out_dir: s
         from dreamgym.evaluate import load_policy
 
         controller, world_model = load_policy(config.policy)
+        if world_model is None:
+            raise ValueError(f"collect --policy needs a model directory with a controller, got {config.policy}")
         env = LatentObservation(env, world_model, keep_frame=True)
         policy = NoisyController(controller, game, config.noise, rng)
     try:

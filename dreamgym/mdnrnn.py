@@ -16,10 +16,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from pathlib import Path
+from typing import Iterator, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from dreamgym.collect import iter_valid, split_files
+from dreamgym.config import MDNTrainConfig
+from dreamgym.encode import latent_files, read_latents
+from dreamgym.games import Game
+from dreamgym.plots import frame_grid, plot_curves
+from dreamgym.training import Report, StageError, StageResult, load_trained, no_report, train_epochs
+from dreamgym.vae import ConvVAE, VAEConfig, tensor_to_frames
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -130,3 +142,203 @@ def sample_next_z(output: MDNOutput, temperature: float, generator: torch.Genera
     chosen_sigma = log_sigma.gather(-1, component).squeeze(-1).exp() * math.sqrt(temperature)
     noise = torch.randn(chosen_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return chosen_mu + chosen_sigma * noise
+
+
+# --------------------------------------------------------------------------- training
+
+
+class SequenceBatch(NamedTuple):
+    """B whole episodes padded to the longest, L steps; every sequence starts at its episode's
+    first frame with a zero LSTM state, exactly as in the dream."""
+
+    z: torch.Tensor
+    """(B, L, z_dim) z_t, drawn from V's posterior N(μ, σ²)."""
+    actions: torch.Tensor
+    """(B, L, action_dim)"""
+    next_z: torch.Tensor
+    """(B, L, z_dim) z_{t+1}"""
+    rewards: torch.Tensor
+    """(B, L)"""
+    dones: torch.Tensor
+    """(B, L) float, 1 on the terminating step"""
+    mask: torch.Tensor
+    """(B, L) float, 1 on real (not padded) steps"""
+
+
+def episode_batches(
+    files: list[Path],
+    game: Game,
+    batch_size: int,
+    rng: np.random.Generator,
+    shuffle_buffer: int,
+    on_skip: Report | None = None,
+) -> Iterator[SequenceBatch]:
+    """Batches of whole episodes streamed from latent files.
+
+    Up to ``shuffle_buffer`` episodes are held at once; within the buffer they are sorted by
+    length so that a batch holds episodes of similar length (little padding), and the batches
+    are emitted in random order. Memory is bounded by the buffer, not the dataset.
+    """
+    order = [files[i] for i in rng.permutation(len(files))]
+    buffer: list[dict[str, np.ndarray]] = []
+
+    def drain() -> Iterator[SequenceBatch]:
+        buffer.sort(key=lambda episode: len(episode["actions"]))
+        groups = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
+        for index in rng.permutation(len(groups)):
+            yield _pad(groups[index], game, rng)
+        buffer.clear()
+
+    for _, latents in iter_valid(order, read_latents, on_skip):
+        if len(latents["actions"]) == 0:
+            continue
+        buffer.append(latents)
+        if len(buffer) >= shuffle_buffer:
+            yield from drain()
+    if buffer:
+        yield from drain()
+
+
+def _pad(episodes: list[dict[str, np.ndarray]], game: Game, rng: np.random.Generator) -> SequenceBatch:
+    B, L = len(episodes), max(len(e["actions"]) for e in episodes)
+    z_dim = episodes[0]["mu"].shape[1]
+    z = np.zeros((B, L + 1, z_dim), np.float32)
+    actions = np.zeros((B, L, game.action_dim), np.float32)
+    rewards = np.zeros((B, L), np.float32)
+    dones = np.zeros((B, L), np.float32)
+    mask = np.zeros((B, L), np.float32)
+    for i, episode in enumerate(episodes):
+        T = len(episode["actions"])
+        noise = rng.standard_normal(episode["mu"].shape).astype(np.float32)
+        z[i, : T + 1] = episode["mu"] + np.exp(0.5 * episode["logvar"]) * noise
+        actions[i, :T] = game.action_to_vector(episode["actions"])
+        rewards[i, :T] = episode["rewards"]
+        dones[i, :T] = episode["dones"]
+        mask[i, :T] = 1.0
+    tensors = [torch.from_numpy(a) for a in (z[:, :-1], actions, z[:, 1:], rewards, dones, mask)]
+    return SequenceBatch(*tensors)
+
+
+def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float) -> dict[str, torch.Tensor]:
+    """Mean losses per valid step: mixture NLL per latent dimension (terminal transitions, whose
+    next frame is the game-over screen, excluded), reward MSE and weighted done BCE."""
+    output, _ = model(batch.z, batch.actions)
+    z_mask = batch.mask * (1.0 - batch.dones)
+    steps = batch.mask.sum().clamp(min=1.0)
+    nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
+    reward = ((output.reward - batch.rewards).pow(2) * batch.mask).sum() / steps
+    done = F.binary_cross_entropy_with_logits(
+        output.done_logit, batch.dones, pos_weight=torch.tensor(done_pos_weight), reduction="none"
+    )
+    done = (done * batch.mask).sum() / steps
+    return {"nll": nll, "reward": reward, "done": done}
+
+
+def train_mdnrnn(
+    run_dir: str | Path,
+    game: Game,
+    config: MDNTrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = False,
+    report: Report = no_report,
+) -> tuple[MDNRNN, StageResult]:
+    """Train M on ``run_dir/latents``; checkpoints in ``run_dir/mdnrnn``."""
+    run_dir = Path(run_dir)
+    stage_dir = run_dir / "mdnrnn"
+    training_files, validation_files = split_files(latent_files(run_dir))
+    if not training_files:
+        raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
+    z_dim = read_latents(training_files[0])["mu"].shape[1]
+    torch.manual_seed(config.seed)
+    model = MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=game.action_dim, hidden_dim=config.hidden_dim,
+                                num_mixtures=config.num_mixtures))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    total_batches = math.ceil(len(training_files) / config.batch_size)
+
+    def run_epoch(epoch: int) -> dict[str, float]:
+        rng = np.random.default_rng([config.seed, epoch])
+        progress_fraction = epoch / max(1, config.epochs - 1)
+        lr = config.min_learning_rate + 0.5 * (config.learning_rate - config.min_learning_rate) * (1 + math.cos(math.pi * progress_fraction))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        batches = episode_batches(training_files, game, config.batch_size, rng, config.shuffle_buffer, report)
+        bar = tqdm(batches, total=total_batches, desc=f"M epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for batch in bar:
+            losses = mdnrnn_losses(model, batch, config.done_pos_weight)
+            loss = losses["nll"] + config.reward_weight * losses["reward"] + losses["done"]
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            for key, value in {"loss": loss, **losses}.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            count += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics = {key: value / max(count, 1) for key, value in sums.items()}
+        metrics["learning_rate"] = lr
+        metrics.update({f"validation_{k}": v for k, v in _validation_losses(model, validation_files, game, config, report).items()})
+        return metrics
+
+    vae = ConvVAE(VAEConfig(z_dim=z_dim))
+    load_trained(run_dir / "vae", vae)
+    preview = read_latents((validation_files or training_files)[0])
+
+    def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
+        plot_curves(history, ["loss", "nll", "reward", "done", "validation_nll"], stage_dir / "loss.png", "M training")
+        plot_predictions(model, vae, game, preview, stage_dir / "predictions.png", f"after epoch {epoch + 1}")
+
+    result = train_epochs(stage_dir, model, optimizer, config.epochs, run_epoch, {"mdnrnn": model.config.to_dict()},
+                          resume=resume, force=force, on_epoch_end=on_epoch_end, report=report)
+    return model, result
+
+
+@torch.no_grad()
+def _validation_losses(
+    model: MDNRNN, files: list[Path], game: Game, config: MDNTrainConfig, report: Report
+) -> dict[str, float]:
+    if not files:
+        return {}
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    rng = np.random.default_rng(config.seed)
+    for batch in episode_batches(files, game, config.batch_size, rng, config.shuffle_buffer, report):
+        for key, value in mdnrnn_losses(model, batch, config.done_pos_weight).items():
+            sums[key] = sums.get(key, 0.0) + value.item()
+        count += 1
+    return {key: value / max(count, 1) for key, value in sums.items()}
+
+
+@torch.no_grad()
+def plot_predictions(
+    model: MDNRNN, vae: ConvVAE, game: Game, latents: dict[str, np.ndarray], path: Path, title: str, columns: int = 10
+) -> None:
+    """Real frames (V's decoding of μ) beside M's one-step predictions (mean of the most likely
+    component, given the real past) and an open-loop dream (τ = 1) driven by the real actions."""
+    model.eval()
+    T = len(latents["actions"])
+    stride = max(1, min(T, 60) // columns)
+    steps = np.arange(1, T + 1, stride)[:columns]
+    mu = torch.from_numpy(latents["mu"]).float()
+    actions = torch.from_numpy(game.action_to_vector(latents["actions"]))
+    output, _ = model(mu[None, :-1], actions[None])
+    best = output.log_pi[0].argmax(-1, keepdim=True)
+    predicted = output.mu[0].gather(-1, best).squeeze(-1)  # (T, z_dim): prediction of z_{t+1}
+    generator = torch.Generator().manual_seed(0)
+    z, state, dream = mu[:1], model.initial_state(1), [mu[0]]
+    for t in range(T):
+        out, state = model.step(z, actions[t : t + 1], state)
+        z = sample_next_z(out, 1.0, generator)
+        dream.append(z[0])
+    rows = [
+        ("real", tensor_to_frames(vae.decode(mu[steps]))),
+        ("M one-step", tensor_to_frames(vae.decode(predicted[steps - 1]))),
+        ("dream, τ=1", tensor_to_frames(vae.decode(torch.stack(dream)[steps]))),
+    ]
+    frame_grid(rows, path, f"M: predictions and a dream on held-out actions, {title}", [f"t={t}" for t in steps])

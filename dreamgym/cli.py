@@ -1,0 +1,192 @@
+"""The ``dreamgym`` command: thin over the pipeline's functions. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from dreamgym.config import PRESETS, RunConfig
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _bar(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="episode")
+
+
+def _override(run_dir: Path, section: str, **values) -> None:
+    """Write command-line overrides of a stage's settings into run.json (they then persist)."""
+    config = RunConfig.load(run_dir)
+    updated = config.with_overrides(section, **values)
+    if updated != config:
+        updated.save(run_dir)
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import collect_stage, init_run
+
+    config = init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
+                      max_steps=args.max_steps, policy=args.policy, noise=args.noise)
+    missing = config.collect.episodes - len(list((Path(args.out) / "episodes").glob("episode_*.npz")))
+    bar = _bar(max(missing, 0), f"collect {config.game}")
+    _print(str(collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1))))
+    bar.close()
+
+
+def cmd_train_vae(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import train_vae_stage
+
+    _override(Path(args.run), "vae", epochs=args.epochs)
+    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import encode_stage
+
+    _print(str(encode_stage(args.run, force=args.force, progress=True, report=_print)))
+
+
+def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import train_mdnrnn_stage
+
+    _override(Path(args.run), "mdnrnn", epochs=args.epochs)
+    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+
+
+def cmd_train_controller(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import train_controller_stage
+
+    _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
+              population=args.population, trials=args.trials)
+    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import export_stage
+
+    _print(str(export_stage(args.run, args.to, float16=args.float16, report=_print)))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dreamgym.evaluate import evaluate
+
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    if args.world_model:
+        env_kwargs["world_model"] = args.world_model
+    if args.temperature is not None:
+        env_kwargs["temperature"] = args.temperature
+    bar = _bar(args.episodes, f"evaluate {args.env_id}")
+    result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
+                      progress=lambda done, total: bar.update(1))
+    bar.close()
+    _print(result.summary())
+    if args.json:
+        result.save(args.json)
+        _print(f"wrote {args.json} and {Path(args.json).with_suffix('.png')}")
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import format_seconds, run_pipeline
+
+    reports = run_pipeline(args.game, args.out, args.preset, progress=True, report=_print, on_stage=lambda r: _print(str(r)))
+    _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from dreamgym.demo import run_demo
+
+    run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamgym", description="World Models: build a dream, train in it, test on reality.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    games = sorted(PRESETS)
+
+    p = sub.add_parser("collect", help="roll out the real game into episode files")
+    p.add_argument("game", choices=games)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--policy", help="model directory whose controller acts (iterative rounds)")
+    p.add_argument("--noise", type=float, help="exploration noise added to --policy")
+    p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
+    p.set_defaults(func=cmd_collect)
+
+    for name, func, unit in (("train-vae", cmd_train_vae, "epochs"), ("train-mdnrnn", cmd_train_mdnrnn, "epochs"),
+                             ("train-controller", cmd_train_controller, "generations")):
+        p = sub.add_parser(name, help=f"{name.replace('-', ' ')} on a run directory")
+        p.add_argument("run", help="run directory")
+        p.add_argument(f"--{unit}", type=int)
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+        p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
+        if name == "train-controller":
+            p.add_argument("--temperature", type=float)
+            p.add_argument("--population", type=int)
+            p.add_argument("--trials", type=int)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("encode", help="encode every episode with V")
+    p.add_argument("run")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("export", help="write the model directory of a run")
+    p.add_argument("run")
+    p.add_argument("--to", required=True)
+    p.add_argument("--float16", action="store_true", help="store weights as float16 (half the size)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="run a policy for N episodes on a registered env")
+    p.add_argument("env_id")
+    p.add_argument("--policy", required=True, help="model directory, controller .safetensors, SB3 .zip, or 'random'")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", help="write the result here (and a histogram PNG beside it)")
+    p.add_argument("--world-model", help="world model of the env (default: the policy's, or the shipped one)")
+    p.add_argument("--temperature", type=float, help="dream temperature")
+    p.add_argument("--env-kwargs", help="more keyword arguments for gym.make, as JSON")
+    p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pipeline", help="every stage in order")
+    p.add_argument("game", choices=games)
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("demo", help="train a controller in the shipped Doom dream, then test it on the real game")
+    p.add_argument("--world-model", default="doom_take_cover")
+    p.add_argument("--out", default="demo_output")
+    p.add_argument("--minutes", type=float, default=3.0, help="CMA-ES time budget in the dream")
+    p.add_argument("--episodes", type=int, default=20, help="real episodes for the transfer test")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dreamgym.files import DamagedFileError
+    from dreamgym.training import StageError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (StageError, DamagedFileError, FileNotFoundError, ValueError) as error:
+        print(f"dreamgym {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

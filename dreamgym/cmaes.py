@@ -1,0 +1,176 @@
+"""Train the linear controller with CMA-ES inside the dream.
+
+Every generation the whole population × trials is one batch of dreams stepped together
+through M (:meth:`WorldModel.dream_step`), not one env per process. Fitness is the mean dream
+return minus ``weight_decay · mean(θ²)`` as in the original code. The state of CMA-ES is
+checkpointed after every generation, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cma
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dreamgym.checkpoint import save_controller
+from dreamgym.config import ControllerTrainConfig
+from dreamgym.controller import LinearController, batched_actions, output_dim
+from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text, sha256_of
+from dreamgym.plots import plot_curves
+from dreamgym.training import Report, StageError, no_report, write_metrics
+from dreamgym.world_model import WorldModel
+
+STATE_FILE = "cma_state.pkl"
+STATE_HASH_FILE = "cma_state.json"
+BEST_FILE = "controller.safetensors"
+
+
+@torch.no_grad()
+def dream_returns(
+    model: WorldModel,
+    parameters: np.ndarray,
+    trials: int,
+    temperature: float,
+    generator: torch.Generator,
+    max_steps: int,
+    sample_done: bool = False,
+) -> np.ndarray:
+    """Dream return of each of P controllers in each of ``trials`` dreams: (P, n) -> (P, trials).
+
+    All P × trials dreams advance together; finished ones stop collecting reward and the batch
+    shrinks to the dreams still alive.
+    """
+    P = len(parameters)
+    theta = torch.as_tensor(parameters, dtype=torch.float32, device=model.device)
+    state = model.initial_state(P * trials, generator)
+    owner = torch.arange(P * trials, device=model.device) // trials  # controller of each dream
+    alive = torch.arange(P * trials, device=model.device)  # indices of dreams still running
+    returns = torch.zeros(P * trials, device=model.device)
+    for _ in range(max_steps):
+        observations = state.observation()
+        actions = batched_actions(model.game, theta[owner[alive]], observations[:, None, :])[:, 0]
+        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done)
+        returns[alive] += step.reward
+        keep = ~step.done
+        if not bool(keep.any()):
+            break
+        alive = alive[keep]
+        state = type(step.state)(*(t[keep] for t in step.state))
+    return returns.view(P, trials).cpu().numpy()
+
+
+@dataclass
+class ControllerResult:
+    controller: LinearController
+    generations: int
+    trained_generations: int
+    best_fitness: float
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def train_controller(
+    model: WorldModel,
+    out_dir: str | Path,
+    config: ControllerTrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = False,
+    report: Report = no_report,
+    max_seconds: float | None = None,
+) -> ControllerResult:
+    """CMA-ES on the controller's flat parameters inside ``model``'s dream; files in ``out_dir``.
+
+    ``max_seconds`` stops after the generation that exceeds this budget (the demo uses it).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if force and out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obs_dim = model.observation_dim
+    num_parameters = output_dim(model.game) * (obs_dim + 1)
+    max_steps = config.max_steps or model.game.max_episode_steps
+    saved = _load_state(out_dir)
+    if saved is None:
+        es = cma.CMAEvolutionStrategy(
+            np.zeros(num_parameters), config.sigma0, {"popsize": config.population, "seed": config.seed + 1, "verbose": -9}
+        )
+        history: list[dict[str, float]] = []
+        best = (-np.inf, np.zeros(num_parameters))
+    else:
+        es, history, best = saved
+        if len(history) >= config.generations:
+            report(f"controller: already finished ({len(history)} generations); --force retrains")
+            controller = LinearController.from_flat(model.game, obs_dim, best[1])
+            return ControllerResult(controller, len(history), 0, float(best[0]), 0.0, history)
+        if not resume:
+            raise StageError(
+                f"{out_dir} holds an unfinished CMA-ES run ({len(history)} of {config.generations} generations): "
+                "pass --resume to continue it or --force to start over"
+            )
+        report(f"controller: resuming after generation {len(history)} of {config.generations}")
+    first = len(history)
+    bar = tqdm(range(first, config.generations), desc="CMA-ES", unit="gen", disable=not progress)
+    for generation in bar:
+        gen_start = time.perf_counter()
+        generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
+        solutions = np.asarray(es.ask())
+        returns = dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps).mean(axis=1)
+        fitness = returns - config.weight_decay * np.mean(solutions**2, axis=1)
+        es.tell(list(solutions), list(-fitness))
+        if fitness.max() > best[0]:
+            best = (float(fitness.max()), solutions[int(fitness.argmax())].copy())
+        history.append({
+            "generation": generation + 1,
+            "best_return": float(returns.max()),
+            "mean_return": float(returns.mean()),
+            "best_fitness": float(fitness.max()),
+            "sigma": float(es.sigma),
+            "seconds": time.perf_counter() - gen_start,
+        })
+        _save_state(out_dir, es, history, best, model, obs_dim)
+        bar.set_postfix(best=f"{returns.max():.1f}", mean=f"{returns.mean():.1f}")
+        if (generation + 1) % 10 == 0 or generation + 1 == config.generations:
+            report(f"controller: generation {generation + 1}/{config.generations}: "
+                   f"best {returns.max():.1f}, mean {returns.mean():.1f}, sigma {es.sigma:.3f}")
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            report(f"controller: time budget of {max_seconds:.0f} s reached after {generation + 1} generations")
+            break
+    bar.close()
+    controller = LinearController.from_flat(model.game, obs_dim, best[1])
+    return ControllerResult(controller, len(history), len(history) - first, float(best[0]),
+                            time.perf_counter() - start, history)
+
+
+def _save_state(out_dir: Path, es: cma.CMAEvolutionStrategy, history: list, best: tuple, model: WorldModel, obs_dim: int) -> None:
+    """Checkpoint one generation: CMA-ES state (pycma's own pickle, hash recorded beside it),
+    history, the best controller so far, and the fitness curve."""
+    payload = pickle.dumps({"es": es, "best_fitness": best[0], "best_parameters": best[1]})
+    atomic_write(out_dir / STATE_FILE, lambda tmp: tmp.write_bytes(payload))
+    atomic_write_text(out_dir / STATE_HASH_FILE, json.dumps({"sha256": sha256_of(out_dir / STATE_FILE), "history": history}) + "\n")
+    save_controller(LinearController.from_flat(model.game, obs_dim, best[1]), out_dir / BEST_FILE,
+                    {"generations": len(history), "best_fitness": best[0]})
+    write_metrics(out_dir / "fitness.csv", history)
+    plot_curves(history, ["best_return", "mean_return", "sigma"], out_dir / "fitness.png", "CMA-ES in the dream", x="generation")
+
+
+def _load_state(out_dir: Path) -> tuple[cma.CMAEvolutionStrategy, list, tuple] | None:
+    """The saved CMA-ES state, unpickled only after its sha256 matches the record written with it."""
+    state, record = out_dir / STATE_FILE, out_dir / STATE_HASH_FILE
+    if not state.exists() or not record.exists():
+        return None
+    meta = json.loads(record.read_text())
+    if sha256_of(state) != meta["sha256"]:
+        raise DamagedFileError(f"{state} does not match the sha256 recorded in {record}: damaged or modified")
+    data = pickle.loads(state.read_bytes())
+    return data["es"], meta["history"], (data["best_fitness"], data["best_parameters"])

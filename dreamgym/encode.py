@@ -1,0 +1,103 @@
+"""Encode every episode with the trained V: frames -> latents, the training data of M.
+
+``latents/episode_000042.npz`` holds μ and log σ² of every frame, (T + 1, z_dim) float32, with
+the episode's actions, rewards and dones copied over. ``latents/encoded_with.json`` records the
+sha256 of the V checkpoint used; when V changes, every episode is encoded again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dreamgym.collect import EpisodeFileError, episode_files, read_episode, read_npz
+from dreamgym.files import atomic_write, atomic_write_text, sha256_of
+from dreamgym.training import CHECKPOINT, Report, StageError, no_report
+from dreamgym.vae import ConvVAE, encode_frames
+
+LATENT_KEYS = ("mu", "logvar", "actions", "rewards", "dones")
+MARKER = "encoded_with.json"
+
+
+@dataclass
+class EncodeResult:
+    encoded: int
+    skipped_damaged: int
+    already_done: int
+    seconds: float
+
+
+def read_latents(path: Path) -> dict[str, np.ndarray]:
+    latents = read_npz(path, LATENT_KEYS)
+    if len(latents["mu"]) != len(latents["actions"]) + 1:
+        raise EpisodeFileError(f"{path}: {len(latents['mu'])} latents for {len(latents['actions'])} actions")
+    return latents
+
+
+def encode_run(
+    run_dir: str | Path, vae: ConvVAE, *, force: bool = False, progress: bool = False, report: Report = no_report
+) -> EncodeResult:
+    """Encode ``run_dir/episodes/*`` into ``run_dir/latents/*`` with ``vae`` (from ``run_dir/vae``)."""
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    out_dir = run_dir / "latents"
+    vae_checkpoint = run_dir / "vae" / CHECKPOINT
+    if not vae_checkpoint.exists():
+        raise StageError(f"{vae_checkpoint} does not exist: run `dreamgym train-vae` first")
+    encoded_with = {"vae_checkpoint_sha256": sha256_of(vae_checkpoint)}
+    marker = out_dir / MARKER
+    if out_dir.exists() and (force or not marker.exists() or json.loads(marker.read_text()) != encoded_with):
+        if marker.exists() and not force:
+            report("latents: V has changed since the last encoding; encoding every episode again")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(encoded_with) + "\n")
+    vae.eval()
+    result = EncodeResult(0, 0, 0, 0.0)
+    for path in tqdm(episode_files(run_dir / "episodes"), desc="encode", unit="episode", disable=not progress):
+        target = out_dir / path.name
+        if target.exists():
+            result.already_done += 1
+            continue
+        try:
+            episode = read_episode(path)
+        except EpisodeFileError as error:
+            report(f"skipping damaged file: {error}")
+            result.skipped_damaged += 1
+            continue
+        mu, logvar = encode_frames(vae, episode["frames"])
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as file:
+                np.savez(file, mu=mu, logvar=logvar, actions=episode["actions"], rewards=episode["rewards"], dones=episode["dones"])
+
+        atomic_write(target, write)
+        result.encoded += 1
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def latent_files(run_dir: str | Path) -> list[Path]:
+    return episode_files(Path(run_dir) / "latents")
+
+
+def initial_latents(run_dir: str | Path, report: Report = no_report) -> tuple[np.ndarray, np.ndarray]:
+    """μ and log σ² (N, z_dim) of the first frame of every encoded episode: the dream's resets."""
+    mus, logvars = [], []
+    for path in latent_files(run_dir):
+        try:
+            latents = read_latents(path)
+        except EpisodeFileError as error:
+            report(f"skipping damaged file: {error}")
+            continue
+        mus.append(latents["mu"][0])
+        logvars.append(latents["logvar"][0])
+    if not mus:
+        raise StageError(f"no encoded episodes in {Path(run_dir) / 'latents'}: run `dreamgym encode` first")
+    return np.stack(mus), np.stack(logvars)

@@ -1,0 +1,187 @@
+"""Run a policy for N episodes on any registered env, in parallel -> mean ± std and every return.
+
+A policy is a dreamgym controller file (``*.safetensors``), a model directory that ships a
+controller, or a Stable-Baselines3 ``.zip``. Episode i is seeded with ``seed + i``, so a result
+is reproducible and its seeds are known (keep them away from the seeds used for tuning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from dreamgym.checkpoint import CONFIG_FILE, load_controller, load_world_model
+from dreamgym.files import atomic_write_text
+from dreamgym.parallel import run_parallel
+
+SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
+
+
+@dataclass
+class EvalResult:
+    env_id: str
+    episodes: int
+    mean: float
+    std: float
+    returns: list[float]
+    lengths: list[int]
+    seed: int
+    policy: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes (seeds {self.seed}..{self.seed + self.episodes - 1})"
+
+    def save(self, path: str | Path) -> None:
+        """JSON at ``path`` and a histogram of the returns beside it (same name, .png)."""
+        from dreamgym.plots import histogram
+
+        path = Path(path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        histogram(self.returns, path.with_suffix(".png"), f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f}")
+
+
+def sb3_algorithm(path: Path) -> str:
+    """Name of the SB3 algorithm that saved ``path``, from the module of its policy class."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a Stable-Baselines3 model archive ({error})") from error
+    module = data.get("policy_class", {}).get("__module__", "")
+    for name in SB3_ALGORITHMS:
+        if f".{name.lower()}." in module:
+            return name
+    return "PPO"  # ActorCriticPolicy (PPO, A2C): prediction is the same for either
+
+
+def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[Any, str | None]:
+    """(policy with ``predict``/``act``, the model directory it belongs to or None)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ValueError(f"{path} is a directory but not a dreamgym model directory (no {CONFIG_FILE})")
+        model = load_world_model(path)
+        if model.controller is None:
+            raise ValueError(f"model directory {path} has no controller: train one with `dreamgym train-controller`")
+        return model.controller, os.fspath(path)
+    if path.suffix == ".safetensors":
+        return load_controller(path), None
+    if path.suffix == ".zip":
+        import stable_baselines3
+
+        name = algorithm or sb3_algorithm(path)
+        return getattr(stable_baselines3, name).load(path, device="cpu"), None
+    raise ValueError(f"unknown policy {path}: expected a model directory, a controller .safetensors or an SB3 .zip")
+
+
+def act(policy: Any, observation: np.ndarray) -> Any:
+    """One deterministic action from a dreamgym controller or an SB3 model."""
+    action, _ = policy.predict(observation, deterministic=True)
+    if isinstance(action, np.ndarray) and action.shape == ():
+        return int(action)
+    return action
+
+
+class RandomPolicy:
+    """Uniformly random actions from the env's action space (the baseline)."""
+
+    def __init__(self, action_space: gym.spaces.Space) -> None:
+        self.action_space = action_space
+
+    def seed(self, seed: int) -> None:
+        self.action_space.seed(seed)
+
+    def predict(self, observation: Any, deterministic: bool = True) -> tuple[Any, None]:
+        return self.action_space.sample(), None
+
+
+_WORKER_CACHE: dict[tuple, tuple[Any, gym.Env]] = {}
+
+
+def run_episode(job: tuple) -> tuple[int, float, int]:
+    """(index, return, length) of episode ``index``; the policy and env are made once per process."""
+    env_id, env_kwargs_json, policy_path, algorithm, seed, index = job
+    key = (env_id, env_kwargs_json, policy_path, algorithm)
+    if key not in _WORKER_CACHE:
+        import dreamgym  # noqa: F401  (registers the ids in a spawned worker)
+
+        env = gym.make(env_id, **json.loads(env_kwargs_json))
+        policy = RandomPolicy(env.action_space) if policy_path == "random" else load_policy(policy_path, algorithm)[0]
+        _WORKER_CACHE[key] = (policy, env)
+    policy, env = _WORKER_CACHE[key]
+    if isinstance(policy, RandomPolicy):
+        policy.seed(seed + index)
+    observation, _ = env.reset(seed=seed + index)
+    total, length, done = 0.0, 0, False
+    while not done:
+        observation, reward, terminated, truncated, _ = env.step(act(policy, observation))
+        total += float(reward)
+        length += 1
+        done = terminated or truncated
+    return index, total, length
+
+
+def close_cached_envs() -> None:
+    """Close the envs an in-process evaluation kept (a worker process's die with it)."""
+    for _, env in _WORKER_CACHE.values():
+        env.close()
+    _WORKER_CACHE.clear()
+
+
+def evaluate(
+    env_id: str,
+    policy: str | os.PathLike,
+    episodes: int = 100,
+    seed: int = 10_000,
+    workers: int = 2,
+    env_kwargs: dict[str, Any] | None = None,
+    algorithm: str | None = None,
+    progress=None,
+) -> EvalResult:
+    """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` processes.
+
+    ``policy`` may also be ``"random"``: uniform random actions, the baseline.
+
+    If ``policy`` is a model directory, the env uses that world model unless ``env_kwargs``
+    names another. ``progress`` (optional) is called with (done, total) after each episode.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    start = time.perf_counter()
+    env_kwargs = dict(env_kwargs or {})
+    model_dir = None if policy == "random" else load_policy(policy, algorithm)[1]
+    if model_dir is not None and env_id.startswith(("Dream", "Latent")):
+        env_kwargs.setdefault("world_model", model_dir)
+    gym.spec(env_id)  # a clear error now for an unknown id, not in a worker
+    kwargs_json = json.dumps(env_kwargs, sort_keys=True)
+    jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i) for i in range(episodes)]
+    results = []
+    for result in run_parallel(run_episode, jobs, workers):
+        results.append(result)
+        if progress is not None:
+            progress(len(results), episodes)
+    results.sort()
+    close_cached_envs()
+    returns = [r for _, r, _ in results]
+    return EvalResult(
+        env_id=env_id,
+        episodes=episodes,
+        mean=float(np.mean(returns)),
+        std=float(np.std(returns)),
+        returns=returns,
+        lengths=[n for _, _, n in results],
+        seed=seed,
+        policy=os.fspath(policy),
+        env_kwargs=env_kwargs,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,318 @@
+"""The paper's stages in order, each on a run directory.
+
+    collect -> train-vae -> encode -> train-mdnrnn -> train-controller -> export -> evaluate
+
+A run directory::
+
+    run.json            the settings (game, preset, every stage's config)
+    timings.json        wall-clock seconds of every stage run so far
+    episodes/           real episodes (collect)
+    vae/                V's checkpoint, metrics.csv, loss.png, reconstructions.png
+    latents/            μ, log σ² of every frame (encode)
+    mdnrnn/             M's checkpoint, metrics.csv, loss.png, predictions.png
+    controller/         CMA-ES state, controller.safetensors, fitness.csv, fitness.png
+    model/              the exported model directory (what world_model=DIR loads)
+    eval/               evaluation JSON + histograms
+
+Every stage is a no-op when already finished (unless ``force``), resumes after a crash, and
+returns what it did and how long it took.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dreamgym.checkpoint import load_controller, save_world_model
+from dreamgym.cmaes import BEST_FILE, train_controller
+from dreamgym.collect import collect, episode_files
+from dreamgym.config import RunConfig, preset
+from dreamgym.encode import encode_run, initial_latents
+from dreamgym.evaluate import evaluate
+from dreamgym.files import atomic_write_text, load_torch_checkpoint
+from dreamgym.games import get_game
+from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig, train_mdnrnn
+from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_report
+from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
+from dreamgym.world_model import WorldModel
+
+STAGES = ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate")
+LATENT_IDS = {"carracing": "LatentCarRacing-v0", "doom": "LatentDoomTakeCover-v0"}
+
+
+@dataclass
+class StageReport:
+    stage: str
+    seconds: float
+    summary: str
+
+    def __str__(self) -> str:
+        return f"[{self.stage}] {self.summary} ({format_seconds(self.seconds)})"
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
+    """Accumulate a stage's wall-clock time (resumed runs add up) in timings.json."""
+    path = run_dir / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings[stage] = timings.get(stage, 0.0) + seconds
+    atomic_write_text(path, json.dumps(timings, indent=2) + "\n")
+
+
+def _timed(run_dir: Path, stage: str, work: Callable[[], str]) -> StageReport:
+    start = time.perf_counter()
+    summary = work()
+    seconds = time.perf_counter() - start
+    _record_time(run_dir, stage, seconds)
+    return StageReport(stage, seconds, summary)
+
+
+def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrides: Any) -> RunConfig:
+    """Create ``run_dir/run.json`` from a preset, or check that an existing run matches."""
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        config = RunConfig.load(run_dir)
+        if config.game != get_game(game).name:
+            raise StageError(f"{run_dir} is a {config.game} run, not {game}")
+    else:
+        config = preset(game, preset_name)
+    config = config.with_overrides("collect", **collect_overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir)
+    return config
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callable | None = None) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+    if force and (run_dir / "episodes").exists():
+        shutil.rmtree(run_dir / "episodes")
+
+    def work() -> str:
+        summaries = collect(config.game, run_dir / "episodes", config.collect, progress)
+        total = len(episode_files(run_dir / "episodes"))
+        if not summaries:
+            return f"already finished: {total} episodes in {run_dir / 'episodes'}"
+        steps = [s.steps for s in summaries]
+        returns = [s.total_reward for s in summaries]
+        return (f"recorded {len(summaries)} episodes ({sum(steps)} steps, mean length {np.mean(steps):.0f}, "
+                f"mean return {np.mean(returns):.1f}); {total} in {run_dir / 'episodes'}")
+
+    return _timed(run_dir, "collect", work)
+
+
+def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+                    report: Report = no_report) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+
+    def work() -> str:
+        _, result = train_vae(run_dir, config.vae, resume=resume, force=force, progress=progress, report=report)
+        last = result.history[-1]
+        verb = "trained" if result.trained_epochs else "already finished"
+        return f"V {verb}: {result.epochs} epochs, loss {last['loss']:.1f} (reconstruction {last['reconstruction']:.1f})"
+
+    return _timed(run_dir, "train-vae", work)
+
+
+def _load_vae(run_dir: Path, config: RunConfig) -> ConvVAE:
+    vae = ConvVAE(VAEConfig(z_dim=config.vae.z_dim, kl_tolerance=config.vae.kl_tolerance))
+    load_trained(run_dir / "vae", vae)
+    return vae
+
+
+def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = False, report: Report = no_report) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+
+    def work() -> str:
+        result = encode_run(run_dir, _load_vae(run_dir, config), force=force, progress=progress, report=report)
+        damaged = f", {result.skipped_damaged} damaged files skipped" if result.skipped_damaged else ""
+        return f"encoded {result.encoded} episodes ({result.already_done} already encoded{damaged})"
+
+    return _timed(run_dir, "encode", work)
+
+
+def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+                       report: Report = no_report) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+
+    def work() -> str:
+        _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
+                                 progress=progress, report=report)
+        last = result.history[-1]
+        verb = "trained" if result.trained_epochs else "already finished"
+        return (f"M {verb}: {result.epochs} epochs, nll/dim {last['nll']:.3f}, reward mse {last['reward']:.3f}, "
+                f"done bce {last['done']:.3f}")
+
+    return _timed(run_dir, "train-mdnrnn", work)
+
+
+def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> WorldModel:
+    """Assemble V, M, the first-frame latents and (if trained) the controller of a run."""
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+    game = get_game(config.game)
+    vae = _load_vae(run_dir, config)
+    mdnrnn = MDNRNN(MDNRNNConfig(z_dim=config.vae.z_dim, action_dim=game.action_dim, hidden_dim=config.mdnrnn.hidden_dim,
+                                 num_mixtures=config.mdnrnn.num_mixtures))
+    load_trained(run_dir / "mdnrnn", mdnrnn)
+    mu, logvar = initial_latents(run_dir, report)
+    controller_file = run_dir / "controller" / BEST_FILE
+    controller = load_controller(controller_file) if controller_file.exists() else None
+    return WorldModel(game, vae, mdnrnn, torch.from_numpy(mu), torch.from_numpy(logvar), controller)
+
+
+def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+                           report: Report = no_report) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+
+    def work() -> str:
+        model = world_model_from_run(run_dir, report)
+        result = train_controller(model, run_dir / "controller", config.controller, resume=resume, force=force,
+                                  progress=progress, report=report)
+        verb = "trained" if result.trained_generations else "already finished"
+        return (f"controller {verb}: {result.generations} generations at τ={config.controller.temperature}, "
+                f"best fitness {result.best_fitness:.1f} -> {run_dir / 'controller' / BEST_FILE}")
+
+    return _timed(run_dir, "train-controller", work)
+
+
+def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, report: Report = no_report) -> StageReport:
+    run_dir, to = Path(run_dir), Path(to)
+
+    def work() -> str:
+        model = world_model_from_run(run_dir, report)
+        model.metadata = run_metadata(run_dir)
+        save_world_model(model, to, model_card=model_card(run_dir, model), weights_dtype=torch.float16 if float16 else None)
+        pictures = to / "pictures"
+        pictures.mkdir(exist_ok=True)
+        for source in ("vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "mdnrnn/loss.png",
+                       "controller/fitness.png"):
+            if (run_dir / source).exists():
+                shutil.copyfile(run_dir / source, pictures / source.replace("/", "_"))
+        size = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+        return f"exported to {to} ({size / 1e6:.1f} MB{', float16 weights' if float16 else ''})"
+
+    return _timed(run_dir, "export", work)
+
+
+def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: int | None = None,
+                   progress: Callable | None = None) -> StageReport:
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir).with_overrides("evaluate", episodes=episodes, seed=seed)
+    env_id = LATENT_IDS[config.game]
+
+    def work() -> str:
+        result = evaluate(env_id, run_dir / "model", config.evaluate.episodes, config.evaluate.seed,
+                          config.evaluate.workers, progress=progress)
+        result.save(run_dir / "eval" / f"{env_id}.json")
+        return result.summary()
+
+    return _timed(run_dir, "evaluate", work)
+
+
+def run_pipeline(
+    game: str, run_dir: str | Path, preset_name: str = "cpu", *, progress: bool = False,
+    report: Report = no_report, on_stage: Callable[[StageReport], None] | None = None,
+) -> list[StageReport]:
+    """All stages in order; an interrupted pipeline resumes where it stopped."""
+    run_dir = Path(run_dir)
+    init_run(run_dir, game, preset_name)
+    on_stage = on_stage or (lambda stage_report: None)
+    reports = []
+    for stage in (
+        lambda: collect_stage(run_dir),
+        lambda: train_vae_stage(run_dir, resume=True, progress=progress, report=report),
+        lambda: encode_stage(run_dir, progress=progress, report=report),
+        lambda: train_mdnrnn_stage(run_dir, resume=True, progress=progress, report=report),
+        lambda: train_controller_stage(run_dir, resume=True, progress=progress, report=report),
+        lambda: export_stage(run_dir, run_dir / "model", report=report),
+        lambda: evaluate_stage(run_dir),
+        lambda: export_stage(run_dir, run_dir / "model", report=report),  # again, with the scores in the card
+    ):
+        reports.append(stage())
+        on_stage(reports[-1])
+    return reports
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def run_metadata(run_dir: Path) -> dict[str, Any]:
+    """Provenance of a run for config.json: settings, data size, final losses, timings, scores."""
+    config = RunConfig.load(run_dir)
+    metadata: dict[str, Any] = {"run": config.to_dict(), "episodes": len(episode_files(run_dir / "episodes"))}
+    for stage in ("vae", "mdnrnn"):
+        path = run_dir / stage / CHECKPOINT
+        if path.exists():
+            metadata[f"{stage}_final_metrics"] = load_torch_checkpoint(path)["history"][-1]
+    fitness = run_dir / "controller" / "cma_state.json"
+    if fitness.exists():
+        history = json.loads(fitness.read_text())["history"]
+        metadata["controller_generations"] = len(history)
+        metadata["controller_final"] = history[-1]
+    if (run_dir / "timings.json").exists():
+        metadata["timings_seconds"] = json.loads((run_dir / "timings.json").read_text())
+    metadata["evaluations"] = [json.loads(p.read_text()) for p in sorted((run_dir / "eval").glob("*.json"))] \
+        if (run_dir / "eval").exists() else []
+    for evaluation in metadata["evaluations"]:
+        evaluation.pop("lengths", None)
+    return metadata
+
+
+def model_card(run_dir: Path, model: WorldModel) -> str:
+    meta = run_metadata(run_dir)
+    config = RunConfig.load(run_dir)
+    lines = [
+        f"# dreamgym world model: {config.game}",
+        "",
+        f"Built with `dreamgym pipeline {config.game} --preset {config.preset}` (settings in config.json).",
+        "",
+        "## Sizes",
+        f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",
+        f"- M: MDN-RNN, LSTM {model.hidden_dim}, {model.mdnrnn.config.num_mixtures} mixtures, "
+        f"{count_parameters(model.mdnrnn):,} parameters",
+        f"- C: {'linear, ' + str(model.controller.num_parameters) + ' parameters' if model.controller else 'none'}",
+        f"- data: {meta['episodes']} real episodes; {len(model.initial_mu)} first-frame latents for resets",
+        "",
+        "## Losses (final epoch)",
+    ]
+    for stage in ("vae", "mdnrnn"):
+        metrics = meta.get(f"{stage}_final_metrics")
+        if metrics:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
+            lines.append(f"- {stage}: epoch {int(metrics['epoch'])}: {shown}")
+    if "controller_final" in meta:
+        final = meta["controller_final"]
+        lines.append(f"- controller: {meta['controller_generations']} generations, dream return best {final['best_return']:.1f}, "
+                     f"mean {final['mean_return']:.1f}, τ = {config.controller.temperature}")
+    lines += ["", "## Wall-clock time per stage (this machine)"]
+    for stage, seconds in meta.get("timings_seconds", {}).items():
+        lines.append(f"- {stage}: {format_seconds(seconds)}")
+    lines += ["", "## Scores"]
+    if meta["evaluations"]:
+        for evaluation in meta["evaluations"]:
+            lines.append(f"- {evaluation['env_id']}: {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over "
+                         f"{evaluation['episodes']} episodes (seeds from {evaluation['seed']})")
+    else:
+        lines.append("- not evaluated yet")
+    lines += ["", "## Pictures", "See `pictures/`: V's reconstructions, M's predictions and dreams, loss and fitness curves.", ""]
+    return "\n".join(lines)
