@@ -179,7 +179,7 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
         "cpu": {
             "collect": {"episodes": 2000},
             "vae": {"z_dim": 64, "epochs": 4},
-            "mdnrnn": {"hidden_dim": 512, "epochs": 300, "batch_size": 32},
+            "mdnrnn": {"hidden_dim": 512, "epochs": 100, "batch_size": 32},
             "controller": {"generations": 200, "population": 64, "trials": 16},
         },
         "paper": {

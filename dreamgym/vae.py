@@ -217,7 +217,8 @@ def train_vae(
         if count == 0:
             raise StageError("no readable frames in the training episodes")
         metrics = dict(zip(["loss", "reconstruction", "kl"], (totals / count).tolist()))
-        metrics["validation_reconstruction"] = _reconstruction_error(vae, validation_files, report)
+        if validation_files:
+            metrics["validation_reconstruction"] = _reconstruction_error(vae, validation_files, report)
         return metrics
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
@@ -247,7 +248,7 @@ def _preview_frames(files: list[Path], report: Report, count: int = 8) -> np.nda
 
 @torch.no_grad()
 def _reconstruction_error(vae: ConvVAE, files: list[Path], report: Report, max_frames: int = 2000) -> float:
-    """Mean summed squared error of μ's decoding on held-out frames (nan if none)."""
+    """Mean summed squared error of μ's decoding on held-out frames."""
     vae.eval()
     errors: list[float] = []
     seen = 0
@@ -258,4 +259,4 @@ def _reconstruction_error(vae: ConvVAE, files: list[Path], report: Report, max_f
         seen += len(images)
         if seen >= max_frames:
             break
-    return float(np.mean(errors)) if errors else float("nan")
+    return float(np.mean(errors))

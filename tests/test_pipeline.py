@@ -1,0 +1,128 @@
+"""The pipeline end to end on the real games (tiny preset), resumption after SIGKILL, damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env as gymnasium_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import dreamgym
+from dreamgym.config import RunConfig
+from dreamgym.files import load_torch_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dreamgym.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module", params=["doom", "carracing"])
+def tiny_run(request, tmp_path_factory) -> tuple[str, Path]:
+    game = request.param
+    root = tmp_path_factory.mktemp(f"tiny_{game}")
+    result = dreamgym_cli("pipeline", game, "--out", str(root / "run"), "--preset", "tiny", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
+        assert f"[{stage}]" in result.stdout
+    return game, root / "run"
+
+
+def test_tiny_pipeline_exports_a_model_that_passes_both_env_checkers(tiny_run):
+    game, run = tiny_run
+    assert (run / "model" / "config.json").is_file() and (run / "model" / "MODEL_CARD.md").is_file()
+    for picture in ("vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "controller/fitness.png"):
+        assert (run / picture).stat().st_size > 1000
+    env_id = dreamgym.ENV_IDS[game][0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(infinity|symmetric and normalized).*")
+        gymnasium_check_env(gym.make(env_id, world_model=str(run / "model")).unwrapped)
+        sb3_check_env(gym.make(env_id, world_model=str(run / "model")).unwrapped)
+    model = dreamgym.load_world_model(run / "model")
+    assert model.controller is not None and model.game.name == game
+    card = (run / "model" / "MODEL_CARD.md").read_text()
+    assert "Wall-clock time per stage" in card and "over 2 episodes" in card
+
+
+def test_finished_stages_are_no_ops(tiny_run):
+    _, run = tiny_run
+    result = dreamgym_cli("train-vae", str(run), cwd=run.parent)
+    assert result.returncode == 0 and "already finished" in result.stdout
+
+
+def test_evaluate_writes_json_with_every_return(tiny_run, tmp_path):
+    game, run = tiny_run
+    out = tmp_path / "eval.json"
+    env_id = dreamgym.ENV_IDS[game][0]
+    result = dreamgym_cli("evaluate", env_id, "--policy", str(run / "model"), "--episodes", "3", "--seed", "5",
+                          "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["env_id"] == env_id and data["episodes"] == 3 and len(data["returns"]) == 3
+    assert abs(data["mean"] - sum(data["returns"]) / 3) < 1e-6
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("model", "eval"))
+    return target
+
+
+@pytest.mark.parametrize("stage,directory,section,extra", [
+    ("train-vae", "vae", "vae", {"frames_per_epoch": 1500}),
+    ("train-mdnrnn", "mdnrnn", "mdnrnn", {"hidden_dim": 256, "batch_size": 1}),
+])
+def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_run, tmp_path, stage, directory, section, extra):
+    game, source = tiny_run
+    if game != "doom":
+        pytest.skip("one game is enough for the resume mechanics")
+    run = copy_run(source, tmp_path)
+    shutil.rmtree(run / directory)
+    config = RunConfig.load(run)
+    config.with_overrides(section, epochs=3, **extra).save(run)
+    checkpoint = run / directory / "checkpoint.pt"
+    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", stage, str(run)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = load_torch_checkpoint(checkpoint)
+    assert 1 <= saved["epoch"] < 3, "the kill must land after the first checkpoint and before the end"
+    refused = dreamgym_cli(stage, str(run), cwd=tmp_path)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    resumed = dreamgym_cli(stage, str(run), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after epoch {saved['epoch']} of 3" in resumed.stdout
+    final = load_torch_checkpoint(checkpoint)
+    assert final["epoch"] == 3
+    assert [row["epoch"] for row in final["history"]] == [1, 2, 3]
+    assert final["history"][: saved["epoch"]] == saved["history"]
+    assert len((run / directory / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_truncated_episode_file_is_reported_by_name_and_skipped(tiny_run, tmp_path):
+    _, source = tiny_run
+    run = copy_run(source, tmp_path)
+    damaged = sorted((run / "episodes").glob("episode_*.npz"))[1]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    result = dreamgym_cli("encode", str(run), "--force", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"skipping damaged file: {damaged}" in result.stdout
+    assert "1 damaged files skipped" in result.stdout
+    assert not (run / "latents" / damaged.name).exists()
+    result = dreamgym_cli("train-vae", str(run), "--force", cwd=tmp_path)
+    assert result.returncode == 0 and damaged.name in result.stdout
