@@ -33,7 +33,7 @@ def paper_size_model(game_name: str, directory: Path) -> Path:
         initial_logvar=torch.zeros(16, game.z_dim),
     )
     with torch.no_grad():
-        model.mdnrnn.done_head.bias.fill_(-20.0)  # never end, so resets do not dominate the timing
+        model.mdnrnn.head.bias[-1].fill_(-20.0)  # never end, so resets do not dominate the timing
     return dreamgym.save_world_model(model, directory / game_name)
 
 

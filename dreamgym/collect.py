@@ -223,6 +223,8 @@ def collect(
     get_game(game_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(".episode_*.tmp"):  # from a worker killed mid-write
+        leftover.unlink()
     jobs = [(game_name, i, config, os.fspath(out_dir)) for i in missing_episodes(out_dir, config.episodes)]
     summaries = []
     for summary in run_parallel(_record, jobs, config.workers):

@@ -56,7 +56,8 @@ class MDNRNNConfig:
 class MDNOutput(NamedTuple):
     """Heads of M for every step; shapes (B, T, z_dim, K) for the mixture and (B, T) otherwise."""
 
-    log_pi: torch.Tensor
+    logits: torch.Tensor
+    """Unnormalised mixture weights (log_softmax gives log π)."""
     mu: torch.Tensor
     log_sigma: torch.Tensor
     reward: torch.Tensor
@@ -72,25 +73,25 @@ class MDNRNN(nn.Module):
         super().__init__()
         self.config = config
         self.lstm = nn.LSTM(config.z_dim + config.action_dim, config.hidden_dim, batch_first=True)
-        self.mixture_head = nn.Linear(config.hidden_dim, 3 * config.z_dim * config.num_mixtures)
-        self.reward_head = nn.Linear(config.hidden_dim, 1)
-        self.done_head = nn.Linear(config.hidden_dim, 1)
+        # One linear layer for every head: [mixture logits | means | log σ] (each z_dim·K), reward, done.
+        self.head = nn.Linear(config.hidden_dim, 3 * config.z_dim * config.num_mixtures + 2)
+        self._fused_lstm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> LSTMState:
         zeros = torch.zeros(batch_size, self.config.hidden_dim, device=device)
         return zeros, zeros.clone()
 
     def heads(self, hidden: torch.Tensor) -> MDNOutput:
-        """(..., hidden_dim) -> the heads, mixture logits already log-softmaxed."""
+        """(..., hidden_dim) -> the heads (mixture logits unnormalised: sampling does not need it)."""
         K, z_dim = self.config.num_mixtures, self.config.z_dim
-        raw = self.mixture_head(hidden).view(*hidden.shape[:-1], z_dim, 3, K)
-        logits, mu, log_sigma = raw.unbind(dim=-2)
+        raw = self.head(hidden)
+        mixture = raw[..., :-2].unflatten(-1, (3, z_dim, K))
         return MDNOutput(
-            log_pi=torch.log_softmax(logits, dim=-1),
-            mu=mu,
-            log_sigma=log_sigma,
-            reward=self.reward_head(hidden).squeeze(-1),
-            done_logit=self.done_head(hidden).squeeze(-1),
+            logits=mixture[..., 0, :, :],
+            mu=mixture[..., 1, :, :],
+            log_sigma=mixture[..., 2, :, :],
+            reward=raw[..., -2],
+            done_logit=raw[..., -1],
         )
 
     def forward(
@@ -108,12 +109,27 @@ class MDNRNN(nn.Module):
         without the sequence machinery (this is the dream's hot path).
         """
         h, c = state
-        gates = torch.addmm(self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0, torch.cat([z, actions], dim=-1), self.lstm.weight_ih_l0.t())
-        gates = torch.addmm(gates, h, self.lstm.weight_hh_l0.t())
+        weight, bias = self._fused_lstm_weights()
+        gates = torch.addmm(bias, torch.cat([z, actions, h], dim=-1), weight)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return self.heads(h), (h, c)
+
+    def _fused_lstm_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[W_ih | W_hh]ᵀ and b_ih + b_hh as one matrix multiply, rebuilt only when the
+        weights change (tracked through their in-place version counters)."""
+        lstm = self.lstm
+        parameters = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        if torch.is_grad_enabled() and lstm.weight_hh_l0.requires_grad:  # training: keep the graph
+            return torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).t(), lstm.bias_ih_l0 + lstm.bias_hh_l0
+        key = tuple(p._version for p in parameters) + tuple(p.data_ptr() for p in parameters)
+        if self._fused_lstm is None or self._fused_lstm[0] != key:
+            with torch.no_grad():
+                weight = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).t().contiguous()
+                bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+            self._fused_lstm = (key, weight, bias)
+        return self._fused_lstm[1], self._fused_lstm[2]
 
 
 def mixture_nll(output: MDNOutput, target: torch.Tensor) -> torch.Tensor:
@@ -124,7 +140,8 @@ def mixture_nll(output: MDNOutput, target: torch.Tensor) -> torch.Tensor:
     """
     target = target.unsqueeze(-1)
     log_normal = -0.5 * ((target - output.mu) * torch.exp(-output.log_sigma)).pow(2) - output.log_sigma - LOG_SQRT_2PI
-    return -torch.logsumexp(output.log_pi + log_normal, dim=-1).sum(dim=-1)
+    log_pi = torch.log_softmax(output.logits, dim=-1)
+    return -torch.logsumexp(log_pi + log_normal, dim=-1).sum(dim=-1)
 
 
 def sample_next_z(output: MDNOutput, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -134,10 +151,10 @@ def sample_next_z(output: MDNOutput, temperature: float, generator: torch.Genera
     on logits / τ; its Gaussian is then sampled with σ·√τ. Randomness comes only from
     ``generator``.
     """
-    log_pi, mu, log_sigma = output.log_pi, output.mu, output.log_sigma
-    uniform = torch.rand(log_pi.shape, generator=generator, device=log_pi.device, dtype=log_pi.dtype)
+    logits, mu, log_sigma = output.logits, output.mu, output.log_sigma
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0 - 1e-7)))
-    component = torch.argmax(log_pi / temperature + gumbel, dim=-1, keepdim=True)
+    component = torch.argmax(logits / temperature + gumbel, dim=-1, keepdim=True)
     chosen_mu = mu.gather(-1, component).squeeze(-1)
     chosen_sigma = log_sigma.gather(-1, component).squeeze(-1).exp() * math.sqrt(temperature)
     noise = torch.randn(chosen_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
@@ -328,7 +345,7 @@ def plot_predictions(
     mu = torch.from_numpy(latents["mu"]).float()
     actions = torch.from_numpy(game.action_to_vector(latents["actions"]))
     output, _ = model(mu[None, :-1], actions[None])
-    best = output.log_pi[0].argmax(-1, keepdim=True)
+    best = output.logits[0].argmax(-1, keepdim=True)
     predicted = output.mu[0].gather(-1, best).squeeze(-1)  # (T, z_dim): prediction of z_{t+1}
     generator = torch.Generator().manual_seed(0)
     z, state, dream = mu[:1], model.initial_state(1), [mu[0]]

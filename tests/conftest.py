@@ -24,7 +24,7 @@ def small_world_model(game_name: str, seed: int = 0) -> WorldModel:
     vae = ConvVAE(VAEConfig(z_dim=SMALL_Z))
     mdnrnn = MDNRNN(MDNRNNConfig(z_dim=SMALL_Z, action_dim=game.action_dim, hidden_dim=SMALL_HIDDEN))
     with torch.no_grad():
-        mdnrnn.done_head.bias.fill_(-3.0)
+        mdnrnn.head.bias[-1].fill_(-3.0)
     return WorldModel(
         game=game,
         vae=vae,

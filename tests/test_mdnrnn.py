@@ -13,7 +13,7 @@ def random_heads(batch: int, z_dim: int, K: int, seed: int = 0) -> MDNOutput:
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(batch, z_dim, K, generator=g) * 2
     return MDNOutput(
-        log_pi=torch.log_softmax(logits, dim=-1),
+        logits=logits,
         mu=torch.randn(batch, z_dim, K, generator=g) * 3,
         log_sigma=torch.randn(batch, z_dim, K, generator=g) * 0.5,
         reward=torch.zeros(batch),
@@ -24,7 +24,7 @@ def random_heads(batch: int, z_dim: int, K: int, seed: int = 0) -> MDNOutput:
 def test_mixture_nll_matches_torch_mixture_same_family():
     heads = random_heads(64, 7, 5)
     target = torch.randn(64, 7, generator=torch.Generator().manual_seed(1)) * 3
-    reference = D.MixtureSameFamily(D.Categorical(logits=heads.log_pi), D.Normal(heads.mu, heads.log_sigma.exp()))
+    reference = D.MixtureSameFamily(D.Categorical(logits=heads.logits), D.Normal(heads.mu, heads.log_sigma.exp()))
     expected = -reference.log_prob(target).sum(dim=-1)
     torch.testing.assert_close(mixture_nll(heads, target), expected, rtol=1e-5, atol=1e-4)
 
@@ -37,7 +37,7 @@ def test_mixture_nll_is_finite_far_from_every_component():
 def test_near_zero_temperature_collapses_onto_most_likely_component_mean():
     heads = random_heads(32, 6, 5)
     samples = sample_next_z(heads, 1e-6, torch.Generator().manual_seed(0))
-    best = heads.log_pi.argmax(dim=-1, keepdim=True)
+    best = heads.logits.argmax(dim=-1, keepdim=True)
     expected = heads.mu.gather(-1, best).squeeze(-1)
     torch.testing.assert_close(samples, expected, atol=1e-2, rtol=0)
 
@@ -55,7 +55,7 @@ def test_sampling_at_temperature_one_follows_the_mixture():
     heads = random_heads(1, 1, 5, seed=4)
     heads = MDNOutput(*(t.expand(20000, *t.shape[1:]) if t.dim() == 3 else t for t in heads))
     samples = sample_next_z(heads, 1.0, torch.Generator().manual_seed(5))[:, 0]
-    mixture = D.MixtureSameFamily(D.Categorical(logits=heads.log_pi[0, 0]), D.Normal(heads.mu[0, 0], heads.log_sigma[0, 0].exp()))
+    mixture = D.MixtureSameFamily(D.Categorical(logits=heads.logits[0, 0]), D.Normal(heads.mu[0, 0], heads.log_sigma[0, 0].exp()))
     assert abs(samples.mean().item() - mixture.mean.item()) < 4 * math.sqrt(mixture.variance.item() / 20000)
     assert abs(samples.var().item() / mixture.variance.item() - 1) < 0.05
 
@@ -83,5 +83,5 @@ def test_single_step_equals_sequence_forward():
 def test_mixture_weights_are_per_latent_dimension():
     model = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8, num_mixtures=5))
     out, _ = model(torch.randn(1, 2, 4), torch.randn(1, 2, 3))
-    assert out.log_pi.shape == (1, 2, 4, 5)
-    assert not torch.allclose(out.log_pi[..., 0, :], out.log_pi[..., 1, :])
+    assert out.logits.shape == (1, 2, 4, 5)
+    assert not torch.allclose(out.logits[..., 0, :], out.logits[..., 1, :])
