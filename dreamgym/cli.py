@@ -99,6 +99,14 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
+def cmd_sweep_temperature(args: argparse.Namespace) -> None:
+    from dreamgym.pipeline import sweep_temperature, temperature_table
+
+    rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations, episodes=args.episodes,
+                             seed=args.seed, progress=True, report=_print)
+    _print(temperature_table(rows))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dreamgym.demo import run_demo
 
@@ -165,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("sweep-temperature", help="the paper's table: a controller per τ, its dream and real scores")
+    p.add_argument("run")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3])
+    p.add_argument("--generations", type=int, help="CMA-ES generations per τ (default: the run's)")
+    p.add_argument("--episodes", type=int, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
+    p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's)")
+    p.set_defaults(func=cmd_sweep_temperature)
 
     p = sub.add_parser("demo", help="train a controller in the shipped Doom dream, then test it on the real game")
     p.add_argument("--world-model", default="doom_take_cover")

@@ -20,6 +20,7 @@ returns what it did and how long it took.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -30,8 +31,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dreamgym.checkpoint import load_controller, save_world_model
-from dreamgym.cmaes import BEST_FILE, train_controller
+from dreamgym.checkpoint import load_controller, save_controller, save_world_model
+from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
 from dreamgym.collect import collect, episode_files
 from dreamgym.config import RunConfig, preset
 from dreamgym.encode import encode_run, initial_latents
@@ -316,3 +317,62 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
         lines.append("- not evaluated yet")
     lines += ["", "## Pictures", "See `pictures/`: V's reconstructions, M's predictions and dreams, loss and fitness curves.", ""]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- temperature sweep
+
+SWEEP_TEMPERATURES = (0.1, 0.5, 1.0, 1.15, 1.3)
+
+
+def sweep_temperature(
+    run_dir: str | Path,
+    temperatures: tuple[float, ...] = SWEEP_TEMPERATURES,
+    *,
+    generations: int | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    report: Report = no_report,
+) -> list[dict[str, Any]]:
+    """The paper's temperature table for this run's world model.
+
+    For each τ: a controller trained in the dream at τ (``run/sweep/tau_X/``, resumable), its
+    score in the dream at the same τ, and its score on the real game (latent twin), each over
+    ``episodes`` episodes. Writes ``run/sweep/temperature.json`` and ``temperature.md``.
+    """
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+    episodes = episodes or config.evaluate.episodes
+    seed = config.evaluate.seed if seed is None else seed
+    model = world_model_from_run(run_dir, report)
+    model.controller = None
+    model_dir = run_dir / "sweep" / "model"
+    if not (model_dir / "config.json").exists():
+        save_world_model(model, model_dir)
+    rows = []
+    for temperature in temperatures:
+        out = run_dir / "sweep" / f"tau_{temperature:g}"
+        controller_config = dataclasses.replace(config.controller, temperature=temperature,
+                                                generations=generations or config.controller.generations)
+        result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
+        generator = torch.Generator().manual_seed(seed)
+        dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
+                              model.game.max_episode_steps)[0]
+        save_controller(result.controller, out / BEST_FILE, {"temperature": temperature})
+        real = evaluate(LATENT_IDS[config.game], out / BEST_FILE, episodes, seed, config.evaluate.workers,
+                        env_kwargs={"world_model": str(model_dir)})
+        rows.append({"temperature": temperature, "generations": result.generations,
+                     "dream_mean": float(dream.mean()), "dream_std": float(dream.std()),
+                     "real_mean": real.mean, "real_std": real.std, "episodes": episodes})
+        report(f"τ = {temperature:g}: dream {dream.mean():.0f} ± {dream.std():.0f}, real {real.mean:.0f} ± {real.std:.0f}")
+    atomic_write_text(run_dir / "sweep" / "temperature.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(run_dir / "sweep" / "temperature.md", temperature_table(rows))
+    return rows
+
+
+def temperature_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| τ | dream score | real score |", "|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['temperature']:g} | {row['dream_mean']:.0f} ± {row['dream_std']:.0f} | "
+                     f"{row['real_mean']:.0f} ± {row['real_std']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -140,5 +140,8 @@ def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:
     if not path.exists():
         raise StageError(f"{path} does not exist: run the stage that writes it first")
     checkpoint = load_torch_checkpoint(path)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise StageError(f"{path} does not fit the model built from run.json (settings changed since?): {error}") from error
     return checkpoint
