@@ -2,5 +2,6 @@
 
 from dreamgym.envs.dream import DreamEnv, check_action
 from dreamgym.envs.latent import LatentObservation, make_latent_env
+from dreamgym.envs.vector import DreamVectorEnv
 
-__all__ = ["DreamEnv", "LatentObservation", "check_action", "make_latent_env"]
+__all__ = ["DreamEnv", "DreamVectorEnv", "LatentObservation", "check_action", "make_latent_env"]
