@@ -15,20 +15,26 @@ from dreamgym.cmaes import dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig
 from dreamgym.evaluate import evaluate
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--world-model", default="doom_take_cover")
-parser.add_argument("--generations", type=int, default=100)
-parser.add_argument("--episodes", type=int, default=100)
-parser.add_argument("--out", default="runs/example_cmaes_doom")
-args = parser.parse_args()
 
-world_model = dreamgym.load_world_model(args.world_model)
-config = ControllerTrainConfig(generations=args.generations, population=64, trials=16, temperature=1.15)
-result = train_controller(world_model, Path(args.out), config, resume=True, progress=True, report=print)
-save_controller(result.controller, Path(args.out) / "controller.safetensors")
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--world-model", default="doom_take_cover")
+    parser.add_argument("--generations", type=int, default=100)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--out", default="runs/example_cmaes_doom")
+    args = parser.parse_args()
 
-dream = dream_returns(world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100)[0]
-real = evaluate("LatentDoomTakeCover-v0", Path(args.out) / "controller.safetensors", args.episodes, seed=50_000,
-                env_kwargs={"world_model": args.world_model})
-print(f"dream (τ=1.15): {np.mean(dream):.0f} ± {np.std(dream):.0f}")
-print(f"real VizDoom:   {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
+    world_model = dreamgym.load_world_model(args.world_model)
+    config = ControllerTrainConfig(generations=args.generations, population=64, trials=16, temperature=1.15)
+    result = train_controller(world_model, Path(args.out), config, resume=True, progress=True, report=print)
+    save_controller(result.controller, Path(args.out) / "controller.safetensors")
+
+    dream = dream_returns(world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100)[0]
+    real = evaluate("LatentDoomTakeCover-v0", Path(args.out) / "controller.safetensors", args.episodes, seed=50_000,
+                    env_kwargs={"world_model": args.world_model})
+    print(f"dream (τ=1.15): {np.mean(dream):.0f} ± {np.std(dream):.0f}")
+    print(f"real VizDoom:   {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
+
+
+if __name__ == "__main__":  # evaluation workers are spawned processes
+    main()

@@ -11,20 +11,26 @@ from stable_baselines3 import PPO
 import dreamgym
 from dreamgym.evaluate import evaluate
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--world-model", default="doom_take_cover")
-parser.add_argument("--steps", type=int, default=2_000_000)
-parser.add_argument("--episodes", type=int, default=100)
-parser.add_argument("--out", default="runs/example_ppo_doom.zip")
-args = parser.parse_args()
 
-dream = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=256, temperature=1.15, world_model=args.world_model)
-model = PPO("MlpPolicy", dream, n_steps=64, batch_size=4096, n_epochs=4, learning_rate=3e-4, gamma=0.995,
-            ent_coef=0.01, verbose=1, seed=0)
-model.learn(args.steps)
-model.save(args.out)
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--world-model", default="doom_take_cover")
+    parser.add_argument("--steps", type=int, default=2_000_000)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--out", default="runs/example_ppo_doom.zip")
+    args = parser.parse_args()
 
-PPO.load(args.out, env=gym.make("LatentDoomTakeCover-v0", world_model=args.world_model))
-real = evaluate("LatentDoomTakeCover-v0", args.out, args.episodes, seed=50_000, env_kwargs={"world_model": args.world_model})
-print(f"dream episodes (last 100): {sum(e['r'] for e in model.ep_info_buffer) / max(1, len(model.ep_info_buffer)):.0f}")
-print(f"real VizDoom: {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
+    dream = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=256, temperature=1.15, world_model=args.world_model)
+    model = PPO("MlpPolicy", dream, n_steps=64, batch_size=4096, n_epochs=4, learning_rate=3e-4, gamma=0.995,
+                ent_coef=0.01, verbose=1, seed=0)
+    model.learn(args.steps)
+    model.save(args.out)
+
+    PPO.load(args.out, env=gym.make("LatentDoomTakeCover-v0", world_model=args.world_model))
+    real = evaluate("LatentDoomTakeCover-v0", args.out, args.episodes, seed=50_000, env_kwargs={"world_model": args.world_model})
+    print(f"dream episodes (last 100): {sum(e['r'] for e in model.ep_info_buffer) / max(1, len(model.ep_info_buffer)):.0f}")
+    print(f"real VizDoom: {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
+
+
+if __name__ == "__main__":  # evaluation workers are spawned processes
+    main()
