@@ -33,12 +33,13 @@ import torch
 
 from dreamgym.checkpoint import load_controller, save_controller, save_world_model
 from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
-from dreamgym.collect import collect, episode_files
+from dreamgym.collect import collect, episode_files, iter_valid, read_episode
 from dreamgym.config import RunConfig, preset
 from dreamgym.encode import encode_run, initial_latents
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game
+from dreamgym.plots import frame_grid
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig, train_mdnrnn
 from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_report
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
@@ -107,6 +108,7 @@ def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callabl
     def work() -> str:
         summaries = collect(config.game, run_dir / "episodes", config.collect, progress)
         total = len(episode_files(run_dir / "episodes"))
+        preview_episodes(run_dir / "episodes", run_dir / "episodes.png")
         if not summaries:
             return f"already finished: {total} episodes in {run_dir / 'episodes'}"
         steps = [s.steps for s in summaries]
@@ -129,6 +131,17 @@ def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = 
         return f"V {verb}: {result.epochs} epochs, loss {last['loss']:.1f} (reconstruction {last['reconstruction']:.1f})"
 
     return _timed(run_dir, "train-vae", work)
+
+
+def preview_episodes(episode_dir: Path, path: Path, episodes: int = 3, columns: int = 8) -> None:
+    """A picture of what collect recorded: evenly spaced frames of the first few episodes."""
+    rows = []
+    for episode_path, episode in iter_valid(episode_files(episode_dir)[:episodes], read_episode):
+        frames = episode["frames"]
+        rows.append((f"{episode_path.stem[-6:]} ({len(episode['actions'])} steps)",
+                     frames[np.linspace(0, len(frames) - 1, columns).astype(int)]))
+    if rows:
+        frame_grid(rows, path, "collected episodes (64×64 frames as V sees them)")
 
 
 def _load_vae(run_dir: Path, config: RunConfig) -> ConvVAE:
@@ -205,7 +218,7 @@ def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, 
         save_world_model(model, to, model_card=model_card(run_dir, model), weights_dtype=torch.float16 if float16 else None)
         pictures = to / "pictures"
         pictures.mkdir(exist_ok=True)
-        for source in ("vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "mdnrnn/loss.png",
+        for source in ("episodes.png", "vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "mdnrnn/loss.png",
                        "controller/fitness.png"):
             if (run_dir / source).exists():
                 shutil.copyfile(run_dir / source, pictures / source.replace("/", "_"))

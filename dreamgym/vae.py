@@ -239,7 +239,7 @@ def _preview_frames(files: list[Path], report: Report, count: int = 8) -> np.nda
     """``count`` frames spread over the first readable episodes, for reconstruction pictures."""
     picked: list[np.ndarray] = []
     for _, episode in iter_valid(files, read_episode, report):
-        frames = episode["frames"]
+        frames = episode["frames"][:-1]  # the frame after the last action may be a game-over screen
         picked.extend(frames[np.linspace(0, len(frames) - 1, 4).astype(int)])
         if len(picked) >= count:
             break
