@@ -11,6 +11,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import pytest
@@ -28,15 +29,27 @@ def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dreamgym.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.fixture(scope="module", params=["doom", "carracing"])
-def tiny_run(request, tmp_path_factory) -> tuple[str, Path]:
-    game = request.param
-    root = tmp_path_factory.mktemp(f"tiny_{game}")
-    result = dreamgym_cli("pipeline", game, "--out", str(root / "run"), "--preset", "tiny", cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
-        assert f"[{stage}]" in result.stdout
-    return game, root / "run"
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> Callable[[str], Path]:
+    """game -> a run directory made by `dreamgym pipeline GAME --preset tiny` (built on first use)."""
+    runs: dict[str, Path] = {}
+
+    def build(game: str) -> Path:
+        if game not in runs:
+            root = tmp_path_factory.mktemp(f"tiny_{game}")
+            result = dreamgym_cli("pipeline", game, "--out", str(root / "run"), "--preset", "tiny", cwd=root)
+            assert result.returncode == 0, result.stderr[-3000:]
+            for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
+                assert f"[{stage}]" in result.stdout
+            runs[game] = root / "run"
+        return runs[game]
+
+    return build
+
+
+@pytest.fixture(params=["doom", "carracing"])
+def tiny_run(request, tiny_runs) -> tuple[str, Path]:
+    return request.param, tiny_runs(request.param)
 
 
 def test_tiny_pipeline_exports_a_model_that_passes_both_env_checkers(tiny_run):
@@ -84,11 +97,8 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
     ("train-vae", "vae", "vae", {"frames_per_epoch": 1500}),
     ("train-mdnrnn", "mdnrnn", "mdnrnn", {"hidden_dim": 256, "batch_size": 1}),
 ])
-def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_run, tmp_path, stage, directory, section, extra):
-    game, source = tiny_run
-    if game != "doom":
-        pytest.skip("one game is enough for the resume mechanics")
-    run = copy_run(source, tmp_path)
+def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_runs, tmp_path, stage, directory, section, extra):
+    run = copy_run(tiny_runs("doom"), tmp_path)
     shutil.rmtree(run / directory)
     config = RunConfig.load(run)
     config.with_overrides(section, epochs=3, **extra).save(run)
@@ -114,9 +124,8 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_run, tmp_path, 
     assert len((run / directory / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
 
 
-def test_truncated_episode_file_is_reported_by_name_and_skipped(tiny_run, tmp_path):
-    _, source = tiny_run
-    run = copy_run(source, tmp_path)
+def test_truncated_episode_file_is_reported_by_name_and_skipped(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs("doom"), tmp_path)
     damaged = sorted((run / "episodes").glob("episode_*.npz"))[1]
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     result = dreamgym_cli("encode", str(run), "--force", cwd=tmp_path)
