@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -192,13 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dreamgym.files import DamagedFileError
+    from dreamgym.files import DamagedFileError, RunLockedError, run_lock
     from dreamgym.training import StageError
 
     args = build_parser().parse_args(argv)
+    run_dir = getattr(args, "run", None) or getattr(args, "out", None)  # the directory this command writes
     try:
-        args.func(args)
-    except (StageError, DamagedFileError, FileNotFoundError, ValueError) as error:
+        with run_lock(run_dir) if run_dir else contextlib.nullcontext():
+            args.func(args)
+    except (StageError, DamagedFileError, FileNotFoundError, ValueError, RunLockedError) as error:
         print(f"dreamgym {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

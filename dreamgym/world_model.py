@@ -128,6 +128,11 @@ class WorldModel:
         """
         output, (h, c) = self.mdnrnn.step(state.z, actions, (state.h, state.c))
         z = sample_next_z(output, temperature, generator)
+        if not (torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()):
+            raise FloatingPointError(
+                "the world model produced NaN or inf (latent, reward or done logit); its weights are "
+                "broken or its inputs are far outside what it was trained on"
+            )
         done_probability = torch.sigmoid(output.done_logit)
         if sample_done:
             done = torch.rand(done_probability.shape, generator=generator, device=self.device) < done_probability

@@ -135,3 +135,16 @@ def test_truncated_episode_file_is_reported_by_name_and_skipped(tiny_runs, tmp_p
     assert not (run / "latents" / damaged.name).exists()
     result = dreamgym_cli("train-vae", str(run), "--force", cwd=tmp_path)
     assert result.returncode == 0 and damaged.name in result.stdout
+
+
+def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
+    from dreamgym.files import run_lock
+
+    run = tmp_path / "run"
+    with run_lock(run):
+        result = dreamgym_cli("collect", "doom", "--out", str(run), "--preset", "tiny", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"in use by another dreamgym process (pid {os.getpid()})" in result.stderr
+    assert not (run / "episodes").exists()
+    with run_lock(run):  # released: can be taken again
+        pass

@@ -116,3 +116,20 @@ def test_damaged_weights_file_is_refused_by_name(model_dirs, tmp_path, damage, m
 def test_directory_without_config_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match="config.json is missing"):
         dreamgym.load_world_model(tmp_path)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_model_producing_nan_raises_instead_of_handing_nan_to_the_agent(vector):
+    import torch
+
+    from conftest import small_world_model
+    from dreamgym.envs.vector import DreamVectorEnv
+
+    model = small_world_model("carracing")
+    with torch.no_grad():
+        model.mdnrnn.head.bias[-2] = float("nan")  # the reward head
+    env = DreamVectorEnv("carracing", 2, world_model=model) if vector else dreamgym.DreamEnv("carracing", world_model=model)
+    env.reset(seed=0)
+    action = np.zeros((2, 3), np.float32) if vector else np.zeros(3, np.float32)
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        env.step(action)
