@@ -30,16 +30,13 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-ENV_IDS = {
-    "carracing": ("DreamCarRacing-v0", "LatentCarRacing-v0"),
-    "doom": ("DreamDoomTakeCover-v0", "LatentDoomTakeCover-v0"),
-}
+ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES.items()}
 """game -> (dream id, latent twin id)."""
 
 
 def _register() -> None:
-    for game_name, (dream_id, latent_id) in ENV_IDS.items():
-        game = GAMES[game_name]
+    for game_name, game in GAMES.items():
+        dream_id, latent_id = game.dream_env_id, game.latent_env_id
         limits = {"max_episode_steps": game.max_episode_steps, "reward_threshold": game.reward_threshold}
         if dream_id not in registry:
             register(

@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -25,7 +24,6 @@ from dreamgym.evaluate import EvalResult, act, evaluate
 from dreamgym.plots import side_by_side_gif
 from dreamgym.training import Report, no_report
 
-LATENT_IDS = {"carracing": "LatentCarRacing-v0", "doom": "LatentDoomTakeCover-v0"}
 TEMPERATURE = 1.15
 GIF_STEPS = 300
 
@@ -52,7 +50,7 @@ def run_demo(
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} Then run `dreamgym demo --world-model DIR`.") from None
     model = load_world_model(model_dir)
-    env_id = LATENT_IDS[model.game.name]
+    env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
     config = ControllerTrainConfig(generations=10_000, population=32, trials=8, temperature=TEMPERATURE, seed=seed)

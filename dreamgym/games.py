@@ -26,6 +26,10 @@ class Game:
 
     name: str
     """Short name used on the command line and in model directories (``doom``, ``carracing``)."""
+    dream_env_id: str
+    """The registered dream."""
+    latent_env_id: str
+    """The registered latent twin (the real game through V and M)."""
     real_env_id: str
     """Gymnasium id of the real game."""
     real_env_kwargs: dict[str, Any]
@@ -106,6 +110,8 @@ def preprocess_frame(frame: np.ndarray, crop_rows: tuple[int, int]) -> np.ndarra
 
 CARRACING = Game(
     name="carracing",
+    dream_env_id="DreamCarRacing-v0",
+    latent_env_id="LatentCarRacing-v0",
     real_env_id="CarRacing-v3",
     real_env_kwargs={},
     crop_rows=(0, 84),
@@ -119,6 +125,8 @@ CARRACING = Game(
 
 DOOM = Game(
     name="doom",
+    dream_env_id="DreamDoomTakeCover-v0",
+    latent_env_id="LatentDoomTakeCover-v0",
     real_env_id="VizdoomTakeCover-v1",
     real_env_kwargs={},
     # The old gym-doom frame was 640x480 and rows 0:400 were kept; at 320x240 that is 0:200.

@@ -45,8 +45,6 @@ from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_r
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
 from dreamgym.world_model import WorldModel
 
-STAGES = ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate")
-LATENT_IDS = {"carracing": "LatentCarRacing-v0", "doom": "LatentDoomTakeCover-v0"}
 
 
 @dataclass
@@ -232,7 +230,7 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
                    progress: Callable | None = None) -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir).with_overrides("evaluate", episodes=episodes, seed=seed)
-    env_id = LATENT_IDS[config.game]
+    env_id = get_game(config.game).latent_env_id
 
     def work() -> str:
         result = evaluate(env_id, run_dir / "model", config.evaluate.episodes, config.evaluate.seed,
@@ -372,7 +370,7 @@ def sweep_temperature(
         dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
                               model.game.max_episode_steps)[0]
         save_controller(result.controller, out / BEST_FILE, {"temperature": temperature})
-        real = evaluate(LATENT_IDS[config.game], out / BEST_FILE, episodes, seed, config.evaluate.workers,
+        real = evaluate(model.game.latent_env_id, out / BEST_FILE, episodes, seed, config.evaluate.workers,
                         env_kwargs={"world_model": str(model_dir)})
         rows.append({"temperature": temperature, "generations": result.generations,
                      "dream_mean": float(dream.mean()), "dream_std": float(dream.std()),
