@@ -43,8 +43,8 @@ SHIPPED_MODELS = {"car_racing": "carracing", "doom_take_cover": "doom"}
 """Names accepted by ``world_model=`` -> game; their directories live in ``pretrained/``."""
 
 _BUILD_HINT = {
-    "carracing": "dreamgym pipeline carracing --out runs/carracing && dreamgym export runs/carracing --to DIR",
-    "doom": "dreamgym pipeline doom --out runs/doom && dreamgym export runs/doom --to DIR",
+    "carracing": "dreamgym pipeline carracing --out runs/carracing",
+    "doom": "dreamgym pipeline doom --out runs/doom",
 }
 
 
@@ -71,7 +71,8 @@ def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -
             shipped_game = SHIPPED_MODELS[name]
             raise FileNotFoundError(
                 f"the pretrained world model {name!r} is not installed (no {directory / CONFIG_FILE}). "
-                f"Build one with `{_BUILD_HINT[shipped_game]}` and pass world_model=DIR."
+                f"Build one with `{_BUILD_HINT[shipped_game]}` (it is exported to runs/{shipped_game}/model) "
+                "and pass that directory as world_model."
             )
         return directory
     directory = Path(name).expanduser()

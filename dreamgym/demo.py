@@ -48,7 +48,7 @@ def run_demo(
     try:
         model_dir = resolve_model_dir(world_model)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error} Then run `dreamgym demo --world-model DIR`.") from None
+        raise FileNotFoundError(f"{error} Then run `dreamgym demo --world-model runs/doom/model`.") from None
     model = load_world_model(model_dir)
     env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
