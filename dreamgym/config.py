@@ -179,7 +179,7 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
         "cpu": {
             "collect": {"episodes": 2000},
             "vae": {"z_dim": 64, "epochs": 3, "frames_per_epoch": 400_000},
-            "mdnrnn": {"hidden_dim": 512, "epochs": 80, "batch_size": 32},
+            "mdnrnn": {"hidden_dim": 512, "epochs": 65, "batch_size": 32},
             "controller": {"generations": 200, "population": 64, "trials": 16},
         },
         "paper": {
