@@ -102,6 +102,10 @@ class ControllerTrainConfig:
     """Dream temperature τ."""
     max_steps: int | None = None
     """Dream episode cap (None: the game's limit)."""
+    eval_every: int = 10
+    """Score the distribution mean every this many generations (and at the last one)."""
+    eval_trials: int = 256
+    """Dreams for that score; the best-scoring mean is the controller kept."""
     seed: int = 0
     """Seeds CMA-ES and the dreams."""
 
@@ -173,7 +177,7 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             "collect": {"episodes": 6, "max_steps": 60},
             "vae": {"z_dim": 64, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
             "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50},
+            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
             "evaluate": {"episodes": 2},
         },
         "cpu": {
@@ -194,7 +198,7 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             "collect": {"episodes": 4, "max_steps": 60},
             "vae": {"z_dim": 32, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
             "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50},
+            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
             "evaluate": {"episodes": 2},
         },
         "cpu": {

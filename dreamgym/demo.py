@@ -53,7 +53,8 @@ def run_demo(
     env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
-    config = ControllerTrainConfig(generations=10_000, population=32, trials=8, temperature=TEMPERATURE, seed=seed)
+    config = ControllerTrainConfig(generations=10_000, population=32, trials=8, temperature=TEMPERATURE,
+                                   eval_every=5, eval_trials=128, seed=seed)
     report(f"1/3 training a fresh controller inside the dream for {minutes:g} minutes (CMA-ES, τ = {TEMPERATURE})")
     trained = train_controller(model, out_dir / "controller", config, force=True, progress=True,
                                report=report, max_seconds=60 * minutes)

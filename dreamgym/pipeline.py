@@ -202,7 +202,8 @@ def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: 
                                   progress=progress, report=report)
         verb = "trained" if result.trained_generations else "already finished"
         return (f"controller {verb}: {result.generations} generations at τ={config.controller.temperature}, "
-                f"best fitness {result.best_fitness:.1f} -> {run_dir / 'controller' / BEST_FILE}")
+                f"kept controller scores {result.best_score:.1f} in {config.controller.eval_trials} dreams "
+                f"-> {run_dir / 'controller' / BEST_FILE}")
 
     return _timed(run_dir, "train-controller", work)
 
@@ -314,8 +315,9 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
             lines.append(f"- {stage}: epoch {int(metrics['epoch'])}: {shown}")
     if "controller_final" in meta:
         final = meta["controller_final"]
-        lines.append(f"- controller: {meta['controller_generations']} generations, dream return best {final['best_return']:.1f}, "
-                     f"mean {final['mean_return']:.1f}, τ = {config.controller.temperature}")
+        lines.append(f"- controller: {meta['controller_generations']} generations at τ = {config.controller.temperature}; "
+                     f"last generation: best sample {final['best_return']:.1f}, population mean {final['mean_return']:.1f}"
+                     + (f", distribution mean {final['center_return']:.1f}" if "center_return" in final else ""))
     lines += ["", "## Wall-clock time per stage (this machine)"]
     for stage, seconds in meta.get("timings_seconds", {}).items():
         lines.append(f"- {stage}: {format_seconds(seconds)}")
