@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dreamgym.controller import LinearController
@@ -33,6 +33,7 @@ from dreamgym.files import DamagedFileError, atomic_write, sha256_of
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
+from dreamgym.world_model import WorldModel
 
 FORMAT = "dreamgym-world-model"
 FORMAT_VERSION = 1
@@ -99,7 +100,7 @@ def _tensors_to_cpu(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None)
 
 
 def save_world_model(
-    model: "WorldModel",  # noqa: F821 (imported lazily: world_model imports this module's users)
+    model: WorldModel,
     directory: str | Path,
     *,
     model_card: str | None = None,
@@ -200,10 +201,8 @@ def verified_tensors(directory: Path, name: str, config: dict) -> dict[str, torc
 
 def load_world_model(
     world_model: str | os.PathLike, *, game: str | None = None, device: str | torch.device = "cpu"
-) -> "WorldModel":  # noqa: F821
+) -> WorldModel:
     """Load a shipped model name or a model directory; ``game`` (if given) must match."""
-    from dreamgym.world_model import WorldModel
-
     directory = resolve_model_dir(world_model, game)
     config = read_model_config(directory)
     model_game = get_game(config["game"])
@@ -247,8 +246,6 @@ def save_controller(controller: LinearController, path: str | Path, metadata: di
 
 
 def load_controller(path: str | Path) -> LinearController:
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"controller file {path} is missing")

@@ -9,7 +9,26 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from dreamgym.config import PRESETS, RunConfig
+from dreamgym.demo import run_demo
+from dreamgym.evaluate import evaluate
+from dreamgym.files import DamagedFileError, RunLockedError, run_lock
+from dreamgym.pipeline import (
+    collect_stage,
+    encode_stage,
+    export_stage,
+    format_seconds,
+    init_run,
+    run_pipeline,
+    sweep_temperature,
+    temperature_table,
+    train_controller_stage,
+    train_mdnrnn_stage,
+    train_vae_stage,
+)
+from dreamgym.training import StageError
 
 
 def _print(message: str) -> None:
@@ -17,8 +36,6 @@ def _print(message: str) -> None:
 
 
 def _bar(total: int, description: str):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=description, unit="episode")
 
 
@@ -31,8 +48,6 @@ def _override(run_dir: Path, section: str, **values) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import collect_stage, init_run
-
     config = init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
                       max_steps=args.max_steps, policy=args.policy, noise=args.noise)
     missing = config.collect.episodes - len(list((Path(args.out) / "episodes").glob("episode_*.npz")))
@@ -42,42 +57,30 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import train_vae_stage
-
     _override(Path(args.run), "vae", epochs=args.epochs)
     _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import encode_stage
-
     _print(str(encode_stage(args.run, force=args.force, progress=True, report=_print)))
 
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import train_mdnrnn_stage
-
     _override(Path(args.run), "mdnrnn", epochs=args.epochs)
     _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import train_controller_stage
-
     _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
               population=args.population, trials=args.trials)
     _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import export_stage
-
     _print(str(export_stage(args.run, args.to, float16=args.float16, report=_print)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dreamgym.evaluate import evaluate
-
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if args.world_model:
         env_kwargs["world_model"] = args.world_model
@@ -94,23 +97,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import format_seconds, run_pipeline
-
     reports = run_pipeline(args.game, args.out, args.preset, progress=True, report=_print, on_stage=lambda r: _print(str(r)))
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
-    from dreamgym.pipeline import sweep_temperature, temperature_table
-
     rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations, episodes=args.episodes,
                              seed=args.seed, progress=True, report=_print)
     _print(temperature_table(rows))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from dreamgym.demo import run_demo
-
     run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print)
 
 
@@ -193,9 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dreamgym.files import DamagedFileError, RunLockedError, run_lock
-    from dreamgym.training import StageError
-
     args = build_parser().parse_args(argv)
     run_dir = getattr(args, "run", None) or getattr(args, "out", None)  # the directory this command writes
     try:
