@@ -17,9 +17,9 @@ from dreamgym.games import GAMES, get_game
 from dreamgym.world_model import WorldModel
 
 __all__ = [
+    "GAMES",
     "DreamEnv",
     "DreamVectorEnv",
-    "GAMES",
     "LatentObservation",
     "WorldModel",
     "get_game",

@@ -25,14 +25,15 @@ from __future__ import annotations
 import os
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from dreamgym.files import DamagedFileError, atomic_write
 from dreamgym.config import CollectConfig
+from dreamgym.files import DamagedFileError, atomic_write
 from dreamgym.games import Game, get_game
 from dreamgym.parallel import run_parallel
 
@@ -107,23 +108,50 @@ class DoomExploration:
         return self.action
 
 
-class CarRacingExploration:
-    """A random-parameter driver: throttle level, braking rate and steering noise drawn per episode."""
+class CarRacingPilot:
+    """A noisy track follower: steers toward a point a few tiles ahead on the track, holds a
+    target speed, and now and then swerves off for a while, so the data shows the whole lap,
+    driving at speed, leaving the road and coming back. Speed, gain, noise and swerve rate are
+    drawn per episode. It reads the track from the simulator: it is a data collector only
+    (controllers never see anything but [z, h])."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.throttle = rng.uniform(0.2, 0.8)
-        self.brake_rate = rng.uniform(0.0, 0.1)
-        self.steer_scale = rng.uniform(0.1, 0.6)
-        self.smoothing = rng.uniform(0.7, 0.95)
-        self.steer = 0.0
+    def __init__(self, rng: np.random.Generator, env: Any) -> None:
+        self.rng, self.env = rng, env
+        self.target_speed = rng.uniform(30.0, 70.0)
+        self.gain = rng.uniform(0.8, 2.0)
+        self.lookahead = int(rng.integers(4, 9))
+        self.steer_noise = rng.uniform(0.0, 0.3)
+        self.swerve_rate = rng.uniform(0.0, 0.01)
+        self.swerve, self.swerve_left = 0.0, 0
 
     def __call__(self, observation: Any) -> np.ndarray:
-        target = self.rng.normal(0.0, 1.0)
-        self.steer = self.smoothing * self.steer + (1 - self.smoothing) * target * self.steer_scale * 4
-        brake = self.rng.uniform(0.3, 1.0) if self.rng.random() < self.brake_rate else 0.0
-        gas = 0.0 if brake else float(np.clip(self.throttle + self.rng.normal(0, 0.1), 0, 1))
-        return np.array([np.clip(self.steer, -1, 1), gas, brake], dtype=np.float32)
+        car_racing = self.env.unwrapped
+        hull = car_racing.car.hull
+        position = np.array(hull.position)
+        track = np.array([(x, y) for _, _, x, y in car_racing.track])
+        nearest = int(np.argmin(np.sum((track - position) ** 2, axis=1)))
+        on_road = any(wheel.tiles for wheel in car_racing.car.wheels)
+        # Off the road: aim just ahead and slow down, or pure pursuit circles the target forever.
+        lookahead = self.lookahead if on_road else 2
+        target = track[(nearest + lookahead) % len(track)] - position
+        forward = np.array([-np.sin(hull.angle), np.cos(hull.angle)])
+        # Positive cross product: the target is to the left; CarRacing steers left with -1.
+        error = np.arctan2(forward[0] * target[1] - forward[1] * target[0], forward @ target)
+        steer = -self.gain * error
+        if on_road:
+            steer += self.rng.normal(0.0, self.steer_noise)
+            if self.swerve_left == 0 and self.rng.random() < self.swerve_rate:
+                self.swerve = self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.5, 1.0)
+                self.swerve_left = int(self.rng.integers(5, 30))
+        if self.swerve_left > 0:
+            steer, self.swerve_left = self.swerve, self.swerve_left - 1
+        speed = float(np.linalg.norm(hull.linearVelocity))
+        target_speed = self.target_speed if on_road else 15.0
+        steer = float(np.clip(steer, -1.0, 1.0))
+        # Full throttle in a turn spins the rear wheels: ease off as the wheel turns.
+        gas = float(np.clip((target_speed - speed) / 10.0, 0.0, 0.5) * (1.0 - 0.7 * abs(steer)))
+        brake = float(np.clip((speed - target_speed) / 20.0, 0.0, 0.8))
+        return np.array([steer, gas, brake], dtype=np.float32)
 
 
 class NoisyController:
@@ -164,7 +192,7 @@ def record_episode(game_name: str, index: int, config: CollectConfig, out_dir: s
     rng = np.random.default_rng(seed)
     env = game.make_real_env()
     if config.policy is None:
-        policy = DoomExploration(rng) if game.discrete else CarRacingExploration(rng)
+        policy = DoomExploration(rng) if game.discrete else CarRacingPilot(rng, env)
     else:
         from dreamgym.envs.latent import LatentObservation
         from dreamgym.evaluate import load_policy

@@ -203,7 +203,7 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
         },
         "cpu": {
             "collect": {"episodes": 600},
-            "vae": {"z_dim": 32, "epochs": 4},
+            "vae": {"z_dim": 32, "epochs": 3, "frames_per_epoch": 400_000},
             "mdnrnn": {"hidden_dim": 256, "epochs": 100, "batch_size": 16},
             "controller": {"generations": 200, "population": 64, "trials": 8, "temperature": 1.0},
         },

@@ -15,9 +15,10 @@ larger τ makes the dream noisier and harder to exploit.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,14 @@ from dreamgym.config import MDNTrainConfig
 from dreamgym.encode import latent_files, read_latents
 from dreamgym.games import Game
 from dreamgym.plots import frame_grid, plot_curves
-from dreamgym.training import Report, StageError, StageResult, load_trained, no_report, train_epochs
+from dreamgym.training import (
+    Report,
+    StageError,
+    StageResult,
+    load_trained,
+    no_report,
+    train_epochs,
+)
 from dreamgym.vae import ConvVAE, VAEConfig, tensor_to_frames
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

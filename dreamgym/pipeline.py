@@ -24,9 +24,10 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,12 +40,11 @@ from dreamgym.encode import encode_run, initial_latents
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game
-from dreamgym.plots import frame_grid
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig, train_mdnrnn
+from dreamgym.plots import frame_grid
 from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_report
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
 from dreamgym.world_model import WorldModel
-
 
 
 @dataclass

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from dreamgym.files import atomic_write  # noqa: E402
+from dreamgym.files import atomic_write
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -70,7 +70,7 @@ def histogram(values: Sequence[float], path: Path, title: str, xlabel: str = "ep
 def side_by_side_gif(left: np.ndarray, right: np.ndarray, path: Path, fps: int = 20, scale: int = 3) -> None:
     """Two frame sequences (T, H, W, 3) uint8 next to each other, as an animated GIF."""
     length = max(len(left), len(right))
-    pad = lambda frames: np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), 0)])  # noqa: E731
+    pad = lambda frames: np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), 0)])
     left, right = pad(left), pad(right)
     gap = np.full((length, left.shape[1], 4, 3), 255, np.uint8)
     joined = np.concatenate([left, gap, right], axis=2)

@@ -9,9 +9,9 @@ unit Gaussian, floored at ``kl_tolerance * z_dim`` so the posterior is not squee
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

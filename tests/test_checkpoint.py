@@ -3,10 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import dreamgym.checkpoint as checkpoint
 from conftest import small_world_model
-from dreamgym.checkpoint import load_controller, load_world_model, save_controller, save_world_model
+
+from dreamgym import checkpoint
+from dreamgym.checkpoint import (
+    load_controller,
+    load_world_model,
+    save_controller,
+    save_world_model,
+)
 from dreamgym.controller import LinearController
 from dreamgym.games import get_game
 

@@ -15,7 +15,8 @@ model = PPO("MlpPolicy", venv).learn(200_000)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -121,8 +121,8 @@ def test_directory_without_config_is_refused(tmp_path):
 @pytest.mark.parametrize("vector", [False, True])
 def test_model_producing_nan_raises_instead_of_handing_nan_to_the_agent(vector):
     import torch
-
     from conftest import small_world_model
+
     from dreamgym.envs.vector import DreamVectorEnv
 
     model = small_world_model("carracing")

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import small_world_model
 from gymnasium.vector import AutoresetMode
 
 import dreamgym
-from conftest import small_world_model
 from dreamgym.checkpoint import save_world_model
 from dreamgym.envs.vector import DreamVectorEnv
 
