@@ -15,6 +15,7 @@ from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.evaluate import evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, run_lock
+from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     collect_stage,
     encode_stage,
@@ -24,6 +25,7 @@ from dreamgym.pipeline import (
     run_pipeline,
     sweep_temperature,
     temperature_table,
+    train_controller_real_stage,
     train_controller_stage,
     train_mdnrnn_stage,
     train_vae_stage,
@@ -52,7 +54,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
                       max_steps=args.max_steps, policy=args.policy, noise=args.noise)
     missing = config.collect.episodes - len(list((Path(args.out) / "episodes").glob("episode_*.npz")))
     bar = _bar(max(missing, 0), f"collect {config.game}")
-    _print(str(collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1))))
+    _print(str(collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1), backend=args.backend,
+                             address=args.address)))
     bar.close()
 
 
@@ -71,6 +74,16 @@ def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
+    if args.real:
+        if args.temperature is not None:
+            raise StageError("--temperature is a dream setting; it does not apply with --real")
+        _override(Path(args.run), "real_controller", generations=args.generations, population=args.population,
+                  trials=args.trials)
+        _print(str(train_controller_real_stage(args.run, resume=args.resume, force=args.force, progress=True,
+                                               backend=args.backend, address=args.address, report=_print)))
+        return
+    if args.backend != "local" or args.address:
+        raise StageError("--backend and --address apply to --real training (the dream runs batched in one process)")
     _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
               population=args.population, trials=args.trials)
     _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
@@ -88,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         env_kwargs["temperature"] = args.temperature
     bar = _bar(args.episodes, f"evaluate {args.env_id}")
     result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
-                      progress=lambda done, total: bar.update(1))
+                      progress=lambda done, total: bar.update(1), backend=args.backend, address=args.address)
     bar.close()
     _print(result.summary())
     if args.json:
@@ -111,6 +124,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print)
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="local", choices=BACKENDS,
+                        help="where episodes run: local processes (default) or Ray actors (pip install 'dreamgym[ray]')")
+    parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port; default: start Ray locally)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamgym", description="World Models: build a dream, train in it, test on reality.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="model directory whose controller acts (iterative rounds)")
     p.add_argument("--noise", type=float, help="exploration noise added to --policy")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_collect)
 
     for name, func, unit in (("train-vae", cmd_train_vae, "epochs"), ("train-mdnrnn", cmd_train_mdnrnn, "epochs"),
@@ -140,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--temperature", type=float)
             p.add_argument("--population", type=int)
             p.add_argument("--trials", type=int)
+            p.add_argument("--real", action="store_true",
+                           help="fine-tune on the real game (the latent twin), from the dream controller; "
+                                "writes RUN/controller_real")
+            add_backend_arguments(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("encode", help="encode every episode with V")
@@ -164,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="dream temperature")
     p.add_argument("--env-kwargs", help="more keyword arguments for gym.make, as JSON")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="every stage in order")

@@ -22,7 +22,6 @@ Exploration (no ``policy``):
 
 from __future__ import annotations
 
-import os
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dreamgym.config import CollectConfig
-from dreamgym.files import DamagedFileError, atomic_write
+from dreamgym.files import DamagedFileError, atomic_write, npz_bytes
 from dreamgym.games import Game, get_game
 from dreamgym.parallel import run_parallel
 
@@ -49,12 +48,9 @@ def episode_path(directory: Path, index: int) -> Path:
     return directory / f"episode_{index:06d}.npz"
 
 
-def write_episode(path: Path, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as file:
-            np.savez_compressed(file, frames=frames, actions=actions, rewards=rewards, dones=dones)
-
-    atomic_write(path, write)
+def episode_bytes(frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> bytes:
+    """One episode as the bytes of a compressed npz file (what a worker sends back)."""
+    return npz_bytes({"frames": frames, "actions": actions, "rewards": rewards, "dones": dones}, compressed=True)
 
 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -184,8 +180,9 @@ class EpisodeSummary:
     seconds: float
 
 
-def record_episode(game_name: str, index: int, config: CollectConfig, out_dir: str) -> EpisodeSummary:
-    """Play episode ``index`` (seed = config.seed + index) and write its file."""
+def record_episode(game_name: str, index: int, config: CollectConfig) -> tuple[EpisodeSummary, bytes]:
+    """Play episode ``index`` (seed = config.seed + index): its summary and its file's bytes.
+    The worker writes nothing: on a cluster it need not share the run directory's disk."""
     start = time.perf_counter()
     game = get_game(game_name)
     seed = config.seed + index
@@ -219,17 +216,11 @@ def record_episode(game_name: str, index: int, config: CollectConfig, out_dir: s
     finally:
         env.close()
     action_array = np.array(actions, dtype=np.int64 if game.discrete else np.float32)
-    write_episode(
-        episode_path(Path(out_dir), index),
-        np.stack(frames),
-        action_array,
-        np.array(rewards, np.float32),
-        np.array(dones, bool),
-    )
-    return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start)
+    payload = episode_bytes(np.stack(frames), action_array, np.array(rewards, np.float32), np.array(dones, bool))
+    return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start), payload
 
 
-def _record(args: tuple) -> EpisodeSummary:
+def _record(args: tuple) -> tuple[EpisodeSummary, bytes]:
     return record_episode(*args)
 
 
@@ -246,16 +237,21 @@ def collect(
     out_dir: str | Path,
     config: CollectConfig,
     progress: Callable[[EpisodeSummary], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> list[EpisodeSummary]:
-    """Record ``config.episodes`` episodes into ``out_dir``, skipping those already there."""
+    """Record ``config.episodes`` episodes into ``out_dir``, skipping those already there.
+    Episodes are played on ``backend`` workers (see :mod:`dreamgym.parallel`) and each is
+    written here, atomically, as it arrives."""
     get_game(game_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.glob(".episode_*.tmp"):  # from a worker killed mid-write
         leftover.unlink()
-    jobs = [(game_name, i, config, os.fspath(out_dir)) for i in missing_episodes(out_dir, config.episodes)]
+    jobs = [(game_name, i, config) for i in missing_episodes(out_dir, config.episodes)]
     summaries = []
-    for summary in run_parallel(_record, jobs, config.workers):
+    for summary, payload in run_parallel(_record, jobs, config.workers, backend, address):
+        atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))
         summaries.append(summary)
         if progress is not None:
             progress(summary)

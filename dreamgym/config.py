@@ -93,7 +93,7 @@ class ControllerTrainConfig:
     population: int = 64
     """Candidates per generation."""
     trials: int = 16
-    """Dream episodes per candidate; fitness is their mean return."""
+    """Episodes per candidate; fitness is their mean return."""
     sigma0: float = 0.1
     """Initial CMA-ES step size (x0 = 0)."""
     weight_decay: float = 0.01
@@ -108,6 +108,10 @@ class ControllerTrainConfig:
     """Dreams for that score; the best-scoring mean is the controller kept."""
     seed: int = 0
     """Seeds CMA-ES and the dreams."""
+
+
+REAL_CONTROLLER = ControllerTrainConfig(generations=10, population=16, trials=4, sigma0=0.05, eval_every=5,
+                                       eval_trials=16)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class RunConfig:
     vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     mdnrnn: MDNTrainConfig = field(default_factory=MDNTrainConfig)
     controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
+    real_controller: ControllerTrainConfig = field(default_factory=lambda: REAL_CONTROLLER)
+    """Optional fine-tuning on the real game (``train-controller --real``): real episodes are
+    ~100× dearer than dreams, hence the small defaults."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +175,7 @@ _SECTIONS = {
     "vae": VAETrainConfig,
     "mdnrnn": MDNTrainConfig,
     "controller": ControllerTrainConfig,
+    "real_controller": ControllerTrainConfig,
     "evaluate": EvalConfig,
 }
 

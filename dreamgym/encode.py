@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dreamgym.collect import EpisodeFileError, episode_files, read_episode, read_npz
-from dreamgym.files import atomic_write, atomic_write_text, sha256_of
+from dreamgym.files import atomic_write, atomic_write_text, npz_bytes, sha256_of
 from dreamgym.training import CHECKPOINT, Report, StageError, no_report
 from dreamgym.vae import ConvVAE, encode_frames
 
@@ -73,11 +73,8 @@ def encode_run(
             continue
         mu, logvar = encode_frames(vae, episode["frames"])
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as file:
-                np.savez(file, mu=mu, logvar=logvar, actions=episode["actions"], rewards=episode["rewards"], dones=episode["dones"])
-
-        atomic_write(target, write)
+        arrays = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
+        atomic_write(target, lambda tmp, arrays=arrays: tmp.write_bytes(npz_bytes(arrays)))
         result.encoded += 1
     result.seconds = time.perf_counter() - start
     return result

@@ -19,7 +19,9 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.checkpoint import CONFIG_FILE, load_controller, load_world_model
+from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
+from dreamgym.games import game_of_env
 from dreamgym.parallel import run_parallel
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
@@ -105,37 +107,74 @@ class RandomPolicy:
         return self.action_space.sample(), None
 
 
-_WORKER_CACHE: dict[tuple, tuple[Any, gym.Env]] = {}
+_ENVS: dict[tuple[str, str], gym.Env] = {}
+_POLICIES: dict[tuple[str, str | None], Any] = {}
+"""Per-process caches: a worker makes its game once and keeps it for every later job."""
 
 
-def run_episode(job: tuple) -> tuple[int, float, int]:
-    """(index, return, length) of episode ``index``; the policy and env are made once per process."""
-    env_id, env_kwargs_json, policy_path, algorithm, seed, index = job
-    key = (env_id, env_kwargs_json, policy_path, algorithm)
-    if key not in _WORKER_CACHE:
+def cached_env(env_id: str, env_kwargs_json: str) -> gym.Env:
+    key = (env_id, env_kwargs_json)
+    if key not in _ENVS:
         import dreamgym  # noqa: F401  (registers the ids in a spawned worker)
 
-        env = gym.make(env_id, **json.loads(env_kwargs_json))
-        policy = RandomPolicy(env.action_space) if policy_path == "random" else load_policy(policy_path, algorithm)[0]
-        _WORKER_CACHE[key] = (policy, env)
-    policy, env = _WORKER_CACHE[key]
-    if isinstance(policy, RandomPolicy):
-        policy.seed(seed + index)
-    observation, _ = env.reset(seed=seed + index)
+        _ENVS[key] = gym.make(env_id, **json.loads(env_kwargs_json))
+    return _ENVS[key]
+
+
+def play(env: gym.Env, policy: Any, seed: int) -> tuple[float, int]:
+    """(return, length) of one episode of ``policy`` on ``env`` seeded with ``seed``."""
+    observation, _ = env.reset(seed=seed)
     total, length, done = 0.0, 0, False
     while not done:
         observation, reward, terminated, truncated, _ = env.step(act(policy, observation))
         total += float(reward)
         length += 1
         done = terminated or truncated
-    return index, total, length
+    return total, length
+
+
+def run_episode(job: tuple) -> tuple[int, float, int]:
+    """(index, return, length) of episode ``index``; the policy and env are made once per process."""
+    env_id, env_kwargs_json, policy_path, algorithm, seed, index = job
+    env = cached_env(env_id, env_kwargs_json)
+    if policy_path == "random":
+        policy = RandomPolicy(env.action_space)
+        policy.seed(seed + index)
+    else:
+        if (policy_path, algorithm) not in _POLICIES:
+            _POLICIES[policy_path, algorithm] = load_policy(policy_path, algorithm)[0]
+        policy = _POLICIES[policy_path, algorithm]
+    return (index, *play(env, policy, seed + index))
+
+
+def run_controller_episode(job: tuple) -> tuple[int, int, float]:
+    """(candidate, trial, return) of a linear controller given by its flat parameters."""
+    env_id, env_kwargs_json, parameters, seed, candidate, trial = job
+    env = cached_env(env_id, env_kwargs_json)
+    controller = LinearController.from_flat(game_of_env(env_id), env.observation_space.shape[0], np.asarray(parameters))
+    return candidate, trial, play(env, controller, seed)[0]
+
+
+def controller_returns(env_id: str, env_kwargs: dict[str, Any], parameters: np.ndarray, seeds: list[int],
+                       workers: int = 2, backend: str = "local", address: str | None = None) -> np.ndarray:
+    """Return of each of P controllers (flat parameters, (P, n)) on each seed: (P, len(seeds)).
+    Candidate p's trial t is seeded with ``seeds[t]`` (common seeds lower the variance of the
+    comparison); the episodes run on ``backend`` workers."""
+    kwargs_json = json.dumps(env_kwargs, sort_keys=True)
+    jobs = [(env_id, kwargs_json, row, seed, p, t) for p, row in enumerate(np.asarray(parameters)) for t, seed in enumerate(seeds)]
+    returns = np.full((len(parameters), len(seeds)), np.nan)
+    for p, t, value in run_parallel(run_controller_episode, jobs, workers, backend, address):
+        returns[p, t] = value
+    close_cached_envs()
+    return returns
 
 
 def close_cached_envs() -> None:
-    """Close the envs an in-process evaluation kept (a worker process's die with it)."""
-    for _, env in _WORKER_CACHE.values():
+    """Close the envs this process kept (a worker process's die with it)."""
+    for env in _ENVS.values():
         env.close()
-    _WORKER_CACHE.clear()
+    _ENVS.clear()
+    _POLICIES.clear()
 
 
 def evaluate(
@@ -147,8 +186,11 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     algorithm: str | None = None,
     progress=None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> EvalResult:
-    """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` processes.
+    """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` workers
+    (processes here, or Ray actors with ``backend="ray"``: see :mod:`dreamgym.parallel`).
 
     ``policy`` may also be ``"random"``: uniform random actions, the baseline.
 
@@ -166,7 +208,7 @@ def evaluate(
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
     jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i) for i in range(episodes)]
     results = []
-    for result in run_parallel(run_episode, jobs, workers):
+    for result in run_parallel(run_episode, jobs, workers, backend, address):
         results.append(result)
         if progress is not None:
             progress(len(results), episodes)

@@ -149,3 +149,12 @@ def get_game(name: str) -> Game:
     except KeyError:
         raise ValueError(f"unknown game {name!r}; expected one of {sorted(GAMES)}") from None
 
+
+
+def game_of_env(env_id: str) -> Game:
+    """The game behind a registered id (dream, latent twin or real game)."""
+    for game in GAMES.values():
+        if env_id.removeprefix("dreamgym:") in (game.dream_env_id, game.latent_env_id, game.real_env_id):
+            return game
+    raise ValueError(f"{env_id!r} is not a dreamgym game id; expected one of "
+                     f"{sorted(i for g in GAMES.values() for i in (g.dream_env_id, g.latent_env_id))}")

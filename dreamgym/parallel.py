@@ -1,11 +1,29 @@
-"""Run independent jobs (episodes) across worker processes."""
+"""Run independent jobs (episodes) across worker processes on this machine, or across a Ray
+cluster.
+
+A job function is a module-level function of one argument. Workers keep what they build
+(games, policies) between jobs in module-level caches, so a worker holds one game for its whole
+life; only the job (a seed, a controller's parameters) goes out and only the result comes back.
+
+Backends:
+- ``local`` (default): spawned processes of a ``ProcessPoolExecutor``.
+- ``ray``: one Ray actor per worker (``pip install "dreamgym[ray]"``). ``address=None`` starts a
+  local Ray instance; ``address="auto"`` or ``"host:port"`` joins a running cluster. An actor
+  that dies is restarted by Ray and its job retried there; every job's result is yielded once.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+BACKENDS = ("local", "ray")
+ACTOR_RESTARTS = 3
+"""How often Ray restarts a dead actor (and retries its job) before the run fails."""
 
 
 def worker_init() -> None:
@@ -19,15 +37,32 @@ def worker_init() -> None:
     multiprocessing.util.Finalize(None, close_cached_envs, exitpriority=10)
 
 
-def run_parallel(function: Callable, jobs: list, workers: int) -> Iterator:
-    """``function(job)`` for every job across ``workers`` fresh (spawned) processes, results as
-    they finish.
+def check_backend(backend: str, address: str | None = None) -> None:
+    """ValueError for an unknown backend, ImportError with the install command for a missing Ray."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "local" and address is not None:
+        raise ValueError("address only applies to backend='ray'")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError as error:
+            raise ImportError('backend "ray" needs Ray: pip install "dreamgym[ray]"') from error
 
-    Spawned workers import the caller's main script again, as every spawn-based pool does:
-    a script that calls this with ``workers > 1`` must do so under
-    ``if __name__ == "__main__":``. A worker that dies raises an error saying so instead of
-    hanging; workers always exit through a clean shutdown, never a terminate.
+
+def run_parallel(function: Callable, jobs: list, workers: int, backend: str = "local",
+                 address: str | None = None) -> Iterator:
+    """``function(job)`` for every job across ``workers`` workers, results as they finish.
+
+    Local workers are spawned processes, which import the caller's main script again: a script
+    that calls this with ``workers > 1`` must do so under ``if __name__ == "__main__":``. A local
+    worker that dies raises an error saying so instead of hanging; workers always exit through a
+    clean shutdown, never a terminate.
     """
+    check_backend(backend, address)
+    if backend == "ray":
+        yield from _run_ray(function, jobs, workers, address)
+        return
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield function(job)
@@ -49,3 +84,60 @@ def run_parallel(function: Callable, jobs: list, workers: int) -> Iterator:
         ) from error
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class _Worker:
+    """A Ray actor: runs job functions in its own process, keeping their caches between jobs."""
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+
+    def call(self, function: Callable, job: Any) -> Any:
+        return function(job)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def close(self) -> None:
+        from dreamgym.evaluate import close_cached_envs
+
+        close_cached_envs()
+
+
+def ray_workers(workers: int, address: str | None = None) -> list:
+    """``workers`` actors (Ray started on first use: locally, or joining ``address``)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    actor = ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_Worker)
+    return [actor.remote() for _ in range(max(1, workers))]
+
+
+def _run_ray(function: Callable, jobs: list, workers: int, address: str | None) -> Iterator:
+    """Keep every actor busy with one job; a job whose actor died is retried by Ray on the
+    restarted actor, so each job's result arrives exactly once."""
+    import ray
+
+    actors = ray_workers(min(workers, max(1, len(jobs))), address)
+    queue = list(jobs)
+    pending: dict[Any, Any] = {}
+    try:
+        while queue or pending:
+            for actor in actors:
+                if queue and actor not in pending.values():
+                    pending[actor.call.remote(function, queue.pop(0))] = actor
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            pending.pop(ready[0])
+            yield ray.get(ready[0])
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        ray.get([actor.close.remote() for actor in actors])
+        for actor in actors:
+            ray.kill(actor)

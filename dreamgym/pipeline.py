@@ -33,7 +33,12 @@ import numpy as np
 import torch
 
 from dreamgym.checkpoint import load_controller, save_controller, save_world_model
-from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
+from dreamgym.cmaes import (
+    BEST_FILE,
+    dream_returns,
+    train_controller,
+    train_controller_real,
+)
 from dreamgym.collect import collect, episode_files, iter_valid, read_episode
 from dreamgym.config import RunConfig, preset
 from dreamgym.encode import encode_run, initial_latents
@@ -58,7 +63,7 @@ class StageReport:
 
 
 def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
@@ -97,14 +102,15 @@ def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrid
 # --------------------------------------------------------------------------- stages
 
 
-def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callable | None = None) -> StageReport:
+def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callable | None = None, backend: str = "local",
+                  address: str | None = None) -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
     if force and (run_dir / "episodes").exists():
         shutil.rmtree(run_dir / "episodes")
 
     def work() -> str:
-        summaries = collect(config.game, run_dir / "episodes", config.collect, progress)
+        summaries = collect(config.game, run_dir / "episodes", config.collect, progress, backend, address)
         total = len(episode_files(run_dir / "episodes"))
         preview_episodes(run_dir / "episodes", run_dir / "episodes.png")
         if not summaries:
@@ -208,6 +214,33 @@ def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: 
     return _timed(run_dir, "train-controller", work)
 
 
+def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False,
+                                progress: bool = False, backend: str = "local", address: str | None = None,
+                                report: Report = no_report) -> StageReport:
+    """Fine-tune on the real game (the latent twin, with the run's exported model): CMA-ES from
+    the dream-trained controller, files in ``run/controller_real``. Kept apart from the
+    dream-only controller, so that both scores can be reported."""
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+    model_dir = run_dir / "model"
+    if not (model_dir / "config.json").is_file():
+        raise StageError(f"{model_dir} does not exist: run `dreamgym export {run_dir} --to {model_dir}` first")
+
+    def work() -> str:
+        dream_controller = run_dir / "controller" / BEST_FILE
+        x0 = load_controller(dream_controller).flat() if dream_controller.exists() else None
+        result = train_controller_real(model_dir, run_dir / "controller_real", config.real_controller, x0=x0,
+                                       workers=config.evaluate.workers, backend=backend, address=address,
+                                       resume=resume, force=force, progress=progress, report=report)
+        verb = "trained" if result.trained_generations else "already finished"
+        return (f"real controller {verb}: {result.generations} generations of {config.real_controller.population} × "
+                f"{config.real_controller.trials} real episodes from {'the dream controller' if x0 is not None else 'zero'}, "
+                f"kept controller scores {result.best_score:.1f} on {config.real_controller.eval_trials} real episodes "
+                f"-> {run_dir / 'controller_real' / BEST_FILE}")
+
+    return _timed(run_dir, "train-controller-real", work)
+
+
 def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, report: Report = no_report) -> StageReport:
     run_dir, to = Path(run_dir), Path(to)
 
@@ -218,7 +251,7 @@ def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, 
         pictures = to / "pictures"
         pictures.mkdir(exist_ok=True)
         for source in ("episodes.png", "vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "mdnrnn/loss.png",
-                       "controller/fitness.png"):
+                       "controller/fitness.png", "controller_real/fitness.png"):
             if (run_dir / source).exists():
                 shutil.copyfile(run_dir / source, pictures / source.replace("/", "_"))
         size = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
@@ -301,8 +334,8 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
         "",
         "## Sizes",
         f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",
-        f"- M: MDN-RNN, LSTM {model.hidden_dim}, {model.mdnrnn.config.num_mixtures} mixtures, "
-        f"{count_parameters(model.mdnrnn):,} parameters",
+        (f"- M: MDN-RNN, LSTM {model.hidden_dim}, {model.mdnrnn.config.num_mixtures} mixtures, "
+         f"{count_parameters(model.mdnrnn):,} parameters"),
         f"- C: {'linear, ' + str(model.controller.num_parameters) + ' parameters' if model.controller else 'none'}",
         f"- data: {meta['episodes']} real episodes; {len(model.initial_mu)} first-frame latents for resets",
         "",
