@@ -14,7 +14,7 @@ from tqdm import tqdm
 from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.evaluate import evaluate
-from dreamgym.files import DamagedFileError, RunLockedError, run_lock
+from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     collect_stage,
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with run_lock(run_dir) if run_dir else contextlib.nullcontext():
             args.func(args)
-    except (StageError, DamagedFileError, FileNotFoundError, ValueError, RunLockedError) as error:
+    except (StageError, DamagedFileError, FileNotFoundError, ValueError, RunLockedError, WriteError) as error:
         print(f"dreamgym {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

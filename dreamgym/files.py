@@ -20,18 +20,29 @@ class DamagedFileError(ValueError):
     """A file is missing, truncated, tampered with or malformed; the message names it."""
 
 
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission...); its previous version is intact."""
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+    Either the new file is complete or the old one is untouched; a failure of the file system
+    raises :class:`WriteError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            kept = "its previous version is untouched" if path.exists() else "nothing was written"
+            raise WriteError(error.errno, f"cannot write {path}: {error.strerror or error}; {kept}") from error
         raise
 
 
@@ -73,8 +84,12 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     the operating system if the holder dies, even by SIGKILL.
     """
     path = Path(run_dir) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as file:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a+")  # noqa: SIM115  (closed by the with below)
+    except OSError as error:
+        raise WriteError(error.errno, f"cannot write in {run_dir}: {error.strerror or error}") from error
+    with file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -148,3 +148,71 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
     assert not (run / "episodes").exists()
     with run_lock(run):  # released: can be taken again
         pass
+
+
+def test_sigkill_during_cmaes_resumes_after_the_last_generation(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs("doom"), tmp_path)
+    shutil.rmtree(run / "controller")
+    RunConfig.load(run).with_overrides("controller", generations=6, population=16, trials=4, max_steps=400,
+                                       eval_every=2, eval_trials=8).save(run)
+    record = run / "controller" / "cma_state.json"
+    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", "train-controller", str(run)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not record.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = json.loads(record.read_text())["history"]
+    assert 1 <= len(killed) < 6, "the kill must land after the first generation and before the end"
+    resumed = dreamgym_cli("train-controller", str(run), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    history = json.loads(record.read_text())["history"]
+    assert [row["generation"] for row in history] == [1, 2, 3, 4, 5, 6]
+    assert history[: len(killed)] == killed
+
+
+def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_survives(tiny_runs, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from dreamgym.files import WriteError
+    from dreamgym.pipeline import train_vae_stage
+
+    run = copy_run(tiny_runs("doom"), tmp_path)
+    shutil.rmtree(run / "vae")
+    RunConfig.load(run).with_overrides("vae", epochs=2).save(run)
+    real_save = torch.save
+
+    def disk_fills_at_epoch_2(obj, file, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            Path(file).write_bytes(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_fills_at_epoch_2)
+    with pytest.raises(WriteError, match=r"cannot write .*checkpoint\.pt: No space left on device; its previous version is untouched"):
+        train_vae_stage(run)
+    assert load_torch_checkpoint(run / "vae" / "checkpoint.pt")["epoch"] == 1
+    assert not list((run / "vae").glob(".*.tmp")), "no half-written temporary file may remain"
+
+
+def test_an_unwritable_run_directory_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    from dreamgym.cli import main
+
+    run = tmp_path / "run"
+    main(["collect", "doom", "--out", str(run), "--preset", "tiny", "--episodes", "1", "--max-steps", "5"])
+    before = {p.name: p.read_bytes() for p in (run / "episodes").iterdir()}
+
+    def permission_denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", permission_denied)  # root ignores chmod, so deny at the call
+    code = main(["collect", "doom", "--out", str(run), "--preset", "tiny", "--episodes", "2", "--max-steps", "5"])
+    assert code == 1
+    assert "cannot write" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (run / "episodes").iterdir()} == before
