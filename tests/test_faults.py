@@ -1,0 +1,65 @@
+"""Faults outside the training stages: a killed collection, a dead worker, a tampered CMA-ES state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dreamgym.cmaes import STATE_FILE, train_controller
+from dreamgym.collect import episode_files, read_episode
+from dreamgym.config import ControllerTrainConfig
+from dreamgym.files import DamagedFileError
+from dreamgym.parallel import run_parallel
+
+from conftest import small_world_model
+
+
+def test_sigkill_during_collect_loses_only_the_episodes_in_progress(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "dreamgym.cli", "collect", "doom", "--out", str(run), "--preset", "tiny",
+               "--episodes", "40", "--max-steps", "300"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while len(episode_files(run / "episodes")) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers
+    process.wait()
+    kept = episode_files(run / "episodes")
+    assert 2 <= len(kept) < 40, "the kill must land mid-collection"
+    for path in kept:
+        read_episode(path)  # every file present is complete
+    finished = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"recorded {40 - len(kept)} episodes" in finished.stdout
+    assert [p.name for p in episode_files(run / "episodes")] == [f"episode_{i:06d}.npz" for i in range(40)]
+    assert not list((run / "episodes").glob(".*.tmp"))
+
+
+def die(job: int) -> int:
+    if job == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job
+
+
+def test_a_dead_local_worker_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match="a worker process died"):
+        list(run_parallel(die, [0, 1, 2, 3], workers=2))
+
+
+def test_a_tampered_cmaes_state_is_refused(tmp_path):
+    model = small_world_model("doom")
+    config = ControllerTrainConfig(generations=1, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
+    train_controller(model, tmp_path, config)
+    state = tmp_path / STATE_FILE
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    state.write_bytes(bytes(data))
+    more = ControllerTrainConfig(generations=2, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
+    with pytest.raises(DamagedFileError, match="does not match the sha256"):
+        train_controller(model, tmp_path, more, resume=True)
