@@ -115,9 +115,10 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
-    rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations, episodes=args.episodes,
+    rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
+                             population=args.population, trials=args.trials, episodes=args.episodes,
                              seed=args.seed, progress=True, report=_print)
-    _print(temperature_table(rows))
+    _print(temperature_table(rows, RunConfig.load(args.run).game))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3])
     p.add_argument("--generations", type=int, help="CMA-ES generations per τ (default: the run's)")
+    p.add_argument("--population", type=int, help="CMA-ES population (default: the run's)")
+    p.add_argument("--trials", type=int, help="dreams per candidate (default: the run's)")
     p.add_argument("--episodes", type=int, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
     p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's)")
     p.set_defaults(func=cmd_sweep_temperature)

@@ -20,7 +20,6 @@ returns what it did and how long it took.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -375,12 +374,17 @@ def sweep_temperature(
     temperatures: tuple[float, ...] = SWEEP_TEMPERATURES,
     *,
     generations: int | None = None,
+    population: int | None = None,
+    trials: int | None = None,
     episodes: int | None = None,
     seed: int | None = None,
     progress: bool = False,
     report: Report = no_report,
 ) -> list[dict[str, Any]]:
     """The paper's temperature table for this run's world model.
+
+    ``generations``, ``population`` and ``trials`` default to the run's controller settings;
+    smaller ones make the sweep affordable (every τ gets the same budget).
 
     For each τ: a controller trained in the dream at τ (``run/sweep/tau_X/``, resumable), its
     score in the dream at the same τ, and its score on the real game (latent twin), each over
@@ -398,8 +402,8 @@ def sweep_temperature(
     rows = []
     for temperature in temperatures:
         out = run_dir / "sweep" / f"tau_{temperature:g}"
-        controller_config = dataclasses.replace(config.controller, temperature=temperature,
-                                                generations=generations or config.controller.generations)
+        controller_config = config.with_overrides("controller", temperature=temperature, generations=generations,
+                                                  population=population, trials=trials).controller
         result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
         generator = torch.Generator().manual_seed(seed)
         dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
@@ -408,17 +412,30 @@ def sweep_temperature(
         real = evaluate(model.game.latent_env_id, out / BEST_FILE, episodes, seed, config.evaluate.workers,
                         env_kwargs={"world_model": str(model_dir)})
         rows.append({"temperature": temperature, "generations": result.generations,
+                     "population": controller_config.population, "trials": controller_config.trials,
                      "dream_mean": float(dream.mean()), "dream_std": float(dream.std()),
                      "real_mean": real.mean, "real_std": real.std, "episodes": episodes})
         report(f"τ = {temperature:g}: dream {dream.mean():.0f} ± {dream.std():.0f}, real {real.mean:.0f} ± {real.std:.0f}")
     atomic_write_text(run_dir / "sweep" / "temperature.json", json.dumps(rows, indent=2) + "\n")
-    atomic_write_text(run_dir / "sweep" / "temperature.md", temperature_table(rows))
+    atomic_write_text(run_dir / "sweep" / "temperature.md", temperature_table(rows, config.game))
     return rows
 
 
-def temperature_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| τ | dream score | real score |", "|---|---|---|"]
+PAPER_DOOM_TEMPERATURES = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"),
+                           1.0: ("1145 ± 690", "868 ± 511"), 1.15: ("918 ± 546", "1092 ± 556"),
+                           1.3: ("732 ± 269", "753 ± 139")}
+"""Ha & Schmidhuber (2018), Doom TakeCover: τ -> (dream score, real score)."""
+
+
+def temperature_table(rows: list[dict[str, Any]], game: str = "doom") -> str:
+    """Markdown: our dream and real score per τ, beside the paper's for Doom."""
+    paper = PAPER_DOOM_TEMPERATURES if get_game(game).name == "doom" else {}
+    header = "| τ | dream score | real score |" + (" paper: dream | paper: real |" if paper else "")
+    lines = [header, "|---" * header.count(" |") + "|"]
     for row in rows:
-        lines.append(f"| {row['temperature']:g} | {row['dream_mean']:.0f} ± {row['dream_std']:.0f} | "
-                     f"{row['real_mean']:.0f} ± {row['real_std']:.0f} |")
+        line = (f"| {row['temperature']:g} | {row['dream_mean']:.0f} ± {row['dream_std']:.0f} | "
+                f"{row['real_mean']:.0f} ± {row['real_std']:.0f} |")
+        if paper:
+            line += " {} | {} |".format(*paper.get(row["temperature"], ("—", "—")))
+        lines.append(line)
     return "\n".join(lines) + "\n"

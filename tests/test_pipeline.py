@@ -216,3 +216,15 @@ def test_an_unwritable_run_directory_is_a_clear_error(tmp_path, monkeypatch, cap
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (run / "episodes").iterdir()} == before
+
+
+def test_sweep_temperature_writes_the_table_beside_the_papers(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs("doom"), tmp_path)
+    result = dreamgym_cli("sweep-temperature", str(run), "--temperatures", "0.5", "1.15", "--generations", "1",
+                          "--population", "4", "--trials", "1", "--episodes", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((run / "sweep" / "temperature.json").read_text())
+    assert [row["temperature"] for row in rows] == [0.5, 1.15]
+    assert all(row["generations"] == 1 and row["population"] == 4 and row["episodes"] == 2 for row in rows)
+    table = (run / "sweep" / "temperature.md").read_text()
+    assert "| 1.15 |" in table and "1092 ± 556" in table  # the paper's figure beside ours
