@@ -1,6 +1,6 @@
 """PPO (Stable-Baselines3) trained only in the Doom dream, on 256 batched dreams, then tested on real VizDoom.
 
-    python examples/ppo_doom.py [--world-model DIR] [--steps 2000000] [--episodes 100]
+    python examples/ppo_doom.py [--world-model DIR] [--steps 4000000] [--episodes 100]
 """
 
 import argparse
@@ -15,13 +15,14 @@ from dreamgym.evaluate import evaluate
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--world-model", default="doom_take_cover")
-    parser.add_argument("--steps", type=int, default=2_000_000)
+    parser.add_argument("--steps", type=int, default=4_000_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/example_ppo_doom.zip")
     args = parser.parse_args()
 
     dream = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=256, temperature=1.15, world_model=args.world_model)
-    model = PPO("MlpPolicy", dream, n_steps=64, batch_size=4096, n_epochs=4, learning_rate=3e-4, gamma=0.995,
+    # 256 × 128 = 32k steps per rollout, 10 passes in batches of 2048 (160 gradient steps each).
+    model = PPO("MlpPolicy", dream, n_steps=128, batch_size=2048, n_epochs=10, learning_rate=3e-4, gamma=0.99,
                 ent_coef=0.01, verbose=1, seed=0)
     model.learn(args.steps)
     model.save(args.out)
