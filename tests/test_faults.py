@@ -63,3 +63,25 @@ def test_a_tampered_cmaes_state_is_refused(tmp_path):
     more = ControllerTrainConfig(generations=2, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
     with pytest.raises(DamagedFileError, match="does not match the sha256"):
         train_controller(model, tmp_path, more, resume=True)
+
+
+def wait_for_marker(job: tuple) -> str:
+    """Job 0 returns at once; job 1 waits until the consumer has seen job 0's result."""
+    index, marker = job
+    if index == 0:
+        return "first"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if os.path.exists(marker):
+            return "released"
+        time.sleep(0.05)
+    return "never released"
+
+
+def test_results_arrive_as_jobs_finish_not_all_at_the_end(tmp_path):
+    marker = tmp_path / "seen"
+    results = []
+    for result in run_parallel(wait_for_marker, [(0, str(marker)), (1, str(marker))], workers=2):
+        results.append(result)
+        marker.touch()
+    assert results == ["first", "released"]
