@@ -269,7 +269,10 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
         result = evaluate(env_id, run_dir / "model", config.evaluate.episodes, config.evaluate.seed,
                           config.evaluate.workers, progress=progress)
         result.save(run_dir / "eval" / f"{env_id}.json")
-        return result.summary()
+        baseline = evaluate(env_id, "random", config.evaluate.episodes, config.evaluate.seed, config.evaluate.workers,
+                            env_kwargs={"world_model": str(run_dir / "model")})
+        baseline.save(run_dir / "eval" / f"random_{env_id}.json")
+        return f"{result.summary()}; random actions: {baseline.mean:.1f} ± {baseline.std:.1f}"
 
     return _timed(run_dir, "evaluate", work)
 
@@ -356,10 +359,14 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
     lines += ["", "## Scores"]
     if meta["evaluations"]:
         for evaluation in meta["evaluations"]:
-            lines.append(f"- {evaluation['env_id']}: {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over "
+            who = "random actions" if evaluation["policy"] == "random" else "the shipped controller"
+            lines.append(f"- {who} on {evaluation['env_id']}: {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over "
                          f"{evaluation['episodes']} episodes (seeds from {evaluation['seed']})")
     else:
         lines.append("- not evaluated yet")
+    for title, name in (("Temperature sweep", "sweep/temperature.md"), ("Notes and attempts", "NOTES.md")):
+        if (run_dir / name).exists():
+            lines += ["", f"## {title}", "", (run_dir / name).read_text().strip()]
     lines += ["", "## Pictures", "See `pictures/`: V's reconstructions, M's predictions and dreams, loss and fitness curves.", ""]
     return "\n".join(lines)
 
