@@ -9,14 +9,13 @@ import sys
 import time
 
 import pytest
+from conftest import small_world_model
 
 from dreamgym.cmaes import STATE_FILE, train_controller
 from dreamgym.collect import episode_files, read_episode
 from dreamgym.config import ControllerTrainConfig
 from dreamgym.files import DamagedFileError
 from dreamgym.parallel import run_parallel
-
-from conftest import small_world_model
 
 
 def test_sigkill_during_collect_loses_only_the_episodes_in_progress(tmp_path):

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dreamgym.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "dreamgym.cli", *args], capture_output=True, text=True, cwd=cwd, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,17 @@ def test_evaluate_writes_json_with_every_return(tiny_run, tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
 
 
+def sigkill_once_written(path: Path, *args: str, cwd: Path) -> None:
+    """Run ``dreamgym ARGS`` and SIGKILL it as soon as ``path`` exists (its first checkpoint)."""
+    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def copy_run(run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(run, target, ignore=shutil.ignore_patterns("model", "eval"))
@@ -103,13 +114,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_runs, tmp_path,
     config = RunConfig.load(run)
     config.with_overrides(section, epochs=3, **extra).save(run)
     checkpoint = run / directory / "checkpoint.pt"
-    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", stage, str(run)], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    sigkill_once_written(checkpoint, stage, str(run), cwd=tmp_path)
     saved = load_torch_checkpoint(checkpoint)
     assert 1 <= saved["epoch"] < 3, "the kill must land after the first checkpoint and before the end"
     refused = dreamgym_cli(stage, str(run), cwd=tmp_path)
@@ -156,13 +161,7 @@ def test_sigkill_during_cmaes_resumes_after_the_last_generation(tiny_runs, tmp_p
     RunConfig.load(run).with_overrides("controller", generations=6, population=16, trials=4, max_steps=400,
                                        eval_every=2, eval_trials=8).save(run)
     record = run / "controller" / "cma_state.json"
-    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", "train-controller", str(run)], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not record.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    sigkill_once_written(record, "train-controller", str(run), cwd=tmp_path)
     killed = json.loads(record.read_text())["history"]
     assert 1 <= len(killed) < 6, "the kill must land after the first generation and before the end"
     resumed = dreamgym_cli("train-controller", str(run), "--resume", cwd=tmp_path)

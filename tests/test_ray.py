@@ -3,6 +3,7 @@ local processes for the same seeds, a killed actor survived, CMA-ES on a real ga
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -58,7 +59,7 @@ def crash_once_then_play(job: tuple) -> tuple[int, float, int]:
 
 
 def test_an_actor_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(local_ray, model_dirs, tmp_path):
-    kwargs_json = '{"world_model": "%s"}' % os.fspath(model_dirs["doom"])
+    kwargs_json = json.dumps({"world_model": os.fspath(model_dirs["doom"])})
     jobs = [("LatentDoomTakeCover-v0", kwargs_json, "random", None, 500, i) for i in range(4)]
     expected = sorted(run_parallel(run_episode, jobs, workers=1))
     marker = tmp_path / "killed"

@@ -64,7 +64,7 @@ def test_same_step_autoreset_reports_the_final_observation(model_dirs):
         model.mdnrnn.head.bias[-1].fill_(-50.0)
     envs = DreamVectorEnv("doom", num_envs=2, world_model=model, max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP)
     envs.reset(seed=0)
-    first, *_ = envs.step(np.array([1, 2]))
+    envs.step(np.array([1, 2]))
     observations, _, _, truncated, info = envs.step(np.array([1, 2]))
     assert truncated.all() and info["_final_obs"].all()
     assert not np.array_equal(info["final_obs"][0], observations[0])
@@ -136,7 +136,7 @@ def test_sb3_adapter_reports_terminal_observation_and_truncation(model_dirs):
     first = venv.reset()
     assert first.shape == (3, 24)
     venv.step(np.array([0, 1, 2]))
-    observations, rewards, dones, infos = venv.step(np.array([0, 1, 2]))
+    _, rewards, dones, infos = venv.step(np.array([0, 1, 2]))
     assert dones.all() and rewards.dtype == np.float32
     for info in infos:
         assert info["TimeLimit.truncated"] is True
