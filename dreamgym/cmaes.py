@@ -107,12 +107,13 @@ def train_controller(
 
     def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
-        return dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps).mean(axis=1)
+        return dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps,
+                             config.sample_done).mean(axis=1)
 
     def score_of(parameters: np.ndarray) -> float:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + 999_983)
         return float(dream_returns(model, parameters[None], config.eval_trials, config.temperature, generator,
-                                   max_steps).mean())
+                                   max_steps, config.sample_done).mean())
 
     return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, title="CMA-ES in the dream",
                      resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)

@@ -102,6 +102,8 @@ class ControllerTrainConfig:
     """Dream temperature τ."""
     max_steps: int | None = None
     """Dream episode cap (None: the game's limit)."""
+    sample_done: bool = False
+    """End a dream with probability p(done) each step, instead of when p(done) > 0.5."""
     eval_every: int = 10
     """Score the distribution mean every this many generations (and at the last one)."""
     eval_trials: int = 256

@@ -30,7 +30,7 @@ def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: 
         axis.set_xlabel(x)
         axis.set_title(key)
         axis.grid(alpha=0.3)
-    figure.suptitle(title)
+    figure.suptitle(title, y=1.04)  # above the panel titles
     _save(figure, path)
 
 
