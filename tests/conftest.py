@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,3 +44,19 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """game name -> a model directory holding a small untrained world model."""
     root = tmp_path_factory.mktemp("models")
     return {name: save_world_model(small_world_model(name), root / name) for name in ("carracing", "doom")}
+
+
+def run_command(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command to completion and capture its output through files, not pipes, then kill
+    whatever it left behind in its session: a game process orphaned by a dying worker would
+    otherwise hold a pipe open and hang the test instead of failing it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=err, text=True, start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, code, out.read(), err.read())

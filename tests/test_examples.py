@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_command
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 pytestmark = pytest.mark.slow
@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 ])
 def test_example_trains_in_the_dream_and_reports_a_real_score(model_dirs, tmp_path, script, game, budget):
     out = tmp_path / ("out.zip" if "cmaes" not in script else "out")
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, str(EXAMPLES / script), "--world-model", str(model_dirs[game]), "--episodes", "2",
          "--out", str(out), *budget],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False,
+        cwd=tmp_path, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "over 2 episodes" in result.stdout.splitlines()[-1]

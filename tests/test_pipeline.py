@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from conftest import run_command
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dreamgym.cli", *args], capture_output=True, text=True, cwd=cwd, check=False)
+    return run_command([sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd)
 
 
 @pytest.fixture(scope="module")
