@@ -20,12 +20,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--world-model", default="doom_take_cover")
     parser.add_argument("--generations", type=int, default=100)
+    parser.add_argument("--population", type=int, default=64)
+    parser.add_argument("--trials", type=int, default=16, help="dreams per candidate")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/example_cmaes_doom")
     args = parser.parse_args()
 
     world_model = dreamgym.load_world_model(args.world_model)
-    config = ControllerTrainConfig(generations=args.generations, population=64, trials=16, temperature=1.15)
+    config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
+                                   temperature=1.15)
     result = train_controller(world_model, Path(args.out), config, resume=True, progress=True, report=print)
     save_controller(result.controller, Path(args.out) / "controller.safetensors")
 

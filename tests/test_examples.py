@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("script,game,budget", [
-    ("cmaes_doom.py", "doom", ["--generations", "2"]),
+    ("cmaes_doom.py", "doom", ["--generations", "2", "--population", "8", "--trials", "2"]),
     ("dqn_doom.py", "doom", ["--steps", "1024"]),
     ("ppo_doom.py", "doom", ["--steps", "1024"]),
     ("ppo_carracing.py", "carracing", ["--steps", "1024"]),
