@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dreamgym.collect import missing_episodes
 from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.evaluate import evaluate
@@ -22,6 +23,7 @@ from dreamgym.pipeline import (
     export_stage,
     format_seconds,
     init_run,
+    next_round,
     run_pipeline,
     sweep_temperature,
     temperature_table,
@@ -52,8 +54,8 @@ def _override(run_dir: Path, section: str, **values) -> None:
 def cmd_collect(args: argparse.Namespace) -> None:
     config = init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
                       max_steps=args.max_steps, policy=args.policy, noise=args.noise)
-    missing = config.collect.episodes - len(list((Path(args.out) / "episodes").glob("episode_*.npz")))
-    bar = _bar(max(missing, 0), f"collect {config.game}")
+    missing = config.collect.episodes if args.force else len(missing_episodes(Path(args.out) / "episodes", config.collect))
+    bar = _bar(missing, f"collect {config.game}")
     _print(str(collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1), backend=args.backend,
                              address=args.address)))
     bar.close()
@@ -119,6 +121,14 @@ def cmd_sweep_temperature(args: argparse.Namespace) -> None:
                              population=args.population, trials=args.trials, episodes=args.episodes,
                              seed=args.seed, progress=True, report=_print)
     _print(temperature_table(rows, RunConfig.load(args.run).game))
+
+
+def cmd_next_round(args: argparse.Namespace) -> None:
+    config = next_round(args.parent, args.out, args.episodes, args.noise)
+    first = config.collect.first_episode
+    _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
+           f"episodes {first}-{first + args.episodes - 1} will be played by its controller with noise {args.noise:g}.\n"
+           f"Next: dreamgym pipeline {config.game} --out {args.out}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -197,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("next-round", help="set up an iterative round: new episodes from a run's controller, "
+                                          "then retrain M and the controller on old + new data")
+    p.add_argument("parent", help="finished run directory (its model/ holds the controller that will play)")
+    p.add_argument("--out", required=True, help="new run directory for the round")
+    p.add_argument("--episodes", type=int, default=1000, help="new episodes to collect")
+    p.add_argument("--noise", type=float, default=0.05,
+                   help="exploration: Doom, chance per step of a random action held 1-10 frames; "
+                        "CarRacing, std of Gaussian noise on each action")
+    p.set_defaults(func=cmd_next_round)
 
     p = sub.add_parser("sweep-temperature", help="the paper's table: a controller per τ, its dream and real scores")
     p.add_argument("run")

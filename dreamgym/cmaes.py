@@ -28,6 +28,7 @@ from dreamgym.config import ControllerTrainConfig
 from dreamgym.controller import LinearController, batched_actions, output_dim
 from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text, sha256_of
 from dreamgym.games import Game
+from dreamgym.parallel import WorkerPool
 from dreamgym.plots import plot_curves
 from dreamgym.training import Report, StageError, no_report, write_metrics
 from dreamgym.world_model import WorldModel
@@ -144,17 +145,18 @@ def train_controller_real(
     model = load_world_model(model_dir)
     env_id, env_kwargs = model.game.latent_env_id, {"world_model": str(Path(model_dir).resolve())}
     first_seed = 1_000_000 + config.seed * 100_000
+    with WorkerPool(workers, backend, address) as pool:  # one set of games for the whole run
 
-    def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
-        seeds = [first_seed + 1_000 + generation * config.trials + t for t in range(config.trials)]
-        return controller_returns(env_id, env_kwargs, solutions, seeds, workers, backend, address).mean(axis=1)
+        def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
+            seeds = [first_seed + 1_000 + generation * config.trials + t for t in range(config.trials)]
+            return controller_returns(env_id, env_kwargs, solutions, seeds, pool).mean(axis=1)
 
-    def score_of(parameters: np.ndarray) -> float:
-        seeds = [first_seed + t for t in range(config.eval_trials)]
-        return float(controller_returns(env_id, env_kwargs, parameters[None], seeds, workers, backend, address).mean())
+        def score_of(parameters: np.ndarray) -> float:
+            seeds = [first_seed + t for t in range(config.eval_trials)]
+            return float(controller_returns(env_id, env_kwargs, parameters[None], seeds, pool).mean())
 
-    return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, x0=x0,
-                     title=f"CMA-ES on {env_id}", resume=resume, force=force, progress=progress, report=report)
+        return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, x0=x0,
+                         title=f"CMA-ES on {env_id}", resume=resume, force=force, progress=progress, report=report)
 
 
 def run_cmaes(

@@ -227,9 +227,10 @@ def _record(args: tuple) -> tuple[EpisodeSummary, bytes]:
 # --------------------------------------------------------------------------- many episodes
 
 
-def missing_episodes(out_dir: Path, episodes: int) -> list[int]:
-    """Indices whose file is absent (a complete file is never rewritten)."""
-    return [i for i in range(episodes) if not episode_path(out_dir, i).exists()]
+def missing_episodes(out_dir: Path, config: CollectConfig) -> list[int]:
+    """Indices this collection records whose file is absent (a complete file is never rewritten)."""
+    indices = range(config.first_episode, config.first_episode + config.episodes)
+    return [i for i in indices if not episode_path(out_dir, i).exists()]
 
 
 def collect(
@@ -240,7 +241,8 @@ def collect(
     backend: str = "local",
     address: str | None = None,
 ) -> list[EpisodeSummary]:
-    """Record ``config.episodes`` episodes into ``out_dir``, skipping those already there.
+    """Record ``config.episodes`` episodes (from index ``config.first_episode``) into ``out_dir``,
+    skipping those already there.
     Episodes are played on ``backend`` workers (see :mod:`dreamgym.parallel`) and each is
     written here, atomically, as it arrives."""
     get_game(game_name)
@@ -248,7 +250,7 @@ def collect(
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.glob(".episode_*.tmp"):  # from a worker killed mid-write
         leftover.unlink()
-    jobs = [(game_name, i, config) for i in missing_episodes(out_dir, config.episodes)]
+    jobs = [(game_name, i, config) for i in missing_episodes(out_dir, config)]
     summaries = []
     for summary, payload in run_parallel(_record, jobs, config.workers, backend, address):
         atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))

@@ -26,6 +26,8 @@ from dreamgym.games import get_game
 class CollectConfig:
     episodes: int = 1000
     """Real episodes to record."""
+    first_episode: int = 0
+    """Index of the first episode to record (episodes below it come from earlier rounds)."""
     workers: int = 2
     """Parallel worker processes (one game each)."""
     seed: int = 0
@@ -138,13 +140,15 @@ class RunConfig:
     """Optional fine-tuning on the real game (``train-controller --real``): real episodes are
     ~100× dearer than dreams, hence the small defaults."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    parent: str | None = None
+    """The run whose episodes, latents and V this run reuses (an iterative round)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"]}
+        kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"], "parent": data.get("parent")}
         for name, section in _SECTIONS.items():
             if name in data:
                 known = {f.name for f in fields(section)}

@@ -22,7 +22,7 @@ from dreamgym.checkpoint import CONFIG_FILE, load_controller, load_world_model
 from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
 from dreamgym.games import game_of_env
-from dreamgym.parallel import run_parallel
+from dreamgym.parallel import WorkerPool, run_parallel
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
 
@@ -156,16 +156,17 @@ def run_controller_episode(job: tuple) -> tuple[int, int, float]:
 
 
 def controller_returns(env_id: str, env_kwargs: dict[str, Any], parameters: np.ndarray, seeds: list[int],
-                       workers: int = 2, backend: str = "local", address: str | None = None) -> np.ndarray:
+                       pool: WorkerPool | None = None) -> np.ndarray:
     """Return of each of P controllers (flat parameters, (P, n)) on each seed: (P, len(seeds)).
     Candidate p's trial t is seeded with ``seeds[t]`` (common seeds lower the variance of the
-    comparison); the episodes run on ``backend`` workers."""
+    comparison); the episodes run on ``pool``'s workers (default: two local processes started
+    for this call)."""
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
     jobs = [(env_id, kwargs_json, row, seed, p, t) for p, row in enumerate(np.asarray(parameters)) for t, seed in enumerate(seeds)]
     returns = np.full((len(parameters), len(seeds)), np.nan)
-    for p, t, value in run_parallel(run_controller_episode, jobs, workers, backend, address):
+    results = pool.map(run_controller_episode, jobs) if pool is not None else run_parallel(run_controller_episode, jobs, 2)
+    for p, t, value in results:
         returns[p, t] = value
-    close_cached_envs()
     return returns
 
 

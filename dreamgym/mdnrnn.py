@@ -269,7 +269,9 @@ def train_mdnrnn(
     progress: bool = False,
     report: Report = no_report,
 ) -> tuple[MDNRNN, StageResult]:
-    """Train M on ``run_dir/latents``; checkpoints in ``run_dir/mdnrnn``."""
+    """Train M on ``run_dir/latents``; checkpoints in ``run_dir/mdnrnn``. The epoch with the
+    lowest validation loss is the one kept: the episode-end head over-fits long before the
+    mixture stops improving."""
     run_dir = Path(run_dir)
     stage_dir = run_dir / "mdnrnn"
     training_files, validation_files = split_files(latent_files(run_dir))
@@ -307,7 +309,10 @@ def train_mdnrnn(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = {key: value / max(count, 1) for key, value in sums.items()}
         metrics["learning_rate"] = lr
-        metrics.update({f"validation_{k}": v for k, v in _validation_losses(model, validation_files, game, config, report).items()})
+        validation = _validation_losses(model, validation_files, game, config, report)
+        if validation:
+            validation["loss"] = validation["nll"] + config.reward_weight * validation["reward"] + validation["done"]
+        metrics.update({f"validation_{k}": v for k, v in validation.items()})
         return metrics
 
     vae = ConvVAE(VAEConfig(z_dim=z_dim))
@@ -315,11 +320,11 @@ def train_mdnrnn(
     preview = read_latents((validation_files or training_files)[0])
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
-        plot_curves(history, ["loss", "nll", "reward", "done", "validation_nll"], stage_dir / "loss.png", "M training")
+        plot_curves(history, ["loss", "nll", "done", "validation_nll", "validation_done", "validation_loss"], stage_dir / "loss.png", "M training")
         plot_predictions(model, vae, game, preview, stage_dir / "predictions.png", f"after epoch {epoch + 1}")
 
     result = train_epochs(stage_dir, model, optimizer, config.epochs, run_epoch, {"mdnrnn": model.config.to_dict()},
-                          resume=resume, force=force, on_epoch_end=on_epoch_end, report=report)
+                          resume=resume, force=force, on_epoch_end=on_epoch_end, select="validation_loss", report=report)
     return model, result
 
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Self
 
 BACKENDS = ("local", "ray")
 ACTOR_RESTARTS = 3
@@ -52,38 +52,106 @@ def check_backend(backend: str, address: str | None = None) -> None:
 
 def run_parallel(function: Callable, jobs: list, workers: int, backend: str = "local",
                  address: str | None = None) -> Iterator:
-    """``function(job)`` for every job across ``workers`` workers, results as they finish.
+    """``function(job)`` for every job across ``workers`` workers, results as they finish; the
+    workers exist for this call only (a ``WorkerPool`` keeps them for many calls)."""
+    with WorkerPool(min(workers, max(1, len(jobs))), backend, address) as pool:
+        yield from pool.map(function, jobs)
 
-    Local workers are spawned processes, which import the caller's main script again: a script
-    that calls this with ``workers > 1`` must do so under ``if __name__ == "__main__":``. A local
-    worker that dies raises an error saying so instead of hanging; workers always exit through a
-    clean shutdown, never a terminate.
+
+class WorkerPool:
+    """Workers that live across many ``map`` calls, e.g. every generation of a CMA-ES run on
+    the real game: each keeps its game, V and M between jobs instead of building them again.
+
+    ``workers <= 1`` on the local backend runs jobs in this process. Local workers are spawned
+    processes, which import the caller's main script again: a script that uses more than one
+    must do so under ``if __name__ == "__main__":``. A local worker that dies raises an error
+    saying so instead of hanging; workers always exit through a clean shutdown, never a
+    terminate. Use as a context manager, or call ``close``.
     """
-    check_backend(backend, address)
-    if backend == "ray":
-        yield from _run_ray(function, jobs, workers, address)
-        return
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield function(job)
-        return
-    executor = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
-    )
-    try:
-        pending = {executor.submit(function, job) for job in jobs}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    except BrokenProcessPool as error:
-        raise RuntimeError(
-            "a worker process died. If this was called from a script, put the call under "
-            "`if __name__ == \"__main__\":` (workers are spawned and import the script again), "
-            "or pass workers=1."
-        ) from error
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+
+    def __init__(self, workers: int, backend: str = "local", address: str | None = None) -> None:
+        check_backend(backend, address)
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers, self.backend, self.address = workers, backend, address
+        self._executor: ProcessPoolExecutor | None = None
+        self._actors: list | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def map(self, function: Callable, jobs: list) -> Iterator:
+        """``function(job)`` for every job, results in the order they finish."""
+        if self.backend == "ray":
+            yield from self._map_ray(function, jobs)
+        elif self.workers <= 1:
+            for job in jobs:
+                yield function(job)
+        else:
+            yield from self._map_local(function, jobs)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._actors is not None:
+            import ray
+
+            ray.get([actor.close.remote() for actor in self._actors])
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = None
+        if self.backend == "local" and self.workers <= 1:
+            from dreamgym.evaluate import close_cached_envs
+
+            close_cached_envs()
+
+    def _map_local(self, function: Callable, jobs: list) -> Iterator:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+            )
+        pending = set()
+        try:
+            pending = {self._executor.submit(function, job) for job in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BrokenProcessPool as error:
+            self._executor = None
+            raise RuntimeError(
+                "a worker process died. If this was called from a script, put the call under "
+                "`if __name__ == \"__main__\":` (workers are spawned and import the script again), "
+                "or pass workers=1."
+            ) from error
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _map_ray(self, function: Callable, jobs: list) -> Iterator:
+        """Keep every actor busy with one job; a job whose actor died is retried by Ray on the
+        restarted actor, so each job's result arrives exactly once."""
+        import ray
+
+        if self._actors is None:
+            self._actors = ray_workers(self.workers, self.address)
+        queue = list(jobs)
+        pending: dict[Any, Any] = {}
+        try:
+            while queue or pending:
+                for actor in self._actors:
+                    if queue and actor not in pending.values():
+                        pending[actor.call.remote(function, queue.pop(0))] = actor
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                pending.pop(ready[0])
+                yield ray.get(ready[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
 
 
 # --------------------------------------------------------------------------- Ray
@@ -117,27 +185,3 @@ def ray_workers(workers: int, address: str | None = None) -> list:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     actor = ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_Worker)
     return [actor.remote() for _ in range(max(1, workers))]
-
-
-def _run_ray(function: Callable, jobs: list, workers: int, address: str | None) -> Iterator:
-    """Keep every actor busy with one job; a job whose actor died is retried by Ray on the
-    restarted actor, so each job's result arrives exactly once."""
-    import ray
-
-    actors = ray_workers(min(workers, max(1, len(jobs))), address)
-    queue = list(jobs)
-    pending: dict[Any, Any] = {}
-    try:
-        while queue or pending:
-            for actor in actors:
-                if queue and actor not in pending.values():
-                    pending[actor.call.remote(function, queue.pop(0))] = actor
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            pending.pop(ready[0])
-            yield ray.get(ready[0])
-    finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        ray.get([actor.close.remote() for actor in actors])
-        for actor in actors:
-            ray.kill(actor)

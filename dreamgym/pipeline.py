@@ -16,6 +16,11 @@ A run directory::
 
 Every stage is a no-op when already finished (unless ``force``), resumes after a crash, and
 returns what it did and how long it took.
+
+Iterative rounds (the paper's proposal for harder games): ``next_round(RUN, RUN2, ...)`` makes
+RUN2 a run that links RUN's episodes, latents and V and collects new episodes with RUN's
+controller plus exploration noise; the pipeline on RUN2 then encodes only the new episodes and
+trains M and the controller again on everything.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,15 @@ from dreamgym.cmaes import (
     train_controller,
     train_controller_real,
 )
-from dreamgym.collect import collect, episode_files, iter_valid, read_episode
+from dreamgym.collect import (
+    collect,
+    episode_files,
+    episode_path,
+    iter_valid,
+    read_episode,
+)
 from dreamgym.config import RunConfig, preset
-from dreamgym.encode import encode_run, initial_latents
+from dreamgym.encode import MARKER, encode_run, initial_latents, latent_files
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game
@@ -98,6 +109,38 @@ def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrid
     return config
 
 
+def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float) -> RunConfig:
+    """Set up ``run_dir`` as the next round after ``parent_dir``: the parent's episodes and
+    latents are linked (not copied), V's checkpoint is linked (V stays fixed, so old latents
+    and the parent's controller keep their meaning), and ``episodes`` new episodes will be
+    collected, numbered after the parent's, by the parent's exported controller with
+    ``noise``. Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
+    parent = RunConfig.load(parent_dir)
+    model_dir = parent_dir / "model"
+    if not (model_dir / "controller.safetensors").exists():
+        raise StageError(f"{model_dir} has no controller: finish the pipeline on {parent_dir} first (export writes it)")
+    if (run_dir / "run.json").exists():
+        raise StageError(f"{run_dir} is already a run directory: choose a new one for the next round")
+    if episodes < 1 or noise < 0:
+        raise ValueError(f"a round needs episodes >= 1 and noise >= 0, got episodes={episodes}, noise={noise}")
+    old_episodes = episode_files(parent_dir / "episodes")
+    first = max((int(p.stem.split("_")[-1]) for p in old_episodes), default=-1) + 1
+    for source, target_dir in [(p, run_dir / "episodes") for p in old_episodes] + \
+                              [(p, run_dir / "latents") for p in latent_files(parent_dir)] + \
+                              [(parent_dir / "vae" / CHECKPOINT, run_dir / "vae")]:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        link = target_dir / source.name
+        if not link.is_symlink():
+            link.symlink_to(source.resolve())
+    if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
+        shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
+    collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=str(model_dir), noise=noise)
+    config = replace(parent, collect=collect_config, parent=str(parent_dir))
+    config.save(run_dir)  # last: a run.json means the round was set up completely
+    return config
+
+
 # --------------------------------------------------------------------------- stages
 
 
@@ -105,8 +148,10 @@ def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callabl
                   address: str | None = None) -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
-    if force and (run_dir / "episodes").exists():
-        shutil.rmtree(run_dir / "episodes")
+    if force:  # only this collection's episodes: a round's links to earlier rounds stay
+        first = config.collect.first_episode
+        for index in range(first, first + config.collect.episodes):
+            episode_path(run_dir / "episodes", index).unlink(missing_ok=True)
 
     def work() -> str:
         summaries = collect(config.game, run_dir / "episodes", config.collect, progress, backend, address)
@@ -139,9 +184,9 @@ def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = 
 def preview_episodes(episode_dir: Path, path: Path, episodes: int = 3, columns: int = 8) -> None:
     """A picture of what collect recorded: evenly spaced frames of the first few episodes."""
     rows = []
-    for episode_path, episode in iter_valid(episode_files(episode_dir)[:episodes], read_episode):
+    for path_of_episode, episode in iter_valid(episode_files(episode_dir)[:episodes], read_episode):
         frames = episode["frames"]
-        rows.append((f"{episode_path.stem[-6:]} ({len(episode['actions'])} steps)",
+        rows.append((f"{path_of_episode.stem[-6:]} ({len(episode['actions'])} steps)",
                      frames[np.linspace(0, len(frames) - 1, columns).astype(int)]))
     if rows:
         frame_grid(rows, path, "collected episodes (64×64 frames as V sees them)")
@@ -173,10 +218,10 @@ def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool
     def work() -> str:
         _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
                                  progress=progress, report=report)
-        last = result.history[-1]
+        kept = result.history[(result.best_epoch or result.epochs) - 1]
         verb = "trained" if result.trained_epochs else "already finished"
-        return (f"M {verb}: {result.epochs} epochs, nll/dim {last['nll']:.3f}, reward mse {last['reward']:.3f}, "
-                f"done bce {last['done']:.3f}")
+        return (f"M {verb}: {result.epochs} epochs; kept epoch {kept['epoch']:.0f}: nll/dim {kept['nll']:.3f}, "
+                f"reward mse {kept['reward']:.3f}, done bce {kept['done']:.3f}")
 
     return _timed(run_dir, "train-mdnrnn", work)
 

@@ -1,7 +1,8 @@
 """The epoch loop shared by V and M: resumable checkpoints, metrics CSV, loss curves.
 
-A stage directory holds ``checkpoint.pt`` (model, optimiser, epoch, config and the metrics of
-every finished epoch, written atomically after each epoch) and ``metrics.csv`` / ``loss.png``
+A stage directory holds ``checkpoint.pt`` (model, optimiser, epoch, config, the metrics of
+every finished epoch and, when a validation metric is named, the weights of the epoch where it
+was lowest; written atomically after each epoch) and ``metrics.csv`` / ``loss.png``
 regenerated from it. After a crash, ``resume=True`` restarts from the last finished epoch: at
 most the epoch in progress is lost, and the result has the same number of epochs as an
 uninterrupted run.
@@ -43,6 +44,8 @@ class StageResult:
     """Epochs trained by this call (0 when the stage was already finished)."""
     seconds: float
     history: list[dict[str, float]]
+    best_epoch: int | None = None
+    """The epoch whose weights ``load_trained`` returns, when a metric was selected on."""
 
 
 def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
@@ -65,13 +68,17 @@ def train_epochs(
     resume: bool = False,
     force: bool = False,
     on_epoch_end: Callable[[int, list[dict[str, float]]], None] | None = None,
+    select: str | None = None,
     report: Report = no_report,
 ) -> StageResult:
     """Run ``run_epoch(epoch)`` for every epoch not yet in the checkpoint of ``stage_dir``.
 
     ``run_epoch`` trains ``model`` in place and returns the epoch's mean metrics. A finished
     stage is a no-op unless ``force``; an unfinished one needs ``resume`` (or ``force`` to
-    start over), so that a crash never silently throws work away.
+    start over), so that a crash never silently throws work away. With ``select`` (a metric
+    to minimise, e.g. a validation loss), the weights of the best epoch so far are kept beside
+    the last ones, and ``load_trained`` returns them: training stays resumable from the last
+    epoch while the model that is used is the one that generalised best.
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     path = stage_dir / CHECKPOINT
@@ -80,14 +87,16 @@ def train_epochs(
         shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True)
     history: list[dict[str, float]] = []
+    best: dict | None = None
     first_epoch = 0
     if path.exists():
         checkpoint = load_torch_checkpoint(path)
         first_epoch = int(checkpoint["epoch"])
+        best = checkpoint.get("best")
         if first_epoch >= epochs:
-            model.load_state_dict(checkpoint["model"])
+            model.load_state_dict((best or checkpoint)["model"])
             report(f"{stage_dir.name}: already finished ({first_epoch} epochs); --force retrains")
-            return StageResult(first_epoch, 0, 0.0, checkpoint["history"])
+            return StageResult(first_epoch, 0, 0.0, checkpoint["history"], best and best["epoch"])
         if not resume:
             raise StageError(
                 f"{path} holds an unfinished run ({first_epoch} of {epochs} epochs): "
@@ -102,22 +111,23 @@ def train_epochs(
         metrics = {"epoch": epoch + 1, **run_epoch(epoch)}
         metrics["seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
-        atomic_save_torch(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "config": config,
-                "history": history,
-            },
-            path,
-        )
+        if select is not None and select in metrics and (best is None or metrics[select] < best["value"]):
+            best = {"epoch": epoch + 1, "metric": select, "value": metrics[select],
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                 "config": config, "history": history}
+        if best is not None:
+            state["best"] = best
+        atomic_save_torch(state, path)
         write_metrics(stage_dir / METRICS, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch")
         report(f"{stage_dir.name}: epoch {epoch + 1}/{epochs}: {shown}")
-    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history)
+    if best is not None:
+        model.load_state_dict(best["model"])
+        report(f"{stage_dir.name}: keeping epoch {best['epoch']} (lowest {best['metric']}, {best['value']:.4g})")
+    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history, best and best["epoch"])
 
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
@@ -135,13 +145,14 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
 
 
 def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:
-    """Load the model of a finished (or partial) stage; StageError if it has none."""
+    """Load the model of a finished (or partial) stage, its best-validation epoch when one was
+    kept; StageError if it has none."""
     path = stage_dir / CHECKPOINT
     if not path.exists():
         raise StageError(f"{path} does not exist: run the stage that writes it first")
     checkpoint = load_torch_checkpoint(path)
     try:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint.get("best", checkpoint)["model"])
     except RuntimeError as error:
         raise StageError(f"{path} does not fit the model built from run.json (settings changed since?): {error}") from error
     return checkpoint

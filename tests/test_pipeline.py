@@ -228,3 +228,33 @@ def test_sweep_temperature_writes_the_table_beside_the_papers(tiny_runs, tmp_pat
     assert all(row["generations"] == 1 and row["population"] == 4 and row["episodes"] == 2 for row in rows)
     table = (run / "sweep" / "temperature.md").read_text()
     assert "| 1.15 |" in table and "1092 ± 556" in table  # the paper's figure beside ours
+
+
+def test_next_round_collects_with_the_parents_controller_and_retrains_on_old_and_new_episodes(tiny_runs, tmp_path):
+    parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
+    assert dreamgym_cli("export", str(parent), "--to", str(parent / "model"), cwd=tmp_path).returncode == 0
+    old = sorted(p.name for p in (parent / "episodes").iterdir())
+    round2 = tmp_path / "round2"
+    result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "3", "--noise", "0.1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"dreamgym pipeline doom --out {round2}" in result.stdout
+    again = dreamgym_cli("next-round", str(parent), "--out", str(round2), cwd=tmp_path)
+    assert again.returncode == 1 and "already a run directory" in again.stderr
+
+    result = dreamgym_cli("pipeline", "doom", "--out", str(round2), "--preset", "tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "recorded 3 episodes" in result.stdout and "V already finished" in result.stdout
+    assert f"[encode] encoded 3 episodes ({len(old)} already encoded)" in result.stdout
+    episodes = sorted((round2 / "episodes").iterdir())
+    assert [p.name for p in episodes[: len(old)]] == old and all(p.is_symlink() for p in episodes[: len(old)])
+    assert len(episodes) == len(old) + 3 and not any(p.is_symlink() for p in episodes[len(old):])
+    assert sorted(p.name for p in (parent / "episodes").iterdir()) == old  # the parent is untouched
+    config = RunConfig.load(round2)
+    assert config.parent == str(parent.resolve()) and config.collect.policy == str(parent.resolve() / "model")
+    assert (round2 / "model" / "controller.safetensors").is_file()
+
+
+def test_next_round_needs_a_parent_with_a_controller(tiny_runs, tmp_path):
+    parent = copy_run(tiny_runs("doom"), tmp_path)  # copy_run leaves model/ out
+    result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), cwd=tmp_path)
+    assert result.returncode == 1 and "has no controller" in result.stderr
