@@ -56,6 +56,11 @@ class MDNRNNConfig:
     """LSTM units (256 CarRacing, 512 Doom in the paper)."""
     num_mixtures: int = 5
     """Gaussian components per latent dimension."""
+    done_logit_offset: float = 0.0
+    """Subtracted from the done head's raw output so that sigmoid(done_logit) is the probability
+    that the episode ends. A head trained with BCE weighting positives by w learns
+    logit(p) + log w, so training sets this to log w. Models saved before this setting existed
+    read 0: their dreams end where p > 1 / (1 + w), not p > 0.5."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +104,7 @@ class MDNRNN(nn.Module):
             mu=mixture[..., 1, :, :],
             log_sigma=mixture[..., 2, :, :],
             reward=raw[..., -2],
-            done_logit=raw[..., -1],
+            done_logit=raw[..., -1] - self.config.done_logit_offset,
         )
 
     def forward(
@@ -244,6 +249,12 @@ def _pad(episodes: list[dict[str, np.ndarray]], game: Game, rng: np.random.Gener
     return SequenceBatch(*tensors)
 
 
+def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
+    """An untrained M for a run's settings (its done head calibrated for ``done_pos_weight``)."""
+    return MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=game.action_dim, hidden_dim=config.hidden_dim,
+                               num_mixtures=config.num_mixtures, done_logit_offset=math.log(config.done_pos_weight)))
+
+
 def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float) -> dict[str, torch.Tensor]:
     """Mean losses per valid step: mixture NLL per latent dimension (terminal transitions, whose
     next frame is the game-over screen, excluded), reward MSE and weighted done BCE."""
@@ -252,8 +263,9 @@ def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float) -
     steps = batch.mask.sum().clamp(min=1.0)
     nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
     reward = ((output.reward - batch.rewards).pow(2) * batch.mask).sum() / steps
-    done = F.binary_cross_entropy_with_logits(
-        output.done_logit, batch.dones, pos_weight=torch.tensor(done_pos_weight), reduction="none"
+    done = F.binary_cross_entropy_with_logits(  # on the raw output: its optimum is logit(p) + offset
+        output.done_logit + model.config.done_logit_offset, batch.dones, pos_weight=torch.tensor(done_pos_weight),
+        reduction="none",
     )
     done = (done * batch.mask).sum() / steps
     return {"nll": nll, "reward": reward, "done": done}
@@ -279,8 +291,7 @@ def train_mdnrnn(
         raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
     z_dim = read_latents(training_files[0])["mu"].shape[1]
     torch.manual_seed(config.seed)
-    model = MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=game.action_dim, hidden_dim=config.hidden_dim,
-                                num_mixtures=config.num_mixtures))
+    model = build_mdnrnn(z_dim, game, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     total_batches = math.ceil(len(training_files) / config.batch_size)
 

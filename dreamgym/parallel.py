@@ -85,6 +85,8 @@ class WorkerPool:
 
     def map(self, function: Callable, jobs: list) -> Iterator:
         """``function(job)`` for every job, results in the order they finish."""
+        if not jobs:
+            return
         if self.backend == "ray":
             yield from self._map_ray(function, jobs)
         elif self.workers <= 1:

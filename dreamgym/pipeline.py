@@ -55,7 +55,7 @@ from dreamgym.encode import MARKER, encode_run, initial_latents, latent_files
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game
-from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig, train_mdnrnn
+from dreamgym.mdnrnn import build_mdnrnn, train_mdnrnn
 from dreamgym.plots import frame_grid
 from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_report
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
@@ -232,8 +232,7 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
     config = RunConfig.load(run_dir)
     game = get_game(config.game)
     vae = _load_vae(run_dir, config)
-    mdnrnn = MDNRNN(MDNRNNConfig(z_dim=config.vae.z_dim, action_dim=game.action_dim, hidden_dim=config.mdnrnn.hidden_dim,
-                                 num_mixtures=config.mdnrnn.num_mixtures))
+    mdnrnn = build_mdnrnn(config.vae.z_dim, game, config.mdnrnn)
     load_trained(run_dir / "mdnrnn", mdnrnn)
     mu, logvar = initial_latents(run_dir, report)
     controller_file = run_dir / "controller" / BEST_FILE
@@ -356,7 +355,10 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
     for stage in ("vae", "mdnrnn"):
         path = run_dir / stage / CHECKPOINT
         if path.exists():
-            metadata[f"{stage}_final_metrics"] = load_torch_checkpoint(path)["history"][-1]
+            checkpoint = load_torch_checkpoint(path)
+            kept = checkpoint["best"]["epoch"] if "best" in checkpoint else len(checkpoint["history"])
+            metadata[f"{stage}_metrics"] = checkpoint["history"][kept - 1]
+            metadata[f"{stage}_epochs"] = len(checkpoint["history"])
     fitness = run_dir / "controller" / "cma_state.json"
     if fitness.exists():
         history = json.loads(fitness.read_text())["history"]
@@ -386,13 +388,13 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
         f"- C: {'linear, ' + str(model.controller.num_parameters) + ' parameters' if model.controller else 'none'}",
         f"- data: {meta['episodes']} real episodes; {len(model.initial_mu)} first-frame latents for resets",
         "",
-        "## Losses (final epoch)",
+        "## Losses (the epoch whose weights ship)",
     ]
     for stage in ("vae", "mdnrnn"):
-        metrics = meta.get(f"{stage}_final_metrics")
+        metrics = meta.get(f"{stage}_metrics")
         if metrics:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
-            lines.append(f"- {stage}: epoch {int(metrics['epoch'])}: {shown}")
+            lines.append(f"- {stage}: epoch {int(metrics['epoch'])} of {meta[f'{stage}_epochs']}: {shown}")
     if "controller_final" in meta:
         final = meta["controller_final"]
         lines.append(f"- controller: {meta['controller_generations']} generations at τ = {config.controller.temperature}; "

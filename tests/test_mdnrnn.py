@@ -84,3 +84,26 @@ def test_mixture_weights_are_per_latent_dimension():
     out, _ = model(torch.randn(1, 2, 4), torch.randn(1, 2, 3))
     assert out.logits.shape == (1, 2, 4, 5)
     assert not torch.allclose(out.logits[..., 0, :], out.logits[..., 1, :])
+
+
+def test_the_done_head_is_calibrated_although_its_loss_weights_episode_ends():
+    """Trained with positives weighted by w, the loss is minimal where sigmoid(done_logit) equals
+    the true end rate: the dream's p > 0.5 then means "more likely to end than not"."""
+    from dreamgym.config import MDNTrainConfig
+    from dreamgym.games import get_game
+    from dreamgym.mdnrnn import SequenceBatch, build_mdnrnn, mdnrnn_losses
+
+    config = MDNTrainConfig(hidden_dim=8, done_pos_weight=10.0)
+    model = build_mdnrnn(4, get_game("doom"), config)
+    rate = 0.2
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[-1] = math.log(rate / (1 - rate)) + math.log(config.done_pos_weight)
+    B, L = 1, 5
+    batch = SequenceBatch(torch.zeros(B, L, 4), torch.zeros(B, L, 3), torch.zeros(B, L, 4), torch.zeros(B, L),
+                          torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]]), torch.ones(B, L))  # one end in five steps
+    output, _ = model(batch.z, batch.actions)
+    assert torch.allclose(torch.sigmoid(output.done_logit), torch.tensor(rate))
+    mdnrnn_losses(model, batch, config.done_pos_weight)["done"].backward()
+    assert abs(model.head.bias.grad[-1].item()) < 1e-6  # the loss is at its minimum there
