@@ -124,7 +124,8 @@ class WorkerPool:
                 for future in done:
                     yield future.result()
         except BrokenProcessPool as error:
-            self._executor = None
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None  # the next map starts fresh workers
             raise RuntimeError(
                 "a worker process died. If this was called from a script, put the call under "
                 "`if __name__ == \"__main__\":` (workers are spawned and import the script again), "
