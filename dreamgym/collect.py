@@ -264,9 +264,14 @@ def episode_files(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob(EPISODE_GLOB))
 
 
+def episode_index(path: Path) -> int:
+    """The index in an episode (or latent) file's name: ``episode_000042.npz`` -> 42."""
+    return int(path.stem.split("_")[-1])
+
+
 def split_files(paths: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
     """(training, validation): every ``every``-th episode is held out, the same ones at every stage."""
-    validation = [p for p in paths if int(p.stem.split("_")[-1]) % every == every - 1]
+    validation = [p for p in paths if episode_index(p) % every == every - 1]
     held_out = set(validation)
     training = [p for p in paths if p not in held_out]
     return training, validation

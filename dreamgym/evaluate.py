@@ -156,16 +156,14 @@ def run_controller_episode(job: tuple) -> tuple[int, int, float]:
 
 
 def controller_returns(env_id: str, env_kwargs: dict[str, Any], parameters: np.ndarray, seeds: list[int],
-                       pool: WorkerPool | None = None) -> np.ndarray:
+                       pool: WorkerPool) -> np.ndarray:
     """Return of each of P controllers (flat parameters, (P, n)) on each seed: (P, len(seeds)).
     Candidate p's trial t is seeded with ``seeds[t]`` (common seeds lower the variance of the
-    comparison); the episodes run on ``pool``'s workers (default: two local processes started
-    for this call)."""
+    comparison); the episodes run on ``pool``'s workers."""
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
     jobs = [(env_id, kwargs_json, row, seed, p, t) for p, row in enumerate(np.asarray(parameters)) for t, seed in enumerate(seeds)]
     returns = np.full((len(parameters), len(seeds)), np.nan)
-    results = pool.map(run_controller_episode, jobs) if pool is not None else run_parallel(run_controller_episode, jobs, 2)
-    for p, t, value in results:
+    for p, t, value in pool.map(run_controller_episode, jobs):
         returns[p, t] = value
     return returns
 

@@ -46,6 +46,7 @@ from dreamgym.cmaes import (
 from dreamgym.collect import (
     collect,
     episode_files,
+    episode_index,
     episode_path,
     iter_valid,
     read_episode,
@@ -57,7 +58,14 @@ from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import build_mdnrnn, train_mdnrnn
 from dreamgym.plots import frame_grid
-from dreamgym.training import CHECKPOINT, Report, StageError, load_trained, no_report
+from dreamgym.training import (
+    CHECKPOINT,
+    Report,
+    StageError,
+    kept_epoch,
+    load_trained,
+    no_report,
+)
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
 from dreamgym.world_model import WorldModel
 
@@ -125,7 +133,7 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
     if episodes < 1 or noise < 0:
         raise ValueError(f"a round needs episodes >= 1 and noise >= 0, got episodes={episodes}, noise={noise}")
     old_episodes = episode_files(parent_dir / "episodes")
-    first = max((int(p.stem.split("_")[-1]) for p in old_episodes), default=-1) + 1
+    first = max((episode_index(p) for p in old_episodes), default=-1) + 1
     for source, target_dir in [(p, run_dir / "episodes") for p in old_episodes] + \
                               [(p, run_dir / "latents") for p in latent_files(parent_dir)] + \
                               [(parent_dir / "vae" / CHECKPOINT, run_dir / "vae")]:
@@ -218,7 +226,7 @@ def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool
     def work() -> str:
         _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
                                  progress=progress, report=report)
-        kept = result.history[(result.best_epoch or result.epochs) - 1]
+        kept = result.history[result.kept_epoch - 1]
         verb = "trained" if result.trained_epochs else "already finished"
         return (f"M {verb}: {result.epochs} epochs; kept epoch {kept['epoch']:.0f}: nll/dim {kept['nll']:.3f}, "
                 f"reward mse {kept['reward']:.3f}, done bce {kept['done']:.3f}")
@@ -356,8 +364,7 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
         path = run_dir / stage / CHECKPOINT
         if path.exists():
             checkpoint = load_torch_checkpoint(path)
-            kept = checkpoint["best"]["epoch"] if "best" in checkpoint else len(checkpoint["history"])
-            metadata[f"{stage}_metrics"] = checkpoint["history"][kept - 1]
+            metadata[f"{stage}_metrics"] = checkpoint["history"][kept_epoch(checkpoint) - 1]
             metadata[f"{stage}_epochs"] = len(checkpoint["history"])
     fitness = run_dir / "controller" / "cma_state.json"
     if fitness.exists():

@@ -44,8 +44,9 @@ class StageResult:
     """Epochs trained by this call (0 when the stage was already finished)."""
     seconds: float
     history: list[dict[str, float]]
-    best_epoch: int | None = None
-    """The epoch whose weights ``load_trained`` returns, when a metric was selected on."""
+    kept_epoch: int
+    """The epoch whose weights ``load_trained`` returns (the best one when a metric was
+    selected on, else the last)."""
 
 
 def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
@@ -96,7 +97,7 @@ def train_epochs(
         if first_epoch >= epochs:
             model.load_state_dict((best or checkpoint)["model"])
             report(f"{stage_dir.name}: already finished ({first_epoch} epochs); --force retrains")
-            return StageResult(first_epoch, 0, 0.0, checkpoint["history"], best and best["epoch"])
+            return StageResult(first_epoch, 0, 0.0, checkpoint["history"], kept_epoch(checkpoint))
         if not resume:
             raise StageError(
                 f"{path} holds an unfinished run ({first_epoch} of {epochs} epochs): "
@@ -127,7 +128,8 @@ def train_epochs(
     if best is not None:
         model.load_state_dict(best["model"])
         report(f"{stage_dir.name}: keeping epoch {best['epoch']} (lowest {best['metric']}, {best['value']:.4g})")
-    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history, best and best["epoch"])
+    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history,
+                       best["epoch"] if best else epochs)
 
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
@@ -142,6 +144,11 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
 def read_metrics(path: Path) -> list[dict[str, float]]:
     with open(path, newline="") as file:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+
+
+def kept_epoch(checkpoint: dict) -> int:
+    """The epoch whose weights a checkpoint's ``load_trained`` gives."""
+    return checkpoint["best"]["epoch"] if "best" in checkpoint else int(checkpoint["epoch"])
 
 
 def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:

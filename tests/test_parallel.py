@@ -16,7 +16,8 @@ def test_a_pool_keeps_its_workers_across_calls():
     with WorkerPool(2) as pool:
         first = set(pool.map(pid_of, [None] * 6))
         second = set(pool.map(pid_of, [None] * 6))
-    assert first == second and os.getpid() not in first and 1 <= len(first) <= 2
+    # no new process in the second call (which workers take the jobs is up to the scheduler)
+    assert second <= first and os.getpid() not in first and 1 <= len(first) <= 2
 
 
 def test_a_pool_of_one_runs_jobs_in_this_process():

@@ -22,7 +22,7 @@ def _fit(stage_dir, epochs, validation, *, resume=False):
 
 def test_the_best_validation_epoch_is_the_one_loaded(tmp_path):
     model, result = _fit(tmp_path, 4, [3.0, 1.0, 2.0, 1.5])
-    assert result.best_epoch == 2 and model.weight.item() == 2.0
+    assert result.kept_epoch == 2 and model.weight.item() == 2.0
     loaded = torch.nn.Linear(1, 1, bias=False)
     checkpoint = load_trained(tmp_path, loaded)
     assert loaded.weight.item() == 2.0
@@ -35,6 +35,6 @@ def test_resuming_keeps_the_best_epoch_found_before_the_interruption(tmp_path):
     with pytest.raises(StageError, match="--resume"):
         _fit(tmp_path, 6, validation + [2.5, 0.5])
     model, result = _fit(tmp_path, 6, validation + [2.5, 0.5], resume=True)
-    assert result.trained_epochs == 2 and result.best_epoch == 6 and model.weight.item() == 6.0
+    assert result.trained_epochs == 2 and result.kept_epoch == 6 and model.weight.item() == 6.0
     _, again = _fit(tmp_path, 5, validation + [2.5])
-    assert again.trained_epochs == 0 and again.best_epoch == 6
+    assert again.trained_epochs == 0 and again.kept_epoch == 6
