@@ -9,6 +9,7 @@ call it, so training and use cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,10 @@ class Game:
         """The real game, with the same time limit as the dream."""
         if self.name == "doom":
             import vizdoom.gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
+
+            # Every VizDoom game creates ./_vizdoom at start and exits its whole process if
+            # another game created it in the same instant (workers starting together).
+            os.makedirs("_vizdoom", exist_ok=True)
         return gym.make(
             self.real_env_id,
             render_mode=render_mode,

@@ -127,9 +127,9 @@ class WorkerPool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None  # the next map starts fresh workers
             raise RuntimeError(
-                "a worker process died. If this was called from a script, put the call under "
-                "`if __name__ == \"__main__\":` (workers are spawned and import the script again), "
-                "or pass workers=1."
+                "a worker process died: its own output above says why (a game that crashed, memory). "
+                "A script that starts workers must do so under `if __name__ == \"__main__\":` "
+                "(workers are spawned and import the script again); workers=1 runs in this process."
             ) from error
         finally:
             for future in pending:

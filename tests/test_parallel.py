@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
+from dreamgym.games import get_game
 from dreamgym.parallel import WorkerPool
 
 
@@ -28,3 +30,30 @@ def test_a_pool_of_one_runs_jobs_in_this_process():
 def test_a_pool_needs_a_worker():
     with pytest.raises(ValueError, match="at least 1"):
         WorkerPool(0)
+
+
+
+
+def start_doom_in(job: tuple[str, float]) -> int:
+    directory, start_time = job
+    os.chdir(directory)
+    env = get_game("doom").make_real_env()
+    time.sleep(max(0.0, start_time - time.time()))
+    env.reset(seed=0)  # the game process starts here
+    env.close()
+    return os.getpid()
+
+
+def test_doom_games_starting_together_in_a_fresh_directory_all_start(tmp_path, monkeypatch):
+    """VizDoom exits the whole worker if another game creates ./_vizdoom in the same instant
+    (about one start in twenty, racing): the directory is made before any game starts."""
+    monkeypatch.chdir(tmp_path)
+    get_game("doom").make_real_env().close()
+    assert (tmp_path / "_vizdoom").is_dir()
+    with WorkerPool(4) as pool:
+        list(pool.map(pid_of, [None] * 4))  # the workers are up
+        for attempt in range(8):
+            directory = tmp_path / str(attempt)
+            directory.mkdir()
+            start_time = time.time() + 1.0
+            assert len(list(pool.map(start_doom_in, [(str(directory), start_time)] * 4))) == 4
