@@ -32,8 +32,6 @@ def test_a_pool_needs_a_worker():
         WorkerPool(0)
 
 
-
-
 def start_doom_in(job: tuple[str, float]) -> int:
     directory, start_time = job
     os.chdir(directory)
