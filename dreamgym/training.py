@@ -128,8 +128,7 @@ def train_epochs(
     if best is not None:
         model.load_state_dict(best["model"])
         report(f"{stage_dir.name}: keeping epoch {best['epoch']} (lowest {best['metric']}, {best['value']:.4g})")
-    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history,
-                       best["epoch"] if best else epochs)
+    return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history, kept_epoch(state))
 
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
