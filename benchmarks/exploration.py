@@ -4,7 +4,8 @@
 
 For each policy, over real CarRacing-v3 episodes (seeds 50,000 + i, never used for training):
 the fraction of the track's tiles visited, the fraction of frames with no wheel on the track
-(grass), the mean speed, and the episode return. A dream can only learn what its data shows:
+(grass), the fraction at full throttle (gas > 0.9), the fraction of laps completed, the mean
+speed, and the episode return. A dream can only learn what its data shows:
 a policy that never reaches the second half of a track, or never leaves it, starves M of those
 transitions. Reports numbers; asserts nothing.
 """
@@ -64,10 +65,12 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
     policy = policy_factory(rng, env)
     observation, _ = env.reset(seed=seed)
     car_racing = env.unwrapped
-    total, grass, speeds, length = 0.0, 0, [], 0
+    total, grass, full, speeds, length = 0.0, 0, 0, [], 0
     try:
         for _ in range(steps):
-            observation, reward, terminated, truncated, _ = env.step(policy(observation))
+            action = policy(observation)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            full += action[1] > 0.9
             total += reward
             length += 1
             grass += all(len(wheel.tiles) == 0 for wheel in car_racing.car.wheels)
@@ -77,7 +80,7 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
         tiles = car_racing.tile_visited_count / len(car_racing.track)
     finally:
         env.close()
-    return {"tiles": tiles, "grass": grass / length, "speed": float(np.mean(speeds)), "return": total, "steps": length}
+    return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)), "return": total, "steps": length}
 
 
 def main() -> None:
@@ -88,7 +91,8 @@ def main() -> None:
     parser.add_argument("--policies", nargs="*", choices=list(POLICIES), help="default: all")
     args = parser.parse_args()
     results = {}
-    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>12}{'speed':>10}{'return':>16}{'s/episode':>11}")
+    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'laps':>6}{'speed':>8}"
+          f"{'return':>16}{'s/episode':>11}")
     for name in args.policies or POLICIES:
         factory = POLICIES[name]
         start = time.perf_counter()
@@ -96,9 +100,10 @@ def main() -> None:
         seconds = (time.perf_counter() - start) / args.episodes
         summary = {key: [e[key] for e in episodes] for key in episodes[0]}
         results[name] = summary
-        tiles, grass, speed, ret = (np.array(summary[k]) for k in ("tiles", "grass", "speed", "return"))
-        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>12.0%}{speed.mean():>10.1f}"
-              f"{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
+        tiles, grass, full, laps, speed, ret = (np.array(summary[k]) for k in
+                                                ("tiles", "grass", "full_throttle", "lap", "speed", "return"))
+        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}"
+              f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
     if args.json:
         with open(args.json, "w") as file:
             json.dump(results, file, indent=1)

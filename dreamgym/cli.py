@@ -124,10 +124,11 @@ def cmd_sweep_temperature(args: argparse.Namespace) -> None:
 
 
 def cmd_next_round(args: argparse.Namespace) -> None:
-    config = next_round(args.parent, args.out, args.episodes, args.noise)
+    config = next_round(args.parent, args.out, args.episodes, args.noise, explore=args.explore)
     first = config.collect.first_episode
+    player = "the exploration policy" if args.explore else f"its controller with noise {args.noise:g}"
     _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
-           f"episodes {first}-{first + args.episodes - 1} will be played by its controller with noise {args.noise:g}.\n"
+           f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
            f"Next: dreamgym pipeline {config.game} --out {args.out}")
 
 
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.05,
                    help="exploration: Doom, chance per step of a random action held 1-10 frames; "
                         "CarRacing, std of Gaussian noise on each action")
+    p.add_argument("--explore", action="store_true",
+                   help="record the new episodes with the game's exploration policy (random actions for Doom, "
+                        "the noisy pilot for CarRacing) instead of the controller")
     p.set_defaults(func=cmd_next_round)
 
     p = sub.add_parser("sweep-temperature", help="the paper's table: a controller per τ, its dream and real scores")

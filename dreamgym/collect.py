@@ -107,18 +107,22 @@ class DoomExploration:
 class CarRacingPilot:
     """A noisy track follower: steers toward a point a few tiles ahead on the track, holds a
     target speed, and now and then swerves off for a while, so the data shows the whole lap,
-    driving at speed, leaving the road and coming back. Speed, gain, noise and swerve rate are
-    drawn per episode. It reads the track from the simulator: it is a data collector only
-    (controllers never see anything but [z, h])."""
+    driving at speed, leaving the road and coming back. Speed, gain, throttle limit, noise and
+    swerve rate are drawn per episode. The steering noise is slow (an Ornstein-Uhlenbeck drift),
+    so the car's path answers the action and not only the road, and some episodes open the
+    throttle fully, even in turns, so M sees the car spin. It reads the track from the
+    simulator: it is a data collector only (controllers never see anything but [z, h])."""
 
     def __init__(self, rng: np.random.Generator, env: Any) -> None:
         self.rng, self.env = rng, env
-        self.target_speed = rng.uniform(30.0, 70.0)
-        self.gain = rng.uniform(0.8, 2.0)
-        self.lookahead = int(rng.integers(4, 9))
-        self.steer_noise = rng.uniform(0.0, 0.3)
-        self.swerve_rate = rng.uniform(0.0, 0.01)
-        self.swerve, self.swerve_left = 0.0, 0
+        self.target_speed = rng.uniform(50.0, 110.0)
+        self.gain = rng.uniform(0.8, 1.5)
+        self.lookahead = int(rng.integers(4, 8))
+        self.gas_limit = rng.uniform(0.5, 1.0)
+        self.turn_easing = rng.uniform(0.0, 0.7)
+        self.drift_scale = rng.uniform(0.0, 0.15)
+        self.swerve_rate = rng.uniform(0.0, 0.004)
+        self.drift, self.swerve, self.swerve_left = 0.0, 0.0, 0
 
     def __call__(self, observation: Any) -> np.ndarray:
         car_racing = self.env.unwrapped
@@ -134,19 +138,25 @@ class CarRacingPilot:
         # Positive cross product: the target is to the left; CarRacing steers left with -1.
         error = np.arctan2(forward[0] * target[1] - forward[1] * target[0], forward @ target)
         steer = -self.gain * error
+        # Drift: correlation 0.95 per frame (about a second), stationary std drift_scale.
+        self.drift = 0.95 * self.drift + self.rng.normal(0.0, self.drift_scale * np.sqrt(1 - 0.95**2))
         if on_road:
-            steer += self.rng.normal(0.0, self.steer_noise)
+            steer += self.drift
             if self.swerve_left == 0 and self.rng.random() < self.swerve_rate:
                 self.swerve = self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.5, 1.0)
                 self.swerve_left = int(self.rng.integers(5, 30))
         if self.swerve_left > 0:
             steer, self.swerve_left = self.swerve, self.swerve_left - 1
         speed = float(np.linalg.norm(hull.linearVelocity))
-        target_speed = self.target_speed if on_road else 15.0
+        # Slow down for the turn ahead: the track's change of heading over the next ~12 tiles.
+        here = track[(nearest + 1) % len(track)] - track[nearest]
+        ahead = track[(nearest + 13) % len(track)] - track[(nearest + 12) % len(track)]
+        turn = abs(np.arctan2(here[0] * ahead[1] - here[1] * ahead[0], here @ ahead))
+        target_speed = self.target_speed * max(0.3, 1.0 - turn / 2.0) if on_road else 15.0
         steer = float(np.clip(steer, -1.0, 1.0))
-        # Full throttle in a turn spins the rear wheels: ease off as the wheel turns.
-        gas = float(np.clip((target_speed - speed) / 10.0, 0.0, 0.5) * (1.0 - 0.7 * abs(steer)))
-        brake = float(np.clip((speed - target_speed) / 20.0, 0.0, 0.8))
+        # Full throttle in a turn spins the rear wheels: most episodes ease off as the wheel turns.
+        gas = float(np.clip((target_speed - speed) / 5.0, 0.0, self.gas_limit) * (1.0 - self.turn_easing * abs(steer)))
+        brake = float(np.clip((speed - target_speed) / 10.0, 0.0, 0.8))
         return np.array([steer, gas, brake], dtype=np.float32)
 
 

@@ -117,17 +117,24 @@ def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrid
     return config
 
 
-def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float) -> RunConfig:
+def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float,
+               explore: bool = False) -> RunConfig:
     """Set up ``run_dir`` as the next round after ``parent_dir``: the parent's episodes and
     latents are linked (not copied), V's checkpoint is linked (V stays fixed, so old latents
     and the parent's controller keep their meaning), and ``episodes`` new episodes will be
     collected, numbered after the parent's, by the parent's exported controller with
-    ``noise``. Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    ``noise`` (or, with ``explore``, by the game's exploration policy, which the parent's
+    own collection used: more data of the kind M already saw, no controller needed).
+    Returns the new run's settings; run the pipeline on ``run_dir`` next."""
     parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
     parent = RunConfig.load(parent_dir)
     model_dir = parent_dir / "model"
-    if not (model_dir / "controller.safetensors").exists():
-        raise StageError(f"{model_dir} has no controller: finish the pipeline on {parent_dir} first (export writes it)")
+    if not explore and not (model_dir / "controller.safetensors").exists():
+        raise StageError(f"{model_dir} has no controller: finish the pipeline on {parent_dir} first (export writes it)"
+                         ", or record the round with the exploration policy (--explore)")
+    if not (parent_dir / "vae" / CHECKPOINT).exists():
+        raise StageError(f"{parent_dir} has no trained V ({parent_dir / 'vae' / CHECKPOINT}): a round reuses its "
+                         f"parent's V, so train it first (dreamgym pipeline {parent.game} --out {parent_dir})")
     if (run_dir / "run.json").exists():
         raise StageError(f"{run_dir} is already a run directory: choose a new one for the next round")
     if episodes < 1 or noise < 0:
@@ -143,7 +150,8 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
             link.symlink_to(source.resolve())
     if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
         shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
-    collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=str(model_dir), noise=noise)
+    policy = None if explore else str(model_dir)
+    collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=policy, noise=noise)
     config = replace(parent, collect=collect_config, parent=str(parent_dir))
     config.save(run_dir)  # last: a run.json means the round was set up completely
     return config

@@ -258,3 +258,25 @@ def test_next_round_needs_a_parent_with_a_controller(tiny_runs, tmp_path):
     parent = copy_run(tiny_runs("doom"), tmp_path)  # copy_run leaves model/ out
     result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), cwd=tmp_path)
     assert result.returncode == 1 and "has no controller" in result.stderr
+
+
+def test_next_round_with_explore_records_with_the_exploration_policy_and_needs_no_controller(tiny_runs, tmp_path):
+    parent = copy_run(tiny_runs("doom"), tmp_path / "parent")  # no model/, so no controller
+    old = len(list((parent / "episodes").iterdir()))
+    round2 = tmp_path / "round2"
+    result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "2", "--explore", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "played by the exploration policy" in result.stdout
+    assert RunConfig.load(round2).collect.policy is None
+    result = dreamgym_cli("collect", "doom", "--out", str(round2), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    episodes = sorted((round2 / "episodes").iterdir())
+    assert len(episodes) == old + 2 and not any(p.is_symlink() for p in episodes[old:])
+
+
+def test_next_round_needs_a_parent_with_a_trained_v(tiny_runs, tmp_path):
+    parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
+    shutil.rmtree(parent / "vae")
+    result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), "--explore", cwd=tmp_path)
+    assert result.returncode == 1 and "has no trained V" in result.stderr
+    assert not (tmp_path / "round2" / "run.json").exists()  # nothing set up half-way
