@@ -104,6 +104,11 @@ class DoomExploration:
         return self.action
 
 
+def signed_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle from 2-D vector a to b, in radians, positive counter-clockwise."""
+    return float(np.arctan2(a[0] * b[1] - a[1] * b[0], a @ b))
+
+
 class CarRacingPilot:
     """A noisy track follower: steers toward a point a few tiles ahead on the track, holds a
     target speed, and now and then swerves off for a while, so the data shows the whole lap,
@@ -135,8 +140,8 @@ class CarRacingPilot:
         lookahead = self.lookahead if on_road else 2
         target = track[(nearest + lookahead) % len(track)] - position
         forward = np.array([-np.sin(hull.angle), np.cos(hull.angle)])
-        # Positive cross product: the target is to the left; CarRacing steers left with -1.
-        error = np.arctan2(forward[0] * target[1] - forward[1] * target[0], forward @ target)
+        # Positive angle: the target is to the left; CarRacing steers left with -1.
+        error = signed_angle(forward, target)
         steer = -self.gain * error
         # Drift: correlation 0.95 per frame (about a second), stationary std drift_scale.
         self.drift = 0.95 * self.drift + self.rng.normal(0.0, self.drift_scale * np.sqrt(1 - 0.95**2))
@@ -151,7 +156,7 @@ class CarRacingPilot:
         # Slow down for the turn ahead: the track's change of heading over the next ~12 tiles.
         here = track[(nearest + 1) % len(track)] - track[nearest]
         ahead = track[(nearest + 13) % len(track)] - track[(nearest + 12) % len(track)]
-        turn = abs(np.arctan2(here[0] * ahead[1] - here[1] * ahead[0], here @ ahead))
+        turn = abs(signed_angle(here, ahead))
         target_speed = self.target_speed * max(0.3, 1.0 - turn / 2.0) if on_road else 15.0
         steer = float(np.clip(steer, -1.0, 1.0))
         # Full throttle in a turn spins the rear wheels: most episodes ease off as the wheel turns.
