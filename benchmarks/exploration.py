@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.collect import CarRacingPilot
+from dreamgym.collect import CarRacingPilot, on_road
 from dreamgym.games import get_game
 
 
@@ -73,14 +73,15 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
             full += action[1] > 0.9
             total += reward
             length += 1
-            grass += all(len(wheel.tiles) == 0 for wheel in car_racing.car.wheels)
+            grass += not on_road(car_racing)
             speeds.append(float(np.linalg.norm(car_racing.car.hull.linearVelocity)))
             if terminated or truncated:
                 break
         tiles = car_racing.tile_visited_count / len(car_racing.track)
     finally:
         env.close()
-    return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)), "return": total, "steps": length}
+    return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length,
+            "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)), "return": total, "steps": length}
 
 
 def main() -> None:

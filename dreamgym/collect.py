@@ -109,6 +109,11 @@ def signed_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.arctan2(a[0] * b[1] - a[1] * b[0], a @ b))
 
 
+def on_road(car_racing: Any) -> bool:
+    """Whether any wheel of an (unwrapped) CarRacing car touches a track tile."""
+    return any(wheel.tiles for wheel in car_racing.car.wheels)
+
+
 class CarRacingPilot:
     """A noisy track follower: steers toward a point a few tiles ahead on the track, holds a
     target speed, and now and then swerves off for a while, so the data shows the whole lap,
@@ -135,9 +140,9 @@ class CarRacingPilot:
         position = np.array(hull.position)
         track = np.array([(x, y) for _, _, x, y in car_racing.track])
         nearest = int(np.argmin(np.sum((track - position) ** 2, axis=1)))
-        on_road = any(wheel.tiles for wheel in car_racing.car.wheels)
+        road = on_road(car_racing)
         # Off the road: aim just ahead and slow down, or pure pursuit circles the target forever.
-        lookahead = self.lookahead if on_road else 2
+        lookahead = self.lookahead if road else 2
         target = track[(nearest + lookahead) % len(track)] - position
         forward = np.array([-np.sin(hull.angle), np.cos(hull.angle)])
         # Positive angle: the target is to the left; CarRacing steers left with -1.
@@ -145,7 +150,7 @@ class CarRacingPilot:
         steer = -self.gain * error
         # Drift: correlation 0.95 per frame (about a second), stationary std drift_scale.
         self.drift = 0.95 * self.drift + self.rng.normal(0.0, self.drift_scale * np.sqrt(1 - 0.95**2))
-        if on_road:
+        if road:
             steer += self.drift
             if self.swerve_left == 0 and self.rng.random() < self.swerve_rate:
                 self.swerve = self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.5, 1.0)
@@ -157,7 +162,7 @@ class CarRacingPilot:
         here = track[(nearest + 1) % len(track)] - track[nearest]
         ahead = track[(nearest + 13) % len(track)] - track[(nearest + 12) % len(track)]
         turn = abs(signed_angle(here, ahead))
-        target_speed = self.target_speed * max(0.3, 1.0 - turn / 2.0) if on_road else 15.0
+        target_speed = self.target_speed * max(0.3, 1.0 - turn / 2.0) if road else 15.0
         steer = float(np.clip(steer, -1.0, 1.0))
         # Full throttle in a turn spins the rear wheels: most episodes ease off as the wheel turns.
         gas = float(np.clip((target_speed - speed) / 5.0, 0.0, self.gas_limit) * (1.0 - self.turn_easing * abs(steer)))
