@@ -124,9 +124,13 @@ def cmd_sweep_temperature(args: argparse.Namespace) -> None:
 
 
 def cmd_next_round(args: argparse.Namespace) -> None:
-    config = next_round(args.parent, args.out, args.episodes, args.noise, explore=args.explore)
+    if args.explore and args.noise is not None:
+        raise ValueError("--noise perturbs the parent's controller; --explore records with the exploration policy "
+                         "instead: give one of them")
+    noise = 0.05 if args.noise is None else args.noise
+    config = next_round(args.parent, args.out, args.episodes, noise, explore=args.explore)
     first = config.collect.first_episode
-    player = "the exploration policy" if args.explore else f"its controller with noise {args.noise:g}"
+    player = "the exploration policy" if args.explore else f"its controller with noise {noise:g}"
     _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
            f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
            f"Next: dreamgym pipeline {config.game} --out {args.out}")
@@ -214,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("parent", help="finished run directory (its model/ holds the controller that will play)")
     p.add_argument("--out", required=True, help="new run directory for the round")
     p.add_argument("--episodes", type=int, default=1000, help="new episodes to collect")
-    p.add_argument("--noise", type=float, default=0.05,
-                   help="exploration: Doom, chance per step of a random action held 1-10 frames; "
-                        "CarRacing, std of Gaussian noise on each action")
+    p.add_argument("--noise", type=float,
+                   help="exploration around the controller (default 0.05): Doom, chance per step of a random "
+                        "action held 1-10 frames; CarRacing, std of Gaussian noise on each action")
     p.add_argument("--explore", action="store_true",
                    help="record the new episodes with the game's exploration policy (random actions for Doom, "
                         "the noisy pilot for CarRacing) instead of the controller")

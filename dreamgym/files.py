@@ -81,9 +81,11 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
 
     A second process asking for the same run directory is refused at once with the first
     one's pid, so that two trainings never write the same checkpoints. The lock is released by
-    the operating system if the holder dies, even by SIGKILL.
+    the operating system if the holder dies, even by SIGKILL. A directory the lock had to create
+    is removed again if the block left nothing in it (a refused command leaves no empty run).
     """
     path = Path(run_dir) / ".lock"
+    created = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         file = open(path, "a+")  # noqa: SIM115  (closed by the with below)
@@ -103,6 +105,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         try:
             yield
         finally:
+            if created and [p.name for p in path.parent.iterdir()] == [path.name]:
+                path.unlink()
+                path.parent.rmdir()
             fcntl.flock(file, fcntl.LOCK_UN)
 
 

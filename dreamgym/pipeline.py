@@ -117,15 +117,15 @@ def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrid
     return config
 
 
-def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float,
+def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float = 0.05,
                explore: bool = False) -> RunConfig:
     """Set up ``run_dir`` as the next round after ``parent_dir``: the parent's episodes and
     latents are linked (not copied), V's checkpoint is linked (V stays fixed, so old latents
     and the parent's controller keep their meaning), and ``episodes`` new episodes will be
     collected, numbered after the parent's, by the parent's exported controller with
     ``noise`` (or, with ``explore``, by the game's exploration policy, which the parent's
-    own collection used: more data of the kind M already saw, no controller needed).
-    Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    own collection used: more data of the kind M already saw, no controller needed; ``noise``
+    applies to the controller only, so it is recorded as 0). Returns the new run's settings; run the pipeline on ``run_dir`` next."""
     parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
     parent = RunConfig.load(parent_dir)
     model_dir = parent_dir / "model"
@@ -150,7 +150,7 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
             link.symlink_to(source.resolve())
     if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
         shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
-    policy = None if explore else str(model_dir)
+    policy, noise = (None, 0.0) if explore else (str(model_dir), noise)
     collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=policy, noise=noise)
     config = replace(parent, collect=collect_config, parent=str(parent_dir))
     config.save(run_dir)  # last: a run.json means the round was set up completely

@@ -267,7 +267,7 @@ def test_next_round_with_explore_records_with_the_exploration_policy_and_needs_n
     result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "2", "--explore", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "played by the exploration policy" in result.stdout
-    assert RunConfig.load(round2).collect.policy is None
+    assert RunConfig.load(round2).collect.policy is None and RunConfig.load(round2).collect.noise == 0
     result = dreamgym_cli("collect", "doom", "--out", str(round2), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     episodes = sorted((round2 / "episodes").iterdir())
@@ -279,4 +279,12 @@ def test_next_round_needs_a_parent_with_a_trained_v(tiny_runs, tmp_path):
     shutil.rmtree(parent / "vae")
     result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), "--explore", cwd=tmp_path)
     assert result.returncode == 1 and "has no trained V" in result.stderr
-    assert not (tmp_path / "round2" / "run.json").exists()  # nothing set up half-way
+    assert not (tmp_path / "round2").exists()  # nothing set up half-way, not even an empty directory
+
+
+def test_next_round_refuses_noise_with_explore(tiny_runs, tmp_path):
+    parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
+    result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), "--explore", "--noise", "0.2",
+                          cwd=tmp_path)
+    assert result.returncode == 1 and "give one of them" in result.stderr
+    assert not (tmp_path / "round2").exists()
