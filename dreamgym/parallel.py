@@ -27,13 +27,32 @@ ACTOR_RESTARTS = 3
 
 
 def worker_init() -> None:
-    """Each worker uses one torch thread (the parallelism is across processes) and closes the
-    envs it cached when it exits, so that no VizDoom game process is orphaned."""
+    """Set up a local worker: one torch thread (the parallelism is across processes), and no
+    VizDoom game process outliving it.
+
+    The pool learns that a worker died when the worker's end of a pipe closes. A game process
+    started by the worker would inherit that end and keep it open, so a killed worker would
+    hang the pool instead of breaking it: the worker's inherited descriptors are therefore made
+    private to it first. The envs the worker cached are closed when it exits, and also when the
+    pool terminates it (SIGTERM), which is what happens to the others when one worker dies.
+    """
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        try:
+            os.set_inheritable(int(name), False)
+        except OSError:  # the descriptor listdir itself used, already closed
+            pass
     from dreamgym.evaluate import close_cached_envs
 
+    def close_and_exit(signum: int, frame: object) -> None:
+        close_cached_envs()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, close_and_exit)
     multiprocessing.util.Finalize(None, close_cached_envs, exitpriority=10)
 
 
