@@ -125,7 +125,8 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
     collected, numbered after the parent's, by the parent's exported controller with
     ``noise`` (or, with ``explore``, by the game's exploration policy, which the parent's
     own collection used: more data of the kind M already saw, no controller needed; ``noise``
-    applies to the controller only, so it is recorded as 0). Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    applies to the controller only, so it is recorded as 0). Returns the new run's settings;
+    run the pipeline on ``run_dir`` next."""
     parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
     parent = RunConfig.load(parent_dir)
     model_dir = parent_dir / "model"

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
-from conftest import small_world_model
+from conftest import run_command, small_world_model
 
 from dreamgym.cmaes import STATE_FILE, train_controller
 from dreamgym.collect import episode_files, read_episode
@@ -63,31 +62,21 @@ def game_then_die(job: int) -> int:
     return job
 
 
-def test_a_dead_worker_with_a_game_open_is_an_error_not_a_hang(tmp_path):
+def test_a_dead_worker_with_a_game_open_is_an_error_not_a_hang(tmp_path, monkeypatch):
     # The game process inherits descriptors from its worker; one of them tells the pool that
-    # the worker died, so the pool must not let the game hold it open.
-    script = ("from dreamgym.parallel import run_parallel\n"
-              "from test_faults import game_then_die\n"
-              "if __name__ == '__main__':\n"
-              "    try:\n"
-              "        list(run_parallel(game_then_die, [0, 1, 2, 3], workers=2))\n"
-              "    except RuntimeError as error:\n"
-              "        print(error)\n")
-    (tmp_path / "run.py").write_text(script)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    with tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen([sys.executable, "run.py"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   text=True, env=env, start_new_session=True)
-        try:
-            code = process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)  # the dead worker's own game outlives it
-        out.seek(0)
-        output = out.read()
-    assert code == 0, f"the pool hung or failed:\n{output[-2000:]}"
-    assert "a worker process died" in output
+    # the worker died, so the pool must not let the game hold it open. run_command kills what
+    # is left in the session afterwards: the dead worker's own game outlives it.
+    (tmp_path / "run.py").write_text("from dreamgym.parallel import run_parallel\n"
+                                     "from test_faults import game_then_die\n"
+                                     "if __name__ == '__main__':\n"
+                                     "    try:\n"
+                                     "        list(run_parallel(game_then_die, [0, 1, 2, 3], workers=2))\n"
+                                     "    except RuntimeError as error:\n"
+                                     "        print(error)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    result = run_command([sys.executable, "run.py"], cwd=tmp_path, timeout=120)  # a hang raises TimeoutExpired
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "a worker process died" in result.stdout
 
 
 def test_a_tampered_cmaes_state_is_refused(tmp_path):
