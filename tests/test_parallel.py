@@ -16,10 +16,9 @@ def pid_of(job: object) -> int:
 def test_a_pool_keeps_its_workers_across_calls():
     """Each worker builds its game once per run, not once per generation."""
     with WorkerPool(2) as pool:
-        first = set(pool.map(pid_of, [None] * 6))
-        second = set(pool.map(pid_of, [None] * 6))
-    # no new process in the second call (which workers take the jobs is up to the scheduler)
-    assert second <= first and os.getpid() not in first and 1 <= len(first) <= 2
+        pids = set().union(*(set(pool.map(pid_of, [None] * 6)) for _ in range(5)))
+    # the executor may start its second worker late, but never more than two across five calls
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
 
 
 def test_a_pool_of_one_runs_jobs_in_this_process():
