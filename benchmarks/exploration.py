@@ -4,8 +4,8 @@
 
 For each policy, over real CarRacing-v3 episodes (seeds 50,000 + i, never used for training):
 the fraction of the track's tiles visited, the fraction of frames with no wheel on the track
-(grass), the fraction at full throttle (gas > 0.9), the fraction of laps completed, the mean
-speed, and the episode return. A dream can only learn what its data shows:
+(grass), the fraction at full throttle (gas > 0.9), the fraction standing (speed < 1), the
+fraction of laps completed, the mean speed, and the episode return. A dream can only learn what its data shows:
 a policy that never reaches the second half of a track, or never leaves it, starves M of those
 transitions. Reports numbers; asserts nothing.
 """
@@ -65,7 +65,7 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
     policy = policy_factory(rng, env)
     observation, _ = env.reset(seed=seed)
     car_racing = env.unwrapped
-    total, grass, full, speeds, length = 0.0, 0, 0, [], 0
+    total, grass, full, stopped, speeds, length = 0.0, 0, 0, 0, [], 0
     try:
         for _ in range(steps):
             action = policy(observation)
@@ -75,13 +75,15 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
             length += 1
             grass += not on_road(car_racing)
             speeds.append(float(np.linalg.norm(car_racing.car.hull.linearVelocity)))
+            stopped += speeds[-1] < 1.0
             if terminated or truncated:
                 break
         tiles = car_racing.tile_visited_count / len(car_racing.track)
     finally:
         env.close()
     return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length,
-            "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)), "return": total, "steps": length}
+            "stopped": stopped / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)),
+            "return": total, "steps": length}
 
 
 def main() -> None:
@@ -92,7 +94,7 @@ def main() -> None:
     parser.add_argument("--policies", nargs="*", choices=list(POLICIES), help="default: all")
     args = parser.parse_args()
     results = {}
-    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'laps':>6}{'speed':>8}"
+    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'stopped':>9}{'laps':>6}{'speed':>8}"
           f"{'return':>16}{'s/episode':>11}")
     for name in args.policies or POLICIES:
         factory = POLICIES[name]
@@ -101,9 +103,9 @@ def main() -> None:
         seconds = (time.perf_counter() - start) / args.episodes
         summary = {key: [e[key] for e in episodes] for key in episodes[0]}
         results[name] = summary
-        tiles, grass, full, laps, speed, ret = (np.array(summary[k]) for k in
-                                                ("tiles", "grass", "full_throttle", "lap", "speed", "return"))
-        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}"
+        tiles, grass, full, stopped, laps, speed, ret = (
+            np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "stopped", "lap", "speed", "return"))
+        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{stopped.mean():>9.0%}"
               f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
     if args.json:
         with open(args.json, "w") as file:

@@ -117,10 +117,12 @@ def on_road(car_racing: Any) -> bool:
 class CarRacingPilot:
     """A noisy track follower: steers toward a point a few tiles ahead on the track, holds a
     target speed, and now and then swerves off for a while, so the data shows the whole lap,
-    driving at speed, leaving the road and coming back. Speed, gain, throttle limit, noise and
-    swerve rate are drawn per episode. The steering noise is slow (an Ornstein-Uhlenbeck drift),
-    so the car's path answers the action and not only the road, and some episodes open the
-    throttle fully, even in turns, so M sees the car spin. It reads the track from the
+    driving at speed, leaving the road and coming back. Speed, gain, throttle limit, noise,
+    swerve rate and stop rate are drawn per episode. The steering noise is slow (an
+    Ornstein-Uhlenbeck drift), so the car's path answers the action and not only the road, and
+    some episodes open the throttle fully, even in turns, so M sees the car spin. Now and then
+    it brakes to a standstill, waits and drives on, so M sees that the pedals set the speed (a
+    dream that never saw the car stop moves it without gas). It reads the track from the
     simulator: it is a data collector only (controllers never see anything but [z, h])."""
 
     def __init__(self, rng: np.random.Generator, env: Any) -> None:
@@ -133,6 +135,9 @@ class CarRacingPilot:
         self.drift_scale = rng.uniform(0.0, 0.15)
         self.swerve_rate = rng.uniform(0.0, 0.004)
         self.drift, self.swerve, self.swerve_left = 0.0, 0.0, 0
+        # Stops draw from their own stream, so the driving between them is what it was without.
+        self.stop_rng = rng.spawn(1)[0]
+        self.stop_rate, self.stop_left = self.stop_rng.uniform(0.0, 0.004), 0
 
     def __call__(self, observation: Any) -> np.ndarray:
         car_racing = self.env.unwrapped
@@ -163,6 +168,11 @@ class CarRacingPilot:
         ahead = track[(nearest + 13) % len(track)] - track[(nearest + 12) % len(track)]
         turn = abs(signed_angle(here, ahead))
         target_speed = self.target_speed * max(0.3, 1.0 - turn / 2.0) if road else 15.0
+        # A stop: brake to a standstill (~1 s from speed 60), stand, then drive on.
+        if self.stop_left == 0 and road and self.stop_rng.random() < self.stop_rate:
+            self.stop_left = int(self.stop_rng.integers(40, 120))
+        if self.stop_left > 0:
+            target_speed, self.stop_left = 0.0, self.stop_left - 1
         steer = float(np.clip(steer, -1.0, 1.0))
         # Full throttle in a turn spins the rear wheels: most episodes ease off as the wheel turns.
         gas = float(np.clip((target_speed - speed) / 5.0, 0.0, self.gas_limit) * (1.0 - self.turn_easing * abs(steer)))
