@@ -5,9 +5,9 @@
 For each policy, over real CarRacing-v3 episodes (seeds 50,000 + i, never used for training):
 the fraction of the track's tiles visited, the fraction of frames with no wheel on the track
 (grass), the fraction at full throttle (gas > 0.9), the fraction standing (speed < 1), the
-fraction of laps completed, the mean speed, and the episode return. A dream can only learn what its data shows:
-a policy that never reaches the second half of a track, or never leaves it, starves M of those
-transitions. Reports numbers; asserts nothing.
+fraction of laps completed, the mean speed, and the episode return. A dream can only learn what
+its data shows: a policy that never reaches the second half of a track, never leaves it or
+never stops starves M of those transitions. Reports numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--policies", nargs="*", choices=list(POLICIES), help="default: all")
     args = parser.parse_args()
     results = {}
-    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'stopped':>9}{'laps':>6}{'speed':>8}"
+    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'standing':>10}{'laps':>6}{'speed':>8}"
           f"{'return':>16}{'s/episode':>11}")
     for name in args.policies or POLICIES:
         factory = POLICIES[name]
@@ -105,7 +105,7 @@ def main() -> None:
         results[name] = summary
         tiles, grass, full, stopped, laps, speed, ret = (
             np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "stopped", "lap", "speed", "return"))
-        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{stopped.mean():>9.0%}"
+        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{stopped.mean():>10.0%}"
               f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
     if args.json:
         with open(args.json, "w") as file:

@@ -33,3 +33,20 @@ def test_the_carracing_pilot_drives_along_the_track_with_settings_drawn_per_epis
         assert CarRacingPilot(np.random.default_rng(0), env).target_speed != pilot.target_speed
     finally:
         env.close()
+
+
+def test_the_carracing_pilot_stops_stands_and_drives_on():
+    env = get_game("carracing").make_real_env()
+    try:
+        pilot = CarRacingPilot(np.random.default_rng(0), env)
+        env.reset(seed=0)
+        speeds = []
+        for step in range(400):
+            pilot.stop_rate = 1.0 if step == 150 else 0.0  # one stop, at speed, on the road
+            env.step(pilot(None))
+            speeds.append(float(np.linalg.norm(env.unwrapped.car.hull.linearVelocity)))
+        assert speeds[149] > 20, speeds[149]
+        assert min(speeds[150:270]) < 1.0, "braked to a standstill"
+        assert speeds[-1] > 20, "and drove on"
+    finally:
+        env.close()
