@@ -65,7 +65,7 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
     policy = policy_factory(rng, env)
     observation, _ = env.reset(seed=seed)
     car_racing = env.unwrapped
-    total, grass, full, stopped, speeds, length = 0.0, 0, 0, 0, [], 0
+    total, grass, full, standing, speeds, length = 0.0, 0, 0, 0, [], 0
     try:
         for _ in range(steps):
             action = policy(observation)
@@ -75,14 +75,14 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
             length += 1
             grass += not on_road(car_racing)
             speeds.append(float(np.linalg.norm(car_racing.car.hull.linearVelocity)))
-            stopped += speeds[-1] < 1.0
+            standing += speeds[-1] < 1.0
             if terminated or truncated:
                 break
         tiles = car_racing.tile_visited_count / len(car_racing.track)
     finally:
         env.close()
     return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length,
-            "stopped": stopped / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)),
+            "standing": standing / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)),
             "return": total, "steps": length}
 
 
@@ -103,9 +103,9 @@ def main() -> None:
         seconds = (time.perf_counter() - start) / args.episodes
         summary = {key: [e[key] for e in episodes] for key in episodes[0]}
         results[name] = summary
-        tiles, grass, full, stopped, laps, speed, ret = (
-            np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "stopped", "lap", "speed", "return"))
-        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{stopped.mean():>10.0%}"
+        tiles, grass, full, standing, laps, speed, ret = (
+            np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "standing", "lap", "speed", "return"))
+        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{standing.mean():>10.0%}"
               f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
     if args.json:
         with open(args.json, "w") as file:

@@ -18,6 +18,7 @@ from dreamgym.evaluate import evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
+    DEFAULT_ROUND_NOISE,
     collect_stage,
     encode_stage,
     export_stage,
@@ -124,13 +125,9 @@ def cmd_sweep_temperature(args: argparse.Namespace) -> None:
 
 
 def cmd_next_round(args: argparse.Namespace) -> None:
-    if args.explore and args.noise is not None:
-        raise ValueError("--noise perturbs the parent's controller; --explore records with the exploration policy "
-                         "instead: give one of them")
-    noise = 0.05 if args.noise is None else args.noise
-    config = next_round(args.parent, args.out, args.episodes, noise, explore=args.explore)
+    config = next_round(args.parent, args.out, args.episodes, args.noise, explore=args.explore)
     first = config.collect.first_episode
-    player = "the exploration policy" if args.explore else f"its controller with noise {noise:g}"
+    player = "the exploration policy" if args.explore else f"its controller with noise {config.collect.noise:g}"
     _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
            f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
            f"Next: dreamgym pipeline {config.game} --out {args.out}")
@@ -219,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new run directory for the round")
     p.add_argument("--episodes", type=int, default=1000, help="new episodes to collect")
     p.add_argument("--noise", type=float,
-                   help="exploration around the controller (default 0.05): Doom, chance per step of a random "
+                   help=f"exploration around the controller (default {DEFAULT_ROUND_NOISE:g}): Doom, chance per step of a random "
                         "action held 1-10 frames; CarRacing, std of Gaussian noise on each action")
     p.add_argument("--explore", action="store_true",
                    help="record the new episodes with the game's exploration policy (random actions for Doom, "

@@ -117,16 +117,24 @@ def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrid
     return config
 
 
-def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float = 0.05,
+DEFAULT_ROUND_NOISE = 0.05
+"""Exploration noise around the parent's controller in a round (see ``next_round``)."""
+
+
+def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float | None = None,
                explore: bool = False) -> RunConfig:
     """Set up ``run_dir`` as the next round after ``parent_dir``: the parent's episodes and
     latents are linked (not copied), V's checkpoint is linked (V stays fixed, so old latents
     and the parent's controller keep their meaning), and ``episodes`` new episodes will be
     collected, numbered after the parent's, by the parent's exported controller with
-    ``noise`` (or, with ``explore``, by the game's exploration policy, which the parent's
-    own collection used: more data of the kind M already saw, no controller needed; ``noise``
-    applies to the controller only, so it is recorded as 0). Returns the new run's settings;
-    run the pipeline on ``run_dir`` next."""
+    ``noise`` (default 0.05), or, with ``explore``, by the game's exploration policy, which the
+    parent's own collection used: more data of the kind M already saw, no controller needed
+    (``noise`` applies to the controller only: giving both is an error, and such a round
+    records noise 0). Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    if explore and noise is not None:
+        raise ValueError("noise perturbs the parent's controller; explore records with the exploration policy "
+                         "instead: give one of them")
+    noise = 0.0 if explore else DEFAULT_ROUND_NOISE if noise is None else noise
     parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
     parent = RunConfig.load(parent_dir)
     model_dir = parent_dir / "model"
@@ -151,7 +159,7 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
             link.symlink_to(source.resolve())
     if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
         shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
-    policy, noise = (None, 0.0) if explore else (str(model_dir), noise)
+    policy = None if explore else str(model_dir)
     collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=policy, noise=noise)
     config = replace(parent, collect=collect_config, parent=str(parent_dir))
     config.save(run_dir)  # last: a run.json means the round was set up completely
