@@ -200,7 +200,7 @@ def verified_tensors(directory: Path, name: str, config: dict) -> dict[str, torc
 
 
 def load_world_model(
-    world_model: str | os.PathLike, *, game: str | None = None, device: str | torch.device = "cpu"
+    world_model: str | os.PathLike, *, game: str | None = None, device: str | torch.device = "auto"
 ) -> WorldModel:
     """Load a shipped model name or a model directory; ``game`` (if given) must match."""
     directory = resolve_model_dir(world_model, game)

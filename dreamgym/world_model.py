@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dreamgym.controller import LinearController
+from dreamgym.devices import resolve_device
 from dreamgym.games import Game
 from dreamgym.mdnrnn import MDNRNN, LSTMState, sample_next_z
 from dreamgym.vae import ConvVAE, encode_frames, tensor_to_frames
@@ -90,6 +91,9 @@ class WorldModel:
         return self.initial_mu.device
 
     def to(self, device: str | torch.device) -> WorldModel:
+        """Move V, M and the first-frame latents to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or a torch.device; see :func:`dreamgym.devices.resolve_device`)."""
+        device = resolve_device(device)
         self.vae.to(device)
         self.mdnrnn.to(device)
         self.initial_mu = self.initial_mu.to(device)
@@ -98,7 +102,10 @@ class WorldModel:
 
     def action_tensor(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Game actions for B envs -> (B, action_dim) float32 input for M."""
-        actions = torch.as_tensor(np.asarray(actions), device=self.device)
+        if isinstance(actions, torch.Tensor):  # a batch already on some device (CMA-ES, on-device agents)
+            actions = actions.to(self.device)
+        else:
+            actions = torch.as_tensor(np.asarray(actions), device=self.device)
         if self.game.discrete:
             return torch.nn.functional.one_hot(actions.long().reshape(-1), self.game.action_dim).float()
         return actions.float().reshape(-1, self.game.action_dim)

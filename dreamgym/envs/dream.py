@@ -102,7 +102,8 @@ class DreamEnv(gym.Env, EzPickle):
       of a model directory, or a loaded :class:`~dreamgym.world_model.WorldModel`.
     * ``render_mode``: ``"rgb_array"`` returns V's decoding of z (64×64×3); wrap with
       ``gymnasium.wrappers.HumanRendering`` for a window.
-    * ``device``: torch device of the model (default ``"cpu"``).
+    * ``device``: where V and M run: ``"auto"`` (default: CUDA when there is a GPU, else the CPU),
+      ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Observations are numpy arrays either way.
     * ``sample_done``: draw the episode end instead of thresholding p(done) at 0.5.
 
     ## Version History
@@ -117,7 +118,7 @@ class DreamEnv(gym.Env, EzPickle):
         world_model: WorldModel | str | os.PathLike | None = None,
         temperature: float = 1.0,
         render_mode: str | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         sample_done: bool = False,
     ) -> None:
         EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done)

@@ -34,7 +34,7 @@ class LatentObservation(gym.Wrapper):
         self,
         env: gym.Env,
         world_model: WorldModel | str | os.PathLike,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         keep_frame: bool = False,
     ) -> None:
         super().__init__(env)
@@ -84,7 +84,7 @@ def make_latent_env(
     game: str,
     world_model: WorldModel | str | os.PathLike | None = None,
     render_mode: str | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
 ) -> LatentObservation:
     """Entry point of ``Latent*-v0``: the real game with its time limit, through :class:`LatentObservation`."""
     spec = get_game(game)
