@@ -1,6 +1,7 @@
 """dreamgym: trained World Models (Ha & Schmidhuber 2018) as Gymnasium environments.
 
-Importing the package registers four ids:
+Importing the package registers four ids (and imports nothing heavier than Gymnasium: the
+classes below, torch and Stable-Baselines3 load on first use):
 
 * ``DreamCarRacing-v0``, ``DreamDoomTakeCover-v0``: the dreams (keyword ``temperature``);
 * ``LatentCarRacing-v0``, ``LatentDoomTakeCover-v0``: the real games seen through V and M,
@@ -9,12 +10,12 @@ Importing the package registers four ids:
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from gymnasium.envs.registration import register, registry
 
-from dreamgym.checkpoint import load_world_model, save_world_model
-from dreamgym.envs import DreamEnv, DreamVectorEnv, LatentObservation, make_latent_env
 from dreamgym.games import GAMES, get_game
-from dreamgym.world_model import WorldModel
 
 __all__ = [
     "GAMES",
@@ -50,13 +51,27 @@ def _register() -> None:
             register(id=latent_id, entry_point="dreamgym.envs.latent:make_latent_env", kwargs={"game": game_name}, **limits)
 
 
-def __getattr__(name: str):
-    """``dreamgym.make_sb3_vec_env`` is imported on first use (Stable-Baselines3 is slow to import)."""
-    if name == "make_sb3_vec_env":
-        from dreamgym.envs.sb3 import make_sb3_vec_env
+_LAZY = {
+    "DreamEnv": "dreamgym.envs.dream",
+    "DreamVectorEnv": "dreamgym.envs.vector",
+    "LatentObservation": "dreamgym.envs.latent",
+    "make_latent_env": "dreamgym.envs.latent",
+    "make_sb3_vec_env": "dreamgym.envs.sb3",
+    "WorldModel": "dreamgym.world_model",
+    "load_world_model": "dreamgym.checkpoint",
+    "save_world_model": "dreamgym.checkpoint",
+}
+"""Public names imported on first use: registering the ids needs neither torch nor SB3."""
 
-        return make_sb3_vec_env
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dreamgym' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 _register()

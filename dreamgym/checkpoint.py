@@ -57,8 +57,14 @@ class ModelFileError(DamagedFileError):
 
 
 def pretrained_root() -> Path:
-    """Where shipped model directories live: $DREAMGYM_PRETRAINED or the repository's pretrained/."""
-    return Path(os.environ.get("DREAMGYM_PRETRAINED", Path(__file__).resolve().parent.parent / "pretrained"))
+    """Where shipped model directories live: ``$DREAMGYM_PRETRAINED`` if set; else the copy an
+    installed wheel carries (``dreamgym/pretrained/``); else, in a checkout or an editable
+    install, the repository's ``pretrained/``."""
+    if "DREAMGYM_PRETRAINED" in os.environ:
+        return Path(os.environ["DREAMGYM_PRETRAINED"])
+    package = Path(__file__).resolve().parent
+    installed = package / "pretrained"
+    return installed if installed.is_dir() else package.parent / "pretrained"
 
 
 def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -> Path:

@@ -5,25 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image
 
 from dreamgym.files import atomic_write
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
+    """Figures are made without pyplot: no global backend is chosen, no figure stays registered."""
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(figure)
 
 
 def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: Path, title: str, x: str = "epoch") -> None:
     """One panel per metric in ``keys`` against ``x``."""
     keys = [k for k in keys if any(k in row for row in history)]
-    figure, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    figure = Figure(figsize=(4 * len(keys), 3))
+    axes = figure.subplots(1, len(keys), squeeze=False)
     for axis, key in zip(axes[0], keys):
         rows = [row for row in history if key in row]
         axis.plot([row[x] for row in rows], [row[key] for row in rows], marker="." if len(rows) < 50 else None)
@@ -37,7 +35,8 @@ def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: 
 def frame_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, column_labels: Sequence[str] = ()) -> None:
     """Rows of (label, frames (N, 64, 64, 3) uint8) as one picture."""
     columns = max(len(frames) for _, frames in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False)
+    figure = Figure(figsize=(1.3 * columns, 1.4 * len(rows)))
+    axes = figure.subplots(len(rows), columns, squeeze=False)
     for r, (label, frames) in enumerate(rows):
         for c in range(columns):
             axis = axes[r][c]
@@ -56,7 +55,8 @@ def frame_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, c
 
 
 def histogram(values: Sequence[float], path: Path, title: str, xlabel: str = "episode return") -> None:
-    figure, axis = plt.subplots(figsize=(5, 3))
+    figure = Figure(figsize=(5, 3))
+    axis = figure.subplots()
     axis.hist(values, bins=min(30, max(5, len(values) // 3)))
     mean, std = float(np.mean(values)), float(np.std(values))
     axis.axvline(mean, color="k", linestyle="--", label=f"mean {mean:.1f} ± {std:.1f}")

@@ -1,0 +1,107 @@
+"""What a user gets from `pip install`: the wheel carries the shipped models, loads them from any
+directory, and `import dreamgym` stays light and leaves global state alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dreamgym.checkpoint import SHIPPED_MODELS
+
+REPO = Path(__file__).resolve().parent.parent
+WHEEL_LIMIT_MB = 25
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from a copy of the repository (the checkout itself is left untouched)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "dreamgym", source / "dreamgym", ignore=shutil.ignore_patterns("__pycache__", "pretrained"))
+    shutil.copytree(REPO / "pretrained", source / "pretrained")
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    (path,) = out.glob("dreamgym-*.whl")
+    return path
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_shipped_model_weights_and_not_their_pictures(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    for model in SHIPPED_MODELS:
+        for file in ("config.json", "vae.safetensors", "mdnrnn.safetensors", "initial_latents.safetensors",
+                     "controller.safetensors", "MODEL_CARD.md"):
+            assert f"dreamgym/pretrained/{model}/{file}" in names
+    assert not [name for name in names if "/pictures/" in name or name.endswith((".png", ".gif"))]
+    assert any(name.endswith("licenses/LICENSE") for name in names)
+    assert wheel.stat().st_size < WHEEL_LIMIT_MB * 1e6
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_loads_the_shipped_models_from_an_unrelated_directory(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = (
+        "import gymnasium as gym, dreamgym, dreamgym.checkpoint as c\n"
+        f"assert dreamgym.__file__.startswith({str(site)!r}), dreamgym.__file__\n"
+        f"assert c.pretrained_root() == c.Path({str(site / 'dreamgym' / 'pretrained')!r}), c.pretrained_root()\n"
+        "for env_id in ('DreamDoomTakeCover-v0', 'DreamCarRacing-v0'):\n"
+        "    env = gym.make(env_id, device='cpu')\n"
+        "    env.reset(seed=0)\n"
+        "    env.step(env.action_space.sample())\n"
+        "    assert env.unwrapped.model.controller is not None\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DREAMGYM_PRETRAINED"}
+    env["PYTHONPATH"] = str(site)
+    result = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_dreamgym_pretrained_overrides_where_shipped_models_are_found(tmp_path, monkeypatch):
+    from dreamgym.checkpoint import pretrained_root
+
+    monkeypatch.setenv("DREAMGYM_PRETRAINED", str(tmp_path))
+    assert pretrained_root() == tmp_path
+
+
+def _python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_import_dreamgym_registers_the_ids_without_importing_torch_or_matplotlib():
+    loaded = _python(
+        "import sys, gymnasium as gym, dreamgym\n"
+        "assert all(i in gym.registry for i in ('DreamCarRacing-v0', 'DreamDoomTakeCover-v0', "
+        "'LatentCarRacing-v0', 'LatentDoomTakeCover-v0'))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib', 'stable_baselines3', 'vizdoom'}))"
+    )
+    assert loaded == "[]"
+    assert _python("import dreamgym; print(dreamgym.DreamEnv.__name__, dreamgym.WorldModel.__name__)") == "DreamEnv WorldModel"
+
+
+def test_drawing_the_stage_pictures_leaves_matplotlibs_backend_alone(tmp_path):
+    backend = _python(
+        "import matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from dreamgym.plots import histogram, plot_curves\n"
+        f"histogram([1.0, 2.0, 3.0], __import__('pathlib').Path({str(tmp_path / 'h.png')!r}), 'h')\n"
+        f"plot_curves([{{'epoch': 1, 'loss': 2.0}}], ['loss'], __import__('pathlib').Path({str(tmp_path / 'c.png')!r}), 'c')\n"
+        "print(matplotlib.get_backend())"
+    )
+    assert backend == "svg"
+    assert (tmp_path / "h.png").read_bytes().startswith(b"\x89PNG")
