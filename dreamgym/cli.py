@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dreamgym.collect import missing_episodes
 from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
+from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
 from dreamgym.parallel import BACKENDS
@@ -64,16 +65,18 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
     _override(Path(args.run), "vae", epochs=args.epochs)
-    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+                               device=args.device)))
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    _print(str(encode_stage(args.run, force=args.force, progress=True, report=_print)))
+    _print(str(encode_stage(args.run, force=args.force, progress=True, report=_print, device=args.device)))
 
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
     _override(Path(args.run), "mdnrnn", epochs=args.epochs)
-    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+                                  device=args.device)))
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
@@ -83,13 +86,15 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
         _override(Path(args.run), "real_controller", generations=args.generations, population=args.population,
                   trials=args.trials)
         _print(str(train_controller_real_stage(args.run, resume=args.resume, force=args.force, progress=True,
-                                               backend=args.backend, address=args.address, report=_print)))
+                                               backend=args.backend, address=args.address, report=_print,
+                                               device=args.device)))
         return
     if args.backend != "local" or args.address:
         raise StageError("--backend and --address apply to --real training (the dream runs batched in one process)")
     _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
               population=args.population, trials=args.trials)
-    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print)))
+    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+                                      device=args.device)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -102,6 +107,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         env_kwargs["world_model"] = args.world_model
     if args.temperature is not None:
         env_kwargs["temperature"] = args.temperature
+    if args.env_id.startswith(("Dream", "Latent")):
+        env_kwargs.setdefault("device", args.device)
     bar = _bar(args.episodes, f"evaluate {args.env_id}")
     result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
                       progress=lambda done, total: bar.update(1), backend=args.backend, address=args.address)
@@ -113,14 +120,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    reports = run_pipeline(args.game, args.out, args.preset, progress=True, report=_print, on_stage=lambda r: _print(str(r)))
+    reports = run_pipeline(args.game, args.out, args.preset, progress=True, report=_print,
+                           on_stage=lambda r: _print(str(r)), device=args.device)
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
     rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
                              population=args.population, trials=args.trials, episodes=args.episodes,
-                             seed=args.seed, progress=True, report=_print)
+                             seed=args.seed, progress=True, report=_print, device=args.device)
     _print(temperature_table(rows, RunConfig.load(args.run).game))
 
 
@@ -134,13 +142,41 @@ def cmd_next_round(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print)
+    run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print,
+             device=args.device)
+
+
+def device_argument(value: str) -> str:
+    """argparse type of --device: checked at once, so a bad device stops before any work."""
+    try:
+        resolve_device(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--device", default=DEFAULT_DEVICE, type=device_argument,
+                        help=f"where {what} runs: auto (CUDA when there is a GPU, else the CPU), cpu, cuda or cuda:N")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="local", choices=BACKENDS,
-                        help="where episodes run: local processes (default) or Ray actors (pip install 'dreamgym[ray]')")
+                        help="where episodes run: local processes or Ray actors (pip install 'dreamgym[ray]')")
     parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port; default: start Ray locally)")
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help that shows an option's default when it has one (not for flags, nor for None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+PRESET_HELP = "sizes of every stage: tiny (a smoke test), cpu (the shipped models), paper (the paper's)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,70 +184,79 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     games = sorted(PRESETS)
 
-    p = sub.add_parser("collect", help="roll out the real game into episode files")
-    p.add_argument("game", choices=games)
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_ShowDefaults)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("collect", "roll out the real game into episode files", cmd_collect)
+    p.add_argument("game", choices=games, help="which real game")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
-    p.add_argument("--episodes", type=int)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--policy", help="model directory whose controller acts (iterative rounds)")
+    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
+                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
+    p.add_argument("--episodes", type=int, help="episodes to record (default: the preset's)")
+    p.add_argument("--workers", type=int, help="parallel game processes (default: the preset's)")
+    p.add_argument("--seed", type=int, help="seed of the first episode; episode i is seeded seed + i (default: the preset's)")
+    p.add_argument("--max-steps", type=int, help="cap on the steps of one episode (default: the game's own limit)")
+    p.add_argument("--policy", help="model directory whose controller acts (iterative rounds; default: exploration)")
     p.add_argument("--noise", type=float, help="exploration noise added to --policy")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
     add_backend_arguments(p)
-    p.set_defaults(func=cmd_collect)
 
-    for name, func, unit in (("train-vae", cmd_train_vae, "epochs"), ("train-mdnrnn", cmd_train_mdnrnn, "epochs"),
-                             ("train-controller", cmd_train_controller, "generations")):
-        p = sub.add_parser(name, help=f"{name.replace('-', ' ')} on a run directory")
+    for name, func, unit, what in (
+        ("train-vae", cmd_train_vae, "epochs", "V's training"),
+        ("train-mdnrnn", cmd_train_mdnrnn, "epochs", "M's training"),
+        ("train-controller", cmd_train_controller, "generations", "the dream (or, with --real, the latent twins' V and M)"),
+    ):
+        p = command(name, f"{name.replace('-', ' ')} on a run directory", func)
         p.add_argument("run", help="run directory")
-        p.add_argument(f"--{unit}", type=int)
+        p.add_argument(f"--{unit}", type=int, help=f"{unit} in all (default: run.json's; a new value is written there)")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
         p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
+        add_device_argument(p, what)
         if name == "train-controller":
-            p.add_argument("--temperature", type=float)
-            p.add_argument("--population", type=int)
-            p.add_argument("--trials", type=int)
+            p.add_argument("--temperature", type=float, help="dream temperature τ (default: run.json's)")
+            p.add_argument("--population", type=int, help="CMA-ES candidates per generation (default: run.json's)")
+            p.add_argument("--trials", type=int, help="dreams (or real episodes) per candidate (default: run.json's)")
             p.add_argument("--real", action="store_true",
                            help="fine-tune on the real game (the latent twin), from the dream controller; "
                                 "writes RUN/controller_real")
             add_backend_arguments(p)
-        p.set_defaults(func=func)
 
-    p = sub.add_parser("encode", help="encode every episode with V")
-    p.add_argument("run")
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_encode)
+    p = command("encode", "encode every episode with V", cmd_encode)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--force", action="store_true", help="encode every episode again")
+    add_device_argument(p, "V")
 
-    p = sub.add_parser("export", help="write the model directory of a run")
-    p.add_argument("run")
-    p.add_argument("--to", required=True)
+    p = command("export", "write the model directory of a run", cmd_export)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--to", required=True, help="the model directory to write (world_model=DIR loads it)")
     p.add_argument("--float16", action="store_true", help="store weights as float16 (half the size)")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("evaluate", help="run a policy for N episodes on a registered env")
-    p.add_argument("env_id")
+    p = command("evaluate", "run a policy for N episodes on a registered env", cmd_evaluate)
+    p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")
     p.add_argument("--policy", required=True, help="model directory, controller .safetensors, SB3 .zip, or 'random'")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=10_000)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--episodes", type=int, default=100, help="episodes to play")
+    p.add_argument("--seed", type=int, default=10_000, help="episode i is seeded seed + i")
+    p.add_argument("--workers", type=int, default=2, help="parallel workers")
     p.add_argument("--json", help="write the result here (and a histogram PNG beside it)")
     p.add_argument("--world-model", help="world model of the env (default: the policy's, or the shipped one)")
-    p.add_argument("--temperature", type=float, help="dream temperature")
+    p.add_argument("--temperature", type=float, help="dream temperature (default: the env's, 1.0)")
     p.add_argument("--env-kwargs", help="more keyword arguments for gym.make, as JSON")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
+    add_device_argument(p, "the env's V and M (dream and latent ids)")
     add_backend_arguments(p)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("pipeline", help="every stage in order")
-    p.add_argument("game", choices=games)
-    p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
-    p.set_defaults(func=cmd_pipeline)
+    p = command("pipeline", "every stage in order (resumes where it stopped)", cmd_pipeline)
+    p.add_argument("game", choices=games, help="which game")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
+                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
+    add_device_argument(p, "every stage but collection")
 
-    p = sub.add_parser("next-round", help="set up an iterative round: new episodes from a run's controller, "
-                                          "then retrain M and the controller on old + new data")
+    p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
+                              "then retrain M and the controller on old + new data (the next pipeline computes)",
+                cmd_next_round)
     p.add_argument("parent", help="finished run directory (its model/ holds the controller that will play)")
     p.add_argument("--out", required=True, help="new run directory for the round")
     p.add_argument("--episodes", type=int, default=1000, help="new episodes to collect")
@@ -221,24 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explore", action="store_true",
                    help="record the new episodes with the game's exploration policy (random actions for Doom, "
                         "the noisy pilot for CarRacing) instead of the controller")
-    p.set_defaults(func=cmd_next_round)
 
-    p = sub.add_parser("sweep-temperature", help="the paper's table: a controller per τ, its dream and real scores")
-    p.add_argument("run")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3])
+    p = command("sweep-temperature", "the paper's table: a controller per τ, its dream and real scores",
+                cmd_sweep_temperature)
+    p.add_argument("run", help="run directory (with V and M trained)")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try")
     p.add_argument("--generations", type=int, help="CMA-ES generations per τ (default: the run's)")
     p.add_argument("--population", type=int, help="CMA-ES population (default: the run's)")
     p.add_argument("--trials", type=int, help="dreams per candidate (default: the run's)")
     p.add_argument("--episodes", type=int, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
     p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's)")
-    p.set_defaults(func=cmd_sweep_temperature)
+    add_device_argument(p, "the dream and the latent twins")
 
-    p = sub.add_parser("demo", help="train a controller in the shipped Doom dream, then test it on the real game")
-    p.add_argument("--world-model", default="doom_take_cover")
-    p.add_argument("--out", default="demo_output")
+    p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
+    p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
+    p.add_argument("--out", default="demo_output", help="where the controller and the GIF go")
     p.add_argument("--minutes", type=float, default=3.0, help="CMA-ES time budget in the dream")
     p.add_argument("--episodes", type=int, default=20, help="real episodes for the transfer test")
-    p.set_defaults(func=cmd_demo)
+    add_device_argument(p, "the dream and the latent twin")
     return parser
 
 

@@ -133,17 +133,20 @@ def train_controller_real(
     force: bool = False,
     progress: bool = False,
     report: Report = no_report,
+    device: str = "auto",
 ) -> ControllerResult:
     """CMA-ES on the real game's latent twin (``Latent<Game>-v0`` with ``model_dir``'s V and M):
     every candidate × trial is one real episode on a worker (processes, or Ray actors that each
     hold one game; only parameters go out and returns come back). ``x0``: the starting mean
     (e.g. the dream-trained controller). Training seeds start at 1,000,000 + seed, far from the
-    evaluation seeds; all candidates of a generation share their seeds."""
+    evaluation seeds; all candidates of a generation share their seeds. ``device``: where the
+    workers' latent twins run V and M."""
     from dreamgym.checkpoint import load_world_model
     from dreamgym.evaluate import controller_returns
 
-    model = load_world_model(model_dir)
-    env_id, env_kwargs = model.game.latent_env_id, {"world_model": str(Path(model_dir).resolve())}
+    model = load_world_model(model_dir, device="cpu")  # for its game and sizes only
+    env_id = model.game.latent_env_id
+    env_kwargs = {"world_model": str(Path(model_dir).resolve()), "device": str(device)}
     first_seed = 1_000_000 + config.seed * 100_000
     with WorkerPool(workers, backend, address) as pool:  # one set of games for the whole run
 

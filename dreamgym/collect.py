@@ -227,7 +227,7 @@ def record_episode(game_name: str, index: int, config: CollectConfig) -> tuple[E
         controller, world_model = load_policy(config.policy)
         if world_model is None:
             raise ValueError(f"collect --policy needs a model directory with a controller, got {config.policy}")
-        env = LatentObservation(env, world_model, keep_frame=True)
+        env = LatentObservation(env, world_model, device="cpu", keep_frame=True)  # one frame a step: the CPU is enough
         policy = NoisyController(controller, game, config.noise, rng)
     try:
         observation, info = env.reset(seed=seed)

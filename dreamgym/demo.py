@@ -44,12 +44,13 @@ def run_demo(
     episodes: int = 20,
     seed: int = 20_000,
     report: Report = no_report,
+    device: str = "auto",
 ) -> DemoResult:
     try:
         model_dir = resolve_model_dir(world_model)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} Then run `dreamgym demo --world-model runs/doom/model`.") from None
-    model = load_world_model(model_dir)
+    model = load_world_model(model_dir, device=device)
     env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
@@ -61,10 +62,10 @@ def run_demo(
     controller_file = out_dir / "controller" / BEST_FILE
     save_controller(trained.controller, controller_file, {"generations": trained.generations})
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
     dream = dream_returns(model, trained.controller.flat()[None], 100, TEMPERATURE, generator, model.game.max_episode_steps)[0]
     report(f"2/3 testing on the real game: {episodes} episodes, and random play for comparison")
-    env_kwargs = {"world_model": os.fspath(model_dir)}
+    env_kwargs = {"world_model": os.fspath(model_dir), "device": str(model.device)}
     real = evaluate(env_id, controller_file, episodes, seed, env_kwargs=env_kwargs)
     random = evaluate(env_id, "random", episodes, seed, env_kwargs=env_kwargs)
 

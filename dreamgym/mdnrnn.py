@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from dreamgym.collect import iter_valid, split_files
 from dreamgym.config import MDNTrainConfig
+from dreamgym.devices import resolve_device
 from dreamgym.encode import latent_files, read_latents
 from dreamgym.games import Game
 from dreamgym.plots import frame_grid, plot_curves
@@ -37,6 +38,7 @@ from dreamgym.training import (
     StageResult,
     load_trained,
     no_report,
+    prefetch,
     train_epochs,
 )
 from dreamgym.vae import ConvVAE, VAEConfig, tensor_to_frames
@@ -194,6 +196,12 @@ class SequenceBatch(NamedTuple):
     mask: torch.Tensor
     """(B, L) float, 1 on real (not padded) steps"""
 
+    def to(self, device: torch.device) -> SequenceBatch:
+        """The batch on ``device`` (through pinned memory to a GPU, without waiting for the copy)."""
+        if device.type == "cuda":
+            return SequenceBatch(*(t.pin_memory().to(device, non_blocking=True) for t in self))
+        return SequenceBatch(*(t.to(device) for t in self))
+
 
 def episode_batches(
     files: list[Path],
@@ -264,7 +272,8 @@ def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float) -
     nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
     reward = ((output.reward - batch.rewards).pow(2) * batch.mask).sum() / steps
     done = F.binary_cross_entropy_with_logits(  # on the raw output: its optimum is logit(p) + offset
-        output.done_logit + model.config.done_logit_offset, batch.dones, pos_weight=torch.tensor(done_pos_weight),
+        output.done_logit + model.config.done_logit_offset, batch.dones,
+        pos_weight=torch.tensor(done_pos_weight, device=batch.dones.device),
         reduction="none",
     )
     done = (done * batch.mask).sum() / steps
@@ -280,8 +289,9 @@ def train_mdnrnn(
     force: bool = False,
     progress: bool = False,
     report: Report = no_report,
+    device: str | torch.device = "auto",
 ) -> tuple[MDNRNN, StageResult]:
-    """Train M on ``run_dir/latents``; checkpoints in ``run_dir/mdnrnn``. The epoch with the
+    """Train M on ``run_dir/latents`` on ``device``; checkpoints in ``run_dir/mdnrnn``. The epoch with the
     lowest validation loss is the one kept: the episode-end head over-fits long before the
     mixture stops improving."""
     run_dir = Path(run_dir)
@@ -291,7 +301,8 @@ def train_mdnrnn(
         raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
     z_dim = read_latents(training_files[0])["mu"].shape[1]
     torch.manual_seed(config.seed)
-    model = build_mdnrnn(z_dim, game, config)
+    device = resolve_device(device)
+    model = build_mdnrnn(z_dim, game, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     total_batches = math.ceil(len(training_files) / config.batch_size)
 
@@ -304,11 +315,11 @@ def train_mdnrnn(
         model.train()
         sums: dict[str, float] = {}
         count = 0
-        batches = episode_batches(training_files, game, config.batch_size, rng, config.shuffle_buffer, report)
+        batches = prefetch(episode_batches(training_files, game, config.batch_size, rng, config.shuffle_buffer, report))
         bar = tqdm(batches, total=total_batches, desc=f"M epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for batch in bar:
-            losses = mdnrnn_losses(model, batch, config.done_pos_weight)
+            losses = mdnrnn_losses(model, batch.to(device), config.done_pos_weight)
             loss = losses["nll"] + config.reward_weight * losses["reward"] + losses["done"]
             optimizer.zero_grad()
             loss.backward()
@@ -328,6 +339,7 @@ def train_mdnrnn(
 
     vae = ConvVAE(VAEConfig(z_dim=z_dim))
     load_trained(run_dir / "vae", vae)
+    vae.to(device)
     preview = read_latents((validation_files or training_files)[0])
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
@@ -349,8 +361,9 @@ def _validation_losses(
     sums: dict[str, float] = {}
     count = 0
     rng = np.random.default_rng(config.seed)
-    for batch in episode_batches(files, game, config.batch_size, rng, config.shuffle_buffer, report):
-        for key, value in mdnrnn_losses(model, batch, config.done_pos_weight).items():
+    device = next(model.parameters()).device
+    for batch in prefetch(episode_batches(files, game, config.batch_size, rng, config.shuffle_buffer, report)):
+        for key, value in mdnrnn_losses(model, batch.to(device), config.done_pos_weight).items():
             sums[key] = sums.get(key, 0.0) + value.item()
         count += 1
     return {key: value / max(count, 1) for key, value in sums.items()}
@@ -366,13 +379,14 @@ def plot_predictions(
     T = len(latents["actions"])
     stride = max(1, min(T, 60) // columns)
     steps = np.arange(1, T + 1, stride)[:columns]
-    mu = torch.from_numpy(latents["mu"]).float()
-    actions = torch.from_numpy(game.action_to_vector(latents["actions"]))
+    device = next(model.parameters()).device
+    mu = torch.from_numpy(latents["mu"]).float().to(device)
+    actions = torch.from_numpy(game.action_to_vector(latents["actions"])).to(device)
     output, _ = model(mu[None, :-1], actions[None])
     best = output.logits[0].argmax(-1, keepdim=True)
     predicted = output.mu[0].gather(-1, best).squeeze(-1)  # (T, z_dim): prediction of z_{t+1}
-    generator = torch.Generator().manual_seed(0)
-    z, state, dream = mu[:1], model.initial_state(1), [mu[0]]
+    generator = torch.Generator(device=device).manual_seed(0)
+    z, state, dream = mu[:1], model.initial_state(1, device), [mu[0]]
     for t in range(T):
         out, state = model.step(z, actions[t : t + 1], state)
         z = sample_next_z(out, 1.0, generator)

@@ -52,6 +52,7 @@ from dreamgym.collect import (
     read_episode,
 )
 from dreamgym.config import RunConfig, preset
+from dreamgym.devices import resolve_device
 from dreamgym.encode import MARKER, encode_run, initial_latents, latent_files
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
@@ -102,15 +103,19 @@ def _timed(run_dir: Path, stage: str, work: Callable[[], str]) -> StageReport:
     return StageReport(stage, seconds, summary)
 
 
-def init_run(run_dir: str | Path, game: str, preset_name: str, **collect_overrides: Any) -> RunConfig:
-    """Create ``run_dir/run.json`` from a preset, or check that an existing run matches."""
+def init_run(run_dir: str | Path, game: str, preset_name: str | None = None, **collect_overrides: Any) -> RunConfig:
+    """Create ``run_dir/run.json`` from a preset (default ``cpu``), or check that an existing run
+    matches: its game, and its preset when one is named (a run keeps the preset it was made with)."""
     run_dir = Path(run_dir)
     if (run_dir / "run.json").exists():
         config = RunConfig.load(run_dir)
         if config.game != get_game(game).name:
             raise StageError(f"{run_dir} is a {config.game} run, not {game}")
+        if preset_name is not None and preset_name != config.preset:
+            raise StageError(f"{run_dir} was made with preset {config.preset!r}, not {preset_name!r}: drop --preset to "
+                             f"continue it, or give a new --out for a {preset_name!r} run")
     else:
-        config = preset(game, preset_name)
+        config = preset(game, preset_name or "cpu")
     config = config.with_overrides("collect", **collect_overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir)
@@ -193,12 +198,13 @@ def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callabl
 
 
 def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
-                    report: Report = no_report) -> StageReport:
+                    report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
-        _, result = train_vae(run_dir, config.vae, resume=resume, force=force, progress=progress, report=report)
+        _, result = train_vae(run_dir, config.vae, resume=resume, force=force, progress=progress, report=report,
+                              device=device)
         last = result.history[-1]
         verb = "trained" if result.trained_epochs else "already finished"
         return f"V {verb}: {result.epochs} epochs, loss {last['loss']:.1f} (reconstruction {last['reconstruction']:.1f})"
@@ -217,18 +223,19 @@ def preview_episodes(episode_dir: Path, path: Path, episodes: int = 3, columns: 
         frame_grid(rows, path, "collected episodes (64×64 frames as V sees them)")
 
 
-def _load_vae(run_dir: Path, config: RunConfig) -> ConvVAE:
+def _load_vae(run_dir: Path, config: RunConfig, device: str = "cpu") -> ConvVAE:
     vae = ConvVAE(VAEConfig(z_dim=config.vae.z_dim, kl_tolerance=config.vae.kl_tolerance))
     load_trained(run_dir / "vae", vae)
-    return vae
+    return vae.to(resolve_device(device))
 
 
-def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = False, report: Report = no_report) -> StageReport:
+def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = False, report: Report = no_report,
+                 device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
-        result = encode_run(run_dir, _load_vae(run_dir, config), force=force, progress=progress, report=report)
+        result = encode_run(run_dir, _load_vae(run_dir, config, device), force=force, progress=progress, report=report)
         damaged = f", {result.skipped_damaged} damaged files skipped" if result.skipped_damaged else ""
         return f"encoded {result.encoded} episodes ({result.already_done} already encoded{damaged})"
 
@@ -236,13 +243,13 @@ def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = F
 
 
 def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
-                       report: Report = no_report) -> StageReport:
+                       report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
         _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
-                                 progress=progress, report=report)
+                                 progress=progress, report=report, device=device)
         kept = result.history[result.kept_epoch - 1]
         verb = "trained" if result.trained_epochs else "already finished"
         return (f"M {verb}: {result.epochs} epochs; kept epoch {kept['epoch']:.0f}: nll/dim {kept['nll']:.3f}, "
@@ -266,12 +273,12 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
 
 
 def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
-                           report: Report = no_report) -> StageReport:
+                           report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
-        model = world_model_from_run(run_dir, report)
+        model = world_model_from_run(run_dir, report).to(device)
         result = train_controller(model, run_dir / "controller", config.controller, resume=resume, force=force,
                                   progress=progress, report=report)
         verb = "trained" if result.trained_generations else "already finished"
@@ -284,7 +291,7 @@ def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: 
 
 def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False,
                                 progress: bool = False, backend: str = "local", address: str | None = None,
-                                report: Report = no_report) -> StageReport:
+                                report: Report = no_report, device: str = "auto") -> StageReport:
     """Fine-tune on the real game (the latent twin, with the run's exported model): CMA-ES from
     the dream-trained controller, files in ``run/controller_real``. Kept apart from the
     dream-only controller, so that both scores can be reported."""
@@ -299,7 +306,7 @@ def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, fo
         x0 = load_controller(dream_controller).flat() if dream_controller.exists() else None
         result = train_controller_real(model_dir, run_dir / "controller_real", config.real_controller, x0=x0,
                                        workers=config.evaluate.workers, backend=backend, address=address,
-                                       resume=resume, force=force, progress=progress, report=report)
+                                       resume=resume, force=force, progress=progress, report=report, device=device)
         verb = "trained" if result.trained_generations else "already finished"
         return (f"real controller {verb}: {result.generations} generations of {config.real_controller.population} × "
                 f"{config.real_controller.trials} real episodes from {'the dream controller' if x0 is not None else 'zero'}, "
@@ -329,17 +336,18 @@ def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, 
 
 
 def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: int | None = None,
-                   progress: Callable | None = None) -> StageReport:
+                   progress: Callable | None = None, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir).with_overrides("evaluate", episodes=episodes, seed=seed)
     env_id = get_game(config.game).latent_env_id
 
     def work() -> str:
+        env_kwargs = {"world_model": str(run_dir / "model"), "device": device}
         result = evaluate(env_id, run_dir / "model", config.evaluate.episodes, config.evaluate.seed,
-                          config.evaluate.workers, progress=progress)
+                          config.evaluate.workers, env_kwargs, progress=progress)
         result.save(run_dir / "eval" / f"{env_id}.json")
         baseline = evaluate(env_id, "random", config.evaluate.episodes, config.evaluate.seed, config.evaluate.workers,
-                            env_kwargs={"world_model": str(run_dir / "model")})
+                            env_kwargs=env_kwargs)
         baseline.save(run_dir / "eval" / f"random_{env_id}.json")
         return f"{result.summary()}; random actions: {baseline.mean:.1f} ± {baseline.std:.1f}"
 
@@ -347,22 +355,24 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
 
 
 def run_pipeline(
-    game: str, run_dir: str | Path, preset_name: str = "cpu", *, progress: bool = False,
-    report: Report = no_report, on_stage: Callable[[StageReport], None] | None = None,
+    game: str, run_dir: str | Path, preset_name: str | None = None, *, progress: bool = False,
+    report: Report = no_report, on_stage: Callable[[StageReport], None] | None = None, device: str = "auto",
 ) -> list[StageReport]:
-    """All stages in order; an interrupted pipeline resumes where it stopped."""
+    """All stages in order; an interrupted pipeline resumes where it stopped. ``device`` runs
+    V, M, the dream and the latent twins of the evaluation (collection stays on the CPU's workers)."""
+    resolve_device(device)  # a bad device is an error before anything runs
     run_dir = Path(run_dir)
     init_run(run_dir, game, preset_name)
     on_stage = on_stage or (lambda stage_report: None)
     reports = []
     for stage in (
         lambda: collect_stage(run_dir),
-        lambda: train_vae_stage(run_dir, resume=True, progress=progress, report=report),
-        lambda: encode_stage(run_dir, progress=progress, report=report),
-        lambda: train_mdnrnn_stage(run_dir, resume=True, progress=progress, report=report),
-        lambda: train_controller_stage(run_dir, resume=True, progress=progress, report=report),
+        lambda: train_vae_stage(run_dir, resume=True, progress=progress, report=report, device=device),
+        lambda: encode_stage(run_dir, progress=progress, report=report, device=device),
+        lambda: train_mdnrnn_stage(run_dir, resume=True, progress=progress, report=report, device=device),
+        lambda: train_controller_stage(run_dir, resume=True, progress=progress, report=report, device=device),
         lambda: export_stage(run_dir, run_dir / "model", report=report),
-        lambda: evaluate_stage(run_dir),
+        lambda: evaluate_stage(run_dir, device=device),
         lambda: export_stage(run_dir, run_dir / "model", report=report),  # again, with the scores in the card
     ):
         reports.append(stage())
@@ -458,8 +468,9 @@ def sweep_temperature(
     seed: int | None = None,
     progress: bool = False,
     report: Report = no_report,
+    device: str = "auto",
 ) -> list[dict[str, Any]]:
-    """The paper's temperature table for this run's world model.
+    """The paper's temperature table for this run's world model (dreams and latent twins on ``device``).
 
     ``generations``, ``population`` and ``trials`` default to the run's controller settings;
     smaller ones make the sweep affordable (every τ gets the same budget).
@@ -477,18 +488,19 @@ def sweep_temperature(
     model_dir = run_dir / "sweep" / "model"
     if not (model_dir / "config.json").exists():
         save_world_model(model, model_dir)
+    model.to(device)
     rows = []
     for temperature in temperatures:
         out = run_dir / "sweep" / f"tau_{temperature:g}"
         controller_config = config.with_overrides("controller", temperature=temperature, generations=generations,
                                                   population=population, trials=trials).controller
         result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=model.device).manual_seed(seed)
         dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
                               model.game.max_episode_steps)[0]
         save_controller(result.controller, out / BEST_FILE, {"temperature": temperature})
         real = evaluate(model.game.latent_env_id, out / BEST_FILE, episodes, seed, config.evaluate.workers,
-                        env_kwargs={"world_model": str(model_dir)})
+                        env_kwargs={"world_model": str(model_dir), "device": device})
         rows.append({"temperature": temperature, "generations": result.generations,
                      "population": controller_config.population, "trials": controller_config.trials,
                      "dream_mean": float(dream.mean()), "dream_std": float(dream.std()),

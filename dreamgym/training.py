@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +131,47 @@ def train_epochs(
         model.load_state_dict(best["model"])
         report(f"{stage_dir.name}: keeping epoch {best['epoch']} (lowest {best['metric']}, {best['value']:.4g})")
     return StageResult(epochs, epochs - first_epoch, time.perf_counter() - start, history, kept_epoch(state))
+
+
+def prefetch(batches: Iterable, depth: int = 4) -> Iterator:
+    """The items of ``batches``, produced ``depth`` ahead by a background thread.
+
+    Reading and decompressing episode files (numpy and zlib release the GIL) then overlaps the
+    model's step instead of alternating with it, which is what keeps a GPU fed. The items and
+    their order are exactly those of ``batches``; an exception in the producer is raised here.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((done, None))
+        except BaseException as error:  # handed to the consumer
+            items.put((done, error))
+
+    thread = threading.Thread(target=produce, name="dreamgym-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:

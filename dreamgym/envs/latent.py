@@ -40,7 +40,7 @@ class LatentObservation(gym.Wrapper):
         super().__init__(env)
         self.keep_frame = keep_frame
         if isinstance(world_model, WorldModel):
-            self.model = world_model.to(device)
+            self.model = world_model if device == "auto" else world_model.to(device)
         else:
             from dreamgym.checkpoint import load_world_model
 

@@ -76,14 +76,16 @@ class DreamSB3VecEnv(VecEnv):
         return [False] * len(self._get_indices(indices))
 
 
-def make_sb3_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> VecMonitor:
+def make_sb3_vec_env(env_id: str, num_envs: int, *, device: str = "auto", **kwargs: Any) -> VecMonitor:
     """An SB3 VecEnv of ``num_envs`` batched dreams of ``env_id`` (a ``Dream*-v0`` id), with
-    ``VecMonitor`` episode statistics. Keyword arguments go to the dream (``temperature``,
-    ``world_model``, ``device``, ...)."""
+    ``VecMonitor`` episode statistics. ``device`` is where the dreams' M runs (``"auto"``: CUDA
+    when there is a GPU; SB3 itself gets numpy arrays either way, and its policy's device is
+    SB3's own ``device=``). Other keyword arguments go to the dream (``temperature``,
+    ``world_model``, ...)."""
     if "autoreset_mode" in kwargs:
         raise ValueError("make_sb3_vec_env always uses same-step reset, as SB3 expects")
     spec = gym.spec(env_id)
     if spec.vector_entry_point is None or "Dream" not in env_id:
         raise ValueError(f"{env_id} is not a dreamgym dream id; expected one of DreamCarRacing-v0, DreamDoomTakeCover-v0")
-    vector_env = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+    vector_env = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, device=device, **kwargs)
     return VecMonitor(DreamSB3VecEnv(vector_env))
