@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run ON the GPU machine (carry .whl): one stage of the paper-scale Doom pipeline per call, each
+# under the device's 10-minute limit, each resumable. Usage:
+#   bash tools/device/doom_paper_scale.sh setup|collect|vae|encode|mdnrnn|controller|evaluate|bench
+# Stage times: RUN/timings.json (dreamgym records them), copied and to $OUT.
+set -euo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
+RUN=/tmp/runs/doom_paper
+DG="python3 -m dreamgym.cli"
+out=${OUT:-/tmp/out}
+case "$1" in
+  setup)      nvidia-smi; python3 -c "import torch, dreamgym, vizdoom; print(torch.__version__, torch.cuda.get_device_name())" ;;
+  collect)    $DG collect doom --out $RUN --preset paper --workers 16 ;;
+  vae)        $DG train-vae $RUN --resume --device cuda ;;
+  encode)     $DG encode $RUN --device cuda ;;
+  mdnrnn)     $DG train-mdnrnn $RUN --resume --device cuda --epochs "${EPOCHS:-100}" ;;
+  controller) $DG train-controller $RUN --resume --device cuda ;;
+  evaluate)   $DG export $RUN --to $RUN/model --float16 && $DG evaluate LatentDoomTakeCover-v0 --policy $RUN/model \
+                --episodes 100 --seed 20000 --workers 16 --device cpu --json $out/eval.json ;;
+  bench)      python3 benchmarks/throughput.py --game doom --device cuda | tee $out/throughput.txt ;;
+esac
+if [ -f $RUN/timings.json ]; then cp $RUN/timings.json $out/; fi
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv || true
