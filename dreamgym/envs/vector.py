@@ -1,4 +1,4 @@
-"""DreamVectorEnv: N dreams stepped together with one call to M."""
+"""DreamVectorEnv: N dreams stepped together with one call to M, with numpy or on-device torch I/O."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from gymnasium.vector.utils import batch_space
 from dreamgym.envs.dream import RENDER_FPS, get_world_model
 from dreamgym.games import get_game
 from dreamgym.world_model import DreamState, WorldModel, validate_temperature
+
+TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
+"""(observations, rewards, terminated, truncated, info) of :meth:`DreamVectorEnv.step_tensor`."""
 
 
 def check_actions(space: gym.spaces.Space, actions: Any, num_envs: int) -> np.ndarray:
@@ -47,6 +50,45 @@ class DreamVectorEnv(VectorEnv):
     which this env enforces itself). ``autoreset_mode`` is ``NEXT_STEP`` (default: an env that
     ended is reset on the following ``step``, whose action it ignores) or ``SAME_STEP`` (reset
     at once; the last observation is in ``info["final_obs"]``).
+
+    ## Two ways to step
+    :meth:`reset` / :meth:`step` take and return numpy arrays, as every Gymnasium vector env.
+    :meth:`reset_tensor` / :meth:`step_tensor` take and return torch tensors on the env's
+    device, so that an agent on the GPU never copies through the host::
+
+        envs = dreamgym.DreamVectorEnv("doom", num_envs=65536, device="cuda")
+        obs, _ = envs.reset_tensor(seed=0)               # (N, obs_dim) float32 on cuda
+        for _ in range(1000):
+            actions = policy(obs)                        # (N,) int64 on cuda
+            obs, r, term, trunc, info = envs.step_tensor(actions)
+
+    Both are the same code: :meth:`step` is :meth:`step_tensor` plus the copies to numpy, so for
+    the same seed and actions they give the same trajectories. In the tensor path rewards are
+    float32 and ``terminated``/``truncated`` bool, all of shape (N,); ``info`` holds
+    ``done_probability`` (N,) and its mask ``_done_probability`` (False for envs reset by this
+    step in ``NEXT_STEP``), and in ``SAME_STEP`` always ``final_obs`` (N, obs_dim), the
+    observation before the reset, with its mask ``_final_obs`` (the envs that ended; the other
+    rows equal the returned observation), plus ``final_info`` / ``_final_info``. The numpy path
+    adds these keys only on steps where some env ended, as Gymnasium does.
+
+    Every step draws N fresh first states from the env's generator and keeps those of the envs
+    that reset (``torch.where``), so nothing on the host decides which envs reset and the step
+    never waits for the device (except for the action check below and M's NaN check).
+
+    ## Arguments
+    * ``game``: ``"carracing"`` or ``"doom"``; ``num_envs``: N ≥ 1.
+    * ``world_model``, ``temperature``, ``sample_done``, ``render_mode``: as in
+      :class:`~dreamgym.envs.dream.DreamEnv`.
+    * ``device``: where V, M and the tensor path's tensors live: ``"auto"`` (default: CUDA when
+      there is a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``envs.device`` is
+      the torch device it resolved to.
+    * ``max_episode_steps``: truncation limit (default: the game's, 1000 or 2100).
+    * ``autoreset_mode``: ``NEXT_STEP`` (default) or ``SAME_STEP``.
+    * ``check_action_values``: :meth:`step_tensor` checks that actions are in range and not NaN
+      (default True). The check reads one bool back from the device each step; pass False to
+      skip it in a tight GPU loop whose policy cannot produce bad actions (an out-of-range
+      discrete action then fails inside M's one-hot: on CUDA, a device-side assert). Type and
+      shape are always checked, and :meth:`step` always checks its numpy actions on the host.
     """
 
     def __init__(
@@ -55,11 +97,12 @@ class DreamVectorEnv(VectorEnv):
         num_envs: int = 1,
         world_model: WorldModel | str | os.PathLike | None = None,
         temperature: float = 1.0,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         sample_done: bool = False,
         max_episode_steps: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        check_action_values: bool = True,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -73,84 +116,172 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
         self.sample_done = bool(sample_done)
+        self.check_action_values = bool(check_action_values)
         self.max_episode_steps = int(max_episode_steps or self.game.max_episode_steps)
         self.model = get_world_model(self.game.name, world_model, device)
+        self.device = self.model.device
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],
                          "render_fps": RENDER_FPS[self.game.name]}
         self.single_observation_space = self.model.observation_space()
         self.single_action_space = self.game.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._generator = torch.Generator(device=self.model.device)
+        if isinstance(self.single_action_space, gym.spaces.Box):
+            self._action_bounds = (torch.as_tensor(self.single_action_space.low, device=self.device),
+                                   torch.as_tensor(self.single_action_space.high, device=self.device))
+        self._generator = torch.Generator(device=self.device)
         self._state: DreamState | None = None
-        self._steps = np.zeros(self.num_envs, np.int64)
-        self._needs_reset = np.zeros(self.num_envs, bool)
+        self._steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        """(N,) steps since each env's last reset."""
+        self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        """(N,) NEXT_STEP: the envs that ended on the last step and reset on the next."""
+
+    # ------------------------------------------------------------------ numpy in and out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        """Reset every env (or those in ``options["reset_mask"]``); ``seed`` seeds the whole batch."""
-        if seed is not None or self._np_random is None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self._generator.manual_seed(int(self._np_random.integers(2**63 - 1)))
-        mask = np.ones(self.num_envs, bool)
+        """Reset every env (or those in ``options["reset_mask"]``, a bool array of shape (N,));
+        ``seed`` seeds the whole batch."""
+        mask = None
         if options is not None and "reset_mask" in options:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
-            if self._state is None and not mask.all():
-                raise ValueError("the first reset must reset every env")
-        self._reset_envs(mask)
-        return self._observations(), {}
+            mask = torch.from_numpy(mask).to(self.device)
+        observations, info = self._reset(seed, mask)
+        return to_numpy(observations, np.float32), info
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every env with numpy ``actions``: (N,) ints for Doom, (N, 3) floats for CarRacing."""
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = check_actions(self.single_action_space, actions, self.num_envs)
-        step = self.model.dream_step(self._state, self.model.action_tensor(actions), self.temperature,
-                                     self._generator, self.sample_done)
-        restarting = self._needs_reset.copy()
-        self._state = step.state
-        self._steps += 1
-        rewards = step.reward.cpu().numpy().astype(np.float64)
-        terminated = step.done.cpu().numpy()
-        truncated = (self._steps >= self.max_episode_steps) & ~terminated
-        infos: dict[str, Any] = {"done_probability": step.done_probability.cpu().numpy().astype(np.float64),
-                                 "_done_probability": np.ones(self.num_envs, bool)}
-        if restarting.any():  # NEXT_STEP: these envs ended last step; this step resets them
-            self._reset_envs(restarting)
-            rewards[restarting] = 0.0
-            terminated[restarting] = truncated[restarting] = False
-            infos["_done_probability"] = ~restarting
+        actions = torch.from_numpy(check_actions(self.single_action_space, actions, self.num_envs))
+        observations, rewards, terminated, truncated, info = self._step(actions.to(self.device))
+        terminated, truncated = to_numpy(terminated, bool), to_numpy(truncated, bool)
+        infos: dict[str, Any] = {"done_probability": to_numpy(info["done_probability"], np.float64),
+                                 "_done_probability": to_numpy(info["_done_probability"], bool)}
         ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
-            final, final_obs = self._observations(), np.full(self.num_envs, None, dtype=object)
+            final, final_obs = to_numpy(info["final_obs"], np.float32), np.full(self.num_envs, None, dtype=object)
             for i in np.flatnonzero(ended):
                 final_obs[i] = final[i]
             infos["final_obs"] = final_obs
             infos["_final_obs"] = ended.copy()
             infos["final_info"] = {"done_probability": infos["done_probability"].copy(), "_done_probability": ended.copy()}
             infos["_final_info"] = ended.copy()
+        return to_numpy(observations, np.float32), to_numpy(rewards, np.float64), terminated, truncated, infos
+
+    # ------------------------------------------------------------------ torch in and out
+
+    def reset_tensor(self, *, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """:meth:`reset`, returning observations (N, obs_dim) float32 on the env's device;
+        ``options["reset_mask"]`` is a bool tensor of shape (N,) (moved to the env's device)."""
+        mask = None
+        if options is not None and "reset_mask" in options:
+            mask = options["reset_mask"]
+            if not isinstance(mask, torch.Tensor) or mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
+                raise ValueError(f"options['reset_mask'] must be a bool tensor of shape ({self.num_envs},)")
+            mask = mask.to(self.device)
+        return self._reset(seed, mask)
+
+    def step_tensor(self, actions: torch.Tensor) -> TensorStep:
+        """:meth:`step` with torch tensors in and out, all on the env's device (see the class
+        docstring): ``actions`` (N,) integers for Doom or (N, 3) floats for CarRacing, on any
+        device (moved to the env's)."""
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset_tensor() before step_tensor()")
+        return self._step(self._check_action_tensor(actions))
+
+    def _check_action_tensor(self, actions: Any) -> torch.Tensor:
+        """``actions`` checked and on the env's device: int64 (N,) for Doom, float32 (N, 3) for
+        CarRacing. Type and shape checks cost nothing; the range and NaN/inf check (with
+        ``check_action_values``) is one fused reduction read back once. TypeError/ValueError say
+        what was expected."""
+        space, num_envs = self.single_action_space, self.num_envs
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"step_tensor expects a torch.Tensor of actions, got {type(actions).__name__}; "
+                            f"use step() for numpy arrays")
+        dtype = actions.dtype
+        if isinstance(space, gym.spaces.Discrete):
+            if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+                raise TypeError(f"expected integer actions of shape ({num_envs},), got dtype {dtype}")
+            if actions.shape != (num_envs,):
+                raise ValueError(f"expected actions of shape ({num_envs},), got {tuple(actions.shape)}")
+            actions = actions.to(self.device, torch.int64)
+            if self.check_action_values and bool(((actions < 0) | (actions >= space.n)).any()):
+                raise ValueError(f"expected actions in [0, {space.n - 1}], got values from "
+                                 f"{int(actions.min())} to {int(actions.max())}")
+            return actions
+        if dtype.is_complex:
+            raise TypeError(f"expected real actions of shape ({num_envs}, {space.shape[0]}), got dtype {dtype}")
+        if actions.shape != (num_envs, *space.shape):
+            raise ValueError(f"expected actions of shape ({num_envs}, {space.shape[0]}), got {tuple(actions.shape)}")
+        actions = actions.to(self.device, torch.float32)
+        if self.check_action_values:
+            low, high = self._action_bounds
+            if not bool(((actions >= low) & (actions <= high)).all()):  # False for NaN: one check covers both
+                if not bool(torch.isfinite(actions).all()):
+                    raise ValueError("actions contain NaN or inf")
+                raise ValueError(f"actions outside the bounds low={space.low}, high={space.high}")
+        return actions
+
+    # ------------------------------------------------------------------ the shared core
+
+    def _reset(self, seed: int | None, mask: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """Reseed from ``seed`` (or the env's own stream) and reset the envs in ``mask`` (all if None)."""
+        if self._state is None and mask is not None and not bool(mask.all()):
+            raise ValueError("the first reset must reset every env")
+        if seed is not None or self._np_random is None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self._generator.manual_seed(int(self._np_random.integers(2**63 - 1)))
+        self._reset_envs(mask)
+        assert self._state is not None
+        return self._state.observation(), {}
+
+    def _step(self, actions: torch.Tensor) -> TensorStep:
+        """One step of every env with checked ``actions`` on the env's device; no host sync here."""
+        assert self._state is not None
+        step = self.model.dream_step(self._state, self.model.action_tensor(actions), self.temperature,
+                                     self._generator, self.sample_done)
+        restarting = self._needs_reset  # NEXT_STEP: these envs ended last step; this step resets them
+        self._state = step.state
+        self._steps = self._steps + 1
+        terminated = step.done & ~restarting
+        truncated = (self._steps >= self.max_episode_steps) & ~step.done & ~restarting
+        rewards = torch.where(restarting, 0.0, step.reward).float()
+        ended = terminated | truncated
+        info: dict[str, Any] = {"done_probability": step.done_probability, "_done_probability": ~restarting}
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            info["final_obs"] = self._state.observation()
+            info["_final_obs"] = ended
+            info["final_info"] = {"done_probability": step.done_probability, "_done_probability": ended}
+            info["_final_info"] = ended
             self._reset_envs(ended)
         else:
+            self._reset_envs(restarting)
             self._needs_reset = ended
-        return self._observations(), rewards, terminated, truncated, infos
+        return self._state.observation(), rewards, terminated, truncated, info
+
+    def _reset_envs(self, mask: torch.Tensor | None) -> None:
+        """Fresh first latents and zero LSTM state for the envs in ``mask`` ((N,) bool on the env's
+        device; None for all). Always draws N fresh states and selects with ``torch.where``, so the
+        generator advances by the same amount whichever envs reset and nothing waits for the device."""
+        fresh = self.model.initial_state(self.num_envs, self._generator)
+        if self._state is None or mask is None:
+            self._state = fresh
+            self._steps = torch.zeros_like(self._steps)
+            self._needs_reset = torch.zeros_like(self._needs_reset)
+            return
+        column = mask[:, None]
+        self._state = DreamState(*(torch.where(column, new, current) for new, current in zip(fresh, self._state)))
+        self._steps = self._steps.masked_fill(mask, 0)
+        self._needs_reset = self._needs_reset & ~mask
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array" or self._state is None:
             return None
         return tuple(self.model.decode(self._state.z))
 
-    def _reset_envs(self, mask: np.ndarray) -> None:
-        """Fresh first latents and zero LSTM state for the envs in ``mask``."""
-        fresh = self.model.initial_state(int(mask.sum()), self._generator)
-        if self._state is None or mask.all():
-            self._state = fresh
-        else:
-            index = torch.from_numpy(np.flatnonzero(mask)).to(self.model.device)
-            for current, new in zip(self._state, fresh):
-                current[index] = new
-        self._steps[mask] = 0
-        self._needs_reset[mask] = False
 
-    def _observations(self) -> np.ndarray:
-        assert self._state is not None
-        return self._state.observation().cpu().numpy().astype(np.float32, copy=True)
+def to_numpy(tensor: torch.Tensor, dtype: type | np.dtype) -> np.ndarray:
+    """A host copy of ``tensor`` as a numpy array of ``dtype`` that owns its memory."""
+    return tensor.cpu().numpy().astype(dtype, copy=True)

@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 import dreamgym
 from dreamgym.checkpoint import save_world_model
+from dreamgym.devices import resolve_device
 from dreamgym.envs.vector import DreamVectorEnv
 
 
@@ -126,6 +127,145 @@ def test_box_actions_with_nan_are_refused(model_dirs):
         envs.step(np.array([[0, 0.5, 0], [np.nan, 0, 0]], np.float32))
     with pytest.raises(gym.error.ResetNeeded):
         DreamVectorEnv("carracing", num_envs=2, world_model=str(model_dirs["carracing"])).step(np.zeros((2, 3)))
+
+
+def random_actions(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarray:
+    """A batch of valid actions for ``space`` (a batched Discrete or Box) drawn from ``rng``."""
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return rng.integers(0, space.nvec)
+    return rng.uniform(space.low, space.high).astype(np.float32)
+
+
+def assert_same_step(numpy_step: tuple, tensor_step: tuple, same_step: bool) -> None:
+    """The numpy path's step equals the tensor path's, key by key, in the numpy path's conventions."""
+    observations, rewards, terminated, truncated, info = numpy_step
+    tensors, tensor_rewards, tensor_terminated, tensor_truncated, tensor_info = tensor_step
+    np.testing.assert_array_equal(observations, tensors.numpy())
+    np.testing.assert_array_equal(rewards, tensor_rewards.numpy().astype(np.float64))
+    np.testing.assert_array_equal(terminated, tensor_terminated.numpy())
+    np.testing.assert_array_equal(truncated, tensor_truncated.numpy())
+    np.testing.assert_array_equal(info["done_probability"], tensor_info["done_probability"].numpy())
+    np.testing.assert_array_equal(info["_done_probability"], tensor_info["_done_probability"].numpy())
+    ended = terminated | truncated
+    if same_step:
+        final_mask = tensor_info["_final_obs"].numpy()
+        np.testing.assert_array_equal(final_mask, ended)
+        if ended.any():
+            np.testing.assert_array_equal(info["_final_obs"], final_mask)
+            np.testing.assert_array_equal(np.stack(info["final_obs"][ended]), tensor_info["final_obs"][final_mask].numpy())
+        else:
+            assert "final_obs" not in info
+        np.testing.assert_array_equal(tensor_info["final_obs"][~final_mask].numpy(), tensors[~final_mask].numpy())
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize("game", ["carracing", "doom"])
+def test_tensor_path_gives_the_numpy_trajectories(geometric_dirs, game, mode):
+    kwargs = {"world_model": geometric_dirs[game], "sample_done": True, "max_episode_steps": 12,
+              "autoreset_mode": mode, "device": "cpu"}
+    numpy_envs, tensor_envs = DreamVectorEnv(game, 6, **kwargs), DreamVectorEnv(game, 6, **kwargs)
+    observations, _ = numpy_envs.reset(seed=5)
+    tensors, _ = tensor_envs.reset_tensor(seed=5)
+    np.testing.assert_array_equal(observations, tensors.numpy())
+    rng = np.random.default_rng(5)
+    terminations = truncations = 0
+    for step in range(60):
+        actions = random_actions(numpy_envs.action_space, rng)
+        numpy_step = numpy_envs.step(actions)
+        tensor_step = tensor_envs.step_tensor(torch.from_numpy(actions))
+        assert_same_step(numpy_step, tensor_step, mode == AutoresetMode.SAME_STEP)
+        terminations += numpy_step[2].sum()
+        truncations += numpy_step[3].sum()
+        if step == 30:  # a partial reset through options, as numpy and as a tensor mask
+            mask = np.array([True, False, True, False, False, True])
+            observations, _ = numpy_envs.reset(options={"reset_mask": mask})
+            tensors, _ = tensor_envs.reset_tensor(options={"reset_mask": torch.from_numpy(mask)})
+            np.testing.assert_array_equal(observations, tensors.numpy())
+    assert terminations > 10 and truncations > 0, (terminations, truncations)
+
+
+def check_tensor_step_types(envs: DreamVectorEnv, device: torch.device) -> None:
+    observations, _ = envs.reset_tensor(seed=0)
+    assert observations.device == device and observations.dtype == torch.float32
+    actions = torch.zeros(envs.num_envs, dtype=torch.int64, device=device)
+    for _ in range(3):
+        observations, rewards, terminated, truncated, info = envs.step_tensor(actions)
+    assert observations.shape == (envs.num_envs, envs.single_observation_space.shape[0])
+    assert rewards.dtype == torch.float32 and terminated.dtype == truncated.dtype == torch.bool
+    assert rewards.shape == terminated.shape == truncated.shape == (envs.num_envs,)
+    tensors = [observations, rewards, terminated, truncated, info["final_obs"], info["_final_obs"],
+               info["done_probability"], info["_done_probability"], envs._steps, envs._needs_reset]
+    assert all(tensor.device == device for tensor in tensors)
+
+
+def test_tensor_path_returns_tensors_on_the_env_device(model_dirs):
+    envs = DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]),
+                          autoreset_mode=AutoresetMode.SAME_STEP)
+    assert envs.device == resolve_device("auto")  # the default device is "auto"
+    check_tensor_step_types(DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]), device="cpu",
+                                           autoreset_mode=AutoresetMode.SAME_STEP), torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tensor_path_stays_on_the_gpu_and_matches_the_numpy_path(model_dirs):
+    kwargs = {"world_model": str(model_dirs["doom"]), "device": "cuda", "autoreset_mode": AutoresetMode.SAME_STEP}
+    check_tensor_step_types(DreamVectorEnv("doom", num_envs=4, **kwargs), torch.device("cuda", 0))
+    numpy_envs, tensor_envs = DreamVectorEnv("doom", 4, **kwargs), DreamVectorEnv("doom", 4, **kwargs)
+    numpy_envs.reset(seed=1)
+    tensor_envs.reset_tensor(seed=1)
+    for actions in ([0, 1, 2, 1], [2, 2, 0, 1]):
+        observations = numpy_envs.step(np.array(actions))[0]
+        tensors = tensor_envs.step_tensor(torch.tensor(actions, device="cuda"))[0]
+        np.testing.assert_array_equal(observations, tensors.cpu().numpy())
+
+
+@pytest.mark.parametrize("game,actions,error,message", [
+    ("doom", torch.zeros(3, dtype=torch.int64), ValueError, "shape"),
+    ("doom", torch.zeros(4, 1, dtype=torch.int64), ValueError, "shape"),
+    ("doom", torch.zeros(4), TypeError, "integer"),
+    ("doom", torch.zeros(4, dtype=torch.bool), TypeError, "integer"),
+    ("doom", torch.tensor([0, 1, 3, 0]), ValueError, r"\[0, 2\]"),
+    ("doom", torch.tensor([0, -1, 2, 0]), ValueError, r"\[0, 2\]"),
+    ("doom", np.zeros(4, np.int64), TypeError, "torch.Tensor"),
+    ("carracing", torch.zeros(4, 2), ValueError, "shape"),
+    ("carracing", torch.zeros(4, 3, dtype=torch.complex64), TypeError, "real"),
+    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[float("nan"), 0, 0]]), ValueError, "NaN"),
+    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, float("inf"), 0]]), ValueError, "NaN or inf"),
+    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, 1.5, 0]]), ValueError, "bounds"),
+])
+def test_bad_tensor_actions_are_refused_and_change_nothing(model_dirs, game, actions, error, message):
+    envs = DreamVectorEnv(game, num_envs=4, world_model=str(model_dirs[game]), device="cpu")
+    reference = DreamVectorEnv(game, num_envs=4, world_model=str(model_dirs[game]), device="cpu")
+    envs.reset_tensor(seed=2)
+    reference.reset_tensor(seed=2)
+    with pytest.raises(error, match=message):
+        envs.step_tensor(actions)
+    good = torch.tensor([0, 1, 2, 1]) if game == "doom" else torch.tensor([[0.0, 0.5, 0.0]] * 4)
+    torch.testing.assert_close(envs.step_tensor(good)[0], reference.step_tensor(good)[0], rtol=0, atol=0)
+
+
+def test_unchecked_tensor_actions_still_get_type_and_shape_checks(model_dirs):
+    envs = DreamVectorEnv("carracing", num_envs=2, world_model=str(model_dirs["carracing"]), device="cpu",
+                          check_action_values=False)
+    envs.reset_tensor(seed=0)
+    envs.step_tensor(torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.0]]))  # out of bounds, not checked
+    with pytest.raises(ValueError, match="shape"):
+        envs.step_tensor(torch.zeros(2, 2))
+    with pytest.raises(TypeError, match="real"):
+        envs.step_tensor(torch.zeros(2, 3, dtype=torch.complex64))
+
+
+def test_tensor_path_needs_a_reset_and_a_tensor_mask(model_dirs):
+    envs = DreamVectorEnv("doom", num_envs=3, world_model=str(model_dirs["doom"]), device="cpu")
+    with pytest.raises(gym.error.ResetNeeded):
+        envs.step_tensor(torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="first reset"):
+        envs.reset_tensor(seed=0, options={"reset_mask": torch.tensor([True, False, True])})
+    envs.reset_tensor(seed=0)
+    with pytest.raises(ValueError, match="bool tensor"):
+        envs.reset_tensor(options={"reset_mask": np.ones(3, bool)})
+    with pytest.raises(ValueError, match="bool tensor"):
+        envs.reset_tensor(options={"reset_mask": torch.ones(2, dtype=torch.bool)})
 
 
 def test_sb3_adapter_reports_terminal_observation_and_truncation(model_dirs):
