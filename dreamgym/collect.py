@@ -22,8 +22,11 @@ Exploration (no ``policy``):
 
 from __future__ import annotations
 
+import collections
+import os
 import time
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,15 +79,32 @@ def read_episode(path: Path) -> dict[str, np.ndarray]:
 
 
 def iter_valid(
-    paths: list[Path], read: Callable[[Path], dict], on_skip: Callable[[str], None] | None = None
+    paths: list[Path], read: Callable[[Path], dict], on_skip: Callable[[str], None] | None = None,
+    readers: int = 1,
 ) -> Iterator[tuple[Path, dict]]:
-    """(path, contents) of every readable file; each damaged one is reported and skipped."""
-    for path in paths:
-        try:
-            yield path, read(path)
-        except EpisodeFileError as error:
-            if on_skip is not None:
-                on_skip(f"skipping damaged file: {error}")
+    """(path, contents) of every readable file, in the order of ``paths``; each damaged one is
+    reported and skipped. With ``readers`` > 1, that many threads read ahead (zlib and file
+    reads release the GIL, so decompression runs in parallel); the result is the same."""
+    with ThreadPoolExecutor(max(1, readers)) as pool:
+        pending: collections.deque = collections.deque()
+        for path in paths:
+            pending.append((path, pool.submit(read, path)))
+            if len(pending) > 2 * readers:
+                yield from _checked(*pending.popleft(), on_skip)
+        while pending:
+            yield from _checked(*pending.popleft(), on_skip)
+
+
+def _checked(path: Path, future: Future, on_skip: Callable[[str], None] | None) -> Iterator[tuple[Path, dict]]:
+    try:
+        yield path, future.result()
+    except EpisodeFileError as error:
+        if on_skip is not None:
+            on_skip(f"skipping damaged file: {error}")
+
+
+DATA_READERS = min(8, os.cpu_count() or 1)
+"""Threads that read and decompress episode files for V and M's training."""
 
 
 # --------------------------------------------------------------------------- policies

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from dreamgym.collect import iter_valid, split_files
+from dreamgym.collect import DATA_READERS, iter_valid, split_files
 from dreamgym.config import MDNTrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.encode import latent_files, read_latents
@@ -38,7 +38,6 @@ from dreamgym.training import (
     StageResult,
     load_trained,
     no_report,
-    prefetch,
     train_epochs,
 )
 from dreamgym.vae import ConvVAE, VAEConfig, tensor_to_frames
@@ -196,65 +195,85 @@ class SequenceBatch(NamedTuple):
     mask: torch.Tensor
     """(B, L) float, 1 on real (not padded) steps"""
 
-    def to(self, device: torch.device) -> SequenceBatch:
-        """The batch on ``device`` (through pinned memory to a GPU, without waiting for the copy)."""
-        if device.type == "cuda":
-            return SequenceBatch(*(t.pin_memory().to(device, non_blocking=True) for t in self))
-        return SequenceBatch(*(t.to(device) for t in self))
 
+@dataclass
+class LatentEpisodes:
+    """Every encoded episode of a set of files, concatenated frame by frame on one device: M's
+    training data. Latents are small (z_dim 64: 0.5 KB a step; the paper's 10,000 Doom
+    episodes ≈ 1.5 GB), so they are read once, not every epoch, and batches are gathered and
+    z drawn from V's posterior on the device itself: a GPU is never kept waiting on the host.
 
-def episode_batches(
-    files: list[Path],
-    game: Game,
-    batch_size: int,
-    rng: np.random.Generator,
-    shuffle_buffer: int,
-    on_skip: Report | None = None,
-) -> Iterator[SequenceBatch]:
-    """Batches of whole episodes streamed from latent files.
+    Episode e's frames are rows ``starts[e] .. starts[e] + lengths[e]`` (T + 1 frames for T
+    steps); ``actions``, ``rewards`` and ``dones`` sit on the row of the frame they follow
+    (the last frame's row holds zeros)."""
 
-    Up to ``shuffle_buffer`` episodes are held at once; within the buffer they are sorted by
-    length so that a batch holds episodes of similar length (little padding), and the batches
-    are emitted in random order. Memory is bounded by the buffer, not the dataset.
-    """
-    order = [files[i] for i in rng.permutation(len(files))]
-    buffer: list[dict[str, np.ndarray]] = []
+    mu: torch.Tensor
+    """(S, z_dim) μ of every frame"""
+    logvar: torch.Tensor
+    """(S, z_dim) log σ² of every frame"""
+    actions: torch.Tensor
+    """(S, action_dim)"""
+    rewards: torch.Tensor
+    """(S,)"""
+    dones: torch.Tensor
+    """(S,) float"""
+    starts: np.ndarray
+    """(E,) row of each episode's first frame"""
+    lengths: np.ndarray
+    """(E,) steps of each episode (≥ 1)"""
 
-    def drain() -> Iterator[SequenceBatch]:
-        buffer.sort(key=lambda episode: len(episode["actions"]))
-        groups = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
+    @classmethod
+    def load(cls, files: list[Path], game: Game, device: torch.device, on_skip: Report | None = None,
+             readers: int = DATA_READERS) -> LatentEpisodes:
+        """Read ``files`` (damaged ones reported and skipped, empty episodes left out)."""
+        parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "actions": [], "rewards": [], "dones": []}
+        lengths = []
+        for _, latents in iter_valid(files, read_latents, on_skip, readers):
+            steps = len(latents["actions"])
+            if steps == 0:
+                continue
+            lengths.append(steps)
+            parts["mu"].append(latents["mu"].astype(np.float32))
+            parts["logvar"].append(latents["logvar"].astype(np.float32))
+            parts["actions"].append(np.concatenate([game.action_to_vector(latents["actions"]),
+                                                    np.zeros((1, game.action_dim), np.float32)]))
+            parts["rewards"].append(np.append(latents["rewards"], 0).astype(np.float32))
+            parts["dones"].append(np.append(latents["dones"], 0).astype(np.float32))
+        lengths_array = np.array(lengths, np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths_array + 1)[:-1]]).astype(np.int64)
+        tensors = {key: torch.from_numpy(np.concatenate(value)).to(device) if value else torch.zeros(0, device=device)
+                   for key, value in parts.items()}
+        return cls(**tensors, starts=starts, lengths=lengths_array)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batches(self, batch_size: int, rng: np.random.Generator, shuffle_buffer: int,
+                generator: torch.Generator) -> Iterator[SequenceBatch]:
+        """Batches of whole episodes in a random order: within each group of ``shuffle_buffer``
+        episodes they are sorted by length, so that a batch holds episodes of similar length
+        (little padding). z_t is drawn from N(μ, σ²) with ``generator`` on the data's device."""
+        order = rng.permutation(len(self))
+        groups = []
+        for first in range(0, len(order), shuffle_buffer):
+            chunk = order[first : first + shuffle_buffer]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            groups += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
         for index in rng.permutation(len(groups)):
-            yield _pad(groups[index], game, rng)
-        buffer.clear()
+            yield self._batch(groups[index], generator)
 
-    for _, latents in iter_valid(order, read_latents, on_skip):
-        if len(latents["actions"]) == 0:
-            continue
-        buffer.append(latents)
-        if len(buffer) >= shuffle_buffer:
-            yield from drain()
-    if buffer:
-        yield from drain()
-
-
-def _pad(episodes: list[dict[str, np.ndarray]], game: Game, rng: np.random.Generator) -> SequenceBatch:
-    B, L = len(episodes), max(len(e["actions"]) for e in episodes)
-    z_dim = episodes[0]["mu"].shape[1]
-    z = np.zeros((B, L + 1, z_dim), np.float32)
-    actions = np.zeros((B, L, game.action_dim), np.float32)
-    rewards = np.zeros((B, L), np.float32)
-    dones = np.zeros((B, L), np.float32)
-    mask = np.zeros((B, L), np.float32)
-    for i, episode in enumerate(episodes):
-        T = len(episode["actions"])
-        noise = rng.standard_normal(episode["mu"].shape).astype(np.float32)
-        z[i, : T + 1] = episode["mu"] + np.exp(0.5 * episode["logvar"]) * noise
-        actions[i, :T] = game.action_to_vector(episode["actions"])
-        rewards[i, :T] = episode["rewards"]
-        dones[i, :T] = episode["dones"]
-        mask[i, :T] = 1.0
-    tensors = [torch.from_numpy(a) for a in (z[:, :-1], actions, z[:, 1:], rewards, dones, mask)]
-    return SequenceBatch(*tensors)
+    def _batch(self, episodes: np.ndarray, generator: torch.Generator) -> SequenceBatch:
+        device = self.mu.device
+        lengths = torch.from_numpy(self.lengths[episodes]).to(device)
+        L = int(self.lengths[episodes].max())
+        t = torch.arange(L + 1, device=device)
+        rows = torch.from_numpy(self.starts[episodes]).to(device)[:, None] + torch.minimum(t, lengths[:, None])  # (B, L+1)
+        noise = torch.randn((*rows.shape, self.mu.shape[1]), generator=generator, device=device)
+        z = self.mu[rows] + torch.exp(0.5 * self.logvar[rows]) * noise
+        step_rows = rows[:, :L]
+        mask = (t[:L] < lengths[:, None]).float()
+        return SequenceBatch(z[:, :-1], self.actions[step_rows], z[:, 1:], self.rewards[step_rows] * mask,
+                             self.dones[step_rows] * mask, mask)
 
 
 def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
@@ -299,12 +318,17 @@ def train_mdnrnn(
     training_files, validation_files = split_files(latent_files(run_dir))
     if not training_files:
         raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
-    z_dim = read_latents(training_files[0])["mu"].shape[1]
     torch.manual_seed(config.seed)
     device = resolve_device(device)
+    data = LatentEpisodes.load(training_files, game, device, report)
+    if len(data) == 0:
+        raise StageError(f"no readable episodes with steps in {run_dir / 'latents'}")
+    validation_data = LatentEpisodes.load(validation_files, game, device, report) if validation_files else None
+    z_dim = data.mu.shape[1]
     model = build_mdnrnn(z_dim, game, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    total_batches = math.ceil(len(training_files) / config.batch_size)
+    total_batches = math.ceil(len(data) / config.batch_size)
+    generator = torch.Generator(device=device)
 
     def run_epoch(epoch: int) -> dict[str, float]:
         rng = np.random.default_rng([config.seed, epoch])
@@ -315,11 +339,12 @@ def train_mdnrnn(
         model.train()
         sums: dict[str, float] = {}
         count = 0
-        batches = prefetch(episode_batches(training_files, game, config.batch_size, rng, config.shuffle_buffer, report))
+        generator.manual_seed(config.seed * 1_000_003 + epoch)
+        batches = data.batches(config.batch_size, rng, config.shuffle_buffer, generator)
         bar = tqdm(batches, total=total_batches, desc=f"M epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for batch in bar:
-            losses = mdnrnn_losses(model, batch.to(device), config.done_pos_weight)
+            losses = mdnrnn_losses(model, batch, config.done_pos_weight)
             loss = losses["nll"] + config.reward_weight * losses["reward"] + losses["done"]
             optimizer.zero_grad()
             loss.backward()
@@ -331,7 +356,7 @@ def train_mdnrnn(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         metrics = {key: value / max(count, 1) for key, value in sums.items()}
         metrics["learning_rate"] = lr
-        validation = _validation_losses(model, validation_files, game, config, report)
+        validation = _validation_losses(model, validation_data, config) if validation_data else {}
         if validation:
             validation["loss"] = validation["nll"] + config.reward_weight * validation["reward"] + validation["done"]
         metrics.update({f"validation_{k}": v for k, v in validation.items()})
@@ -352,18 +377,15 @@ def train_mdnrnn(
 
 
 @torch.no_grad()
-def _validation_losses(
-    model: MDNRNN, files: list[Path], game: Game, config: MDNTrainConfig, report: Report
-) -> dict[str, float]:
-    if not files:
-        return {}
+def _validation_losses(model: MDNRNN, data: LatentEpisodes, config: MDNTrainConfig) -> dict[str, float]:
+    """Mean losses over the held-out episodes, with the same posterior draws every epoch."""
     model.eval()
     sums: dict[str, float] = {}
     count = 0
     rng = np.random.default_rng(config.seed)
-    device = next(model.parameters()).device
-    for batch in prefetch(episode_batches(files, game, config.batch_size, rng, config.shuffle_buffer, report)):
-        for key, value in mdnrnn_losses(model, batch.to(device), config.done_pos_weight).items():
+    generator = torch.Generator(device=data.mu.device).manual_seed(config.seed)
+    for batch in data.batches(config.batch_size, rng, config.shuffle_buffer, generator):
+        for key, value in mdnrnn_losses(model, batch, config.done_pos_weight).items():
             sums[key] = sums.get(key, 0.0) + value.item()
         count += 1
     return {key: value / max(count, 1) for key, value in sums.items()}

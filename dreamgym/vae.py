@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dreamgym.collect import episode_files, iter_valid, read_episode, split_files
+from dreamgym.collect import DATA_READERS, episode_files, iter_valid, read_episode, split_files
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.plots import frame_grid, plot_curves
@@ -147,12 +147,14 @@ def frame_batches(
     shuffle_buffer: int,
     limit: int | None = None,
     on_skip: Report | None = None,
+    readers: int = DATA_READERS,
 ) -> Iterator[np.ndarray]:
     """Shuffled (batch_size, 64, 64, 3) uint8 batches streamed from episode files.
 
     Files are read in a random order; frames collect in a buffer of about ``shuffle_buffer``
     frames, which is shuffled and emitted in batches, so memory stays bounded whatever the
     dataset size. Stops after ``limit`` frames if given. Damaged files are skipped and reported.
+    ``readers`` threads read and decompress files ahead (the batches do not depend on it).
     """
     buffer: list[np.ndarray] = []
     buffered = emitted = 0
@@ -172,7 +174,7 @@ def frame_batches(
         buffer = [frames[usable:]]
         buffered = len(buffer[0])
 
-    for _, episode in iter_valid(order, read_episode, on_skip):
+    for _, episode in iter_valid(order, read_episode, on_skip, readers):
         buffer.append(episode["frames"])
         buffered += len(episode["frames"])
         if buffered >= shuffle_buffer:

@@ -107,3 +107,53 @@ def test_the_done_head_is_calibrated_although_its_loss_weights_episode_ends():
     assert torch.allclose(torch.sigmoid(output.done_logit), torch.tensor(rate))
     mdnrnn_losses(model, batch, config.done_pos_weight)["done"].backward()
     assert abs(model.head.bias.grad[-1].item()) < 1e-6  # the loss is at its minimum there
+
+
+def write_latent_episodes(directory, lengths, z_dim=3, seed=0):
+    """Latent files whose every value says where it came from: μ = episode·1000 + frame."""
+    import numpy as np
+
+    from dreamgym.files import npz_bytes
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for e, steps in enumerate(lengths):
+        frames = np.arange(steps + 1, dtype=np.float32)
+        arrays = {"mu": np.repeat((e * 1000 + frames)[:, None], z_dim, axis=1),
+                  "logvar": np.full((steps + 1, z_dim), -60.0, np.float32),
+                  "actions": rng.integers(0, 3, steps), "rewards": frames[:-1] + 0.5,
+                  "dones": (np.arange(steps) == steps - 1).astype(np.float32)}
+        path = directory / f"episode_{e:06d}.npz"
+        path.write_bytes(npz_bytes(arrays))
+        paths.append(path)
+    return paths
+
+
+def test_latent_batches_hold_every_episode_once_aligned_and_masked(tmp_path):
+    import numpy as np
+
+    from dreamgym.games import get_game
+    from dreamgym.mdnrnn import LatentEpisodes
+
+    lengths = [5, 1, 9, 3, 7, 2, 6]
+    game = get_game("doom")
+    paths = write_latent_episodes(tmp_path, lengths + [0])  # an episode of 0 steps is left out
+    data = LatentEpisodes.load(paths, game, torch.device("cpu"))
+    assert list(data.lengths) == lengths
+    seen = []
+    generator = torch.Generator().manual_seed(0)
+    for batch in data.batches(3, np.random.default_rng(0), 4, generator):
+        B, L, _ = batch.z.shape
+        assert L == int(batch.mask.sum(1).max())
+        for b in range(B):
+            episode, steps = int(batch.z[b, 0, 0]) // 1000, int(batch.mask[b].sum())
+            seen.append(episode)
+            assert steps == lengths[episode]
+            frames = torch.arange(steps, dtype=torch.float32)
+            torch.testing.assert_close(batch.z[b, :steps, 0], episode * 1000 + frames)  # σ ≈ 0: z = μ
+            torch.testing.assert_close(batch.next_z[b, :steps, 0], episode * 1000 + frames + 1)
+            torch.testing.assert_close(batch.rewards[b, :steps], frames + 0.5)
+            assert batch.dones[b, :steps].tolist() == [0.0] * (steps - 1) + [1.0]
+            assert batch.actions[b, :steps].sum(1).eq(1).all()  # one-hot
+            assert not batch.mask[b, steps:].any() and not batch.rewards[b, steps:].any()
+    assert sorted(seen) == list(range(len(lengths)))
