@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamgym import collect
 from dreamgym.config import RunConfig
 from dreamgym.devices import resolve_device
-from dreamgym.encode import latent_files
+from dreamgym.episodes import DATA_READERS, episode_files, latent_files
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import LatentEpisodes
 from dreamgym.training import prefetch
@@ -35,12 +34,12 @@ def rate(batches, count) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--readers", default=f"1,{collect.DATA_READERS}", help="comma-separated reader threads")
+    parser.add_argument("--readers", default=f"1,{DATA_READERS}", help="comma-separated reader threads")
     parser.add_argument("--batch-size", type=int, default=1024, help="V's batch (M's: 32 episodes)")
     parser.add_argument("--device", default="cpu", help="where M's batches are gathered")
     args = parser.parse_args()
     game = get_game(RunConfig.load(args.run).game)
-    episodes, latents = collect.episode_files(args.run / "episodes"), latent_files(args.run)
+    episodes, latents = episode_files(args.run / "episodes"), latent_files(args.run)
     print(f"{len(episodes)} episode files, {len(latents)} latent files")
     for readers in (int(r) for r in args.readers.split(",")):
         frames = rate(frame_batches(episodes, args.batch_size, np.random.default_rng(0), 10_000, readers=readers), len)

@@ -1,14 +1,6 @@
-"""Rollouts of the real game -> one compressed episode file each.
-
-An episode file ``episode_000042.npz`` holds::
-
-    frames   (T + 1, 64, 64, 3) uint8   preprocessed observations, the last one after the last action
-    actions  (T,) int64 or (T, 3) float32
-    rewards  (T,) float32
-    dones    (T,) bool                  True on the step that terminated the episode (not truncation)
-
-Files are written under a temporary name and renamed, so a file that exists is complete; a
-file damaged later is reported by name and skipped by every reader.
+"""Rollouts of the real game -> one compressed episode file each (the format:
+:mod:`dreamgym.episodes`). Files are written under a temporary name and renamed, so a file that
+exists is complete.
 
 Exploration (no ``policy``):
 
@@ -22,12 +14,8 @@ Exploration (no ``policy``):
 
 from __future__ import annotations
 
-import collections
-import os
 import time
-import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,77 +23,10 @@ from typing import Any
 import numpy as np
 
 from dreamgym.config import CollectConfig
-from dreamgym.files import DamagedFileError, atomic_write, npz_bytes
+from dreamgym.episodes import episode_bytes, episode_path
+from dreamgym.files import atomic_write
 from dreamgym.games import Game, get_game
 from dreamgym.parallel import run_parallel
-
-EPISODE_GLOB = "episode_*.npz"
-EPISODE_KEYS = ("frames", "actions", "rewards", "dones")
-
-
-class EpisodeFileError(DamagedFileError):
-    """An episode file is truncated, damaged or malformed."""
-
-
-def episode_path(directory: Path, index: int) -> Path:
-    return directory / f"episode_{index:06d}.npz"
-
-
-def episode_bytes(frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> bytes:
-    """One episode as the bytes of a compressed npz file (what a worker sends back)."""
-    return npz_bytes({"frames": frames, "actions": actions, "rewards": rewards, "dones": dones}, compressed=True)
-
-
-def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Every array of an npz file, or EpisodeFileError naming the file and the damage."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in keys if key not in data.files]
-            if missing:
-                raise EpisodeFileError(f"{path}: missing arrays {missing}")
-            return {key: data[key] for key in data.files}
-    except EpisodeFileError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
-        raise EpisodeFileError(f"{path} is damaged or truncated ({type(error).__name__}: {error})") from error
-
-
-def read_episode(path: Path) -> dict[str, np.ndarray]:
-    episode = read_npz(path, EPISODE_KEYS)
-    steps = len(episode["actions"])
-    if len(episode["frames"]) != steps + 1 or len(episode["rewards"]) != steps or len(episode["dones"]) != steps:
-        raise EpisodeFileError(f"{path}: inconsistent lengths {[episode[k].shape for k in EPISODE_KEYS]}")
-    return episode
-
-
-def iter_valid(
-    paths: list[Path], read: Callable[[Path], dict], on_skip: Callable[[str], None] | None = None,
-    readers: int = 1,
-) -> Iterator[tuple[Path, dict]]:
-    """(path, contents) of every readable file, in the order of ``paths``; each damaged one is
-    reported and skipped. With ``readers`` > 1, that many threads read ahead (zlib and file
-    reads release the GIL, so decompression runs in parallel); the result is the same."""
-    with ThreadPoolExecutor(max(1, readers)) as pool:
-        pending: collections.deque = collections.deque()
-        for path in paths:
-            pending.append((path, pool.submit(read, path)))
-            if len(pending) > 2 * readers:
-                yield from _checked(*pending.popleft(), on_skip)
-        while pending:
-            yield from _checked(*pending.popleft(), on_skip)
-
-
-def _checked(path: Path, future: Future, on_skip: Callable[[str], None] | None) -> Iterator[tuple[Path, dict]]:
-    try:
-        yield path, future.result()
-    except EpisodeFileError as error:
-        if on_skip is not None:
-            on_skip(f"skipping damaged file: {error}")
-
-
-DATA_READERS = min(8, os.cpu_count() or 1)
-"""Threads that read and decompress episode files for V and M's training."""
-
 
 # --------------------------------------------------------------------------- policies
 
@@ -309,19 +230,3 @@ def collect(
             progress(summary)
     return summaries
 
-
-def episode_files(directory: str | Path) -> list[Path]:
-    return sorted(Path(directory).glob(EPISODE_GLOB))
-
-
-def episode_index(path: Path) -> int:
-    """The index in an episode (or latent) file's name: ``episode_000042.npz`` -> 42."""
-    return int(path.stem.split("_")[-1])
-
-
-def split_files(paths: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
-    """(training, validation): every ``every``-th episode is held out, the same ones at every stage."""
-    validation = [p for p in paths if episode_index(p) % every == every - 1]
-    held_out = set(validation)
-    training = [p for p in paths if p not in held_out]
-    return training, validation

@@ -1,7 +1,7 @@
 """Encode every episode with the trained V: frames -> latents, the training data of M.
 
 ``latents/episode_000042.npz`` holds μ and log σ² of every frame, (T + 1, z_dim) float32, with
-the episode's actions, rewards and dones copied over. ``latents/encoded_with.json`` records the
+the episode's actions, rewards and dones copied over (the format: :mod:`dreamgym.episodes`). ``latents/encoded_with.json`` records the
 sha256 of the V checkpoint used; when V changes, every episode is encoded again.
 """
 
@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dreamgym.collect import EpisodeFileError, episode_files, read_episode, read_npz
+from dreamgym.episodes import EpisodeFileError, episode_files, latent_files, read_episode, read_latents
 from dreamgym.files import atomic_write, atomic_write_text, npz_bytes, sha256_of
 from dreamgym.training import CHECKPOINT, Report, StageError, no_report
 from dreamgym.vae import ConvVAE, encode_frames
 
-LATENT_KEYS = ("mu", "logvar", "actions", "rewards", "dones")
 MARKER = "encoded_with.json"
 
 
@@ -31,13 +30,6 @@ class EncodeResult:
     skipped_damaged: int
     already_done: int
     seconds: float
-
-
-def read_latents(path: Path) -> dict[str, np.ndarray]:
-    latents = read_npz(path, LATENT_KEYS)
-    if len(latents["mu"]) != len(latents["actions"]) + 1:
-        raise EpisodeFileError(f"{path}: {len(latents['mu'])} latents for {len(latents['actions'])} actions")
-    return latents
 
 
 def encode_run(
@@ -78,10 +70,6 @@ def encode_run(
         result.encoded += 1
     result.seconds = time.perf_counter() - start
     return result
-
-
-def latent_files(run_dir: str | Path) -> list[Path]:
-    return episode_files(Path(run_dir) / "latents")
 
 
 def initial_latents(run_dir: str | Path, report: Report = no_report) -> tuple[np.ndarray, np.ndarray]:

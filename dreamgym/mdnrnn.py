@@ -14,6 +14,7 @@ larger τ makes the dream noisier and harder to exploit.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,10 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from dreamgym.collect import DATA_READERS, iter_valid, split_files
 from dreamgym.config import MDNTrainConfig
 from dreamgym.devices import resolve_device
-from dreamgym.encode import latent_files, read_latents
+from dreamgym.episodes import DATA_READERS, iter_valid, latent_files, read_latents, split_files
 from dreamgym.games import Game
 from dreamgym.plots import frame_grid, plot_curves
 from dreamgym.training import (
@@ -225,14 +225,12 @@ class LatentEpisodes:
     @classmethod
     def load(cls, files: list[Path], game: Game, device: torch.device, on_skip: Report | None = None,
              readers: int = DATA_READERS) -> LatentEpisodes:
-        """Read ``files`` (damaged ones reported and skipped, empty episodes left out)."""
+        """Read ``files``; damaged or malformed ones (:func:`~dreamgym.episodes.read_latents`)
+        are reported through ``on_skip`` and left out."""
         parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "actions": [], "rewards": [], "dones": []}
         lengths = []
-        for _, latents in iter_valid(files, read_latents, on_skip, readers):
-            steps = len(latents["actions"])
-            if steps == 0:
-                continue
-            lengths.append(steps)
+        for _, latents in iter_valid(files, functools.partial(read_latents, game=game), on_skip, readers):
+            lengths.append(len(latents["actions"]))
             parts["mu"].append(latents["mu"].astype(np.float32))
             parts["logvar"].append(latents["logvar"].astype(np.float32))
             parts["actions"].append(np.concatenate([game.action_to_vector(latents["actions"]),

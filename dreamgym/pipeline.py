@@ -43,17 +43,11 @@ from dreamgym.cmaes import (
     train_controller,
     train_controller_real,
 )
-from dreamgym.collect import (
-    collect,
-    episode_files,
-    episode_index,
-    episode_path,
-    iter_valid,
-    read_episode,
-)
+from dreamgym.collect import collect
 from dreamgym.config import RunConfig, preset
 from dreamgym.devices import resolve_device
-from dreamgym.encode import MARKER, encode_run, initial_latents, latent_files
+from dreamgym.encode import MARKER, encode_run, initial_latents
+from dreamgym.episodes import episode_files, episode_index, episode_path, iter_valid, latent_files, read_episode
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import get_game

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dreamgym.collect import DATA_READERS, episode_files, iter_valid, read_episode, split_files
+from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_episode, split_files
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.plots import frame_grid, plot_curves

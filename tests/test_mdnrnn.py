@@ -120,7 +120,7 @@ def write_latent_episodes(directory, lengths, z_dim=3, seed=0):
     for e, steps in enumerate(lengths):
         frames = np.arange(steps + 1, dtype=np.float32)
         arrays = {"mu": np.repeat((e * 1000 + frames)[:, None], z_dim, axis=1),
-                  "logvar": np.full((steps + 1, z_dim), -60.0, np.float32),
+                  "logvar": np.full((steps + 1, z_dim), -25.0, np.float32),
                   "actions": rng.integers(0, 3, steps), "rewards": frames[:-1] + 0.5,
                   "dones": (np.arange(steps) == steps - 1).astype(np.float32)}
         path = directory / f"episode_{e:06d}.npz"

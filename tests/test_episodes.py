@@ -1,0 +1,114 @@
+"""Episode and latent files: a malformed file is refused by name before anything is built from
+it, and the stages skip it like a truncated one, so no NaN or misshapen frame reaches a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dreamgym.episodes import EpisodeFileError, read_episode, read_latents
+from dreamgym.files import npz_bytes
+from dreamgym.games import get_game
+from dreamgym.mdnrnn import LatentEpisodes
+from dreamgym.vae import frame_batches
+
+DOOM, CAR = get_game("doom"), get_game("carracing")
+
+
+def episode(steps: int = 4, game=DOOM, **changes) -> dict[str, np.ndarray]:
+    arrays = {
+        "frames": np.zeros((steps + 1, 64, 64, 3), np.uint8),
+        "actions": np.zeros(steps, np.int64) if game.discrete else np.zeros((steps, 3), np.float32),
+        "rewards": np.ones(steps, np.float32),
+        "dones": np.zeros(steps, bool),
+    }
+    arrays.update(changes)
+    return arrays
+
+
+def latents(steps: int = 4, z_dim: int = 3, **changes) -> dict[str, np.ndarray]:
+    arrays = {"mu": np.zeros((steps + 1, z_dim), np.float32), "logvar": np.zeros((steps + 1, z_dim), np.float32),
+              "actions": np.zeros(steps, np.int64), "rewards": np.ones(steps, np.float32), "dones": np.zeros(steps, bool)}
+    arrays.update(changes)
+    return arrays
+
+
+def write(path, arrays):
+    path.write_bytes(npz_bytes(arrays))
+    return path
+
+
+BAD_EPISODES = {
+    "frames 32x32": episode(frames=np.zeros((5, 32, 32, 3), np.uint8)),
+    "frames RGBA": episode(frames=np.zeros((5, 64, 64, 4), np.uint8)),
+    "frames 1-D": episode(frames=np.zeros(5, np.uint8)),
+    "frames float": episode(frames=np.zeros((5, 64, 64, 3), np.float32)),
+    "0 steps": episode(steps=0),
+    "NaN reward": episode(rewards=np.array([1, np.nan, 1, 1], np.float32)),
+    "inf reward": episode(rewards=np.array([1, np.inf, 1, 1], np.float32)),
+    "done 2": episode(dones=np.array([0, 0, 0, 2], np.int64)),
+    "action out of range": episode(actions=np.array([0, 1, 3, 0])),
+    "negative action": episode(actions=np.array([0, -1, 0, 0])),
+    "float Doom actions": episode(actions=np.array([0.0, 1.5, 0, 0])),
+    "one frame too many": episode(frames=np.zeros((6, 64, 64, 3), np.uint8)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EPISODES))
+def test_a_malformed_episode_file_is_refused_by_name(case, tmp_path):
+    path = write(tmp_path / "episode_000003.npz", BAD_EPISODES[case])
+    with pytest.raises(EpisodeFileError, match="episode_000003.npz"):
+        read_episode(path, DOOM)
+
+
+@pytest.mark.parametrize("actions", [
+    np.array([[0, 0.5, 0]] * 3 + [[np.nan, 0, 0]], np.float32),
+    np.array([[0, 0.5, 0]] * 3 + [[1.5, 0, 0]], np.float32),
+    np.zeros((4, 2), np.float32),
+])
+def test_carracing_actions_must_be_finite_and_within_the_bounds(actions, tmp_path):
+    path = write(tmp_path / "episode_000001.npz", episode(game=CAR, actions=actions))
+    with pytest.raises(EpisodeFileError, match="episode_000001.npz"):
+        read_episode(path, CAR)
+
+
+@pytest.mark.parametrize("changes", [
+    {"mu": np.array([[0, 0, np.nan]] * 5, np.float32)},
+    {"logvar": np.full((5, 3), np.inf, np.float32)},
+    {"logvar": np.full((5, 3), 1e6, np.float32)},
+    {"mu": np.zeros((5, 4), np.float32)},
+    {"mu": np.zeros((4, 3), np.float32), "logvar": np.zeros((4, 3), np.float32)},
+    {"rewards": np.array([np.nan] * 4, np.float32)},
+])
+def test_a_malformed_latent_file_is_refused_by_name(changes, tmp_path):
+    path = write(tmp_path / "episode_000007.npz", latents(**changes))
+    with pytest.raises(EpisodeFileError, match="episode_000007.npz"):
+        read_latents(path, DOOM)
+
+
+def test_well_formed_files_are_read_unchanged(tmp_path):
+    for game in (DOOM, CAR):
+        arrays = episode(game=game)
+        read = read_episode(write(tmp_path / f"episode_{game.name}.npz", arrays), game)
+        assert all(np.array_equal(read[key], arrays[key]) for key in arrays)
+    read = read_latents(write(tmp_path / "episode_000009.npz", latents()), DOOM)
+    assert read["mu"].shape == (5, 3)
+
+
+def test_ms_data_and_vs_batches_skip_malformed_files_and_say_which(tmp_path):
+    good = [write(tmp_path / f"episode_00000{i}.npz", latents()) for i in range(2)]
+    bad = write(tmp_path / "episode_000005.npz", latents(rewards=np.array([1, np.nan, 1, 1], np.float32)))
+    skipped: list[str] = []
+    data = LatentEpisodes.load([*good, bad], DOOM, torch.device("cpu"), skipped.append)
+    assert len(data) == 2 and bool(torch.isfinite(data.rewards).all())
+    assert len(skipped) == 1 and "episode_000005.npz" in skipped[0]
+
+    frames_dir = tmp_path / "episodes"
+    frames_dir.mkdir()
+    files = [write(frames_dir / "episode_000000.npz", episode()),
+             write(frames_dir / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))]
+    skipped.clear()
+    batches = list(frame_batches(files, 2, np.random.default_rng(0), 100, on_skip=skipped.append))
+    assert sum(len(b) for b in batches) == 5 and all(b.shape[1:] == (64, 64, 3) for b in batches)
+    assert len(skipped) == 1 and "episode_000001.npz" in skipped[0]
