@@ -101,7 +101,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     _print(str(export_stage(args.run, args.to, float16=args.float16, report=_print)))
 
 
+SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
+                   "Load only files you made or trust")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if Path(args.policy).suffix == ".zip" and not args.trust_zip:
+        raise StageError(f"{args.policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if args.world_model:
         env_kwargs["world_model"] = args.world_model
@@ -236,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", "run a policy for N episodes on a registered env", cmd_evaluate)
     p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")
     p.add_argument("--policy", required=True, help="model directory, controller .safetensors, SB3 .zip, or 'random'")
+    p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
     p.add_argument("--episodes", type=int, default=100, help="episodes to play")
     p.add_argument("--seed", type=int, default=10_000, help="episode i is seeded seed + i")
     p.add_argument("--workers", type=int, default=2, help="parallel workers")

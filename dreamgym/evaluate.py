@@ -67,7 +67,11 @@ def sb3_algorithm(path: Path) -> str:
 
 
 def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[Any, str | None]:
-    """(policy with ``predict``/``act``, the model directory it belongs to or None)."""
+    """(policy with ``predict``/``act``, the model directory it belongs to or None).
+
+    A model directory or controller file is plain safetensors and JSON. An SB3 ``.zip`` is
+    loaded by Stable-Baselines3, which unpickles parts of it: that runs code from the file, so
+    pass only archives you made or trust (the CLI asks for ``--trust-zip``)."""
     path = Path(path)
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
