@@ -2,16 +2,20 @@
 
 A stage directory holds ``checkpoint.pt`` (model, optimiser, epoch, config, the metrics of
 every finished epoch and, when a validation metric is named, the weights of the epoch where it
-was lowest; written atomically after each epoch) and ``metrics.csv`` / ``loss.png``
-regenerated from it. After a crash, ``resume=True`` restarts from the last finished epoch: at
-most the epoch in progress is lost, and the result has the same number of epochs as an
-uninterrupted run.
+was lowest; written atomically after each epoch), the one before it as
+``checkpoint.previous.pt``, and ``metrics.csv`` / ``loss.png`` regenerated from it. After a
+crash, ``resume=True`` restarts from the last finished epoch: at most the epoch in progress is
+lost, and the result has the same number of epochs as an uninterrupted run. A last checkpoint
+damaged afterwards costs one epoch: the stage goes on from the previous one and says so. A
+temporary file left by a write that was killed is removed by the next run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import os
 import queue
 import shutil
 import threading
@@ -22,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-from dreamgym.files import atomic_save_torch, atomic_write_text, load_torch_checkpoint
+from dreamgym.files import DamagedFileError, atomic_save_torch, atomic_write_text, load_torch_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
 METRICS = "metrics.csv"
 
 Report = Callable[[str], None]
@@ -51,12 +56,34 @@ class StageResult:
     selected on, else the last)."""
 
 
+def read_checkpoint(stage_dir: Path, report: Report = no_report) -> dict | None:
+    """The last checkpoint of a stage directory; if it is damaged, the one before it (said
+    through ``report``); None if there is none. DamagedFileError if neither can be read."""
+    path, previous = stage_dir / CHECKPOINT, stage_dir / PREVIOUS_CHECKPOINT
+    if not path.exists() and not previous.exists():
+        return None
+    try:
+        return load_torch_checkpoint(path)
+    except DamagedFileError as error:
+        if not previous.exists():
+            raise
+        checkpoint = load_torch_checkpoint(previous)
+        report(f"{stage_dir.name}: {error}; going on from {previous.name} (epoch {int(checkpoint['epoch'])})")
+        return checkpoint
+
+
+def remove_leftover_temporaries(directory: Path) -> None:
+    """Delete the temporary files of writes that were killed (see :func:`dreamgym.files.atomic_write`)."""
+    for leftover in directory.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
     """(epochs in the checkpoint, finished?) of a stage directory."""
-    path = stage_dir / CHECKPOINT
-    if not path.exists():
+    checkpoint = read_checkpoint(stage_dir)
+    if checkpoint is None:
         return 0, False
-    done = int(load_torch_checkpoint(path)["epoch"])
+    done = int(checkpoint["epoch"])
     return done, done >= epochs
 
 
@@ -82,18 +109,24 @@ def train_epochs(
     to minimise, e.g. a validation loss), the weights of the best epoch so far are kept beside
     the last ones, and ``load_trained`` returns them: training stays resumable from the last
     epoch while the model that is used is the one that generalised best.
+
+    An epoch whose metrics are NaN or inf stops the stage with a StageError naming it; the
+    checkpoint of the epoch before stays the last one.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     stage_dir.mkdir(parents=True, exist_ok=True)
     path = stage_dir / CHECKPOINT
     start = time.perf_counter()
-    if force and path.exists():
+    if force and stage_dir.exists():
         shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True)
+    remove_leftover_temporaries(stage_dir)
     history: list[dict[str, float]] = []
     best: dict | None = None
     first_epoch = 0
-    if path.exists():
-        checkpoint = load_torch_checkpoint(path)
+    checkpoint = read_checkpoint(stage_dir, report)
+    if checkpoint is not None:
         first_epoch = int(checkpoint["epoch"])
         best = checkpoint.get("best")
         if first_epoch >= epochs:
@@ -112,6 +145,10 @@ def train_epochs(
     for epoch in range(first_epoch, epochs):
         epoch_start = time.perf_counter()
         metrics = {"epoch": epoch + 1, **run_epoch(epoch)}
+        broken = sorted(key for key, value in metrics.items() if not math.isfinite(value))
+        if broken:
+            raise StageError(f"{stage_dir.name}: epoch {epoch + 1} gave {', '.join(broken)} = NaN or inf (the data or "
+                             f"the settings drive the model to overflow); the checkpoint of epoch {epoch} is kept")
         metrics["seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if select is not None and select in metrics and (best is None or metrics[select] < best["value"]):
@@ -121,6 +158,8 @@ def train_epochs(
                  "config": config, "history": history}
         if best is not None:
             state["best"] = best
+        if path.exists():
+            os.replace(path, stage_dir / PREVIOUS_CHECKPOINT)
         atomic_save_torch(state, path)
         write_metrics(stage_dir / METRICS, history)
         if on_epoch_end is not None:
@@ -196,12 +235,11 @@ def kept_epoch(checkpoint: dict) -> int:
 def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:
     """Load the model of a finished (or partial) stage, its best-validation epoch when one was
     kept; StageError if it has none."""
-    path = stage_dir / CHECKPOINT
-    if not path.exists():
-        raise StageError(f"{path} does not exist: run the stage that writes it first")
-    checkpoint = load_torch_checkpoint(path)
+    checkpoint = read_checkpoint(stage_dir)
+    if checkpoint is None:
+        raise StageError(f"{stage_dir / CHECKPOINT} does not exist: run the stage that writes it first")
     try:
         model.load_state_dict(checkpoint.get("best", checkpoint)["model"])
     except RuntimeError as error:
-        raise StageError(f"{path} does not fit the model built from run.json (settings changed since?): {error}") from error
+        raise StageError(f"{stage_dir / CHECKPOINT} does not fit the model built from run.json (settings changed since?): {error}") from error
     return checkpoint

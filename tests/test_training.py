@@ -38,3 +38,41 @@ def test_resuming_keeps_the_best_epoch_found_before_the_interruption(tmp_path):
     assert result.trained_epochs == 2 and result.kept_epoch == 6 and model.weight.item() == 6.0
     _, again = _fit(tmp_path, 5, validation + [2.5])
     assert again.trained_epochs == 0 and again.kept_epoch == 6
+
+
+def test_a_damaged_last_checkpoint_costs_one_epoch_not_all(tmp_path):
+    from dreamgym.training import CHECKPOINT, PREVIOUS_CHECKPOINT
+
+    _fit(tmp_path, 3, [3.0, 2.0, 1.0])
+    assert load_trained(tmp_path, torch.nn.Linear(1, 1, bias=False))["epoch"] == 3
+    (tmp_path / CHECKPOINT).write_bytes((tmp_path / CHECKPOINT).read_bytes()[:100])  # truncated
+    reports: list[str] = []
+    model = torch.nn.Linear(1, 1, bias=False)
+    result = train_epochs(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 3,
+                          lambda epoch: {"loss": 1.0, "validation_loss": 1.0}, {}, resume=True,
+                          select="validation_loss", report=reports.append)
+    assert result.trained_epochs == 1 and result.epochs == 3
+    assert any(PREVIOUS_CHECKPOINT in line and "epoch 2" in line for line in reports)
+
+
+def test_a_killed_write_leaves_no_temporary_file_after_the_next_run(tmp_path):
+    _fit(tmp_path, 1, [1.0])
+    leftover = tmp_path / ".checkpoint.pt.abc123.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    _fit(tmp_path, 2, [1.0, 0.5], resume=True)
+    assert not leftover.exists()
+
+
+def test_a_nan_loss_stops_the_stage_naming_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(StageError, match="epoch 3 gave validation_loss = NaN"):
+        _fit(tmp_path, 4, [3.0, 2.0, float("nan"), 1.0])
+    loaded = torch.nn.Linear(1, 1, bias=False)
+    assert load_trained(tmp_path, loaded)["epoch"] == 2 and loaded.weight.item() == 2.0
+
+
+def test_zero_epochs_is_refused_before_anything_is_deleted(tmp_path):
+    _fit(tmp_path, 2, [1.0, 0.5])
+    model = torch.nn.Linear(1, 1, bias=False)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        train_epochs(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 0, lambda e: {}, {}, force=True)
+    assert load_trained(tmp_path, model)["epoch"] == 2
