@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -152,6 +153,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
              device=args.device)
 
 
+def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse type: ``kind(value)`` if finite and ``test`` holds, else a usage error saying ``expected``."""
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not math.isfinite(number) or not test(number):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+
+    return parse
+
+
+count = _number(int, lambda n: n >= 1, "an integer >= 1")
+seed_number = _number(int, lambda n: n >= 0, "an integer >= 0")
+positive_number = _number(float, lambda x: x > 0, "a number > 0")
+amount = _number(float, lambda x: x >= 0, "a number >= 0")
+
+
 def device_argument(value: str) -> str:
     """argparse type of --device: checked at once, so a bad device stops before any work."""
     try:
@@ -200,12 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
-    p.add_argument("--episodes", type=int, help="episodes to record (default: the preset's)")
-    p.add_argument("--workers", type=int, help="parallel game processes (default: the preset's)")
-    p.add_argument("--seed", type=int, help="seed of the first episode; episode i is seeded seed + i (default: the preset's)")
-    p.add_argument("--max-steps", type=int, help="cap on the steps of one episode (default: the game's own limit)")
+    p.add_argument("--episodes", type=count, help="episodes to record (default: the preset's)")
+    p.add_argument("--workers", type=count, help="parallel game processes (default: the preset's)")
+    p.add_argument("--seed", type=seed_number, help="seed of the first episode; episode i is seeded seed + i (default: the preset's)")
+    p.add_argument("--max-steps", type=count, help="cap on the steps of one episode (default: the game's own limit)")
     p.add_argument("--policy", help="model directory whose controller acts (iterative rounds; default: exploration)")
-    p.add_argument("--noise", type=float, help="exploration noise added to --policy")
+    p.add_argument("--noise", type=amount, help="exploration noise added to --policy")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
     add_backend_arguments(p)
 
@@ -216,14 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(name, f"{name.replace('-', ' ')} on a run directory", func)
         p.add_argument("run", help="run directory")
-        p.add_argument(f"--{unit}", type=int, help=f"{unit} in all (default: run.json's; a new value is written there)")
+        p.add_argument(f"--{unit}", type=count, help=f"{unit} in all (default: run.json's; a new value is written there)")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
         p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
         add_device_argument(p, what)
         if name == "train-controller":
-            p.add_argument("--temperature", type=float, help="dream temperature τ (default: run.json's)")
-            p.add_argument("--population", type=int, help="CMA-ES candidates per generation (default: run.json's)")
-            p.add_argument("--trials", type=int, help="dreams (or real episodes) per candidate (default: run.json's)")
+            p.add_argument("--temperature", type=positive_number, help="dream temperature τ (default: run.json's)")
+            p.add_argument("--population", type=count, help="CMA-ES candidates per generation (default: run.json's)")
+            p.add_argument("--trials", type=count, help="dreams (or real episodes) per candidate (default: run.json's)")
             p.add_argument("--real", action="store_true",
                            help="fine-tune on the real game (the latent twin), from the dream controller; "
                                 "writes RUN/controller_real")
@@ -243,12 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")
     p.add_argument("--policy", required=True, help="model directory, controller .safetensors, SB3 .zip, or 'random'")
     p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
-    p.add_argument("--episodes", type=int, default=100, help="episodes to play")
-    p.add_argument("--seed", type=int, default=10_000, help="episode i is seeded seed + i")
-    p.add_argument("--workers", type=int, default=2, help="parallel workers")
+    p.add_argument("--episodes", type=count, default=100, help="episodes to play")
+    p.add_argument("--seed", type=seed_number, default=10_000, help="episode i is seeded seed + i")
+    p.add_argument("--workers", type=count, default=2, help="parallel workers")
     p.add_argument("--json", help="write the result here (and a histogram PNG beside it)")
     p.add_argument("--world-model", help="world model of the env (default: the policy's, or the shipped one)")
-    p.add_argument("--temperature", type=float, help="dream temperature (default: the env's, 1.0)")
+    p.add_argument("--temperature", type=positive_number, help="dream temperature (default: the env's, 1.0)")
     p.add_argument("--env-kwargs", help="more keyword arguments for gym.make, as JSON")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
     add_device_argument(p, "the env's V and M (dream and latent ids)")
@@ -266,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                 cmd_next_round)
     p.add_argument("parent", help="finished run directory (its model/ holds the controller that will play)")
     p.add_argument("--out", required=True, help="new run directory for the round")
-    p.add_argument("--episodes", type=int, default=1000, help="new episodes to collect")
-    p.add_argument("--noise", type=float,
+    p.add_argument("--episodes", type=count, default=1000, help="new episodes to collect")
+    p.add_argument("--noise", type=amount,
                    help=f"exploration around the controller (default {DEFAULT_ROUND_NOISE:g}): Doom, chance per step of a random "
                         "action held 1-10 frames; CarRacing, std of Gaussian noise on each action")
     p.add_argument("--explore", action="store_true",
@@ -277,19 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sweep-temperature", "the paper's table: a controller per τ, its dream and real scores",
                 cmd_sweep_temperature)
     p.add_argument("run", help="run directory (with V and M trained)")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try")
-    p.add_argument("--generations", type=int, help="CMA-ES generations per τ (default: the run's)")
-    p.add_argument("--population", type=int, help="CMA-ES population (default: the run's)")
-    p.add_argument("--trials", type=int, help="dreams per candidate (default: the run's)")
-    p.add_argument("--episodes", type=int, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
-    p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's)")
+    p.add_argument("--temperatures", type=positive_number, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try")
+    p.add_argument("--generations", type=count, help="CMA-ES generations per τ (default: the run's)")
+    p.add_argument("--population", type=count, help="CMA-ES population (default: the run's)")
+    p.add_argument("--trials", type=count, help="dreams per candidate (default: the run's)")
+    p.add_argument("--episodes", type=count, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
+    p.add_argument("--seed", type=seed_number, help="first evaluation seed (default: the run's)")
     add_device_argument(p, "the dream and the latent twins")
 
     p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
     p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
     p.add_argument("--out", default="demo_output", help="where the controller and the GIF go")
-    p.add_argument("--minutes", type=float, default=3.0, help="CMA-ES time budget in the dream")
-    p.add_argument("--episodes", type=int, default=20, help="real episodes for the transfer test")
+    p.add_argument("--minutes", type=positive_number, default=3.0, help="CMA-ES time budget in the dream")
+    p.add_argument("--episodes", type=count, default=20, help="real episodes for the transfer test")
     add_device_argument(p, "the dream and the latent twin")
     return parser
 

@@ -14,6 +14,7 @@ run alone, resumed, or inspected later.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,96 +22,148 @@ from typing import Any
 from dreamgym.files import atomic_write_text
 from dreamgym.games import get_game
 
+MAX_Z_DIM = 4096
+MAX_HIDDEN_DIM = 8192
+MAX_MIXTURES = 64
+"""Upper bounds on model sizes: far above the paper's (z 64, LSTM 512, 5 mixtures), low
+enough that no settings file can make dreamgym allocate tens of GB before it notices."""
+
+
+class Settings:
+    """Base of the settings dataclasses: every value is checked when a section is made (from
+    Python, the command line or run.json), so a bad value is a ValueError naming the setting,
+    raised before run.json is written or anything is deleted."""
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):  # type: ignore[arg-type]
+            _check_setting(type(self).__name__, spec, getattr(self, spec.name))
+
+
+def setting(default: Any, *, minimum: float | None = None, maximum: float | None = None,
+            above: float | None = None) -> Any:
+    """A dataclass field with its allowed range: ``minimum``/``maximum`` inclusive, ``above`` exclusive."""
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, "above": above})
+
+
+def _check_setting(section: str, spec: Any, value: Any) -> None:
+    kind = str(spec.type)
+    name = f"{section}.{spec.name}"
+    if value is None:
+        if "None" not in kind:
+            raise ValueError(f"{name} must be set, got None")
+        return
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return
+    if kind.startswith("str"):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        return
+    integer = kind.startswith("int")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    limits = spec.metadata
+    if limits.get("minimum") is not None and value < limits["minimum"]:
+        raise ValueError(f"{name} must be >= {limits['minimum']:g}, got {value!r}")
+    if limits.get("maximum") is not None and value > limits["maximum"]:
+        raise ValueError(f"{name} must be <= {limits['maximum']:g}, got {value!r}")
+    if limits.get("above") is not None and value <= limits["above"]:
+        raise ValueError(f"{name} must be > {limits['above']:g}, got {value!r}")
+
+
 
 @dataclass(frozen=True)
-class CollectConfig:
-    episodes: int = 1000
+class CollectConfig(Settings):
+    episodes: int = setting(1000, minimum=1)
     """Real episodes to record."""
-    first_episode: int = 0
+    first_episode: int = setting(0, minimum=0)
     """Index of the first episode to record (episodes below it come from earlier rounds)."""
-    workers: int = 2
+    workers: int = setting(2, minimum=1)
     """Parallel worker processes (one game each)."""
-    seed: int = 0
+    seed: int = setting(0, minimum=0)
     """Episode i is seeded with seed + i (game and exploration policy)."""
-    max_steps: int | None = None
+    max_steps: int | None = setting(None, minimum=1)
     """Cap on steps per episode (None: the game's own limit)."""
     policy: str | None = None
     """None: the game's exploration policy; else a controller file or model directory to act
     with (iterative rounds), perturbed by ``noise``."""
-    noise: float = 0.0
+    noise: float = setting(0.0, minimum=0)
     """Exploration added to ``policy``: Doom, probability of a random held action; CarRacing,
     std of Gaussian noise on each action component."""
 
 
 @dataclass(frozen=True)
-class VAETrainConfig:
-    z_dim: int = 32
+class VAETrainConfig(Settings):
+    z_dim: int = setting(32, minimum=1, maximum=MAX_Z_DIM)
     """Latent size."""
-    kl_tolerance: float = 0.5
+    kl_tolerance: float = setting(0.5, minimum=0)
     """KL floor per latent dimension (nats)."""
-    epochs: int = 10
+    epochs: int = setting(10, minimum=1)
     """Passes over the frames (or over ``frames_per_epoch`` of them)."""
-    batch_size: int = 100
+    batch_size: int = setting(100, minimum=1)
     """Frames per gradient step."""
-    learning_rate: float = 1e-4
+    learning_rate: float = setting(1e-4, above=0)
     """Adam step size."""
-    frames_per_epoch: int | None = None
+    frames_per_epoch: int | None = setting(None, minimum=1)
     """Subsample each pass to this many frames (None: every frame)."""
-    shuffle_buffer: int = 20_000
+    shuffle_buffer: int = setting(20_000, minimum=1)
     """Frames held in memory for shuffling; memory does not grow with the dataset."""
-    seed: int = 0
+    seed: int = setting(0, minimum=0)
     """Seeds initialisation, shuffling and the reparameterisation noise."""
 
 
 @dataclass(frozen=True)
-class MDNTrainConfig:
-    hidden_dim: int = 256
+class MDNTrainConfig(Settings):
+    hidden_dim: int = setting(256, minimum=1, maximum=MAX_HIDDEN_DIM)
     """LSTM units."""
-    num_mixtures: int = 5
+    num_mixtures: int = setting(5, minimum=1, maximum=MAX_MIXTURES)
     """Gaussians per latent dimension."""
-    epochs: int = 20
+    epochs: int = setting(20, minimum=1)
     """Passes over the episodes."""
-    batch_size: int = 32
+    batch_size: int = setting(32, minimum=1)
     """Episodes per gradient step (bucketed by length to limit padding)."""
-    learning_rate: float = 1e-3
+    learning_rate: float = setting(1e-3, above=0)
     """Initial Adam step size."""
-    min_learning_rate: float = 1e-5
+    min_learning_rate: float = setting(1e-5, minimum=0)
     """Cosine decay ends here."""
-    grad_clip: float = 1.0
+    grad_clip: float = setting(1.0, above=0)
     """Gradient norm clip."""
-    done_pos_weight: float = 10.0
+    done_pos_weight: float = setting(10.0, above=0)
     """Weight of positive (episode-end) steps in the done loss, as the original Doom code."""
-    reward_weight: float = 1.0
+    reward_weight: float = setting(1.0, minimum=0)
     """Weight of the reward regression loss."""
-    shuffle_buffer: int = 512
+    shuffle_buffer: int = setting(512, minimum=1)
     """Episodes held in memory for shuffling and length bucketing."""
-    seed: int = 0
+    seed: int = setting(0, minimum=0)
     """Seeds initialisation, shuffling and the z sampling from V's posterior."""
 
 
 @dataclass(frozen=True)
-class ControllerTrainConfig:
-    generations: int = 200
+class ControllerTrainConfig(Settings):
+    generations: int = setting(200, minimum=1)
     """CMA-ES generations."""
-    population: int = 64
+    population: int = setting(64, minimum=2)
     """Candidates per generation."""
-    trials: int = 16
+    trials: int = setting(16, minimum=1)
     """Episodes per candidate; fitness is their mean return."""
-    sigma0: float = 0.1
+    sigma0: float = setting(0.1, above=0)
     """Initial CMA-ES step size (x0 = 0)."""
-    weight_decay: float = 0.01
+    weight_decay: float = setting(0.01, minimum=0)
     """Fitness penalty times mean(θ²), as the original code."""
-    temperature: float = 1.15
+    temperature: float = setting(1.15, above=0)
     """Dream temperature τ."""
-    max_steps: int | None = None
+    max_steps: int | None = setting(None, minimum=1)
     """Dream episode cap (None: the game's limit)."""
     sample_done: bool = False
     """End a dream with probability p(done) each step, instead of when p(done) > 0.5."""
-    eval_every: int = 10
+    eval_every: int = setting(10, minimum=1)
     """Score the distribution mean every this many generations (and at the last one)."""
-    eval_trials: int = 256
+    eval_trials: int = setting(256, minimum=1)
     """Dreams for that score; the best-scoring mean is the controller kept."""
-    seed: int = 0
+    seed: int = setting(0, minimum=0)
     """Seeds CMA-ES and the dreams."""
 
 
@@ -119,12 +172,12 @@ REAL_CONTROLLER = ControllerTrainConfig(generations=10, population=16, trials=4,
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    episodes: int = 100
+class EvalConfig(Settings):
+    episodes: int = setting(100, minimum=1)
     """Real episodes for the final score."""
-    seed: int = 10_000
+    seed: int = setting(10_000, minimum=0)
     """Episode i is seeded with seed + i; kept away from tuning seeds."""
-    workers: int = 2
+    workers: int = setting(2, minimum=1)
     """Parallel worker processes."""
 
 
@@ -143,19 +196,39 @@ class RunConfig:
     parent: str | None = None
     """The run whose episodes, latents and V this run reuses (an iterative round)."""
 
+    def __post_init__(self) -> None:
+        get_game(self.game)  # ValueError listing the known games
+        for name in ("preset", "parent"):
+            value = getattr(self, name)
+            if (value is not None or name == "preset") and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Settings from run.json's contents; a missing, unknown or bad entry is a ValueError naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"run.json must hold a JSON object, got {type(data).__name__}")
+        missing = [key for key in ("game", "preset") if key not in data]
+        unknown = sorted(set(data) - {"game", "preset", "parent", *_SECTIONS})
+        if missing or unknown:
+            raise ValueError(f"run.json: missing {missing}, unknown {unknown}" if missing and unknown
+                             else f"run.json: missing {missing}" if missing else f"run.json: unknown entries {unknown}")
         kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"], "parent": data.get("parent")}
         for name, section in _SECTIONS.items():
-            if name in data:
-                known = {f.name for f in fields(section)}
-                unknown = set(data[name]) - known
-                if unknown:
-                    raise ValueError(f"run.json section {name!r} has unknown settings {sorted(unknown)}")
+            if name not in data:
+                continue
+            if not isinstance(data[name], dict):
+                raise ValueError(f"run.json section {name!r} must be a JSON object, got {data[name]!r}")
+            unknown = sorted(set(data[name]) - {f.name for f in fields(section)})
+            if unknown:
+                raise ValueError(f"run.json section {name!r} has unknown settings {unknown}")
+            try:
                 kwargs[name] = section(**data[name])
+            except ValueError as error:
+                raise ValueError(f"run.json section {name!r}: {error}") from None
         return cls(**kwargs)
 
     def save(self, run_dir: str | Path) -> None:
@@ -166,7 +239,10 @@ class RunConfig:
         path = Path(run_dir) / "run.json"
         if not path.is_file():
             raise FileNotFoundError(f"{run_dir} is not a dreamgym run directory (no run.json); start with `dreamgym collect`")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: {error}") from None
 
     def with_overrides(self, section: str, **overrides: Any) -> RunConfig:
         """A copy with some settings of one section replaced (None values are ignored)."""

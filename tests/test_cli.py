@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
+import pytest
 import stable_baselines3
 
 from dreamgym.cli import main
+from dreamgym.config import RunConfig, preset
 
 
 def test_an_sb3_zip_is_not_loaded_without_consent(tmp_path, monkeypatch, capsys):
@@ -19,3 +22,58 @@ def test_an_sb3_zip_is_not_loaded_without_consent(tmp_path, monkeypatch, capsys)
     assert code == 1 and loads == []
     error = capsys.readouterr().err
     assert "runs code from the file" in error and "--trust-zip" in error
+
+
+@pytest.mark.parametrize("args", [
+    ["train-controller", "RUN", "--temperature", "-1"],
+    ["train-controller", "RUN", "--temperature", "nan"],
+    ["train-controller", "RUN", "--population", "0"],
+    ["train-vae", "RUN", "--epochs", "-3"],
+    ["train-mdnrnn", "RUN", "--epochs", "0"],
+    ["collect", "doom", "--out", "RUN", "--max-steps", "-5"],
+    ["collect", "doom", "--out", "RUN", "--workers", "0"],
+    ["collect", "doom", "--out", "RUN", "--seed", "-1"],
+    ["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--episodes", "0"],
+    ["sweep-temperature", "RUN", "--temperatures", "1.0", "0"],
+])
+def test_bad_command_line_values_are_refused_before_anything_is_written(args, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    preset("doom", "tiny").save(run)
+    before = (run / "run.json").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run) if arg == "RUN" else arg for arg in args])
+    assert exit_info.value.code == 2 and "expected" in capsys.readouterr().err
+    assert (run / "run.json").read_text() == before
+
+
+def test_settings_the_command_line_cannot_see_are_checked_by_the_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    preset("doom", "tiny").save(run)
+    assert main(["train-controller", str(run), "--population", "1"]) == 1
+    assert "population must be >= 2" in capsys.readouterr().err
+    assert RunConfig.load(run).controller.population == preset("doom", "tiny").controller.population
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda data: data["vae"].update(epochs=0), "'vae': VAETrainConfig.epochs must be >= 1"),
+    (lambda data: data["vae"].update(kl_tolerance=float("nan")), "kl_tolerance must be finite"),
+    (lambda data: data["vae"].update(z_dim=100_000), "z_dim must be <= 4096"),
+    (lambda data: data.update(game="pong"), "unknown game 'pong'"),
+    (lambda data: data.pop("game"), "missing ['game']"),
+    (lambda data: data["mdnrnn"].update(hidden_dim="512"), "hidden_dim must be an integer"),
+    (lambda data: data.update(controller=[1, 2]), "'controller' must be a JSON object"),
+])
+def test_a_bad_run_json_is_refused_by_name_before_force_deletes_anything(edit, words, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "vae").mkdir(parents=True)
+    data = preset("doom", "tiny").to_dict()
+    edit(data)
+    (run / "run.json").write_text(json.dumps(data))
+    checkpoint = run / "vae" / "checkpoint.pt"
+    checkpoint.write_bytes(b"the only copy of a trained V")
+    assert main(["train-vae", str(run), "--force"]) == 1
+    error = capsys.readouterr().err
+    assert "run.json" in error and words in error
+    assert checkpoint.read_bytes() == b"the only copy of a trained V"
