@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +113,17 @@ def save_world_model(
     weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model`` as a model directory, atomically: a temporary sibling directory is filled,
-    then swapped in. ``weights_dtype=torch.float16`` halves the files (loaded back as float32)."""
+    then swapped in. ``weights_dtype=torch.float16`` halves the files (loaded back as float32).
+
+    The directory and its files get the permissions of any directory and file the user makes
+    (0o777 and 0o666 less the umask: ``drwxr-xr-x`` and ``-rw-r--r--`` under the usual umask 022),
+    so that a model can be shared or copied like other files.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    # A plain mkdir, not tempfile.mkdtemp (which makes it private, 0o700): its mode is 0o777 & ~umask.
+    staging = directory.parent / f".{directory.name}.{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
     try:
         tensors = {
             "vae.safetensors": _tensors_to_cpu(model.vae.state_dict(), weights_dtype),
@@ -147,6 +154,9 @@ def save_world_model(
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if model_card is not None:
             (staging / MODEL_CARD_FILE).write_text(model_card)
+        file_mode = staging.stat().st_mode & 0o666  # what open() gives under the same umask
+        for path in staging.iterdir():
+            path.chmod(file_mode)  # safetensors writes its files 0o600
         _swap_in(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -58,10 +58,10 @@ def cmd_collect(args: argparse.Namespace) -> None:
     config = init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
                       max_steps=args.max_steps, policy=args.policy, noise=args.noise)
     missing = config.collect.episodes if args.force else len(missing_episodes(Path(args.out) / "episodes", config.collect))
-    bar = _bar(missing, f"collect {config.game}")
-    _print(str(collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1), backend=args.backend,
-                             address=args.address)))
-    bar.close()
+    with _bar(missing, f"collect {config.game}") as bar:  # closed before an error line is printed
+        report = collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1), backend=args.backend,
+                               address=args.address)
+    _print(str(report))
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -116,10 +116,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         env_kwargs["temperature"] = args.temperature
     if args.env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("device", args.device)
-    bar = _bar(args.episodes, f"evaluate {args.env_id}")
-    result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
-                      progress=lambda done, total: bar.update(1), backend=args.backend, address=args.address)
-    bar.close()
+    with _bar(args.episodes, f"evaluate {args.env_id}") as bar:
+        result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
+                          progress=lambda done, total: bar.update(1), backend=args.backend, address=args.address)
     _print(result.summary())
     if args.json:
         result.save(args.json)

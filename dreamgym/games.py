@@ -9,8 +9,13 @@ call it, so training and use cannot drift apart.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import shlex
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -66,19 +71,16 @@ class Game:
         return gym.spaces.Discrete(3)
 
     def make_real_env(self, render_mode: str | None = None) -> gym.Env:
-        """The real game, with the same time limit as the dream."""
+        """The real game, with the same time limit as the dream.
+
+        VizDoom keeps its files in :func:`vizdoom_home`, not in the current directory.
+        """
+        kwargs = dict(self.real_env_kwargs)
         if self.name == "doom":
             import vizdoom.gymnasium_wrapper  # noqa: F401  (registers the Vizdoom ids)
 
-            # Every VizDoom game creates ./_vizdoom at start and exits its whole process if
-            # another game created it in the same instant (workers starting together).
-            os.makedirs("_vizdoom", exist_ok=True)
-        return gym.make(
-            self.real_env_id,
-            render_mode=render_mode,
-            max_episode_steps=self.max_episode_steps,
-            **self.real_env_kwargs,
-        )
+            kwargs = {**vizdoom_file_kwargs(), **kwargs}
+        return gym.make(self.real_env_id, render_mode=render_mode, max_episode_steps=self.max_episode_steps, **kwargs)
 
     def frame_of(self, observation: Any) -> np.ndarray:
         """The RGB screen inside a real observation (VizDoom returns a dict)."""
@@ -96,6 +98,54 @@ class Game:
         if self.discrete:
             return np.eye(self.action_dim, dtype=np.float32)[actions.astype(np.int64).reshape(-1)]
         return actions.astype(np.float32).reshape(-1, self.action_dim)
+
+
+def vizdoom_home() -> Path:
+    """Where VizDoom's engine runs and keeps its own files (``_vizdoom.ini``, ``_vizdoom/``):
+    ``$XDG_CACHE_HOME/dreamgym/vizdoom``, by default ``~/.cache/dreamgym/vizdoom``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dreamgym" / "vizdoom"
+
+
+def vizdoom_file_kwargs() -> dict[str, str]:
+    """Settings for a VizDoom env that keep the engine's files out of the current directory.
+
+    The engine writes its settings where ``doom_config_path`` says, but also creates
+    ``./_vizdoom/`` relative to the directory it runs in, which it inherits from the process that
+    starts it. So it is started through a launcher script that first enters
+    :func:`vizdoom_home` (every path the engine is given is absolute): this process's working
+    directory never changes. ``_vizdoom/`` is made here beforehand, because an engine exits its
+    whole process if another engine created it in the same instant (workers starting together).
+    """
+    import vizdoom
+
+    home, engine = vizdoom_home(), os.path.abspath(vizdoom.exe_path)
+    if not os.access(engine, os.X_OK):
+        raise FileNotFoundError(f"VizDoom's engine {engine} is missing or not executable: pip install --force-reinstall vizdoom")
+    script = f'#!/bin/sh\ncd "$(dirname "$0")" || exit 1\nexec {shlex.quote(engine)} "$@"\n'
+    # One launcher per engine: environments with different VizDoom versions share the directory.
+    launcher = home / f"vizdoom-{hashlib.sha256(engine.encode()).hexdigest()[:12]}.sh"
+    try:
+        (home / "_vizdoom").mkdir(parents=True, exist_ok=True)
+        if not (launcher.is_file() and os.access(launcher, os.X_OK) and launcher.read_text() == script):
+            fd, tmp = tempfile.mkstemp(prefix=f".{launcher.name}.", dir=home)
+            with os.fdopen(fd, "w") as file:
+                file.write(script)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, launcher)  # atomic: workers starting together may all write it
+    except OSError as error:
+        from dreamgym.files import WriteError
+
+        raise WriteError(
+            error.errno, f"cannot write VizDoom's files in {home} ({error.strerror or error}); "
+            "set XDG_CACHE_HOME to a writable directory"
+        ) from error
+    if os.statvfs(home).f_flag & getattr(os, "ST_NOEXEC", 0):
+        from dreamgym.files import WriteError
+
+        raise WriteError(errno.EACCES, f"{home} is on a file system mounted noexec, so VizDoom cannot be started "
+                                       "from there; set XDG_CACHE_HOME to a directory on another one")
+    return {"vizdoom_path": str(launcher), "doom_config_path": str(home / "_vizdoom.ini")}
 
 
 def preprocess_frame(frame: np.ndarray, crop_rows: tuple[int, int]) -> np.ndarray:

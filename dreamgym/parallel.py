@@ -10,12 +10,15 @@ Backends:
 - ``ray``: one Ray actor per worker (``pip install "dreamgym[ray]"``). ``address=None`` starts a
   local Ray instance; ``address="auto"`` or ``"host:port"`` joins a running cluster. An actor
   that dies is restarted by Ray and its job retried there; every job's result is yielded once.
+  Ray not installed, or no cluster answering at ``address``, is a :class:`BackendUnavailableError`
+  (a ValueError) within seconds, saying what to do.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -56,8 +59,14 @@ def worker_init() -> None:
     multiprocessing.util.Finalize(None, close_cached_envs, exitpriority=10)
 
 
+class BackendUnavailableError(ValueError):
+    """The Ray backend cannot run: Ray is not installed, or no Ray cluster answers at the address.
+    The message says what to do instead."""
+
+
 def check_backend(backend: str, address: str | None = None) -> None:
-    """ValueError for an unknown backend, ImportError with the install command for a missing Ray."""
+    """ValueError for an unknown backend, BackendUnavailableError (a ValueError) with the install
+    command when Ray is missing."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "local" and address is not None:
@@ -66,7 +75,10 @@ def check_backend(backend: str, address: str | None = None) -> None:
         try:
             import ray  # noqa: F401
         except ImportError as error:
-            raise ImportError('backend "ray" needs Ray: pip install "dreamgym[ray]"') from error
+            raise BackendUnavailableError(
+                'backend "ray" needs Ray, which is not installed: pip install "dreamgym[ray]" '
+                '(or use backend "local", the default)'
+            ) from error
 
 
 def run_parallel(function: Callable, jobs: list, workers: int, backend: str = "local",
@@ -199,11 +211,48 @@ class _Worker:
         close_cached_envs()
 
 
+CONNECT_TIMEOUT_S = 5.0
+"""How long to wait for a Ray cluster's port to answer before giving up on it."""
+
+
+def _no_cluster(address: str, why: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"no Ray cluster answers at address {address!r} ({why}): start one with `ray start --head` "
+        "(then address 'auto' finds it) or give its host:port, or give no address to start Ray on "
+        "this machine for this run"
+    )
+
+
+def check_ray_cluster(address: str | None) -> None:
+    """Fail within seconds when nothing listens at a Ray cluster address, where ``ray.init`` would
+    retry for minutes. ``None`` and ``"local"`` start Ray here; ``"auto"`` (and ``None``) use
+    ``$RAY_ADDRESS`` when it is set, as Ray does; a bare ``"auto"`` is left to Ray, which fails
+    fast by itself when it finds no cluster."""
+    if address in (None, "auto"):
+        address = os.environ.get("RAY_ADDRESS") or address
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise BackendUnavailableError(f"expected a Ray address 'auto' or host:port, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise _no_cluster(address, error.strerror or str(error) or type(error).__name__) from error
+
+
 def ray_workers(workers: int, address: str | None = None) -> list:
-    """``workers`` actors (Ray started on first use: locally, or joining ``address``)."""
+    """``workers`` actors (Ray started on first use: locally, or joining ``address``).
+
+    BackendUnavailableError, saying what to do, when no cluster answers at ``address``.
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        check_ray_cluster(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except ConnectionError as error:  # "auto" found no running cluster
+            raise _no_cluster(address or "auto", str(error).split(".")[0]) from error
     actor = ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_Worker)
     return [actor.remote() for _ in range(max(1, workers))]

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +69,20 @@ def test_failed_save_leaves_the_previous_directory_intact(tmp_path, monkeypatch)
         save_world_model(small_world_model("doom", seed=2), target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_an_exported_model_directory_gets_the_permissions_of_a_plain_mkdir(tmp_path, umask):
+    """Readable by others under the usual umask 022 (not the 0o700/0o600 of a private temp dir),
+    and no more open than the user's umask allows."""
+    previous = os.umask(umask)
+    try:
+        target = save_world_model(small_world_model("doom"), tmp_path / "m", model_card="card")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask
+    files = sorted(target.iterdir())
+    assert {p.name for p in files} >= {"config.json", "vae.safetensors", "mdnrnn.safetensors", "MODEL_CARD.md"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
+        p.name: oct(0o666 & ~umask) for p in files
+    }

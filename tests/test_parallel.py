@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dreamgym.games import get_game
+from dreamgym.games import get_game, vizdoom_home
 from dreamgym.parallel import WorkerPool
 
 
@@ -32,8 +32,9 @@ def test_a_pool_needs_a_worker():
 
 
 def start_doom_in(job: tuple[str, float]) -> int:
+    """Start a game whose VizDoom files go to a fresh cache directory."""
     directory, start_time = job
-    os.chdir(directory)
+    os.environ["XDG_CACHE_HOME"] = directory
     env = get_game("doom").make_real_env()
     time.sleep(max(0.0, start_time - time.time()))
     env.reset(seed=0)  # the game process starts here
@@ -41,12 +42,13 @@ def start_doom_in(job: tuple[str, float]) -> int:
     return os.getpid()
 
 
-def test_doom_games_starting_together_in_a_fresh_directory_all_start(tmp_path, monkeypatch):
-    """VizDoom exits the whole worker if another game creates ./_vizdoom in the same instant
-    (about one start in twenty, racing): the directory is made before any game starts."""
+def test_doom_games_starting_together_with_a_fresh_vizdoom_directory_all_start(tmp_path, monkeypatch):
+    """VizDoom exits the whole worker if another game creates its _vizdoom directory in the same
+    instant (about one start in twenty, racing): the directory is made before any game starts."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     get_game("doom").make_real_env().close()
-    assert (tmp_path / "_vizdoom").is_dir()
+    assert (vizdoom_home() / "_vizdoom").is_dir()
     with WorkerPool(4) as pool:
         list(pool.map(pid_of, [None] * 4))  # the workers are up
         for attempt in range(8):
@@ -54,3 +56,5 @@ def test_doom_games_starting_together_in_a_fresh_directory_all_start(tmp_path, m
             directory.mkdir()
             start_time = time.time() + 1.0
             assert len(list(pool.map(start_doom_in, [(str(directory), start_time)] * 4))) == 4
+            assert (directory / "dreamgym" / "vizdoom" / "_vizdoom").is_dir()
+    assert not list(tmp_path.glob("_vizdoom*"))  # the workers' working directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any, ClassVar
 
@@ -19,15 +20,34 @@ DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
 
 RENDER_FPS = {"carracing": 50, "doom": 35}
 
+WINDOW_SCALE = 8
+"""``render_mode="human"`` shows V's 64×64 frames in a window this many times larger (512×512)."""
+
+_IMPORTING_PID = os.getpid()
+
+
+def use_one_torch_thread_if_forked() -> None:
+    """Run torch on one thread in a process forked from the one that imported dreamgym.
+
+    Workers of ``gym.make_vec(..., vectorization_mode="async")`` are forked on Linux. torch's
+    OpenMP threads do not survive a fork, so the worker's first parallel operation (loading the
+    model) would wait for them forever; on one thread it runs no parallel region. A worker runs
+    one env, so it loses nothing. Spawned processes import dreamgym afresh and are left alone.
+    """
+    if os.getpid() != _IMPORTING_PID and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+
 
 def get_world_model(
     game: str, world_model: WorldModel | str | os.PathLike | None, device: str | torch.device
 ) -> WorldModel:
-    """A loaded model for ``game``: the one passed, a shipped name, a directory, or the default."""
+    """A loaded model for ``game``: the one passed, a shipped name, a directory, or the default.
+    A loaded :class:`WorldModel` stays on its device unless ``device`` names another."""
+    use_one_torch_thread_if_forked()
     if isinstance(world_model, WorldModel):
         if world_model.game.name != game:
             raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
-        return world_model.to(device)
+        return world_model if device == "auto" else world_model.to(device)
     return load_world_model(world_model or DEFAULT_WORLD_MODEL[game], game=game, device=device)
 
 
@@ -64,6 +84,47 @@ def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
     return array
 
 
+def _import_pygame() -> Any:
+    """pygame (installed with gymnasium[box2d]), imported without its greeting on stdout."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import pygame
+    except ImportError as error:
+        raise ImportError('the keyboard and the "human" window need pygame: pip install "gymnasium[box2d]"') from error
+    return pygame
+
+
+def keys_to_action(game: str) -> dict[tuple[int, ...], int | np.ndarray]:
+    """Keyboard -> action for :func:`gymnasium.utils.play.play`: sorted tuples of pygame key
+    codes (``pygame.K_*``) held together -> the action.
+
+    Doom: left arrow or ``a`` -> 2 (MOVE_LEFT), right arrow or ``d`` -> 1 (MOVE_RIGHT); no key
+    is play's default ``noop=0``. CarRacing, as in CarRacing-v3's own keyboard play: left/right
+    arrows or ``a``/``d`` steer -1/+1, up or ``w`` gas 1.0, down or ``s`` brake 0.8, and any
+    combination of them but both steering keys; for no key pass ``noop=np.zeros(3, np.float32)``
+    to play (its default 0 is not a CarRacing action).
+    """
+    pygame = _import_pygame()
+    left, right = (pygame.K_LEFT, ord("a")), (pygame.K_RIGHT, ord("d"))
+    if get_game(game).discrete:
+        return {(key,): action for keys, action in ((left, 2), (right, 1)) for key in keys}
+    buttons = {  # name -> (keys that press it, its part of the action)
+        "left": (left, (-1.0, 0.0, 0.0)),
+        "right": (right, (1.0, 0.0, 0.0)),
+        "gas": ((pygame.K_UP, ord("w")), (0.0, 1.0, 0.0)),
+        "brake": ((pygame.K_DOWN, ord("s")), (0.0, 0.0, 0.8)),
+    }
+    mapping: dict[tuple[int, ...], int | np.ndarray] = {}
+    for count in range(1, len(buttons)):
+        for held in itertools.combinations(buttons, count):
+            if "left" in held and "right" in held:
+                continue
+            action = np.sum([buttons[name][1] for name in held], axis=0).astype(np.float32)
+            for keys in itertools.product(*(buttons[name][0] for name in held)):
+                mapping[tuple(sorted(keys))] = action
+    return mapping
+
+
 class DreamEnv(gym.Env, EzPickle):
     """## Description
     The dream of a trained World Model (Ha & Schmidhuber 2018): V's latent z and M's LSTM state
@@ -73,6 +134,15 @@ class DreamEnv(gym.Env, EzPickle):
     ```python
     import gymnasium as gym, dreamgym
     env = gym.make("DreamDoomTakeCover-v0", temperature=1.15)
+    ```
+
+    A person can play a dream with the keyboard (arrows or WASD, see :func:`keys_to_action`):
+
+    ```python
+    import numpy as np
+    from gymnasium.utils.play import play
+    play(gym.make("DreamDoomTakeCover-v0", render_mode="rgb_array"), zoom=8)
+    play(gym.make("DreamCarRacing-v0", render_mode="rgb_array"), zoom=8, noop=np.zeros(3, np.float32))
     ```
 
     ## Action Space
@@ -100,8 +170,9 @@ class DreamEnv(gym.Env, EzPickle):
     * ``temperature``: τ > 0, finite (default 1.0).
     * ``world_model``: a shipped model name (``"car_racing"``, ``"doom_take_cover"``), the path
       of a model directory, or a loaded :class:`~dreamgym.world_model.WorldModel`.
-    * ``render_mode``: ``"rgb_array"`` returns V's decoding of z (64×64×3); wrap with
-      ``gymnasium.wrappers.HumanRendering`` for a window.
+    * ``render_mode``: ``"rgb_array"``: ``render()`` returns V's decoding of z (64×64×3 uint8);
+      ``"human"``: each ``reset`` and ``step`` shows it in a window, scaled 8× to 512×512
+      (pygame), at the game's frame rate (``metadata["render_fps"]``: 35 Doom, 50 CarRacing).
     * ``device``: where V and M run: ``"auto"`` (default: CUDA when there is a GPU, else the CPU),
       ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Observations are numpy arrays either way.
     * ``sample_done``: draw the episode end instead of thresholding p(done) at 0.5.
@@ -110,7 +181,7 @@ class DreamEnv(gym.Env, EzPickle):
     * v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
 
     def __init__(
         self,
@@ -134,11 +205,15 @@ class DreamEnv(gym.Env, EzPickle):
         self.action_space = self.game.action_space()
         self._generator = torch.Generator(device=self.model.device)
         self._state: DreamState | None = None
+        self._window: Any = None  # pygame's display surface, once render_mode="human" shows a frame
+        self._clock: Any = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self._state = self.model.initial_state(1, self._generator)
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -150,14 +225,44 @@ class DreamEnv(gym.Env, EzPickle):
         )
         self._state = step.state
         info = {"done_probability": float(step.done_probability[0])}
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), float(step.reward[0]), bool(step.done[0]), False, info
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
+        if self.render_mode is None:
             return None
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before render()")
-        return self.model.decode(self._state.z)[0]
+        frame = self.model.decode(self._state.z)[0]
+        if self.render_mode == "rgb_array":
+            return frame
+        self._show(frame)
+        return None
+
+    def get_keys_to_action(self) -> dict[tuple[int, ...], int | np.ndarray]:
+        """The key map :func:`gymnasium.utils.play.play` uses when given none (see :func:`keys_to_action`)."""
+        return keys_to_action(self.game.name)
+
+    def close(self) -> None:
+        if self._window is not None:
+            _import_pygame().display.quit()
+            self._window = self._clock = None
+        super().close()
+
+    def _show(self, frame: np.ndarray) -> None:
+        """Draw a (64, 64, 3) frame in the window, scaled up, and keep to the game's frame rate."""
+        pygame = _import_pygame()
+        if self._window is None:
+            pygame.display.init()  # the display only: no sound devices
+            pygame.display.set_caption(self.spec.id if self.spec is not None else f"dreamgym {self.game.name} dream")
+            self._window = pygame.display.set_mode((frame.shape[1] * WINDOW_SCALE, frame.shape[0] * WINDOW_SCALE))
+            self._clock = pygame.time.Clock()
+        image = pygame.surfarray.make_surface(frame.swapaxes(0, 1))  # surfarray is (width, height, 3)
+        self._window.blit(pygame.transform.scale(image, self._window.get_size()), (0, 0))
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self.metadata["render_fps"])
 
     def _observation(self) -> np.ndarray:
         assert self._state is not None
