@@ -22,7 +22,7 @@ from dreamgym.checkpoint import CONFIG_FILE, load_controller, load_world_model
 from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
 from dreamgym.games import game_of_env
-from dreamgym.parallel import WorkerPool, run_parallel
+from dreamgym.parallel import WorkerPool, close_worker_cache, run_parallel, worker_cached
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
 
@@ -111,18 +111,15 @@ class RandomPolicy:
         return self.action_space.sample(), None
 
 
-_ENVS: dict[tuple[str, str], gym.Env] = {}
-_POLICIES: dict[tuple[str, str | None], Any] = {}
-"""Per-process caches: a worker makes its game once and keeps it for every later job."""
-
-
 def cached_env(env_id: str, env_kwargs_json: str) -> gym.Env:
-    key = (env_id, env_kwargs_json)
-    if key not in _ENVS:
+    """The env this worker made for these arguments (made on first use, kept for later jobs)."""
+
+    def make() -> gym.Env:
         import dreamgym  # noqa: F401  (registers the ids in a spawned worker)
 
-        _ENVS[key] = gym.make(env_id, **json.loads(env_kwargs_json))
-    return _ENVS[key]
+        return gym.make(env_id, **json.loads(env_kwargs_json))
+
+    return worker_cached(("env", env_id, env_kwargs_json), make)
 
 
 def play(env: gym.Env, policy: Any, seed: int) -> tuple[float, int]:
@@ -145,9 +142,7 @@ def run_episode(job: tuple) -> tuple[int, float, int]:
         policy = RandomPolicy(env.action_space)
         policy.seed(seed + index)
     else:
-        if (policy_path, algorithm) not in _POLICIES:
-            _POLICIES[policy_path, algorithm] = load_policy(policy_path, algorithm)[0]
-        policy = _POLICIES[policy_path, algorithm]
+        policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
     return (index, *play(env, policy, seed + index))
 
 
@@ -170,14 +165,6 @@ def controller_returns(env_id: str, env_kwargs: dict[str, Any], parameters: np.n
     for p, t, value in pool.map(run_controller_episode, jobs):
         returns[p, t] = value
     return returns
-
-
-def close_cached_envs() -> None:
-    """Close the envs this process kept (a worker process's die with it)."""
-    for env in _ENVS.values():
-        env.close()
-    _ENVS.clear()
-    _POLICIES.clear()
 
 
 def evaluate(
@@ -216,7 +203,7 @@ def evaluate(
         if progress is not None:
             progress(len(results), episodes)
     results.sort()
-    close_cached_envs()
+    close_worker_cache()  # what this process cached when it ran the episodes itself (workers=1)
     returns = [r for _, r, _ in results]
     return EvalResult(
         env_id=env_id,

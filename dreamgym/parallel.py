@@ -29,6 +29,26 @@ ACTOR_RESTARTS = 3
 """How often Ray restarts a dead actor (and retries its job) before the run fails."""
 
 
+_WORKER_CACHE: dict[Any, Any] = {}
+"""This process's cache: what a worker builds once (a game, a policy) and keeps for every later job."""
+
+
+def worker_cached(key: Any, make: Callable[[], Any]) -> Any:
+    """The value cached under ``key`` in this process, made by ``make()`` the first time. Values
+    with a ``close`` method (games) are closed by :func:`close_worker_cache`."""
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE[key] = make()
+    return _WORKER_CACHE[key]
+
+
+def close_worker_cache() -> None:
+    """Close and forget what this process cached (a worker does it when it ends or is terminated)."""
+    for value in _WORKER_CACHE.values():
+        if callable(getattr(value, "close", None)):
+            value.close()
+    _WORKER_CACHE.clear()
+
+
 def worker_init() -> None:
     """Set up a local worker: one torch thread (the parallelism is across processes), and no
     VizDoom game process outliving it.
@@ -36,7 +56,7 @@ def worker_init() -> None:
     The pool learns that a worker died when the worker's end of a pipe closes. A game process
     started by the worker would inherit that end and keep it open, so a killed worker would
     hang the pool instead of breaking it: the worker's inherited descriptors are therefore made
-    private to it first. The envs the worker cached are closed when it exits, and also when the
+    private to it first. The games the worker cached are closed when it exits, and also when the
     pool terminates it (SIGTERM), which is what happens to the others when one worker dies.
     """
     import signal
@@ -49,14 +69,13 @@ def worker_init() -> None:
             os.set_inheritable(int(name), False)
         except OSError:  # the descriptor listdir itself used, already closed
             pass
-    from dreamgym.evaluate import close_cached_envs
 
     def close_and_exit(signum: int, frame: object) -> None:
-        close_cached_envs()
+        close_worker_cache()
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, close_and_exit)
-    multiprocessing.util.Finalize(None, close_cached_envs, exitpriority=10)
+    multiprocessing.util.Finalize(None, close_worker_cache, exitpriority=10)
 
 
 class BackendUnavailableError(ValueError):
@@ -138,9 +157,7 @@ class WorkerPool:
                 ray.kill(actor)
             self._actors = None
         if self.backend == "local" and self.workers <= 1:
-            from dreamgym.evaluate import close_cached_envs
-
-            close_cached_envs()
+            close_worker_cache()
 
     def _map_local(self, function: Callable, jobs: list) -> Iterator:
         if self._executor is None:
@@ -206,9 +223,7 @@ class _Worker:
         return os.getpid()
 
     def close(self) -> None:
-        from dreamgym.evaluate import close_cached_envs
-
-        close_cached_envs()
+        close_worker_cache()
 
 
 CONNECT_TIMEOUT_S = 5.0
