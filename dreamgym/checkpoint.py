@@ -17,7 +17,10 @@ so a crash never leaves a half-written file or directory behind.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -28,7 +31,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from dreamgym.controller import LinearController
+from dreamgym.config import MAX_HIDDEN_DIM, MAX_MIXTURES, MAX_Z_DIM
+from dreamgym.controller import LinearController, output_dim
+from dreamgym.devices import resolve_device
 from dreamgym.files import DamagedFileError, atomic_write, sha256_of
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
@@ -36,7 +41,12 @@ from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import WorldModel
 
 FORMAT = "dreamgym-world-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 records the sha256 of config.json's own contents; 1 (before it) is still read."""
+READABLE_VERSIONS = (1, 2)
+MAX_INITIAL_LATENTS = 1_000_000
+"""More stored first frames than this is no model dreamgym wrote."""
+WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 
@@ -72,6 +82,9 @@ def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -
     if not isinstance(world_model, (str, os.PathLike)):
         raise TypeError(f"world_model must be a shipped model name or a path, got {type(world_model).__name__}")
     name = os.fspath(world_model)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"world_model is empty: give a shipped model name {sorted(SHIPPED_MODELS)} or the path of a "
+                         "model directory (or leave it out for the game's shipped model)")
     if name in SHIPPED_MODELS:
         directory = pretrained_root() / name
         if not (directory / CONFIG_FILE).is_file():
@@ -141,6 +154,10 @@ def save_world_model(
         for name, content in tensors.items():
             save_file(content, str(staging / name))
             files[name] = {"sha256": sha256_of(staging / name), "bytes": (staging / name).stat().st_size}
+        for name, content in tensors.items():
+            broken = [key for key, tensor in content.items() if not bool(torch.isfinite(tensor).all())]
+            if broken:
+                raise ValueError(f"cannot save {directory}: {name} would hold NaN or inf in {broken}")
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -151,6 +168,7 @@ def save_world_model(
             "files": files,
             "metadata": model.metadata,
         }
+        config["config_sha256"] = config_digest(config)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if model_card is not None:
             (staging / MODEL_CARD_FILE).write_text(model_card)
@@ -175,7 +193,15 @@ def _swap_in(staging: Path, directory: Path) -> None:
         os.replace(staging, directory)
 
 
+def config_digest(config: dict) -> str:
+    """sha256 of a model config's contents (all but the digest itself), in canonical JSON."""
+    contents = {key: value for key, value in config.items() if key != "config_sha256"}
+    return hashlib.sha256(json.dumps(contents, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def read_model_config(directory: str | Path) -> dict:
+    """config.json of a model directory, checked: JSON object, format and version, its own
+    digest (version 2), and every field the loader uses present and of the right type."""
     directory = Path(directory)
     path = directory / CONFIG_FILE
     if not path.is_file():
@@ -186,15 +212,49 @@ def read_model_config(directory: str | Path) -> dict:
         raise ModelFileError(f"{path} is not valid JSON ({error})") from error
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a dreamgym model config (expected format {FORMAT!r})")
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path} has format_version {config.get('format_version')!r}; this dreamgym reads {FORMAT_VERSION}"
+            f"{path} has format_version {config.get('format_version')!r}; this dreamgym reads {READABLE_VERSIONS}"
         )
+    if config["format_version"] >= 2 and config.get("config_sha256") != config_digest(config):
+        raise ModelFileError(f"{path} was edited or corrupted: its contents do not match their recorded sha256 "
+                             "(config_sha256); every setting in it changes the dream, so it is refused")
+    for key, kind in (("game", str), ("vae", dict), ("mdnrnn", dict), ("files", dict)):
+        if not isinstance(config.get(key), kind):
+            raise ModelFileError(f"{path}: field {key!r} must be a JSON {kind.__name__}, got {config.get(key)!r}")
+    for name, record in config["files"].items():
+        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("bytes"), int)):
+            raise ModelFileError(f"{path}: files[{name!r}] must hold 'sha256' (string) and 'bytes' (integer)")
+    if config.get("controller") is not None and not isinstance(config["controller"], dict):
+        raise ModelFileError(f"{path}: field 'controller' must be null or a JSON object")
+    if not isinstance(config.get("metadata", {}), dict):
+        raise ModelFileError(f"{path}: field 'metadata' must be a JSON object")
     return config
 
 
-def verified_tensors(directory: Path, name: str, config: dict) -> dict[str, torch.Tensor]:
-    """Load one weights file after checking it exists and matches its recorded size and sha256."""
+def _model_settings(path: Path, config: dict, key: str, cls: type, limits: dict[str, tuple[float, float]]):
+    """``cls(**config[key])`` after checking every field: known, a number of the right kind, in range."""
+    section = config[key]
+    known = {spec.name: spec for spec in dataclasses.fields(cls)}
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ModelFileError(f"{path}: {key} has unknown fields {unknown}")
+    for name, value in section.items():
+        integer = str(known[name].type).startswith("int")
+        low, high = limits[name]
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int))
+                or not math.isfinite(value) or not low <= value <= high):
+            raise ModelFileError(f"{path}: {key}.{name} must be {'an integer' if integer else 'a number'} in "
+                                 f"[{low:g}, {high:g}], got {value!r}")
+    return cls(**section)
+
+
+def verified_tensors(directory: Path, name: str, config: dict,
+                     shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+    """One weights file as float32 tensors, read only after every check has passed: it is listed
+    in config.json, its size and sha256 match the record, and its header (read without loading
+    any tensor) holds exactly the tensors of ``shapes`` in a float dtype; then every value must
+    be finite. ModelFileError names the file and what is wrong."""
     path = directory / name
     record = config["files"].get(name)
     if record is None:
@@ -210,34 +270,64 @@ def verified_tensors(directory: Path, name: str, config: dict) -> dict[str, torc
             f"{path} was modified or corrupted: sha256 {digest[:12]}…, expected {record['sha256'][:12]}…"
         )
     try:
-        return {key: value.float() for key, value in load_file(str(path)).items()}
+        with safe_open(str(path), framework="pt") as file:
+            header = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file.keys()}
+        if shapes is not None:
+            found = {key: shape for key, (shape, _) in header.items()}
+            if found != shapes:
+                raise ModelFileError(f"{path} does not fit {CONFIG_FILE}: tensors {found}, expected {shapes}")
+        odd = {key: dtype for key, (_, dtype) in header.items() if dtype not in WEIGHT_DTYPES}
+        if odd:
+            raise ModelFileError(f"{path}: tensors of dtype {odd}, expected one of {WEIGHT_DTYPES}")
+        tensors = {key: value.float() for key, value in load_file(str(path)).items()}
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{path} is not a readable safetensors file ({error})") from error
+    broken = [key for key, tensor in tensors.items() if not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise ModelFileError(f"{path} holds NaN or inf in {broken}")
+    return tensors
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
 def load_world_model(
     world_model: str | os.PathLike, *, game: str | None = None, device: str | torch.device = "auto"
 ) -> WorldModel:
-    """Load a shipped model name or a model directory; ``game`` (if given) must match."""
+    """Load a shipped model name or a model directory; ``game`` (if given) must match.
+
+    Everything is checked before it is used: config.json's fields and sizes (within the limits
+    of :mod:`dreamgym.config`, before anything is allocated), each weights file's record, header
+    shapes and dtypes, and finiteness. Nothing is unpickled."""
+    device = resolve_device(device)
     directory = resolve_model_dir(world_model, game)
+    path = directory / CONFIG_FILE
     config = read_model_config(directory)
-    model_game = get_game(config["game"])
+    try:
+        model_game = get_game(config["game"])
+    except ValueError as error:
+        raise ModelFileError(f"{path}: field 'game': {error}") from None
     if game is not None and model_game.name != game:
         raise ValueError(f"world model {directory} is for {model_game.name!r}, not {game!r}")
-    try:
-        vae = ConvVAE(VAEConfig(**config["vae"]))
-        mdnrnn = MDNRNN(MDNRNNConfig(**config["mdnrnn"]))
-    except TypeError as error:
-        raise ModelFileError(f"{directory / CONFIG_FILE} has unexpected model settings ({error})") from error
+    vae_config = _model_settings(path, config, "vae", VAEConfig, {"z_dim": (1, MAX_Z_DIM), "kl_tolerance": (0, 1e6)})
+    mdnrnn_config = _model_settings(path, config, "mdnrnn", MDNRNNConfig, {
+        "z_dim": (vae_config.z_dim, vae_config.z_dim), "action_dim": (model_game.action_dim, model_game.action_dim),
+        "hidden_dim": (1, MAX_HIDDEN_DIM), "num_mixtures": (1, MAX_MIXTURES), "done_logit_offset": (-20, 20)})
+    vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
     for module, name in ((vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")):
-        try:
-            module.load_state_dict(verified_tensors(directory, name, config))
-        except RuntimeError as error:
-            raise ModelFileError(f"{directory / name} does not fit the config ({error})") from error
+        module.load_state_dict(verified_tensors(directory, name, config, _shapes(module)))
     latents = verified_tensors(directory, "initial_latents.safetensors", config)
+    count = latents["mu"].shape[0] if "mu" in latents else 0
+    expected = {"mu": (count, vae_config.z_dim), "logvar": (count, vae_config.z_dim)}
+    if {key: tuple(value.shape) for key, value in latents.items()} != expected or not 1 <= count <= MAX_INITIAL_LATENTS:
+        raise ModelFileError(f"{directory / 'initial_latents.safetensors'} must hold mu and logvar of shape "
+                             f"(N, {vae_config.z_dim}) with 1 <= N <= {MAX_INITIAL_LATENTS}")
     controller = None
     if config.get("controller"):
-        weights = verified_tensors(directory, "controller.safetensors", config)
+        outputs, inputs = output_dim(model_game), vae_config.z_dim + mdnrnn_config.hidden_dim
+        weights = verified_tensors(directory, "controller.safetensors", config,
+                                   {"weight": (outputs, inputs), "bias": (outputs,)})
         controller = LinearController(model_game, weights["weight"].numpy(), weights["bias"].numpy())
     model = WorldModel(
         game=model_game,

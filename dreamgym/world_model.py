@@ -116,6 +116,8 @@ class WorldModel:
         index = torch.randint(len(self.initial_mu), (batch_size,), generator=generator, device=self.device)
         noise = torch.randn((batch_size, self.z_dim), generator=generator, device=self.device)
         z = self.initial_mu[index] + torch.exp(0.5 * self.initial_logvar[index]) * noise
+        if not bool(torch.isfinite(z).all()):
+            raise FloatingPointError("the world model's first-frame latents give NaN or inf: its initial latents are broken")
         h, c = self.mdnrnn.initial_state(batch_size, self.device)
         return DreamState(z, h, c)
 
@@ -161,6 +163,8 @@ class WorldModel:
     def encode(self, frames: np.ndarray) -> torch.Tensor:
         """(B, 64, 64, 3) preprocessed uint8 frames -> μ (B, z_dim): the deterministic latent."""
         mu, _ = encode_frames(self.vae, frames)
+        if not np.all(np.isfinite(mu)):
+            raise FloatingPointError("V encoded a frame to NaN or inf: its weights are broken")
         return torch.from_numpy(mu).to(self.device)
 
     @torch.no_grad()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -10,6 +11,7 @@ from conftest import small_world_model
 
 from dreamgym import checkpoint
 from dreamgym.checkpoint import (
+    ModelFileError,
     load_controller,
     load_world_model,
     save_controller,
@@ -86,3 +88,115 @@ def test_an_exported_model_directory_gets_the_permissions_of_a_plain_mkdir(tmp_p
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
         p.name: oct(0o666 & ~umask) for p in files
     }
+
+
+# --------------------------------------------------------------------------- hostile model directories
+
+
+def _copy(tmp_path, game="doom"):
+    directory = tmp_path / "model"
+    model = small_world_model(game)
+    model.controller = LinearController.zeros(model.game, model.observation_dim)
+    return checkpoint.save_world_model(model, directory)
+
+
+def _config(directory):
+    return json.loads((directory / "config.json").read_text())
+
+
+def _write_config(directory, config, *, redigest=True):
+    if redigest:  # a crafted file: whoever edits it can recompute the digest too
+        config["config_sha256"] = checkpoint.config_digest(config)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def _rewrite_weights(directory, name, tensors):
+    """Replace a weights file and record it, as a crafted directory would."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(directory / name))
+    config = _config(directory)
+    config["files"][name] = {"sha256": checkpoint.sha256_of(directory / name), "bytes": (directory / name).stat().st_size}
+    _write_config(directory, config)
+
+
+def test_editing_config_json_alone_is_noticed(tmp_path):
+    directory = _copy(tmp_path)
+    config = _config(directory)
+    config["mdnrnn"]["done_logit_offset"] = 100.0
+    _write_config(directory, config, redigest=False)
+    with pytest.raises(ModelFileError, match="edited or corrupted"):
+        load_world_model(directory, device="cpu")
+
+
+@pytest.mark.parametrize("section, field, value, words", [
+    ("vae", "z_dim", 100_000, "vae.z_dim must be an integer in \\[1, 4096\\]"),
+    ("mdnrnn", "hidden_dim", 10**6, "mdnrnn.hidden_dim"),
+    ("mdnrnn", "done_logit_offset", 100.0, "done_logit_offset"),
+    ("mdnrnn", "z_dim", 9, "mdnrnn.z_dim"),
+    ("mdnrnn", "action_dim", 5, "mdnrnn.action_dim"),
+    ("vae", "kl_tolerance", "0.5", "kl_tolerance must be a number"),
+    ("vae", "colour", 3, "unknown fields \\['colour'\\]"),
+])
+def test_a_crafted_size_is_refused_by_field_before_anything_is_allocated(tmp_path, section, field, value, words):
+    directory = _copy(tmp_path)
+    config = _config(directory)
+    config[section][field] = value
+    _write_config(directory, config)
+    with pytest.raises(ModelFileError, match=words):
+        load_world_model(directory, device="cpu")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda config: config.pop("files"), "field 'files' must be a JSON dict"),
+    (lambda config: config.pop("vae"), "field 'vae'"),
+    (lambda config: config.update(game="pong"), "field 'game': unknown game 'pong'"),
+    (lambda config: config["files"].update({"vae.safetensors": {"sha256": 3}}), "files\\['vae.safetensors'\\]"),
+    (lambda config: config.update(format_version=7), "format_version 7"),
+])
+def test_a_missing_or_malformed_field_is_named(tmp_path, edit, words):
+    directory = _copy(tmp_path)
+    config = _config(directory)
+    edit(config)
+    _write_config(directory, config)
+    with pytest.raises(ModelFileError, match=words):
+        load_world_model(directory, device="cpu")
+
+
+def test_weights_of_the_wrong_shape_are_refused_from_the_header(tmp_path):
+    directory = _copy(tmp_path)
+    _rewrite_weights(directory, "controller.safetensors", {"weight": torch.zeros(1000, 1000), "bias": torch.zeros(1000)})
+    with pytest.raises(ModelFileError, match="does not fit config.json"):
+        load_world_model(directory, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["mdnrnn.safetensors", "initial_latents.safetensors", "controller.safetensors"])
+def test_non_finite_weights_latents_or_controllers_are_refused_at_load(tmp_path, name):
+    from safetensors.torch import load_file
+
+    directory = _copy(tmp_path)
+    tensors = load_file(str(directory / name))
+    key = sorted(tensors)[0]
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    _rewrite_weights(directory, name, tensors)
+    with pytest.raises(ModelFileError, match="NaN or inf"):
+        load_world_model(directory, device="cpu")
+
+
+def test_non_finite_weights_are_refused_at_export_and_nothing_is_written(tmp_path):
+    model = small_world_model("doom")
+    with torch.no_grad():
+        next(model.mdnrnn.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        checkpoint.save_world_model(model, tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_version_1_directory_without_a_config_digest_still_loads(tmp_path):
+    directory = _copy(tmp_path)
+    config = _config(directory)
+    config["format_version"] = 1
+    del config["config_sha256"]
+    _write_config(directory, config, redigest=False)
+    assert load_world_model(directory, device="cpu").controller is not None

@@ -48,7 +48,7 @@ def get_world_model(
         if world_model.game.name != game:
             raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
         return world_model if device == "auto" else world_model.to(device)
-    return load_world_model(world_model or DEFAULT_WORLD_MODEL[game], game=game, device=device)
+    return load_world_model(DEFAULT_WORLD_MODEL[game] if world_model is None else world_model, game=game, device=device)
 
 
 def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:

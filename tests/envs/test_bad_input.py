@@ -118,6 +118,37 @@ def test_directory_without_config_is_refused(tmp_path):
         dreamgym.load_world_model(tmp_path)
 
 
+def test_an_empty_world_model_is_an_error_not_the_shipped_model():
+    with pytest.raises(ValueError, match="world_model is empty"):
+        gym.make("DreamDoomTakeCover-v0", world_model="")
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_a_model_whose_first_latents_are_nan_fails_at_reset(vector):
+    import torch
+    from conftest import small_world_model
+
+    from dreamgym.envs.vector import DreamVectorEnv
+
+    model = small_world_model("doom")
+    model.initial_mu = torch.full_like(model.initial_mu, float("nan"))
+    env = DreamVectorEnv("doom", 2, world_model=model) if vector else dreamgym.DreamEnv("doom", world_model=model)
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        env.reset(seed=0)
+
+
+def test_the_latent_twin_checks_what_v_makes_of_the_first_frame(model_dirs):
+    import torch
+
+    env = gym.make("LatentDoomTakeCover-v0", world_model=str(model_dirs["doom"]), device="cpu")
+    model = env.get_wrapper_attr("model")
+    with torch.no_grad():
+        model.vae.mu.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        env.reset(seed=0)
+    env.close()
+
+
 @pytest.mark.parametrize("vector", [False, True])
 def test_model_producing_nan_raises_instead_of_handing_nan_to_the_agent(vector):
     import torch
