@@ -117,7 +117,10 @@ class DreamVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.sample_done = bool(sample_done)
         self.check_action_values = bool(check_action_values)
-        self.max_episode_steps = int(max_episode_steps or self.game.max_episode_steps)
+        if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
+                max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
+            raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+        self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
         self.model = get_world_model(self.game.name, world_model, device)
         self.device = self.model.device
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],

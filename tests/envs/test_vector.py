@@ -295,3 +295,13 @@ def test_sb3_ppo_trained_in_the_dream_loads_on_the_latent_twin(model_dirs, tmp_p
     action, _ = model.predict(observation, deterministic=True)
     twin.step(int(action))
     twin.close()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"num_envs": 0}, "num_envs must be a positive integer"),
+    ({"num_envs": 2, "max_episode_steps": 0}, "max_episode_steps must be a positive integer"),
+    ({"num_envs": 2, "max_episode_steps": -3}, "max_episode_steps must be a positive integer"),
+])
+def test_bad_vector_settings_are_refused(model_dirs, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        DreamVectorEnv("doom", world_model=str(model_dirs["doom"]), device="cpu", **kwargs)
