@@ -237,8 +237,9 @@ def run_cmaes(
         returns = returns_of(solutions, generation)  # (P,)
         fitness = returns - config.weight_decay * np.mean(solutions**2, axis=1)
         if not np.isfinite(fitness).all():
-            raise FloatingPointError(f"CMA-ES generation {generation + 1}: the returns of candidates "
-                                     f"{np.flatnonzero(~np.isfinite(fitness)).tolist()} are not finite ({returns.tolist()})")
+            bad = np.flatnonzero(~np.isfinite(fitness))
+            raise FloatingPointError(f"CMA-ES generation {generation + 1}: candidates {bad.tolist()} got returns "
+                                     f"{returns[bad].tolist()}, not finite; the generation is not recorded")
         told = -fitness  # pycma minimises
         es.tell(list(solutions), list(told))
         row = {
@@ -377,7 +378,7 @@ def _save_state(out_dir: Path, state: CmaState) -> None:
         "format": STATE_FORMAT,
         "arrays": arrays_name,
         "arrays_sha256": hashlib.sha256(data).hexdigest(),
-        **{name: version for name, version in state.versions.items()},
+        **state.versions,
         "popsize": state.popsize,
         "seed": state.seed,
         "sigma0": state.sigma0,
@@ -432,14 +433,14 @@ def _load_state(out_dir: Path) -> CmaState | None:
     if get("format", int) != STATE_FORMAT:
         raise damaged(f"format {record['format']}, this version reads format {STATE_FORMAT}")
     history = get("history", list, lambda rows: len(rows) >= 1)
-    G = len(history)
+    G = len(history)  # generations recorded
     for i, row in enumerate(history):
         if not isinstance(row, dict) or row.get("generation") != i + 1:
             raise damaged(f"history row {i} is not generation {i + 1}")
-    asked = get("asked_sha256", list, lambda digests: len(digests) == G and all(
-        isinstance(d, str) and _SHA256.fullmatch(d) for d in digests))
-    means = get("mean_sha256", list, lambda digests: len(digests) == G and all(
-        isinstance(d, str) and _SHA256.fullmatch(d) for d in digests))
+    asked, means = get("asked_sha256", list), get("mean_sha256", list)
+    for name, digests in (("asked_sha256", asked), ("mean_sha256", means)):
+        if len(digests) != G or not all(isinstance(d, str) and _SHA256.fullmatch(d) for d in digests):
+            raise damaged(f"{name} is not {G} sha256 digests, one per generation of the history")
     popsize = get("popsize", int, lambda n: n >= 2)
     seed = get("seed", int, lambda n: n >= 0)
     sigma0 = get("sigma0", (int, float), lambda x: np.isfinite(x) and x > 0)
@@ -464,9 +465,9 @@ def _load_state(out_dir: Path) -> CmaState | None:
     if sorted(arrays) != ["best_parameters", "told", "x0"]:
         raise DamagedFileError(f"{arrays_path} holds {sorted(arrays)}, not best_parameters, told and x0")
     x0, told, best_parameters = arrays["x0"], arrays["told"], arrays["best_parameters"]
-    n = len(x0) if x0.ndim == 1 else -1
+    n = len(x0) if x0.ndim == 1 and len(x0) else "n"  # the number of parameters, as x0 says
     for name, array, shape in (("x0", x0, (n,)), ("told", told, (G, popsize)), ("best_parameters", best_parameters, (n,))):
-        if n < 1 or array.dtype != np.float64 or array.shape != shape:
+        if n == "n" or array.dtype != np.float64 or array.shape != shape:
             raise DamagedFileError(f"{arrays_path}: {name} is {array.dtype} {array.shape}, expected float64 {shape} "
                                    f"({G} generations of {popsize} in {path})")
         if not np.isfinite(array).all():

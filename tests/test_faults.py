@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import safetensors.numpy
 from conftest import run_command, small_world_model
 
 from dreamgym.cmaes import STATE_FILE, train_controller
@@ -81,15 +85,27 @@ def test_a_dead_worker_with_a_game_open_is_an_error_not_a_hang(tmp_path, monkeyp
 
 def test_a_tampered_cmaes_state_is_refused(tmp_path):
     model = small_world_model("doom")
-    config = ControllerTrainConfig(generations=1, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
+    config = ControllerTrainConfig(generations=2, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
     train_controller(model, tmp_path, config)
-    state = tmp_path / STATE_FILE
-    data = bytearray(state.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    state.write_bytes(bytes(data))
-    more = ControllerTrainConfig(generations=2, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
+    more = ControllerTrainConfig(generations=3, population=4, trials=1, max_steps=20, eval_every=1, eval_trials=2)
+    arrays = tmp_path / json.loads((tmp_path / STATE_FILE).read_text())["arrays"]
+    original = arrays.read_bytes()
+    data = bytearray(original)
+    data[-5] ^= 0xFF  # a value told to CMA-ES
+    arrays.write_bytes(bytes(data))
     with pytest.raises(DamagedFileError, match="does not match the sha256"):
         train_controller(model, tmp_path, more, resume=True)
+    # An edit that also rewrites the recorded sha256 is caught by the replay: the worst
+    # candidate of generation 1 made the best moves the mean elsewhere than the run recorded.
+    told = safetensors.numpy.load(original)
+    told["told"][0, np.argmax(told["told"][0])] = told["told"][0].min() - 1.0
+    safetensors.numpy.save_file(told, arrays)
+    record = json.loads((tmp_path / STATE_FILE).read_text())
+    record["arrays_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    (tmp_path / STATE_FILE).write_text(json.dumps(record))
+    with pytest.raises(DamagedFileError, match="at generation 1, the replay .* cannot be continued exactly"):
+        train_controller(model, tmp_path, more, resume=True)
+    assert not list(tmp_path.glob("*.pkl"))
 
 
 def wait_for_marker(job: tuple) -> str:

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from conftest import run_command
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import dreamgym
+from dreamgym.checkpoint import load_controller
 from dreamgym.config import RunConfig
 from dreamgym.files import load_torch_checkpoint
 
@@ -168,9 +170,21 @@ def test_sigkill_during_cmaes_resumes_after_the_last_generation(tiny_runs, tmp_p
     assert 1 <= len(killed) < 6, "the kill must land after the first generation and before the end"
     resumed = dreamgym_cli("train-controller", str(run), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"replaying the {len(killed)} recorded generations" in resumed.stdout
     history = json.loads(record.read_text())["history"]
     assert [row["generation"] for row in history] == [1, 2, 3, 4, 5, 6]
     assert history[: len(killed)] == killed
+    assert sorted(p.name for p in (run / "controller").glob("cma_state*")) == ["cma_state.000006.safetensors",
+                                                                               "cma_state.json"]
+    # The same training, uninterrupted: the same generations and the same controller.
+    straight = tmp_path / "straight"
+    shutil.copytree(run, straight, ignore=shutil.ignore_patterns("controller"))
+    assert dreamgym_cli("train-controller", str(straight), cwd=tmp_path).returncode == 0
+    straight_history = json.loads((straight / "controller" / "cma_state.json").read_text())["history"]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in history] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in straight_history]
+    np.testing.assert_array_equal(load_controller(run / "controller" / "controller.safetensors").flat(),
+                                  load_controller(straight / "controller" / "controller.safetensors").flat())
 
 
 def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_survives(tiny_runs, tmp_path, monkeypatch):
