@@ -12,7 +12,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dreamgym.collect import missing_episodes
 from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
@@ -39,11 +38,31 @@ from dreamgym.training import StageError
 
 
 def _print(message: str) -> None:
-    print(message, flush=True)
+    tqdm.write(message)  # above any progress bar, which stays at the bottom
 
 
-def _bar(total: int, description: str):
-    return tqdm(total=total, desc=description, unit="episode")
+class ProgressBars:
+    """The CLI's side of the progress protocol (:data:`dreamgym.training.Progress`): one bar per
+    task, closed when the task is done or when the command ends (before any error line)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        bar = self.bars.get(task)
+        if bar is None:
+            bar = self.bars[task] = tqdm(total=total or None, desc=task, leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if total and done >= total:
+            self.bars.pop(task).close()
+
+    def __enter__(self) -> ProgressBars:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
 
 
 def _override(run_dir: Path, section: str, **values) -> None:
@@ -55,28 +74,25 @@ def _override(run_dir: Path, section: str, **values) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    config = init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
-                      max_steps=args.max_steps, policy=args.policy, noise=args.noise)
-    missing = config.collect.episodes if args.force else len(missing_episodes(Path(args.out) / "episodes", config.collect))
-    with _bar(missing, f"collect {config.game}") as bar:  # closed before an error line is printed
-        report = collect_stage(args.out, force=args.force, progress=lambda summary: bar.update(1), backend=args.backend,
-                               address=args.address)
-    _print(str(report))
+    init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
+             max_steps=args.max_steps, policy=args.policy, noise=args.noise)
+    _print(str(collect_stage(args.out, force=args.force, progress=args.progress, backend=args.backend,
+                             address=args.address)))
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
     _override(Path(args.run), "vae", epochs=args.epochs)
-    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
                                device=args.device)))
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    _print(str(encode_stage(args.run, force=args.force, progress=True, report=_print, device=args.device)))
+    _print(str(encode_stage(args.run, force=args.force, progress=args.progress, report=_print, device=args.device)))
 
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
     _override(Path(args.run), "mdnrnn", epochs=args.epochs)
-    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
                                   device=args.device)))
 
 
@@ -86,7 +102,7 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
             raise StageError("--temperature is a dream setting; it does not apply with --real")
         _override(Path(args.run), "real_controller", generations=args.generations, population=args.population,
                   trials=args.trials)
-        _print(str(train_controller_real_stage(args.run, resume=args.resume, force=args.force, progress=True,
+        _print(str(train_controller_real_stage(args.run, resume=args.resume, force=args.force, progress=args.progress,
                                                backend=args.backend, address=args.address, report=_print,
                                                device=args.device)))
         return
@@ -94,7 +110,7 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
         raise StageError("--backend and --address apply to --real training (the dream runs batched in one process)")
     _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
               population=args.population, trials=args.trials)
-    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=True, report=_print,
+    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
                                       device=args.device)))
 
 
@@ -116,9 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         env_kwargs["temperature"] = args.temperature
     if args.env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("device", args.device)
-    with _bar(args.episodes, f"evaluate {args.env_id}") as bar:
-        result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
-                          progress=lambda done, total: bar.update(1), backend=args.backend, address=args.address)
+    result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
+                      progress=args.progress, backend=args.backend, address=args.address)
     _print(result.summary())
     if args.json:
         result.save(args.json)
@@ -126,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    reports = run_pipeline(args.game, args.out, args.preset, progress=True, report=_print,
+    reports = run_pipeline(args.game, args.out, args.preset, progress=args.progress, report=_print,
                            on_stage=lambda r: _print(str(r)), device=args.device)
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
@@ -134,7 +149,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
     rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
                              population=args.population, trials=args.trials, episodes=args.episodes,
-                             seed=args.seed, progress=True, report=_print, device=args.device)
+                             seed=args.seed, progress=args.progress, report=_print, device=args.device)
     _print(temperature_table(rows, RunConfig.load(args.run).game))
 
 
@@ -318,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = getattr(args, "run", None) or getattr(args, "out", None)  # the directory this command writes
     try:
-        with run_lock(run_dir) if run_dir else contextlib.nullcontext():
+        with run_lock(run_dir) if run_dir else contextlib.nullcontext(), ProgressBars() as args.progress:
             args.func(args)
     except (StageError, DamagedFileError, FileNotFoundError, ValueError, RunLockedError, WriteError) as error:
         print(f"dreamgym {args.command}: error: {error}", file=sys.stderr)

@@ -29,7 +29,6 @@ import cma
 import numpy as np
 import safetensors.numpy
 import torch
-from tqdm import tqdm
 
 from dreamgym.checkpoint import save_controller
 from dreamgym.config import ControllerTrainConfig
@@ -38,7 +37,7 @@ from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text
 from dreamgym.games import Game
 from dreamgym.parallel import WorkerPool
 from dreamgym.plots import plot_curves
-from dreamgym.training import Report, StageError, no_report, write_metrics
+from dreamgym.training import Progress, Report, StageError, no_progress, no_report, write_metrics
 from dreamgym.world_model import WorldModel
 
 STATE_FILE = "cma_state.json"
@@ -112,7 +111,7 @@ def train_controller(
     *,
     resume: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     max_seconds: float | None = None,
 ) -> ControllerResult:
@@ -147,7 +146,7 @@ def train_controller_real(
     address: str | None = None,
     resume: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     device: str = "auto",
 ) -> ControllerResult:
@@ -190,7 +189,7 @@ def run_cmaes(
     title: str = "CMA-ES",
     resume: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     max_seconds: float | None = None,
 ) -> ControllerResult:
@@ -230,8 +229,7 @@ def run_cmaes(
         es = state.replay(out_dir / STATE_FILE, progress)
         report(f"controller: resuming after generation {state.generations} of {config.generations}")
     first = state.generations
-    bar = tqdm(range(first, config.generations), desc="CMA-ES", unit="gen", disable=not progress)
-    for generation in bar:
+    for generation in range(first, config.generations):
         gen_start = time.perf_counter()
         solutions = np.asarray(es.ask(), dtype=np.float64)  # (P, n)
         returns = returns_of(solutions, generation)  # (P,)
@@ -262,14 +260,13 @@ def run_cmaes(
         state.record(solutions, told, es.mean, row)
         _save_state(out_dir, state)
         _write_outputs(out_dir, state, game, obs_dim, title)
-        bar.set_postfix(best=f"{returns.max():.1f}", mean=f"{returns.mean():.1f}")
+        progress("CMA-ES", generation + 1, config.generations)
         if (generation + 1) % 10 == 0 or generation + 1 == config.generations:
             report(f"controller: generation {generation + 1}/{config.generations}: "
                    f"best {returns.max():.1f}, mean {returns.mean():.1f}, sigma {es.sigma:.3f}")
         if out_of_time:
             report(f"controller: time budget of {max_seconds:.0f} s reached after {generation + 1} generations")
             break
-    bar.close()
     controller = LinearController.from_flat(game, obs_dim, state.best_parameters)
     return ControllerResult(controller, state.generations, state.generations - first, state.best_score,
                             time.perf_counter() - start, state.history)
@@ -338,12 +335,13 @@ class CmaState:
             raise StageError(f"{out_dir} holds a CMA-ES run started with {', '.join(changed)}: restore those settings "
                              "to continue it, or pass --force to start over")
 
-    def replay(self, record_path: Path, progress: bool = False) -> cma.CMAEvolutionStrategy:
+    def replay(self, record_path: Path, progress: Progress = no_progress) -> cma.CMAEvolutionStrategy:
         """The strategy after the recorded generations: ask, check the candidates' digest, tell the
         recorded values, check the mean's digest. Costs what pycma itself cost the run (about
         25 ms a generation for 577 parameters, 50 ms for 867, on one core)."""
         es = self.strategy()
-        for generation in tqdm(range(self.generations), desc="CMA-ES replay", unit="gen", disable=not progress):
+        for generation in range(self.generations):
+            progress("CMA-ES replay", generation, self.generations)
             solutions = np.asarray(es.ask(), dtype=np.float64)
             if _digest(solutions) != self.asked[generation]:
                 raise self._cannot_continue(record_path, generation, "asks other candidates")

@@ -15,7 +15,6 @@ Exploration (no ``policy``):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from dreamgym.episodes import episode_bytes, episode_path
 from dreamgym.files import atomic_write
 from dreamgym.games import Game, get_game
 from dreamgym.parallel import run_parallel
+from dreamgym.training import Progress, no_progress
 
 # --------------------------------------------------------------------------- policies
 
@@ -208,7 +208,7 @@ def collect(
     game_name: str,
     out_dir: str | Path,
     config: CollectConfig,
-    progress: Callable[[EpisodeSummary], None] | None = None,
+    progress: Progress = no_progress,
     backend: str = "local",
     address: str | None = None,
 ) -> list[EpisodeSummary]:
@@ -226,7 +226,6 @@ def collect(
     for summary, payload in run_parallel(_record, jobs, config.workers, backend, address):
         atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))
         summaries.append(summary)
-        if progress is not None:
-            progress(summary)
+        progress("collect", len(summaries), len(jobs))
     return summaries
 

@@ -57,7 +57,7 @@ def run_demo(
     config = ControllerTrainConfig(generations=10_000, population=32, trials=8, temperature=TEMPERATURE,
                                    eval_every=5, eval_trials=128, seed=seed)
     report(f"1/3 training a fresh controller inside the dream for {minutes:g} minutes (CMA-ES, τ = {TEMPERATURE})")
-    trained = train_controller(model, out_dir / "controller", config, force=True, progress=False,
+    trained = train_controller(model, out_dir / "controller", config, force=True,
                                report=report, max_seconds=60 * minutes)
     controller_file = out_dir / "controller" / BEST_FILE
     save_controller(trained.controller, controller_file, {"generations": trained.generations})

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from dreamgym.episodes import EpisodeFileError, episode_files, latent_files, read_episode, read_latents
 from dreamgym.files import atomic_write, atomic_write_text, npz_bytes, sha256_of
-from dreamgym.training import CHECKPOINT, Report, StageError, no_report
+from dreamgym.training import CHECKPOINT, Progress, Report, StageError, no_progress, no_report
 from dreamgym.vae import ConvVAE, encode_frames
 
 MARKER = "encoded_with.json"
@@ -33,7 +32,8 @@ class EncodeResult:
 
 
 def encode_run(
-    run_dir: str | Path, vae: ConvVAE, *, force: bool = False, progress: bool = False, report: Report = no_report
+    run_dir: str | Path, vae: ConvVAE, *, force: bool = False, progress: Progress = no_progress,
+    report: Report = no_report,
 ) -> EncodeResult:
     """Encode ``run_dir/episodes/*`` into ``run_dir/latents/*`` with ``vae`` (from ``run_dir/vae``)."""
     start = time.perf_counter()
@@ -52,7 +52,9 @@ def encode_run(
     atomic_write_text(marker, json.dumps(encoded_with) + "\n")
     vae.eval()
     result = EncodeResult(0, 0, 0, 0.0)
-    for path in tqdm(episode_files(run_dir / "episodes"), desc="encode", unit="episode", disable=not progress):
+    paths = episode_files(run_dir / "episodes")
+    for done, path in enumerate(paths):
+        progress("encode", done, len(paths))
         target = out_dir / path.name
         if target.exists():
             result.already_done += 1
@@ -68,6 +70,7 @@ def encode_run(
         arrays = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
         atomic_write(target, lambda tmp, arrays=arrays: tmp.write_bytes(npz_bytes(arrays)))
         result.encoded += 1
+    progress("encode", len(paths), len(paths))
     result.seconds = time.perf_counter() - start
     return result
 

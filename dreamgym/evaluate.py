@@ -23,6 +23,7 @@ from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
 from dreamgym.games import game_of_env
 from dreamgym.parallel import WorkerPool, close_worker_cache, run_parallel, worker_cached
+from dreamgym.training import Progress, no_progress
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
 
@@ -175,7 +176,7 @@ def evaluate(
     workers: int = 2,
     env_kwargs: dict[str, Any] | None = None,
     algorithm: str | None = None,
-    progress=None,
+    progress: Progress = no_progress,
     backend: str = "local",
     address: str | None = None,
 ) -> EvalResult:
@@ -185,7 +186,7 @@ def evaluate(
     ``policy`` may also be ``"random"``: uniform random actions, the baseline.
 
     If ``policy`` is a model directory, the env uses that world model unless ``env_kwargs``
-    names another. ``progress`` (optional) is called with (done, total) after each episode.
+    names another. ``progress("evaluate ENV_ID", done, total)`` is called after each episode.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -200,8 +201,7 @@ def evaluate(
     results = []
     for result in run_parallel(run_episode, jobs, workers, backend, address):
         results.append(result)
-        if progress is not None:
-            progress(len(results), episodes)
+        progress(f"evaluate {env_id}", len(results), episodes)
     results.sort()
     close_worker_cache()  # what this process cached when it ran the episodes itself (workers=1)
     returns = [r for _, r, _ in results]

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from dreamgym.config import MDNTrainConfig
 from dreamgym.devices import resolve_device
@@ -37,6 +36,8 @@ from dreamgym.training import (
     StageError,
     StageResult,
     load_trained,
+    Progress,
+    no_progress,
     no_report,
     train_epochs,
 )
@@ -304,7 +305,7 @@ def train_mdnrnn(
     *,
     resume: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     device: str | torch.device = "auto",
 ) -> tuple[MDNRNN, StageResult]:
@@ -339,9 +340,7 @@ def train_mdnrnn(
         count = 0
         generator.manual_seed(config.seed * 1_000_003 + epoch)
         batches = data.batches(config.batch_size, rng, config.shuffle_buffer, generator)
-        bar = tqdm(batches, total=total_batches, desc=f"M epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        for batch in bar:
+        for batch in batches:
             losses = mdnrnn_losses(model, batch, config.done_pos_weight)
             loss = losses["nll"] + config.reward_weight * losses["reward"] + losses["done"]
             optimizer.zero_grad()
@@ -351,7 +350,7 @@ def train_mdnrnn(
             for key, value in {"loss": loss, **losses}.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
             count += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            progress(f"M epoch {epoch + 1}/{config.epochs}", count, total_batches)
         metrics = {key: value / max(count, 1) for key, value in sums.items()}
         metrics["learning_rate"] = lr
         validation = _validation_losses(model, validation_data, config) if validation_data else {}

@@ -55,10 +55,12 @@ from dreamgym.mdnrnn import build_mdnrnn, train_mdnrnn
 from dreamgym.plots import frame_grid
 from dreamgym.training import (
     CHECKPOINT,
+    Progress,
     Report,
     StageError,
     kept_epoch,
     load_trained,
+    no_progress,
     no_report,
 )
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
@@ -168,7 +170,7 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
 # --------------------------------------------------------------------------- stages
 
 
-def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callable | None = None, backend: str = "local",
+def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Progress = no_progress, backend: str = "local",
                   address: str | None = None) -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
@@ -191,7 +193,7 @@ def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Callabl
     return _timed(run_dir, "collect", work)
 
 
-def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
                     report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
@@ -223,7 +225,7 @@ def _load_vae(run_dir: Path, config: RunConfig, device: str = "cpu") -> ConvVAE:
     return vae.to(resolve_device(device))
 
 
-def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = False, report: Report = no_report,
+def encode_stage(run_dir: str | Path, *, force: bool = False, progress: Progress = no_progress, report: Report = no_report,
                  device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
@@ -236,7 +238,7 @@ def encode_stage(run_dir: str | Path, *, force: bool = False, progress: bool = F
     return _timed(run_dir, "encode", work)
 
 
-def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
                        report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
@@ -266,7 +268,7 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
     return WorldModel(game, vae, mdnrnn, torch.from_numpy(mu), torch.from_numpy(logvar), controller)
 
 
-def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = False,
+def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
                            report: Report = no_report, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
@@ -284,7 +286,7 @@ def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: 
 
 
 def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False,
-                                progress: bool = False, backend: str = "local", address: str | None = None,
+                                progress: Progress = no_progress, backend: str = "local", address: str | None = None,
                                 report: Report = no_report, device: str = "auto") -> StageReport:
     """Fine-tune on the real game (the latent twin, with the run's exported model): CMA-ES from
     the dream-trained controller, files in ``run/controller_real``. Kept apart from the
@@ -330,7 +332,7 @@ def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, 
 
 
 def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: int | None = None,
-                   progress: Callable | None = None, device: str = "auto") -> StageReport:
+                   progress: Progress = no_progress, device: str = "auto") -> StageReport:
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir).with_overrides("evaluate", episodes=episodes, seed=seed)
     env_id = get_game(config.game).latent_env_id
@@ -349,7 +351,7 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
 
 
 def run_pipeline(
-    game: str, run_dir: str | Path, preset_name: str | None = None, *, progress: bool = False,
+    game: str, run_dir: str | Path, preset_name: str | None = None, *, progress: Progress = no_progress,
     report: Report = no_report, on_stage: Callable[[StageReport], None] | None = None, device: str = "auto",
 ) -> list[StageReport]:
     """All stages in order; an interrupted pipeline resumes where it stopped. ``device`` runs
@@ -360,13 +362,13 @@ def run_pipeline(
     on_stage = on_stage or (lambda stage_report: None)
     reports = []
     for stage in (
-        lambda: collect_stage(run_dir),
+        lambda: collect_stage(run_dir, progress=progress),
         lambda: train_vae_stage(run_dir, resume=True, progress=progress, report=report, device=device),
         lambda: encode_stage(run_dir, progress=progress, report=report, device=device),
         lambda: train_mdnrnn_stage(run_dir, resume=True, progress=progress, report=report, device=device),
         lambda: train_controller_stage(run_dir, resume=True, progress=progress, report=report, device=device),
         lambda: export_stage(run_dir, run_dir / "model", report=report),
-        lambda: evaluate_stage(run_dir, device=device),
+        lambda: evaluate_stage(run_dir, progress=progress, device=device),
         lambda: export_stage(run_dir, run_dir / "model", report=report),  # again, with the scores in the card
     ):
         reports.append(stage())
@@ -460,7 +462,7 @@ def sweep_temperature(
     trials: int | None = None,
     episodes: int | None = None,
     seed: int | None = None,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     device: str = "auto",
 ) -> list[dict[str, Any]]:

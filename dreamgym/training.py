@@ -39,6 +39,15 @@ def no_report(message: str) -> None:
     """The default report callback: library code stays quiet unless given one."""
 
 
+Progress = Callable[[str, int, int], None]
+"""``progress(task, done, total)``, called as work advances (``total`` 0 when unknown): the one
+progress protocol of every stage. Library code never draws; the CLI turns calls into bars."""
+
+
+def no_progress(task: str, done: int, total: int) -> None:
+    """The default progress callback: nothing is shown."""
+
+
 class StageError(RuntimeError):
     """A stage cannot run as asked (unfinished checkpoint without --resume, missing input...)."""
 
@@ -76,6 +85,19 @@ def remove_leftover_temporaries(directory: Path) -> None:
     """Delete the temporary files of writes that were killed (see :func:`dreamgym.files.atomic_write`)."""
     for leftover in directory.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
+
+
+def keep_as_previous(path: Path, previous: Path) -> None:
+    """Make ``previous`` hold what ``path`` holds now, before ``path`` is replaced: a hard link
+    (no bytes copied; a copy where links are not allowed), swapped in atomically. If writing
+    the new ``path`` then fails, both still hold the last good checkpoint."""
+    tmp = previous.with_name(f".{previous.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, previous)
 
 
 def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
@@ -159,7 +181,7 @@ def train_epochs(
         if best is not None:
             state["best"] = best
         if path.exists():
-            os.replace(path, stage_dir / PREVIOUS_CHECKPOINT)
+            keep_as_previous(path, stage_dir / PREVIOUS_CHECKPOINT)
         atomic_save_torch(state, path)
         write_metrics(stage_dir / METRICS, history)
         if on_epoch_end is not None:

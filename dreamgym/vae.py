@@ -9,6 +9,7 @@ unit Gaussian, floored at ``kl_tolerance * z_dim`` so the posterior is not squee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_episode, split_files
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.plots import frame_grid, plot_curves
-from dreamgym.training import Report, StageError, StageResult, no_report, prefetch, train_epochs
+from dreamgym.training import Progress, Report, StageError, StageResult, no_progress, no_report, prefetch, train_epochs
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def train_vae(
     *,
     resume: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
     device: str | torch.device = "auto",
 ) -> tuple[ConvVAE, StageResult]:
@@ -218,8 +218,9 @@ def train_vae(
         count = 0
         batches = prefetch(frame_batches(training_files, config.batch_size, rng, config.shuffle_buffer,
                                          config.frames_per_epoch, report))
-        bar = tqdm(batches, desc=f"V epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
-        for frames in bar:
+        task = f"V epoch {epoch + 1}/{config.epochs}"
+        total = math.ceil(config.frames_per_epoch / config.batch_size) if config.frames_per_epoch else 0
+        for frames in batches:
             images = frames_to_tensor(frames, device)
             reconstruction, mu, logvar = vae(images, generator)
             loss, reconstruction_loss, kl_loss = vae_loss(images, reconstruction, mu, logvar, config.kl_tolerance)
@@ -228,7 +229,7 @@ def train_vae(
             optimizer.step()
             totals += [loss.item(), reconstruction_loss.item(), kl_loss.item()]
             count += 1
-            bar.set_postfix(loss=f"{loss.item():.1f}")
+            progress(task, count, total)
         if count == 0:
             raise StageError("no readable frames in the training episodes")
         metrics = dict(zip(["loss", "reconstruction", "kl"], (totals / count).tolist()))

@@ -29,7 +29,7 @@ def main() -> None:
     world_model = dreamgym.load_world_model(args.world_model)
     config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
                                    temperature=1.15)
-    result = train_controller(world_model, Path(args.out), config, resume=True, progress=True, report=print)
+    result = train_controller(world_model, Path(args.out), config, resume=True, report=print)
     save_controller(result.controller, Path(args.out) / "controller.safetensors")
 
     dream = dream_returns(world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100)[0]

@@ -77,3 +77,17 @@ def test_a_bad_run_json_is_refused_by_name_before_force_deletes_anything(edit, w
     error = capsys.readouterr().err
     assert "run.json" in error and words in error
     assert checkpoint.read_bytes() == b"the only copy of a trained V"
+
+
+def test_progress_bars_follow_the_protocol_and_close_when_a_task_is_done():
+    from dreamgym.cli import ProgressBars
+
+    with ProgressBars() as bars:
+        bars("encode", 0, 3)
+        bars("encode", 2, 3)
+        assert bars.bars["encode"].n == 2
+        bars("encode", 3, 3)
+        assert "encode" not in bars.bars
+        bars("V epoch 1/2", 5, 0)  # total unknown
+        assert bars.bars["V epoch 1/2"].total is None
+    assert bars.bars == {}

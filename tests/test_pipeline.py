@@ -45,6 +45,8 @@ def tiny_runs(tmp_path_factory) -> Callable[[str], Path]:
             assert result.returncode == 0, result.stderr[-3000:]
             for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
                 assert f"[{stage}]" in result.stdout
+            for task in ("collect", "V epoch 1/", "encode", "M epoch 1/", "CMA-ES", "evaluate Latent"):
+                assert task in result.stderr, f"no progress bar for {task!r}"  # one protocol: every stage shows one
             runs[game] = root / "run"
         return runs[game]
 
