@@ -37,7 +37,15 @@ from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text
 from dreamgym.games import Game
 from dreamgym.parallel import WorkerPool
 from dreamgym.plots import plot_curves
-from dreamgym.training import Progress, Report, StageError, no_progress, no_report, write_metrics
+from dreamgym.training import (
+    Progress,
+    Report,
+    StageError,
+    no_progress,
+    no_report,
+    remove_leftover_temporaries,
+    write_metrics,
+)
 from dreamgym.world_model import WorldModel
 
 STATE_FILE = "cma_state.json"
@@ -199,6 +207,7 @@ def run_cmaes(
     if force and out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftover_temporaries(out_dir)  # of a write that was killed
     num_parameters = output_dim(game) * (obs_dim + 1)
     if x0 is None:
         x0 = np.zeros(num_parameters)

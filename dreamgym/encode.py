@@ -17,7 +17,15 @@ import numpy as np
 
 from dreamgym.episodes import EpisodeFileError, episode_files, latent_files, read_episode, read_latents
 from dreamgym.files import atomic_write, atomic_write_text, npz_bytes, sha256_of
-from dreamgym.training import CHECKPOINT, Progress, Report, StageError, no_progress, no_report
+from dreamgym.training import (
+    CHECKPOINT,
+    Progress,
+    Report,
+    StageError,
+    no_progress,
+    no_report,
+    remove_leftover_temporaries,
+)
 from dreamgym.vae import ConvVAE, encode_frames
 
 MARKER = "encoded_with.json"
@@ -49,6 +57,7 @@ def encode_run(
             report("latents: V has changed since the last encoding; encoding every episode again")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftover_temporaries(out_dir)
     atomic_write_text(marker, json.dumps(encoded_with) + "\n")
     vae.eval()
     result = EncodeResult(0, 0, 0, 0.0)

@@ -276,3 +276,13 @@ def test_real_game_fine_tuning_resumes_exactly_and_keeps_its_x0(model_dirs, tmp_
     assert resumed.trained_generations == 1
     assert [row["mean_return"] for row in resumed.history] == [row["mean_return"] for row in straight.history]
     np.testing.assert_array_equal(resumed.controller.flat(), straight.controller.flat())
+
+
+def test_a_killed_write_leaves_no_temporary_file_after_the_next_run(tmp_path):
+    game = get_game("doom")
+    config = ControllerTrainConfig(generations=1, population=4, trials=1, eval_every=1, eval_trials=1)
+    leftover = tmp_path / ".cma_state.json.abc.tmp"
+    tmp_path.mkdir(exist_ok=True)
+    leftover.write_text("half")
+    run_cmaes(game, 3, tmp_path, config, lambda s, g: -np.sum(s**2, axis=1), lambda p: 0.0)
+    assert not leftover.exists()
