@@ -135,6 +135,9 @@ class MDNTrainConfig(Settings):
     """Weight of positive (episode-end) steps in the done loss, as the original Doom code."""
     reward_weight: float = setting(1.0, minimum=0)
     """Weight of the reward regression loss."""
+    dropout: float = setting(0.0, minimum=0, maximum=0.9)
+    """Dropout rate on M's h before its heads, one mask per episode for all its steps (Wellmer &
+    Kwok 2021 did best with 0.1 on both games); stored with the model as its dreams' default rate."""
     shuffle_buffer: int = setting(512, minimum=1)
     """Episodes held in memory for shuffling and length bucketing."""
     seed: int = setting(0, minimum=0)
