@@ -162,6 +162,9 @@ class ControllerTrainConfig(Settings):
     """Dream episode cap (None: the game's limit)."""
     sample_done: bool = False
     """End a dream with probability p(done) each step, instead of when p(done) > 0.5."""
+    dropout: float | None = setting(None, minimum=0, maximum=0.9)
+    """Dropout rate of the dreams, each with its own mask (None: the rate M was trained with;
+    0: the plain dream)."""
     eval_every: int = setting(10, minimum=1)
     """Score the distribution mean every this many generations (and at the last one)."""
     eval_trials: int = setting(256, minimum=1)
