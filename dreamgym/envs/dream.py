@@ -13,7 +13,12 @@ from gymnasium.utils import EzPickle
 
 from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
 from dreamgym.games import get_game
-from dreamgym.world_model import DreamState, WorldModel, validate_dropout, validate_temperature
+from dreamgym.world_model import (
+    DreamState,
+    WorldModel,
+    validate_dropout,
+    validate_temperature,
+)
 
 DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
 """The shipped model each game's envs load when no ``world_model`` is given."""

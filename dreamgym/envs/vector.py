@@ -13,7 +13,12 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.dream import RENDER_FPS, get_world_model
 from dreamgym.games import get_game
-from dreamgym.world_model import DreamState, WorldModel, validate_dropout, validate_temperature
+from dreamgym.world_model import (
+    DreamState,
+    WorldModel,
+    validate_dropout,
+    validate_temperature,
+)
 
 TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
 """(observations, rewards, terminated, truncated, info) of :meth:`DreamVectorEnv.step_tensor`."""

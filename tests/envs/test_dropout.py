@@ -48,7 +48,7 @@ def single_trajectory_digest(game: str, trained_rate: float = 0.0, **kwargs) -> 
     digest.update(observation.tobytes())
     rng = np.random.default_rng(0)
     for _ in range(STEPS):
-        observation, reward, terminated, truncated, info = env.step(actions_for(game, rng))
+        observation, reward, terminated, _, info = env.step(actions_for(game, rng))
         digest.update(observation.tobytes())
         digest.update(np.float64(reward).tobytes() + bytes([terminated]) + np.float64(info["done_probability"]).tobytes())
         if terminated:
@@ -127,7 +127,7 @@ def test_every_step_of_an_episode_uses_the_mask_drawn_at_its_reset():
     model, mask, state = env.model, env.dropout_mask.clone(), env._state
     generator = torch.Generator().set_state(env._generator.get_state())
     for action in [0, 1, 2, 2, 1, 0, 1, 1, 2, 0]:
-        observation, reward, terminated, _, info = env.step(action)
+        observation, _, terminated, _, info = env.step(action)
         step = model.dream_step(state, model.action_tensor([action]), 1.2, generator, True, mask)
         state = step.state
         np.testing.assert_array_equal(observation, state.observation()[0].numpy())
