@@ -192,16 +192,15 @@ class WorldModel:
 def validate_dropout(dropout: object, trained_rate: float) -> float:
     """A dream's dropout rate as a float: ``trained_rate`` (the rate M was trained with) for None;
     TypeError / ValueError unless a finite number with 0 <= p < 1."""
-    if dropout is None:
-        return float(trained_rate)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+    value = trained_rate if dropout is None else dropout
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"dropout must be a number in [0, 1) or None (the rate M was trained with), "
-                        f"got {type(dropout).__name__} {dropout!r}")
-    value = float(dropout)
-    if not math.isfinite(value) or not 0 <= value < 1:
+                        f"got {type(value).__name__} {value!r}")
+    rate = float(value)
+    if not math.isfinite(rate) or not 0 <= rate < 1:
         raise ValueError(f"dropout must be finite with 0 <= dropout < 1 (0: the plain dream; None: the rate M "
-                         f"was trained with), got {value}")
-    return value
+                         f"was trained with), got {rate}" + (" from M's config" if dropout is None else ""))
+    return rate
 
 
 def validate_temperature(temperature: object) -> float:

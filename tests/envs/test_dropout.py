@@ -228,6 +228,13 @@ def test_bad_dropout_is_refused(model_dirs, dropout, error, vector):
             gym.make(env_id, world_model=str(model_dirs["doom"]), dropout=dropout)
 
 
+def test_a_model_built_in_python_with_an_impossible_rate_is_refused_at_make():
+    with pytest.raises(ValueError, match="from M's config"):
+        dreamgym.DreamEnv("doom", world_model=trained_with_dropout("doom", 1.0), device="cpu")
+    envs = DreamVectorEnv("doom", 2, world_model=trained_with_dropout("doom", 1.0), dropout=0.0, device="cpu")
+    assert envs.dropout == 0.0  # an explicit rate overrides it
+
+
 @pytest.fixture(scope="module")
 def dropout_dirs(tmp_path_factory) -> dict[str, str]:
     """Small models saved as if M had been trained with dropout 0.1."""
