@@ -313,7 +313,8 @@ def load_world_model(
     vae_config = _model_settings(path, config, "vae", VAEConfig, {"z_dim": (1, MAX_Z_DIM), "kl_tolerance": (0, 1e6)})
     mdnrnn_config = _model_settings(path, config, "mdnrnn", MDNRNNConfig, {
         "z_dim": (vae_config.z_dim, vae_config.z_dim), "action_dim": (model_game.action_dim, model_game.action_dim),
-        "hidden_dim": (1, MAX_HIDDEN_DIM), "num_mixtures": (1, MAX_MIXTURES), "done_logit_offset": (-20, 20)})
+        "hidden_dim": (1, MAX_HIDDEN_DIM), "num_mixtures": (1, MAX_MIXTURES), "done_logit_offset": (-20, 20),
+        "dropout": (0, 0.9)})
     vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
     for module, name in ((vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")):
         module.load_state_dict(verified_tensors(directory, name, config, _shapes(module)))

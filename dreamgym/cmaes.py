@@ -4,7 +4,8 @@ Every generation the whole population × trials is one batch of dreams stepped t
 through M (:meth:`WorldModel.dream_step`), not one env per process. Fitness is the mean dream
 return minus ``weight_decay · mean(θ²)`` as in the original code. Every ``eval_every``
 generations the distribution mean is scored on ``eval_trials`` dreams (always the same seeds);
-the best of these is the controller kept.
+the best of these is the controller kept. With ``dropout`` (Wellmer & Kwok 2021) each dream
+draws its own dropout mask on M, so a candidate's trials meet different members of M's family.
 
 After every generation the run is checkpointed as what CMA-ES was told, never as a pickle:
 ``cma_state.json`` (settings, history, a digest of each generation's candidates and of the mean
@@ -46,7 +47,7 @@ from dreamgym.training import (
     remove_leftover_temporaries,
     write_metrics,
 )
-from dreamgym.world_model import WorldModel
+from dreamgym.world_model import WorldModel, validate_dropout
 
 STATE_FILE = "cma_state.json"
 """The record of a CMA-ES run: settings, versions, history, per-generation digests, and the
@@ -70,28 +71,33 @@ def dream_returns(
     generator: torch.Generator,
     max_steps: int,
     sample_done: bool = False,
+    dropout: float | None = None,
 ) -> np.ndarray:
     """Dream return of each of P controllers in each of ``trials`` dreams: (P, n) -> (P, trials).
 
     All P × trials dreams advance together; finished ones stop collecting reward and the batch
-    shrinks to the dreams still alive.
+    shrinks to the dreams still alive. ``dropout``: each dream's own dropout mask at this rate,
+    drawn at its start (None: the rate M was trained with; 0: the plain dream, nothing drawn).
     """
+    rate = validate_dropout(dropout, model.mdnrnn.config.dropout)
     P = len(parameters)
     theta = torch.as_tensor(parameters, dtype=torch.float32, device=model.device)
     state = model.initial_state(P * trials, generator)
+    masks = model.dropout_masks(P * trials, rate, generator)  # (P·trials, hidden_dim), or None at p = 0
     owner = torch.arange(P * trials, device=model.device) // trials  # controller of each dream
     alive = torch.arange(P * trials, device=model.device)  # indices of dreams still running
     returns = torch.zeros(P * trials, device=model.device)
     for _ in range(max_steps):
         observations = state.observation()
         actions = batched_actions(model.game, theta[owner[alive]], observations[:, None, :])[:, 0]
-        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done)
+        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done, masks)
         returns[alive] += step.reward
         keep = ~step.done
         if not bool(keep.any()):
             break
         alive = alive[keep]
         state = type(step.state)(*(t[keep] for t in step.state))
+        masks = None if masks is None else masks[keep]
     return returns.view(P, trials).cpu().numpy()
 
 
@@ -132,12 +138,12 @@ def train_controller(
     def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
         return dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps,
-                             config.sample_done).mean(axis=1)
+                             config.sample_done, config.dropout).mean(axis=1)
 
     def score_of(parameters: np.ndarray) -> float:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + 999_983)
         return float(dream_returns(model, parameters[None], config.eval_trials, config.temperature, generator,
-                                   max_steps, config.sample_done).mean())
+                                   max_steps, config.sample_done, config.dropout).mean())
 
     return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, title="CMA-ES in the dream",
                      resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)

@@ -135,6 +135,9 @@ class MDNTrainConfig(Settings):
     """Weight of positive (episode-end) steps in the done loss, as the original Doom code."""
     reward_weight: float = setting(1.0, minimum=0)
     """Weight of the reward regression loss."""
+    dropout: float = setting(0.0, minimum=0, maximum=0.9)
+    """Dropout rate on M's h before its heads, one mask per episode for all its steps (Wellmer &
+    Kwok 2021 did best with 0.1 on both games); stored with the model as its dreams' default rate."""
     shuffle_buffer: int = setting(512, minimum=1)
     """Episodes held in memory for shuffling and length bucketing."""
     seed: int = setting(0, minimum=0)
@@ -159,6 +162,9 @@ class ControllerTrainConfig(Settings):
     """Dream episode cap (None: the game's limit)."""
     sample_done: bool = False
     """End a dream with probability p(done) each step, instead of when p(done) > 0.5."""
+    dropout: float | None = setting(None, minimum=0, maximum=0.9)
+    """Dropout rate of the dreams, each with its own mask (None: the rate M was trained with;
+    0: the plain dream)."""
     eval_every: int = setting(10, minimum=1)
     """Score the distribution mean every this many generations (and at the last one)."""
     eval_trials: int = setting(256, minimum=1)

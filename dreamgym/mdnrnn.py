@@ -10,6 +10,20 @@ An LSTM reads (z_t, a_t) and its hidden state h_{t+1} feeds three heads:
 Temperature τ (Ha & Schmidhuber 2018): mixture logits are divided by τ and every σ is
 multiplied by √τ before sampling. τ → 0 collapses onto the most likely component's mean; a
 larger τ makes the dream noisier and harder to exploit.
+
+Dropout (Wellmer & Kwok 2021, "Dropout's Dream Land"): M trained with dropout rate p is a family
+of models, one per dropout mask, and a dream drawn with its own mask, fixed for the episode, is
+one member of that family; an agent trained across many dreams cannot exploit one M's errors.
+The mask multiplies the LSTM's output h_{t+1} on its way to the heads, and nothing else:
+
+* one mask per sequence, the same at every step (variational dropout, Gal & Ghahramani 2016), in
+  training as in the dream, so that M is trained on exactly the models the dream draws from;
+* the LSTM itself (its input (z_t, a_t), its recurrence and the (h, c) it carries) is never
+  masked, so h_t, the agent's observation, is computed by the same function in the dream and
+  on the real game (where the latent twin runs M without a mask); masks change only what M
+  predicts (next z, reward, end), which is what an agent would exploit. The original code also
+  masked z_t at the input and h_{t-1} in the recurrence; that would make the observation itself
+  differ between dream and real game, and cost a second mask on the dream's hot path.
 """
 
 from __future__ import annotations
@@ -63,6 +77,9 @@ class MDNRNNConfig:
     that the episode ends. A head trained with BCE weighting positives by w learns
     logit(p) + log w, so training sets this to log w. Models saved before this setting existed
     read 0: their dreams end where p > 1 / (1 + w), not p > 0.5."""
+    dropout: float = 0.0
+    """Dropout rate M was trained with, on h before the heads (one mask per sequence); the
+    dream's default rate. Models saved before this setting existed read 0."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +98,16 @@ class MDNOutput(NamedTuple):
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """(h, c), each (B, hidden_dim)."""
+
+
+def dropout_masks(shape: tuple[int, ...], rate: float, generator: torch.Generator | None,
+                  device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Inverted-dropout masks of ``shape``: 0 with probability ``rate``, else 1 / (1 - rate), so
+    that a masked h keeps its mean. None (and nothing drawn from ``generator``) when rate is 0."""
+    if rate == 0:
+        return None
+    keep = torch.rand(shape, generator=generator, device=device) >= rate
+    return keep.float() / (1.0 - rate)
 
 
 class MDNRNN(nn.Module):
@@ -110,18 +137,36 @@ class MDNRNN(nn.Module):
         )
 
     def forward(
-        self, z: torch.Tensor, actions: torch.Tensor, state: LSTMState | None = None
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        state: LSTMState | None = None,
+        dropout_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[MDNOutput, LSTMState]:
-        """z (B, T, z_dim), actions (B, T, action_dim) -> heads for each step, final (h, c)."""
+        """z (B, T, z_dim), actions (B, T, action_dim) -> heads for each step, final (h, c).
+
+        ``dropout_mask`` (B, hidden_dim) multiplies h before the heads at every step. Without
+        one, a model in training mode with ``config.dropout`` > 0 draws one per sequence from
+        ``generator``; in eval mode there is no dropout. The (h, c) returned is never masked.
+        """
         lstm_state = None if state is None else (state[0].unsqueeze(0), state[1].unsqueeze(0))
         hidden, (h, c) = self.lstm(torch.cat([z, actions], dim=-1), lstm_state)
+        if dropout_mask is None and self.training:
+            dropout_mask = dropout_masks((z.shape[0], self.config.hidden_dim), self.config.dropout, generator, z.device)
+        if dropout_mask is not None:
+            hidden = hidden * dropout_mask[:, None, :]  # (B, 1, hidden_dim): the same mask at every step
         return self.heads(hidden), (h.squeeze(0), c.squeeze(0))
 
-    def step(self, z: torch.Tensor, actions: torch.Tensor, state: LSTMState) -> tuple[MDNOutput, LSTMState]:
+    def step(
+        self, z: torch.Tensor, actions: torch.Tensor, state: LSTMState, dropout_mask: torch.Tensor | None = None
+    ) -> tuple[MDNOutput, LSTMState]:
         """One step for a batch: z (B, z_dim), actions (B, action_dim), (h, c) -> heads (B, ...), (h, c).
 
         A hand-written LSTM cell on the LSTM's own weights: identical to ``forward`` with T = 1,
-        without the sequence machinery (this is the dream's hot path).
+        without the sequence machinery (this is the dream's hot path). ``dropout_mask``
+        (B, hidden_dim), if given, multiplies h on its way to the heads only; it is never drawn
+        here (a dream keeps one mask for its whole episode).
         """
         h, c = state
         weight, bias = self._fused_lstm_weights()
@@ -129,7 +174,7 @@ class MDNRNN(nn.Module):
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        return self.heads(h), (h, c)
+        return self.heads(h if dropout_mask is None else h * dropout_mask), (h, c)
 
     def _fused_lstm_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[W_ih | W_hh]ᵀ and b_ih + b_hh as one matrix multiply, rebuilt only when the
@@ -278,13 +323,16 @@ class LatentEpisodes:
 def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
     """An untrained M for a run's settings (its done head calibrated for ``done_pos_weight``)."""
     return MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=game.action_dim, hidden_dim=config.hidden_dim,
-                               num_mixtures=config.num_mixtures, done_logit_offset=math.log(config.done_pos_weight)))
+                               num_mixtures=config.num_mixtures, done_logit_offset=math.log(config.done_pos_weight),
+                               dropout=config.dropout))
 
 
-def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float) -> dict[str, torch.Tensor]:
+def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Mean losses per valid step: mixture NLL per latent dimension (terminal transitions, whose
-    next frame is the game-over screen, excluded), reward MSE and weighted done BCE."""
-    output, _ = model(batch.z, batch.actions)
+    next frame is the game-over screen, excluded), reward MSE and weighted done BCE. In training
+    mode with dropout, each sequence gets its own mask, drawn from ``generator``."""
+    output, _ = model(batch.z, batch.actions, generator=generator)
     z_mask = batch.mask * (1.0 - batch.dones)
     steps = batch.mask.sum().clamp(min=1.0)
     nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
@@ -341,7 +389,7 @@ def train_mdnrnn(
         generator.manual_seed(config.seed * 1_000_003 + epoch)
         batches = data.batches(config.batch_size, rng, config.shuffle_buffer, generator)
         for batch in batches:
-            losses = mdnrnn_losses(model, batch, config.done_pos_weight)
+            losses = mdnrnn_losses(model, batch, config.done_pos_weight, generator)
             loss = losses["nll"] + config.reward_weight * losses["reward"] + losses["done"]
             optimizer.zero_grad()
             loss.backward()

@@ -493,7 +493,7 @@ def sweep_temperature(
         result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
         generator = torch.Generator(device=model.device).manual_seed(seed)
         dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
-                              model.game.max_episode_steps)[0]
+                              model.game.max_episode_steps, dropout=controller_config.dropout)[0]
         save_controller(result.controller, out / BEST_FILE, {"temperature": temperature})
         real = evaluate(model.game.latent_env_id, out / BEST_FILE, episodes, seed, config.evaluate.workers,
                         env_kwargs={"world_model": str(model_dir), "device": device})

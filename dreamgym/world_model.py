@@ -1,9 +1,16 @@
 """A trained world model (V + M + first-frame latents) and the batched dream step.
 
-:class:`WorldModel` is what a model directory holds once loaded. Its two methods,
-:meth:`WorldModel.initial_state` and :meth:`WorldModel.dream_step`, advance any number of dreams
-at once with one call to M; the single Gymnasium env, the vector env and the CMA-ES trainer all
-step through them, so every dream has exactly the same semantics.
+:class:`WorldModel` is what a model directory holds once loaded. Its methods
+:meth:`WorldModel.initial_state`, :meth:`WorldModel.dropout_masks` and
+:meth:`WorldModel.dream_step` start and advance any number of dreams at once with one call to M;
+the single Gymnasium env, the vector env and the CMA-ES trainer all step through them, so every
+dream has exactly the same semantics.
+
+Dropout dreams (Wellmer & Kwok 2021): a dream at rate p > 0 draws its own mask when it starts
+and keeps it to its end; the mask multiplies M's h on its way to the heads only (see
+:mod:`dreamgym.mdnrnn`), so the observation [z, h] is M's unmasked state, as on the real game.
+At p = 0 nothing is drawn: the dream's random stream, and so its trajectories for a seed, are
+those of the plain dream.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import torch
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.games import Game
-from dreamgym.mdnrnn import MDNRNN, LSTMState, sample_next_z
+from dreamgym.mdnrnn import MDNRNN, LSTMState, dropout_masks, sample_next_z
 from dreamgym.vae import ConvVAE, encode_frames, tensor_to_frames
 
 
@@ -122,6 +129,12 @@ class WorldModel:
         return DreamState(z, h, c)
 
     @torch.no_grad()
+    def dropout_masks(self, batch_size: int, rate: float, generator: torch.Generator) -> torch.Tensor | None:
+        """(B, hidden_dim) dropout masks for B fresh dreams at ``rate`` (0 with probability p,
+        else 1 / (1 - p)), drawn from ``generator``; None, drawing nothing, when rate is 0."""
+        return dropout_masks((batch_size, self.hidden_dim), rate, generator, self.device)
+
+    @torch.no_grad()
     def dream_step(
         self,
         state: DreamState,
@@ -129,13 +142,16 @@ class WorldModel:
         temperature: float,
         generator: torch.Generator,
         sample_done: bool = False,
+        dropout_mask: torch.Tensor | None = None,
     ) -> DreamStep:
         """Advance B dreams by one step with one call to M.
 
-        ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. The reward is the game's
-        alive reward if it has one (Doom), else M's reward head.
+        ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. ``dropout_mask``
+        (B, hidden_dim) from :meth:`dropout_masks` is each dream's own mask on M's h before the
+        heads (None: no dropout); the state returned, and so the observation, is never masked.
+        The reward is the game's alive reward if it has one (Doom), else M's reward head.
         """
-        output, (h, c) = self.mdnrnn.step(state.z, actions, (state.h, state.c))
+        output, (h, c) = self.mdnrnn.step(state.z, actions, (state.h, state.c), dropout_mask)
         z = sample_next_z(output, temperature, generator)
         if not (torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()):
             raise FloatingPointError(
@@ -171,6 +187,20 @@ class WorldModel:
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """(B, z_dim) -> (B, 64, 64, 3) uint8 frames."""
         return tensor_to_frames(self.vae.decode(z))
+
+
+def validate_dropout(dropout: object, trained_rate: float) -> float:
+    """A dream's dropout rate as a float: ``trained_rate`` (the rate M was trained with) for None;
+    TypeError / ValueError unless a finite number with 0 <= p < 1."""
+    value = trained_rate if dropout is None else dropout
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout must be a number in [0, 1) or None (the rate M was trained with), "
+                        f"got {type(value).__name__} {value!r}")
+    rate = float(value)
+    if not math.isfinite(rate) or not 0 <= rate < 1:
+        raise ValueError(f"dropout must be finite with 0 <= dropout < 1 (0: the plain dream; None: the rate M "
+                         f"was trained with), got {rate}" + (" from M's config" if dropout is None else ""))
+    return rate
 
 
 def validate_temperature(temperature: object) -> float:

@@ -135,6 +135,8 @@ def test_editing_config_json_alone_is_noticed(tmp_path):
     ("mdnrnn", "done_logit_offset", 100.0, "done_logit_offset"),
     ("mdnrnn", "z_dim", 9, "mdnrnn.z_dim"),
     ("mdnrnn", "action_dim", 5, "mdnrnn.action_dim"),
+    ("mdnrnn", "dropout", 0.95, "mdnrnn.dropout must be a number in \\[0, 0.9\\]"),
+    ("mdnrnn", "dropout", -0.1, "mdnrnn.dropout"),
     ("vae", "kl_tolerance", "0.5", "kl_tolerance must be a number"),
     ("vae", "colour", 3, "unknown fields \\['colour'\\]"),
 ])
@@ -200,3 +202,17 @@ def test_a_version_1_directory_without_a_config_digest_still_loads(tmp_path):
     del config["config_sha256"]
     _write_config(directory, config, redigest=False)
     assert load_world_model(directory, device="cpu").controller is not None
+
+
+def test_the_dropout_rate_m_was_trained_with_is_stored_and_old_directories_read_zero(tmp_path):
+    from dataclasses import replace
+
+    model = small_world_model("doom")
+    model.mdnrnn.config = replace(model.mdnrnn.config, dropout=0.1)
+    directory = save_world_model(model, tmp_path / "m")
+    assert _config(directory)["mdnrnn"]["dropout"] == 0.1
+    assert load_world_model(directory, device="cpu").mdnrnn.config.dropout == 0.1
+    config = _config(directory)
+    del config["mdnrnn"]["dropout"]  # as written before the setting existed
+    _write_config(directory, config)
+    assert load_world_model(directory, device="cpu").mdnrnn.config.dropout == 0.0

@@ -9,15 +9,27 @@ import hashlib
 import json
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.numpy
+import torch
 from conftest import small_world_model
 
-from dreamgym.cmaes import ARRAYS_FILE, OLD_STATE_FILE, STATE_FILE, run_cmaes, train_controller, train_controller_real
+from dreamgym import cmaes
+from dreamgym.cmaes import (
+    ARRAYS_FILE,
+    OLD_STATE_FILE,
+    STATE_FILE,
+    dream_returns,
+    run_cmaes,
+    train_controller,
+    train_controller_real,
+)
 from dreamgym.config import ControllerTrainConfig
+from dreamgym.controller import output_dim
 from dreamgym.files import DamagedFileError
 from dreamgym.games import get_game
 from dreamgym.training import StageError
@@ -286,3 +298,86 @@ def test_a_killed_write_leaves_no_temporary_file_after_the_next_run(tmp_path):
     leftover.write_text("half")
     run_cmaes(game, 3, tmp_path, config, lambda s, g: -np.sum(s**2, axis=1), lambda p: 0.0)
     assert not leftover.exists()
+
+
+# --------------------------------------------------------------------------- dropout dreams
+
+
+def small_model_returns(game: str, trained_rate: float = 0.0, **kwargs) -> np.ndarray:
+    """(3, 4) returns of 3 fixed controllers in 4 seeded dreams each of the small model."""
+    model = small_world_model(game)
+    model.mdnrnn.config = replace(model.mdnrnn.config, dropout=trained_rate)
+    parameters = np.random.default_rng(1).normal(0, 0.5, (3, (model.observation_dim + 1) * output_dim(model.game)))
+    return dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(3), 50, sample_done=True, **kwargs)
+
+
+# sha256 of small_model_returns(game) as float64, recorded with the code of commit 0d2b3eb, before
+# dropout existed (torch 2.13.0+cpu).
+PLAIN_RETURNS_DIGESTS = {"carracing": "630bfbc1335e93704ca094d326d3b9ddd35592eae0e3a1e5d6d0bab0d2c11a99",
+                         "doom": "5f058e82c72a4e6ae863cbb8e1b9c53e08ad01647887e6a8e6a21638fb478d6a"}
+
+
+@pytest.mark.parametrize("game", ["carracing", "doom"])
+@pytest.mark.parametrize("trained_rate, dropout", [(0.0, None), (0.0, 0.0), (0.3, 0.0)])
+def test_dream_returns_at_dropout_zero_are_those_recorded_before_dropout(game, trained_rate, dropout):
+    returns = small_model_returns(game, trained_rate, dropout=dropout)
+    assert hashlib.sha256(returns.astype(np.float64).tobytes()).hexdigest() == PLAIN_RETURNS_DIGESTS[game]
+
+
+@pytest.mark.parametrize("game", ["carracing", "doom"])
+def test_dream_returns_with_dropout_differ_from_the_plain_dream_and_are_seeded(game):
+    plain = small_model_returns(game, dropout=0.0)
+    dropped = small_model_returns(game, dropout=0.3)
+    assert dropped.shape == (3, 4) and np.isfinite(dropped).all()
+    assert not np.array_equal(dropped, plain)
+    np.testing.assert_array_equal(small_model_returns(game, dropout=0.3), dropped)
+    np.testing.assert_array_equal(small_model_returns(game, 0.3), dropped)  # None: the rate M was trained with
+
+
+def test_each_dream_keeps_its_own_mask_as_the_batch_shrinks(monkeypatch):
+    model = small_world_model("doom")
+    seen = []
+    dream_step = model.dream_step
+
+    def recording(state, actions, temperature, generator, sample_done=False, dropout_mask=None):
+        seen.append(dropout_mask.clone())
+        assert len(dropout_mask) == len(state.z)
+        return dream_step(state, actions, temperature, generator, sample_done, dropout_mask)
+
+    monkeypatch.setattr(model, "dream_step", recording)
+    parameters = np.zeros((3, model.observation_dim + 1))
+    dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(0), 50, sample_done=True, dropout=0.5)
+    first = [tuple(row.tolist()) for row in seen[0]]
+    assert len(set(first)) == 12  # each of the 3 × 4 dreams its own mask
+    assert len(seen[-1]) < 12  # the batch shrank
+    for masks in seen[1:]:
+        rows = [first.index(tuple(row.tolist())) for row in masks]
+        assert rows == sorted(rows)  # the masks of the dreams still alive, in their order
+
+
+@pytest.mark.parametrize("value", [-0.1, 0.95, float("nan")])
+def test_a_controller_dropout_outside_its_range_is_refused(value):
+    with pytest.raises(ValueError, match="ControllerTrainConfig.dropout"):
+        ControllerTrainConfig(dropout=value)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("inf")])
+def test_dream_returns_refuse_a_dropout_outside_0_to_1(value):
+    model = small_world_model("doom")
+    with pytest.raises(ValueError, match="dropout"):
+        dream_returns(model, np.zeros((1, model.observation_dim + 1)), 1, 1.0, torch.Generator(), 5, dropout=value)
+
+
+def test_dream_training_passes_its_dropout_setting_to_every_dream(tmp_path, monkeypatch):
+    model = small_world_model("doom")
+    rates = []
+
+    def recording(*args, **kwargs):
+        rates.append(args[7])
+        return dream_returns(*args, **kwargs)
+
+    monkeypatch.setattr(cmaes, "dream_returns", recording)
+    settings = {"population": 4, "trials": 2, "max_steps": 10, "eval_every": 1, "eval_trials": 2}
+    assert ControllerTrainConfig().dropout is None
+    train_controller(model, tmp_path / "dropout", ControllerTrainConfig(generations=1, dropout=0.2, **settings))
+    assert rates and set(rates) == {0.2}

@@ -157,3 +157,106 @@ def test_latent_batches_hold_every_episode_once_aligned_and_masked(tmp_path):
             assert batch.actions[b, :steps].sum(1).eq(1).all()  # one-hot
             assert not batch.mask[b, steps:].any() and not batch.rewards[b, steps:].any()
     assert sorted(seen) == list(range(len(lengths)))
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def heads_inputs(model: MDNRNN, monkeypatch) -> list[torch.Tensor]:
+    """Record every tensor that reaches ``model.heads``."""
+    seen: list[torch.Tensor] = []
+    heads = model.heads
+
+    def recording(hidden: torch.Tensor) -> MDNOutput:
+        seen.append(hidden.detach().clone())
+        return heads(hidden)
+
+    monkeypatch.setattr(model, "heads", recording)
+    return seen
+
+
+def test_training_with_dropout_masks_each_sequence_with_one_mask_for_every_step(monkeypatch):
+    from dreamgym.config import MDNTrainConfig
+    from dreamgym.games import get_game
+    from dreamgym.mdnrnn import SequenceBatch, build_mdnrnn, mdnrnn_losses
+
+    torch.manual_seed(0)
+    model = build_mdnrnn(4, get_game("doom"), MDNTrainConfig(hidden_dim=64, dropout=0.5))
+    assert model.config.dropout == 0.5
+    B, L = 6, 7
+    batch = SequenceBatch(torch.randn(B, L, 4), torch.eye(3)[torch.randint(3, (B, L))], torch.randn(B, L, 4),
+                          torch.randn(B, L), torch.zeros(B, L), torch.ones(B, L))
+    model.eval()
+    unmasked, _ = model.lstm(torch.cat([batch.z, batch.actions], dim=-1))
+    seen = heads_inputs(model, monkeypatch)
+    model.train()
+    mdnrnn_losses(model, batch, 10.0, torch.Generator().manual_seed(1))
+    ratio = seen[0] / unmasked  # (B, L, hidden_dim): the mask, where h is not 0
+    mask = ratio[:, 0]
+    assert set(mask.round(decimals=4).unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1/(1-p)
+    torch.testing.assert_close(ratio, mask[:, None].expand_as(ratio))  # the same mask at every step
+    assert all(not torch.equal(mask[0], mask[b]) for b in range(1, B))  # each sequence its own
+    assert 0.35 < (mask == 0).float().mean().item() < 0.65
+
+
+def test_eval_mode_has_no_dropout_unless_a_mask_is_given():
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8, dropout=0.5)).eval()
+    z, a = torch.randn(2, 5, 4), torch.randn(2, 5, 3)
+    plain = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8)).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(z, a)[0].mu, plain(z, a)[0].mu, rtol=0, atol=0)
+    ones = torch.ones(2, 8)
+    torch.testing.assert_close(model(z, a, dropout_mask=ones)[0].mu, plain(z, a)[0].mu, rtol=0, atol=0)
+
+
+def test_a_step_with_a_mask_equals_the_sequence_forward_with_that_mask_and_never_masks_the_state():
+    from dreamgym.mdnrnn import dropout_masks
+
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden_dim=8, dropout=0.3)).eval()
+    z, a = torch.randn(2, 5, 4), torch.randn(2, 5, 3)
+    mask = dropout_masks((2, 8), 0.3, torch.Generator().manual_seed(0))
+    sequence, final = model(z, a, dropout_mask=mask)
+    _, unmasked_final = model(z, a)
+    state = model.initial_state(2)
+    for t in range(5):
+        step, state = model.step(z[:, t], a[:, t], state, mask)
+        torch.testing.assert_close(step.reward, sequence.reward[:, t])
+    torch.testing.assert_close(state[0], final[0])
+    torch.testing.assert_close(final[0], unmasked_final[0], rtol=0, atol=0)
+
+
+def test_dropout_zero_draws_nothing_from_the_generator():
+    from dreamgym.mdnrnn import dropout_masks
+
+    generator = torch.Generator().manual_seed(5)
+    assert dropout_masks((3, 8), 0.0, generator) is None
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())
+
+
+def test_train_mdnrnn_with_dropout_trains_with_masks_and_stores_the_rate(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from dreamgym.config import MDNTrainConfig
+    from dreamgym.games import get_game
+    from dreamgym.mdnrnn import train_mdnrnn
+    from dreamgym.training import read_checkpoint, train_epochs
+    from dreamgym.vae import ConvVAE, VAEConfig
+
+    for plot in ("plot_curves", "plot_predictions"):  # matplotlib would take most of the test's time
+        monkeypatch.setattr(f"dreamgym.mdnrnn.{plot}", lambda *args, **kwargs: None)
+    game = get_game("doom")
+    vae = ConvVAE(VAEConfig(z_dim=3))  # the V stage's checkpoint, untrained: M's plots decode with it
+    train_epochs(tmp_path / "vae", vae, torch.optim.Adam(vae.parameters()), 1, lambda epoch: {"loss": 0.0}, {})
+    (tmp_path / "latents").mkdir()
+    write_latent_episodes(tmp_path / "latents", [6, 4, 8, 5])
+    config = MDNTrainConfig(hidden_dim=8, epochs=1, batch_size=2, dropout=0.5)
+    weights = {}
+    for name, settings in (("plain", replace(config, dropout=0.0)), ("again", config), ("dropout", config)):
+        model, _ = train_mdnrnn(tmp_path, game, settings, force=True, device="cpu")
+        assert model.config.dropout == settings.dropout
+        weights[name] = model.head.weight.detach().clone()
+    torch.testing.assert_close(weights["dropout"], weights["again"], rtol=0, atol=0)  # seeded: reproducible
+    assert not torch.allclose(weights["dropout"], weights["plain"])  # the masks took part
+    assert read_checkpoint(tmp_path / "mdnrnn")["config"]["mdnrnn"]["dropout"] == 0.5

@@ -13,7 +13,12 @@ from gymnasium.utils import EzPickle
 
 from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
 from dreamgym.games import get_game
-from dreamgym.world_model import DreamState, WorldModel, validate_temperature
+from dreamgym.world_model import (
+    DreamState,
+    WorldModel,
+    validate_dropout,
+    validate_temperature,
+)
 
 DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
 """The shipped model each game's envs load when no ``world_model`` is given."""
@@ -160,6 +165,8 @@ class DreamEnv(gym.Env, EzPickle):
 
     ## Starting State
     z is drawn from the posterior of the first frame of a random stored real episode; h = 0.
+    With ``dropout`` p > 0, the dream's own dropout mask is drawn here too (after z, so the first
+    observation for a seed does not depend on p) and kept until the next reset.
 
     ## Episode End
     Terminated when M's done head gives p(done) > 0.5 (or a Bernoulli draw with
@@ -176,9 +183,19 @@ class DreamEnv(gym.Env, EzPickle):
     * ``device``: where V and M run: ``"auto"`` (default: CUDA when there is a GPU, else the CPU),
       ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Observations are numpy arrays either way.
     * ``sample_done``: draw the episode end instead of thresholding p(done) at 0.5.
+    * ``dropout``: a dropout dream (Wellmer & Kwok 2021): each episode draws its own dropout mask
+      on M, fixed until the next reset, so that an agent trained across episodes meets a family
+      of dreams and cannot exploit one M's errors. The mask (0 with probability p, else
+      1/(1 − p)) multiplies M's h on its way to the heads (next z, reward, end), not the h that
+      M carries or that the observation shows: ``obs[z_dim:]`` stays M's state, as on the real
+      game. ``None`` (default): the rate M was trained with (``MDNRNNConfig.dropout``, 0 for
+      models trained without dropout, such as the shipped ones); ``0.0``: the plain dream, whose
+      trajectories for a seed are those of a model without dropout; else 0 ≤ p < 1, finite.
+      ``env.unwrapped.dropout_mask`` is the episode's mask, (1, hidden_dim), or None.
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release; ``dropout`` added later (default: the model's own rate, 0 for the
+      shipped models, so their dreams are unchanged).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
@@ -191,8 +208,9 @@ class DreamEnv(gym.Env, EzPickle):
         render_mode: str | None = None,
         device: str | torch.device = "auto",
         sample_done: bool = False,
+        dropout: float | None = None,
     ) -> None:
-        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done)
+        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout)
         self.game = get_game(game)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -200,11 +218,15 @@ class DreamEnv(gym.Env, EzPickle):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": RENDER_FPS[self.game.name]}
         self.sample_done = bool(sample_done)
+        if dropout is not None:
+            validate_dropout(dropout, 0.0)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
+        self.dropout = validate_dropout(dropout, self.model.mdnrnn.config.dropout)
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()
         self._generator = torch.Generator(device=self.model.device)
         self._state: DreamState | None = None
+        self._dropout_mask: torch.Tensor | None = None
         self._window: Any = None  # pygame's display surface, once render_mode="human" shows a frame
         self._clock: Any = None
 
@@ -212,6 +234,7 @@ class DreamEnv(gym.Env, EzPickle):
         super().reset(seed=seed)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self._state = self.model.initial_state(1, self._generator)
+        self._dropout_mask = self.model.dropout_masks(1, self.dropout, self._generator)  # None at p = 0: no draw
         if self.render_mode == "human":
             self.render()
         return self._observation(), {}
@@ -220,14 +243,19 @@ class DreamEnv(gym.Env, EzPickle):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_action(self.action_space, action)
-        step = self.model.dream_step(
-            self._state, self.model.action_tensor([action]), self.temperature, self._generator, self.sample_done
-        )
+        step = self.model.dream_step(self._state, self.model.action_tensor([action]), self.temperature,
+                                     self._generator, self.sample_done, self._dropout_mask)
         self._state = step.state
         info = {"done_probability": float(step.done_probability[0])}
         if self.render_mode == "human":
             self.render()
         return self._observation(), float(step.reward[0]), bool(step.done[0]), False, info
+
+    @property
+    def dropout_mask(self) -> torch.Tensor | None:
+        """This episode's dropout mask on M's h, (1, hidden_dim) on the model's device; None when
+        ``dropout`` is 0 or before the first reset."""
+        return self._dropout_mask
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

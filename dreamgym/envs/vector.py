@@ -13,7 +13,12 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.dream import RENDER_FPS, get_world_model
 from dreamgym.games import get_game
-from dreamgym.world_model import DreamState, WorldModel, validate_temperature
+from dreamgym.world_model import (
+    DreamState,
+    WorldModel,
+    validate_dropout,
+    validate_temperature,
+)
 
 TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
 """(observations, rewards, terminated, truncated, info) of :meth:`DreamVectorEnv.step_tensor`."""
@@ -73,12 +78,19 @@ class DreamVectorEnv(VectorEnv):
 
     Every step draws N fresh first states from the env's generator and keeps those of the envs
     that reset (``torch.where``), so nothing on the host decides which envs reset and the step
-    never waits for the device (except for the action check below and M's NaN check).
+    never waits for the device (except for the action check below and M's NaN check). With
+    ``dropout`` p > 0, N fresh dropout masks are drawn after them in the same way: an env's mask
+    changes when it resets and at no other step.
 
     ## Arguments
     * ``game``: ``"carracing"`` or ``"doom"``; ``num_envs``: N ≥ 1.
     * ``world_model``, ``temperature``, ``sample_done``, ``render_mode``: as in
       :class:`~dreamgym.envs.dream.DreamEnv`.
+    * ``dropout``: as in :class:`~dreamgym.envs.dream.DreamEnv`: each env's episode its own
+      dropout mask on M's h before the heads (the observation shows M's unmasked h); ``None``
+      (default) the rate M was trained with, ``0.0`` the plain dream (the same trajectories for a
+      seed as a model without dropout), else 0 ≤ p < 1. ``envs.dropout_mask`` is the (N,
+      hidden_dim) masks of the current episodes on the env's device, or None at p = 0.
     * ``device``: where V, M and the tensor path's tensors live: ``"auto"`` (default: CUDA when
       there is a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``envs.device`` is
       the torch device it resolved to.
@@ -103,6 +115,7 @@ class DreamVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         check_action_values: bool = True,
+        dropout: float | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -121,7 +134,10 @@ class DreamVectorEnv(VectorEnv):
                 max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
+        if dropout is not None:
+            validate_dropout(dropout, 0.0)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
+        self.dropout = validate_dropout(dropout, self.model.mdnrnn.config.dropout)
         self.device = self.model.device
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],
                          "render_fps": RENDER_FPS[self.game.name]}
@@ -134,6 +150,8 @@ class DreamVectorEnv(VectorEnv):
                                    torch.as_tensor(self.single_action_space.high, device=self.device))
         self._generator = torch.Generator(device=self.device)
         self._state: DreamState | None = None
+        self._dropout_mask: torch.Tensor | None = None
+        """(N, hidden_dim) each env's dropout mask for its current episode; None at p = 0."""
         self._steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         """(N,) steps since each env's last reset."""
         self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
@@ -244,7 +262,7 @@ class DreamVectorEnv(VectorEnv):
         """One step of every env with checked ``actions`` on the env's device; no host sync here."""
         assert self._state is not None
         step = self.model.dream_step(self._state, self.model.action_tensor(actions), self.temperature,
-                                     self._generator, self.sample_done)
+                                     self._generator, self.sample_done, self._dropout_mask)
         restarting = self._needs_reset  # NEXT_STEP: these envs ended last step; this step resets them
         self._state = step.state
         self._steps = self._steps + 1
@@ -265,19 +283,31 @@ class DreamVectorEnv(VectorEnv):
         return self._state.observation(), rewards, terminated, truncated, info
 
     def _reset_envs(self, mask: torch.Tensor | None) -> None:
-        """Fresh first latents and zero LSTM state for the envs in ``mask`` ((N,) bool on the env's
-        device; None for all). Always draws N fresh states and selects with ``torch.where``, so the
-        generator advances by the same amount whichever envs reset and nothing waits for the device."""
+        """Fresh first latents, zero LSTM state and (at p > 0) fresh dropout masks for the envs in
+        ``mask`` ((N,) bool on the env's device; None for all). Always draws N fresh states and
+        masks and selects with ``torch.where``, so the generator advances by the same amount
+        whichever envs reset and nothing waits for the device."""
         fresh = self.model.initial_state(self.num_envs, self._generator)
+        fresh_masks = self.model.dropout_masks(self.num_envs, self.dropout, self._generator)  # None at p = 0: no draw
         if self._state is None or mask is None:
             self._state = fresh
+            self._dropout_mask = fresh_masks
             self._steps = torch.zeros_like(self._steps)
             self._needs_reset = torch.zeros_like(self._needs_reset)
             return
         column = mask[:, None]
         self._state = DreamState(*(torch.where(column, new, current) for new, current in zip(fresh, self._state)))
+        if fresh_masks is not None:
+            assert self._dropout_mask is not None
+            self._dropout_mask = torch.where(column, fresh_masks, self._dropout_mask)
         self._steps = self._steps.masked_fill(mask, 0)
         self._needs_reset = self._needs_reset & ~mask
+
+    @property
+    def dropout_mask(self) -> torch.Tensor | None:
+        """(N, hidden_dim) each env's dropout mask for its current episode, on the env's device;
+        None when ``dropout`` is 0 or before the first reset."""
+        return self._dropout_mask
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array" or self._state is None:
