@@ -40,8 +40,9 @@ def no_report(message: str) -> None:
 
 
 Progress = Callable[[str, int, int], None]
-"""``progress(task, done, total)``, called as work advances (``total`` 0 when unknown): the one
-progress protocol of every stage. Library code never draws; the CLI turns calls into bars."""
+"""``progress(task, done, total)``, called as work advances (``total`` 0 while unknown; a task
+ends with ``done == total``): the one progress protocol of every stage. Library code never
+draws; the CLI turns calls into bars."""
 
 
 def no_progress(task: str, done: int, total: int) -> None:

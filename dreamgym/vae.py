@@ -230,6 +230,7 @@ def train_vae(
             totals += [loss.item(), reconstruction_loss.item(), kl_loss.item()]
             count += 1
             progress(task, count, total)
+        progress(task, count, count)  # the epoch's end, also when its length was not known ahead
         if count == 0:
             raise StageError("no readable frames in the training episodes")
         metrics = dict(zip(["loss", "reconstruction", "kl"], (totals / count).tolist()))
