@@ -287,7 +287,9 @@ class DreamVectorEnv(VectorEnv):
         ``mask`` ((N,) bool on the env's device; None for all). Always draws N fresh states and
         masks and selects with ``torch.where``, so the generator advances by the same amount
         whichever envs reset and nothing waits for the device."""
-        fresh = self.model.initial_state(self.num_envs, self._generator)
+        # Checked for NaN at a full reset only: a per-step check would read back from the device
+        # every step, and a NaN z drawn later still stops at M's own check in the next step.
+        fresh = self.model.initial_state(self.num_envs, self._generator, check=mask is None)
         fresh_masks = self.model.dropout_masks(self.num_envs, self.dropout, self._generator)  # None at p = 0: no draw
         if self._state is None or mask is None:
             self._state = fresh
