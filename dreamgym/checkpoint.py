@@ -2,10 +2,13 @@
 
 A model directory is what ``world_model=DIR`` and ``pretrained/`` hold::
 
-    config.json                 game, V/M/controller configs, sha256 + size of every weights file
+    config.json                 game, V/M/controller configs, the dream's default settings, sha256 +
+                                size of every weights file
     vae.safetensors             V
-    mdnrnn.safetensors          M
+    mdnrnn.safetensors          M (member 0)
+    mdnrnn_member_K.safetensors optional: members 1.. of an ensemble (``members`` in config.json)
     initial_latents.safetensors μ and log σ² of real first frames (the dream's reset distribution)
+    start_episodes.safetensors  optional: real episodes' μ and actions (``starts="data"``)
     controller.safetensors      optional: a controller trained in this dream
     MODEL_CARD.md               optional: provenance, sizes, losses, scores
 
@@ -31,14 +34,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from dreamgym.config import MAX_HIDDEN_DIM, MAX_MIXTURES, MAX_Z_DIM
+from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
 from dreamgym.controller import LinearController, output_dim
 from dreamgym.devices import resolve_device
 from dreamgym.files import DamagedFileError, atomic_write, sha256_of
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
-from dreamgym.world_model import WorldModel
+from dreamgym.world_model import StartEpisodes, WorldModel
 
 FORMAT = "dreamgym-world-model"
 FORMAT_VERSION = 2
@@ -46,6 +49,9 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAX_INITIAL_LATENTS = 1_000_000
 """More stored first frames than this is no model dreamgym wrote."""
+MAX_START_STEPS = 1_000_000
+"""More stored real steps for ``starts="data"`` than this is no model dreamgym wrote."""
+START_FILE = "start_episodes.safetensors"
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
@@ -145,6 +151,12 @@ def save_world_model(
                 {"mu": model.initial_mu, "logvar": model.initial_logvar}, weights_dtype
             ),
         }
+        for k, member in enumerate(model.members, start=1):
+            tensors[f"mdnrnn_member_{k}.safetensors"] = _tensors_to_cpu(member.state_dict(), weights_dtype)
+        if model.start_episodes is not None:
+            starts = model.start_episodes
+            tensors[START_FILE] = {**_tensors_to_cpu({"mu": starts.mu, "actions": starts.actions}, weights_dtype),
+                                   "lengths": starts.lengths.detach().cpu().float()}  # exact below 2**24
         if model.controller is not None:
             tensors["controller.safetensors"] = {
                 "weight": torch.from_numpy(model.controller.weight.astype(np.float32)),
@@ -164,6 +176,8 @@ def save_world_model(
             "game": model.game.name,
             "vae": model.vae.config.to_dict(),
             "mdnrnn": model.mdnrnn.config.to_dict(),
+            "members": len(model.all_members),
+            "dream": dataclasses.asdict(model.dream_defaults),
             "controller": None if model.controller is None else {"obs_dim": model.controller.obs_dim},
             "files": files,
             "metadata": model.metadata,
@@ -315,8 +329,15 @@ def load_world_model(
         "z_dim": (vae_config.z_dim, vae_config.z_dim), "action_dim": (model_game.action_dim, model_game.action_dim),
         "hidden_dim": (1, MAX_HIDDEN_DIM), "num_mixtures": (1, MAX_MIXTURES), "done_logit_offset": (-20, 20),
         "dropout": (0, 0.9)})
+    count = config.get("members", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_MEMBERS:
+        raise ModelFileError(f"{path}: members must be an integer in [1, {MAX_MEMBERS}], got {count!r}")
+    dream = _dream_settings(path, config.get("dream", {}))
     vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
-    for module, name in ((vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")):
+    members = [MDNRNN(mdnrnn_config) for _ in range(count - 1)]
+    named = [(vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")]
+    named += [(member, f"mdnrnn_member_{k}.safetensors") for k, member in enumerate(members, start=1)]
+    for module, name in named:
         module.load_state_dict(verified_tensors(directory, name, config, _shapes(module)))
     latents = verified_tensors(directory, "initial_latents.safetensors", config)
     count = latents["mu"].shape[0] if "mu" in latents else 0
@@ -338,8 +359,42 @@ def load_world_model(
         initial_logvar=latents["logvar"],
         controller=controller,
         metadata=config.get("metadata", {}),
+        members=members,
+        start_episodes=_start_episodes(directory, config, vae_config.z_dim, model_game.action_dim),
+        dream_defaults=dream,
     )
     return model.to(device)
+
+
+def _dream_settings(path: Path, section: object) -> DreamSettings:
+    """The ``dream`` section of config.json as settings; ModelFileError names a bad entry."""
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{path}: field 'dream' must be a JSON object, got {section!r}")
+    unknown = sorted(set(section) - {spec.name for spec in dataclasses.fields(DreamSettings)})
+    if unknown:
+        raise ModelFileError(f"{path}: dream has unknown fields {unknown}")
+    try:
+        return DreamSettings(**section)
+    except ValueError as error:
+        raise ModelFileError(f"{path}: dream: {error}") from None
+
+
+def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) -> StartEpisodes | None:
+    """The stored real episodes of ``starts="data"``, checked; None if the model has none."""
+    if START_FILE not in config["files"]:
+        return None
+    tensors = verified_tensors(directory, START_FILE, config)
+    path = directory / START_FILE
+    shapes = {key: tuple(value.shape) for key, value in tensors.items()}
+    steps = shapes.get("mu", (0,))[0]
+    episodes = shapes.get("lengths", (0,))[0]
+    expected = {"mu": (steps, z_dim), "actions": (steps, action_dim), "lengths": (episodes,)}
+    lengths = tensors.get("lengths", torch.zeros(0))
+    if (shapes != expected or not 1 <= steps <= MAX_START_STEPS or episodes < 1
+            or not bool((lengths >= 1).all() and (lengths == lengths.round()).all()) or int(lengths.sum()) != steps):
+        raise ModelFileError(f"{path} must hold mu (S, {z_dim}), actions (S, {action_dim}) and lengths (E,) of "
+                             f"whole numbers >= 1 summing to S, with 1 <= S <= {MAX_START_STEPS}; found {shapes}")
+    return StartEpisodes(tensors["mu"], tensors["actions"], lengths.long())
 
 
 # --------------------------------------------------------------------------- controllers alone

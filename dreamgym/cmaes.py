@@ -4,8 +4,9 @@ Every generation the whole population × trials is one batch of dreams stepped t
 through M (:meth:`WorldModel.dream_step`), not one env per process. Fitness is the mean dream
 return minus ``weight_decay · mean(θ²)`` as in the original code. Every ``eval_every``
 generations the distribution mean is scored on ``eval_trials`` dreams (always the same seeds);
-the best of these is the controller kept. With ``dropout`` (Wellmer & Kwok 2021) each dream
-draws its own dropout mask on M, so a candidate's trials meet different members of M's family.
+the best of these is the controller kept. The dreams take the model's defences
+(:class:`~dreamgym.config.DreamSettings`), exactly as the dream envs do: with dropout or an
+ensemble, each of a candidate's trials meets its own member of M's family.
 
 After every generation the run is checkpointed as what CMA-ES was told, never as a pickle:
 ``cma_state.json`` (settings, history, a digest of each generation's candidates and of the mean
@@ -32,7 +33,7 @@ import safetensors.numpy
 import torch
 
 from dreamgym.checkpoint import save_controller
-from dreamgym.config import ControllerTrainConfig
+from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.controller import LinearController, batched_actions, output_dim
 from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text
 from dreamgym.games import Game
@@ -47,7 +48,7 @@ from dreamgym.training import (
     remove_leftover_temporaries,
     write_metrics,
 )
-from dreamgym.world_model import WorldModel, validate_dropout
+from dreamgym.world_model import WorldModel
 
 STATE_FILE = "cma_state.json"
 """The record of a CMA-ES run: settings, versions, history, per-generation digests, and the
@@ -71,33 +72,36 @@ def dream_returns(
     generator: torch.Generator,
     max_steps: int,
     sample_done: bool = False,
-    dropout: float | None = None,
+    settings: DreamSettings | None = None,
+    **overrides: object,
 ) -> np.ndarray:
     """Dream return of each of P controllers in each of ``trials`` dreams: (P, n) -> (P, trials).
 
     All P × trials dreams advance together; finished ones stop collecting reward and the batch
-    shrinks to the dreams still alive. ``dropout``: each dream's own dropout mask at this rate,
-    drawn at its start (None: the rate M was trained with; 0: the plain dream, nothing drawn).
+    shrinks to the dreams still alive. ``settings``: the dream's defences (None: the model's
+    defaults; see :class:`~dreamgym.config.DreamSettings`), with ``overrides`` (``dropout=0.1``,
+    ...) put in; each dream draws its own start, dropout mask and member, and a ``horizon``
+    shortens ``max_steps``.
     """
-    rate = validate_dropout(dropout, model.mdnrnn.config.dropout)
+    settings = model.dream_settings(settings, **overrides)
+    if settings.horizon is not None:
+        max_steps = min(max_steps, settings.horizon)
     P = len(parameters)
     theta = torch.as_tensor(parameters, dtype=torch.float32, device=model.device)
-    state = model.initial_state(P * trials, generator)
-    masks = model.dropout_masks(P * trials, rate, generator)  # (P·trials, hidden_dim), or None at p = 0
+    state = model.initial_state(P * trials, generator, settings)
     owner = torch.arange(P * trials, device=model.device) // trials  # controller of each dream
     alive = torch.arange(P * trials, device=model.device)  # indices of dreams still running
     returns = torch.zeros(P * trials, device=model.device)
     for _ in range(max_steps):
         observations = state.observation()
         actions = batched_actions(model.game, theta[owner[alive]], observations[:, None, :])[:, 0]
-        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done, masks)
+        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done, settings)
         returns[alive] += step.reward
         keep = ~step.done
         if not bool(keep.any()):
             break
         alive = alive[keep]
-        state = type(step.state)(*(t[keep] for t in step.state))
-        masks = None if masks is None else masks[keep]
+        state = step.state.select(keep)
     return returns.view(P, trials).cpu().numpy()
 
 
@@ -128,22 +132,25 @@ def train_controller(
     progress: Progress = no_progress,
     report: Report = no_report,
     max_seconds: float | None = None,
+    dream: DreamSettings | None = None,
 ) -> ControllerResult:
     """CMA-ES on the controller's flat parameters inside ``model``'s dream; files in ``out_dir``.
 
-    ``max_seconds`` stops after the generation that exceeds this budget (the demo uses it).
+    ``dream``: the dream's defences (None: the model's defaults). ``max_seconds`` stops after
+    the generation that exceeds this budget (the demo uses it).
     """
     max_steps = config.max_steps or model.game.max_episode_steps
+    dream = model.dream_settings(dream)
 
     def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
         return dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps,
-                             config.sample_done, config.dropout).mean(axis=1)
+                             config.sample_done, dream).mean(axis=1)
 
     def score_of(parameters: np.ndarray) -> float:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + 999_983)
         return float(dream_returns(model, parameters[None], config.eval_trials, config.temperature, generator,
-                                   max_steps, config.sample_done, config.dropout).mean())
+                                   max_steps, config.sample_done, dream).mean())
 
     return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, title="CMA-ES in the dream",
                      resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)

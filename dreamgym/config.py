@@ -25,6 +25,7 @@ from dreamgym.games import get_game
 MAX_Z_DIM = 4096
 MAX_HIDDEN_DIM = 8192
 MAX_MIXTURES = 64
+MAX_MEMBERS = 16
 """Upper bounds on model sizes: far above the paper's (z 64, LSTM 512, 5 mixtures), low
 enough that no settings file can make dreamgym allocate tens of GB before it notices."""
 
@@ -40,9 +41,11 @@ class Settings:
 
 
 def setting(default: Any, *, minimum: float | None = None, maximum: float | None = None,
-            above: float | None = None) -> Any:
-    """A dataclass field with its allowed range: ``minimum``/``maximum`` inclusive, ``above`` exclusive."""
-    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, "above": above})
+            above: float | None = None, below: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its allowed values: ``minimum``/``maximum`` inclusive, ``above``/``below``
+    exclusive; ``choices`` for a string."""
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, "above": above, "below": below,
+                                            "choices": choices})
 
 
 def _check_setting(section: str, spec: Any, value: Any) -> None:
@@ -57,6 +60,9 @@ def _check_setting(section: str, spec: Any, value: Any) -> None:
             raise ValueError(f"{name} must be true or false, got {value!r}")
         return
     if kind.startswith("str"):
+        choices = spec.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
         return
@@ -72,6 +78,8 @@ def _check_setting(section: str, spec: Any, value: Any) -> None:
         raise ValueError(f"{name} must be <= {limits['maximum']:g}, got {value!r}")
     if limits.get("above") is not None and value <= limits["above"]:
         raise ValueError(f"{name} must be > {limits['above']:g}, got {value!r}")
+    if limits.get("below") is not None and value >= limits["below"]:
+        raise ValueError(f"{name} must be < {limits['below']:g}, got {value!r}")
 
 
 
@@ -137,7 +145,10 @@ class MDNTrainConfig(Settings):
     """Weight of the reward regression loss."""
     dropout: float = setting(0.0, minimum=0, maximum=0.9)
     """Dropout rate on M's h before its heads, one mask per episode for all its steps (Wellmer &
-    Kwok 2021 did best with 0.1 on both games); stored with the model as its dreams' default rate."""
+    Kwok 2021 did best with 0.1 on both games); the rate its dreams play at unless ``dream.dropout`` says otherwise."""
+    members: int = setting(1, minimum=1, maximum=MAX_MEMBERS)
+    """Ms trained for an ensemble dream: member 0 on every training episode, member k ≥ 1 on a
+    bootstrap resample of them (drawn with seed + k) from its own initialisation (seed + k)."""
     shuffle_buffer: int = setting(512, minimum=1)
     """Episodes held in memory for shuffling and length bucketing."""
     seed: int = setting(0, minimum=0)
@@ -161,10 +172,8 @@ class ControllerTrainConfig(Settings):
     max_steps: int | None = setting(None, minimum=1)
     """Dream episode cap (None: the game's limit)."""
     sample_done: bool = False
-    """End a dream with probability p(done) each step, instead of when p(done) > 0.5."""
-    dropout: float | None = setting(None, minimum=0, maximum=0.9)
-    """Dropout rate of the dreams, each with its own mask (None: the rate M was trained with;
-    0: the plain dream)."""
+    """End a dream with probability p(done) each step, instead of when p(done) passes
+    ``dream.done_threshold``."""
     eval_every: int = setting(10, minimum=1)
     """Score the distribution mean every this many generations (and at the last one)."""
     eval_trials: int = setting(256, minimum=1)
@@ -175,6 +184,37 @@ class ControllerTrainConfig(Settings):
 
 REAL_CONTROLLER = ControllerTrainConfig(generations=10, population=16, trials=4, sigma0=0.05, eval_every=5,
                                        eval_trials=16)
+
+
+ENSEMBLE_MODES = ("off", "episode")
+START_MODES = ("first", "data")
+
+
+@dataclass(frozen=True)
+class DreamSettings(Settings):
+    """How dreams are drawn: the defences against an agent that exploits M's errors. A model
+    directory stores the settings it was built for (its dreams' defaults); every dream id,
+    :class:`~dreamgym.envs.vector.DreamVectorEnv`, ``make_sb3_vec_env`` and CMA-ES take each
+    of them as a keyword argument. The defaults are the paper's plain dream."""
+
+    dropout: float | None = setting(None, minimum=0, maximum=0.9)
+    """Each dream its own dropout mask on M's h before the heads, fixed for the episode (Wellmer &
+    Kwok 2021). None: the rate M was trained with; 0: no dropout."""
+    ensemble: str = setting("off", choices=ENSEMBLE_MODES)
+    """``"off"``: member 0 alone moves the dream; ``"episode"``: each dream draws one of the
+    model's M members at its start and that member draws its next latents, rewards and end."""
+    uncertainty_penalty: float = setting(0.0, minimum=0)
+    """λ ≥ 0: each step's reward is lowered by λ·u, u the members' disagreement on the next
+    latent (the root mean square over z's dimensions of the spread of the members' expected z)."""
+    done_threshold: float = setting(0.5, above=0, below=1)
+    """The dream ends when p(done) passes this; below 0.5 is a pessimistic dream."""
+    starts: str = setting("first", choices=START_MODES)
+    """``"first"``: a dream starts at the first frame of a stored real episode, with M's state
+    zero; ``"data"``: at any step of a stored real episode, with each M's state warmed up on the
+    real steps before it (Dreamer, MBPO)."""
+    horizon: int | None = setting(None, minimum=1)
+    """Truncate dreams after this many steps (None: the game's limit); pair with
+    ``starts="data"`` and an agent that bootstraps the rest from a value function."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +238,8 @@ class RunConfig:
     real_controller: ControllerTrainConfig = field(default_factory=lambda: REAL_CONTROLLER)
     """Optional fine-tuning on the real game (``train-controller --real``): real episodes are
     ~100× dearer than dreams, hence the small defaults."""
+    dream: DreamSettings = field(default_factory=DreamSettings)
+    """The dream the controller is trained in, and the defaults the exported model records."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     parent: str | None = None
     """The run whose episodes, latents and V this run reuses (an iterative round)."""
@@ -264,6 +306,7 @@ _SECTIONS = {
     "mdnrnn": MDNTrainConfig,
     "controller": ControllerTrainConfig,
     "real_controller": ControllerTrainConfig,
+    "dream": DreamSettings,
     "evaluate": EvalConfig,
 }
 

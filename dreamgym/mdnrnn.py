@@ -28,6 +28,7 @@ The mask multiplies the LSTM's output h_{t+1} on its way to the heads, and nothi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -292,6 +293,11 @@ class LatentEpisodes:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def bootstrap(self, rng: np.random.Generator) -> LatentEpisodes:
+        """A bootstrap resample: as many episodes, drawn with replacement (the tensors are shared)."""
+        chosen = rng.integers(len(self), size=len(self))
+        return dataclasses.replace(self, starts=self.starts[chosen], lengths=self.lengths[chosen])
+
     def batches(self, batch_size: int, rng: np.random.Generator, shuffle_buffer: int,
                 generator: torch.Generator) -> Iterator[SequenceBatch]:
         """Batches of whole episodes in a random order: within each group of ``shuffle_buffer``
@@ -318,6 +324,11 @@ class LatentEpisodes:
         mask = (t[:L] < lengths[:, None]).float()
         return SequenceBatch(z[:, :-1], self.actions[step_rows], z[:, 1:], self.rewards[step_rows] * mask,
                              self.dones[step_rows] * mask, mask)
+
+
+def member_dir(run_dir: Path, member: int) -> Path:
+    """Where M member ``member`` of a run trains: ``mdnrnn/`` for member 0, else ``mdnrnn_member_k/``."""
+    return run_dir / "mdnrnn" if member == 0 else run_dir / f"mdnrnn_member_{member}"
 
 
 def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
@@ -356,20 +367,25 @@ def train_mdnrnn(
     progress: Progress = no_progress,
     report: Report = no_report,
     device: str | torch.device = "auto",
+    member: int = 0,
 ) -> tuple[MDNRNN, StageResult]:
-    """Train M on ``run_dir/latents`` on ``device``; checkpoints in ``run_dir/mdnrnn``. The epoch with the
-    lowest validation loss is the one kept: the episode-end head over-fits long before the
-    mixture stops improving."""
+    """Train M on ``run_dir/latents`` on ``device``; checkpoints in ``run_dir/mdnrnn`` (member
+    k ≥ 1 of an ensemble: ``run_dir/mdnrnn_member_k``, seed + k, on a bootstrap resample of the
+    training episodes). The epoch with the lowest validation loss is the one kept: the
+    episode-end head over-fits long before the mixture stops improving."""
     run_dir = Path(run_dir)
-    stage_dir = run_dir / "mdnrnn"
+    stage_dir = member_dir(run_dir, member)
     training_files, validation_files = split_files(latent_files(run_dir))
     if not training_files:
         raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
+    config = dataclasses.replace(config, seed=config.seed + member)
     torch.manual_seed(config.seed)
     device = resolve_device(device)
     data = LatentEpisodes.load(training_files, game, device, report)
     if len(data) == 0:
         raise StageError(f"no readable episodes with steps in {run_dir / 'latents'}")
+    if member > 0:
+        data = data.bootstrap(np.random.default_rng([config.seed, 7_919]))
     validation_data = LatentEpisodes.load(validation_files, game, device, report) if validation_files else None
     z_dim = data.mu.shape[1]
     model = build_mdnrnn(z_dim, game, config).to(device)

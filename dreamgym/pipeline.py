@@ -25,6 +25,8 @@ trains M and the controller again on everything.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -47,11 +49,19 @@ from dreamgym.collect import collect
 from dreamgym.config import RunConfig, preset
 from dreamgym.devices import resolve_device
 from dreamgym.encode import MARKER, encode_run, initial_latents
-from dreamgym.episodes import episode_files, episode_index, episode_path, iter_valid, latent_files, read_episode
+from dreamgym.episodes import (
+    episode_files,
+    episode_index,
+    episode_path,
+    iter_valid,
+    latent_files,
+    read_episode,
+    read_latents,
+)
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
-from dreamgym.games import get_game
-from dreamgym.mdnrnn import build_mdnrnn, train_mdnrnn
+from dreamgym.games import Game, get_game
+from dreamgym.mdnrnn import build_mdnrnn, member_dir, train_mdnrnn
 from dreamgym.plots import frame_grid
 from dreamgym.training import (
     CHECKPOINT,
@@ -64,7 +74,7 @@ from dreamgym.training import (
     no_report,
 )
 from dreamgym.vae import ConvVAE, VAEConfig, count_parameters, train_vae
-from dreamgym.world_model import WorldModel
+from dreamgym.world_model import StartEpisodes, WorldModel
 
 
 @dataclass
@@ -244,12 +254,16 @@ def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool
     config = RunConfig.load(run_dir)
 
     def work() -> str:
-        _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
-                                 progress=progress, report=report, device=device)
-        kept = result.history[result.kept_epoch - 1]
-        verb = "trained" if result.trained_epochs else "already finished"
-        return (f"M {verb}: {result.epochs} epochs; kept epoch {kept['epoch']:.0f}: nll/dim {kept['nll']:.3f}, "
-                f"reward mse {kept['reward']:.3f}, done bce {kept['done']:.3f}")
+        summaries = []
+        for member in range(config.mdnrnn.members):  # one stage directory each: a crash loses one member's epoch
+            _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
+                                     progress=progress, report=report, device=device, member=member)
+            kept = result.history[result.kept_epoch - 1]
+            verb = "trained" if result.trained_epochs else "already finished"
+            name = "M" if config.mdnrnn.members == 1 else f"M member {member}"
+            summaries.append(f"{name} {verb}: {result.epochs} epochs; kept epoch {kept['epoch']:.0f}: nll/dim "
+                             f"{kept['nll']:.3f}, reward mse {kept['reward']:.3f}, done bce {kept['done']:.3f}")
+        return "; ".join(summaries)
 
     return _timed(run_dir, "train-mdnrnn", work)
 
@@ -260,12 +274,37 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
     config = RunConfig.load(run_dir)
     game = get_game(config.game)
     vae = _load_vae(run_dir, config)
-    mdnrnn = build_mdnrnn(config.vae.z_dim, game, config.mdnrnn)
-    load_trained(run_dir / "mdnrnn", mdnrnn)
+    members = []
+    for member in range(config.mdnrnn.members):
+        members.append(build_mdnrnn(config.vae.z_dim, game, config.mdnrnn))
+        load_trained(member_dir(run_dir, member), members[-1])
     mu, logvar = initial_latents(run_dir, report)
     controller_file = run_dir / "controller" / BEST_FILE
     controller = load_controller(controller_file) if controller_file.exists() else None
-    return WorldModel(game, vae, mdnrnn, torch.from_numpy(mu), torch.from_numpy(logvar), controller)
+    return WorldModel(game, vae, members[0], torch.from_numpy(mu), torch.from_numpy(logvar), controller,
+                      members=members[1:], start_episodes=start_episodes(run_dir, game, report=report),
+                      dream_defaults=config.dream)
+
+
+START_EPISODES = 32
+"""Real episodes a model directory stores for ``starts="data"`` (evenly spaced over the run's):
+Doom's take ~1 MB at float16, CarRacing's ~2 MB."""
+
+
+def start_episodes(run_dir: Path, game: Game, count: int = START_EPISODES, report: Report = no_report) -> StartEpisodes:
+    """μ and M's action input of every step of ``count`` encoded episodes spread over the run."""
+    files = latent_files(run_dir)
+    chosen = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, min(count, len(files))).astype(int))]
+    mus, actions, lengths = [], [], []
+    for _, latents in iter_valid(chosen, functools.partial(read_latents, game=game), report):
+        steps = len(latents["actions"])
+        mus.append(latents["mu"][:steps].astype(np.float32))
+        actions.append(game.action_to_vector(latents["actions"]))
+        lengths.append(steps)
+    if not lengths:
+        raise StageError(f"no readable encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
+    return StartEpisodes(torch.from_numpy(np.concatenate(mus)), torch.from_numpy(np.concatenate(actions)),
+                         torch.tensor(lengths, dtype=torch.int64))
 
 
 def train_controller_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
@@ -414,9 +453,14 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
         "## Sizes",
         f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",
         (f"- M: MDN-RNN, LSTM {model.hidden_dim}, {model.mdnrnn.config.num_mixtures} mixtures, "
-         f"{count_parameters(model.mdnrnn):,} parameters"),
+         f"{count_parameters(model.mdnrnn):,} parameters"
+         + (f" each, {len(model.all_members)} members (bootstrap resamples)" if model.members else "")),
         f"- C: {'linear, ' + str(model.controller.num_parameters) + ' parameters' if model.controller else 'none'}",
         f"- data: {meta['episodes']} real episodes; {len(model.initial_mu)} first-frame latents for resets",
+        "",
+        "",
+        "## Dream defaults (what `gym.make` gives unless told otherwise)",
+        "- " + ", ".join(f"{key} = {value!r}" for key, value in dataclasses.asdict(model.dream_defaults).items()),
         "",
         "## Losses (the epoch whose weights ship)",
     ]
@@ -493,7 +537,7 @@ def sweep_temperature(
         result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
         generator = torch.Generator(device=model.device).manual_seed(seed)
         dream = dream_returns(model, result.controller.flat()[None], episodes, temperature, generator,
-                              model.game.max_episode_steps, dropout=controller_config.dropout)[0]
+                              model.game.max_episode_steps)[0]
         save_controller(result.controller, out / BEST_FILE, {"temperature": temperature})
         real = evaluate(model.game.latent_env_id, out / BEST_FILE, episodes, seed, config.evaluate.workers,
                         env_kwargs={"world_model": str(model_dir), "device": device})

@@ -1,20 +1,28 @@
-"""A trained world model (V + M + first-frame latents) and the batched dream step.
+"""A trained world model (V + M members + real latents) and the batched dream step.
 
 :class:`WorldModel` is what a model directory holds once loaded. Its methods
-:meth:`WorldModel.initial_state`, :meth:`WorldModel.dropout_masks` and
-:meth:`WorldModel.dream_step` start and advance any number of dreams at once with one call to M;
-the single Gymnasium env, the vector env and the CMA-ES trainer all step through them, so every
-dream has exactly the same semantics.
+:meth:`WorldModel.initial_state` and :meth:`WorldModel.dream_step` start and advance any number
+of dreams at once; the single Gymnasium env, the vector env and the CMA-ES trainer all step
+through them, so every dream has exactly the same semantics for the same
+:class:`~dreamgym.config.DreamSettings` (:meth:`WorldModel.dream_settings` resolves them):
 
-Dropout dreams (Wellmer & Kwok 2021): a dream at rate p > 0 draws its own mask when it starts
-and keeps it to its end; the mask multiplies M's h on its way to the heads only (see
-:mod:`dreamgym.mdnrnn`), so the observation [z, h] is M's unmasked state, as on the real game.
-At p = 0 nothing is drawn: the dream's random stream, and so its trajectories for a seed, are
-those of the plain dream.
+* dropout (Wellmer & Kwok 2021): a dream at rate p > 0 draws its own mask when it starts and
+  keeps it to its end; the mask multiplies M's h on its way to the heads only, so the
+  observation [z, h] is M's unmasked state, as on the real game;
+* an ensemble of M members (PETS, MOPO): every member sees the same z and actions; with
+  ``ensemble="episode"`` the member each dream drew moves it; an uncertainty penalty takes λ·u
+  off each reward, u the members' disagreement on the next latent;
+* a pessimistic end (``done_threshold`` below 0.5);
+* starts from real states (``starts="data"``): z of a stored real step and each member's state
+  warmed up on the steps before it; ``horizon`` truncates (the envs and CMA-ES apply it).
+
+The plain settings draw nothing more than the paper's dream: its trajectories for a seed are
+unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -23,41 +31,101 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dreamgym.config import DreamSettings
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.games import Game
-from dreamgym.mdnrnn import MDNRNN, LSTMState, dropout_masks, sample_next_z
+from dreamgym.mdnrnn import MDNRNN, LSTMState, MDNOutput, dropout_masks, sample_next_z
 from dreamgym.vae import ConvVAE, encode_frames, tensor_to_frames
 
 
 class DreamState(NamedTuple):
-    """State of B dreams: the current latent and M's LSTM state."""
+    """State of B dreams: the current latent, M's LSTM state, and what each dream drew at its
+    start (dropout mask, ensemble member, the other members' LSTM states)."""
 
     z: torch.Tensor
     """(B, z_dim)"""
     h: torch.Tensor
-    """(B, hidden_dim)"""
+    """(B, hidden_dim): member 0's h, the one the observation shows (the latent twin runs member 0)"""
     c: torch.Tensor
     """(B, hidden_dim)"""
+    member_h: torch.Tensor | None = None
+    """(K - 1, B, hidden_dim): members 1.. of an ensemble dream, fed the same z and actions; None
+    when the dream runs member 0 only."""
+    member_c: torch.Tensor | None = None
+    dropout_mask: torch.Tensor | None = None
+    """(B, hidden_dim): each dream's dropout mask on h before the heads; None without dropout."""
+    member: torch.Tensor | None = None
+    """(B,) int64: the member that moves each dream (``ensemble="episode"``); None: member 0."""
 
     def observation(self) -> torch.Tensor:
         """(B, z_dim + hidden_dim): the dream's observation layout [z, h]."""
         return torch.cat([self.z, self.h], dim=-1)
 
+    def select(self, keep: torch.Tensor) -> DreamState:
+        """The dreams at ``keep`` (indices or a (B,) bool mask)."""
+        return DreamState(*(None if t is None else t[:, keep] if name.startswith("member_") else t[keep]
+                            for name, t in zip(self._fields, self)))
+
+    def where(self, mask: torch.Tensor, fresh: DreamState) -> DreamState:
+        """``fresh``'s dreams where ``mask`` ((B,) bool) is set, this state's elsewhere."""
+        def pick(name: str, new: torch.Tensor | None, old: torch.Tensor | None) -> torch.Tensor | None:
+            if new is None or old is None:
+                return None
+            where = mask[None, :, None] if name.startswith("member_") else mask.view(-1, *[1] * (new.dim() - 1))
+            return torch.where(where, new, old)
+        return DreamState(*(pick(name, new, old) for name, new, old in zip(self._fields, fresh, self)))
+
 
 class DreamStep(NamedTuple):
     state: DreamState
     reward: torch.Tensor
-    """(B,) float"""
+    """(B,) float: the game's reward (alive reward or M's reward head) less the uncertainty penalty"""
     done: torch.Tensor
-    """(B,) bool: the episode ended (p(done) > 0.5, or a Bernoulli draw if sampled)."""
+    """(B,) bool: the episode ended (p(done) passed the threshold, or a Bernoulli draw if sampled)."""
     done_probability: torch.Tensor
     """(B,) float"""
+    uncertainty: torch.Tensor | None = None
+    """(B,) float: the members' disagreement on the next latent; None without an ensemble in play."""
+
+
+PLAIN_DREAM = DreamSettings(dropout=0.0)
+"""The paper's dream: member 0, no dropout, first-frame starts, ends at p(done) > 0.5."""
+
+
+@dataclass
+class StartEpisodes:
+    """Real episodes a dream can start in (``starts="data"``): μ of every frame followed by an
+    action, and that action as M's input, episode after episode."""
+
+    mu: torch.Tensor
+    """(S, z_dim)"""
+    actions: torch.Tensor
+    """(S, action_dim) M's input encoding"""
+    lengths: torch.Tensor
+    """(E,) int64, steps of each episode (≥ 1), summing to S"""
+
+
+MAX_STARTS = 2048
+"""Start states kept from the stored episodes (evenly spaced steps): enough variety, and each
+costs 2·K·hidden_dim floats of LSTM state on the device."""
+
+
+class StartTable(NamedTuple):
+    """The states of real steps, as a dream starts there: z = μ of the frame, and each member's
+    (h, c) after the real steps before it."""
+
+    z: torch.Tensor
+    """(N, z_dim)"""
+    h: torch.Tensor
+    """(K, N, hidden_dim)"""
+    c: torch.Tensor
+    """(K, N, hidden_dim)"""
 
 
 @dataclass
 class WorldModel:
-    """V, M and the latents of real first frames for one game."""
+    """V, M (one or several members) and the latents of real first frames for one game."""
 
     game: Game
     vae: ConvVAE
@@ -70,12 +138,25 @@ class WorldModel:
     """A controller trained in this dream, if the directory ships one."""
     metadata: dict = field(default_factory=dict)
     """Free-form provenance from the model directory's config (losses, sizes, scores)."""
+    members: list[MDNRNN] = field(default_factory=list)
+    """Ensemble members 1..K-1 (``mdnrnn`` is member 0), trained like it on bootstrap resamples."""
+    start_episodes: StartEpisodes | None = None
+    """Stored real episodes for ``starts="data"``; None if the model has none."""
+    dream_defaults: DreamSettings = field(default_factory=DreamSettings)
+    """The dream settings the model was built for: what its dreams use unless told otherwise."""
 
     def __post_init__(self) -> None:
+        self._start_table: StartTable | None = None
         self.vae.eval()
-        self.mdnrnn.eval()
-        for parameter in [*self.vae.parameters(), *self.mdnrnn.parameters()]:
-            parameter.requires_grad_(False)
+        for module in (self.vae, *self.all_members):
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    @property
+    def all_members(self) -> list[MDNRNN]:
+        """Every M: member 0 (``mdnrnn``) first."""
+        return [self.mdnrnn, *self.members]
 
     @property
     def z_dim(self) -> int:
@@ -101,11 +182,34 @@ class WorldModel:
         """Move V, M and the first-frame latents to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or a torch.device; see :func:`dreamgym.devices.resolve_device`)."""
         device = resolve_device(device)
-        self.vae.to(device)
-        self.mdnrnn.to(device)
+        for module in (self.vae, *self.all_members):
+            module.to(device)
         self.initial_mu = self.initial_mu.to(device)
         self.initial_logvar = self.initial_logvar.to(device)
+        if self.start_episodes is not None:
+            self.start_episodes = StartEpisodes(*(t.to(device) for t in dataclasses.astuple(self.start_episodes)))
+        self._start_table = None
         return self
+
+    def dream_settings(self, settings: DreamSettings | None = None, **overrides: object) -> DreamSettings:
+        """The dream to run: ``settings`` (default: the model's own defaults) with ``overrides``
+        (None values ignored), dropout resolved to a number, and checked against what the model
+        has: an ensemble or a penalty needs two members or more, data starts need stored episodes.
+        TypeError / ValueError say what was expected."""
+        chosen = override_dream(self.dream_defaults if settings is None else settings, **overrides)
+        chosen = dataclasses.replace(chosen, dropout=validate_dropout(chosen.dropout, self.mdnrnn.config.dropout))
+        K = len(self.all_members)
+        if (chosen.ensemble != "off" or chosen.uncertainty_penalty > 0) and K < 2:
+            raise ValueError(f"ensemble={chosen.ensemble!r} and uncertainty_penalty={chosen.uncertainty_penalty} need "
+                             f"a model with 2 or more M members; this one has {K} (train it with mdnrnn.members >= 2)")
+        if chosen.starts == "data" and self.start_episodes is None:
+            raise ValueError('starts="data" needs a model directory that stores real episodes to start from '
+                             "(exported by this version of dreamgym); this one has none")
+        return chosen
+
+    def runs_members(self, settings: DreamSettings) -> bool:
+        """Whether a dream with ``settings`` steps every member (an ensemble or a penalty)."""
+        return bool(self.members) and (settings.ensemble != "off" or settings.uncertainty_penalty > 0)
 
     def action_tensor(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Game actions for B envs -> (B, action_dim) float32 input for M."""
@@ -118,42 +222,63 @@ class WorldModel:
         return actions.float().reshape(-1, self.game.action_dim)
 
     @torch.no_grad()
-    def initial_state(self, batch_size: int, generator: torch.Generator, check: bool = True) -> DreamState:
-        """B fresh dreams: z drawn from a random stored first-frame posterior, LSTM state zero.
-        ``check`` refuses a non-finite z (one read back from the device); the batched dream skips
-        it in its per-step draws, whose latents its full reset has checked already."""
-        index = torch.randint(len(self.initial_mu), (batch_size,), generator=generator, device=self.device)
-        noise = torch.randn((batch_size, self.z_dim), generator=generator, device=self.device)
-        z = self.initial_mu[index] + torch.exp(0.5 * self.initial_logvar[index]) * noise
+    def initial_state(self, batch_size: int, generator: torch.Generator, settings: DreamSettings = PLAIN_DREAM,
+                      check: bool = True) -> DreamState:
+        """B fresh dreams for ``settings`` (resolved by :meth:`dream_settings`). Draws, in this
+        order: the start (a stored first-frame posterior and its noise, or a stored real step),
+        the dropout masks (p > 0), the ensemble members (``"episode"``); nothing else, so the
+        plain dream's draws are those of earlier versions. ``check`` refuses a non-finite z (read
+        back from the device); the batched dream skips it in its per-step draws, whose latents its
+        full reset has checked already."""
+        K, device = len(self.all_members), self.device
+        if settings.starts == "data":
+            table = self.start_table()
+            index = torch.randint(len(table.z), (batch_size,), generator=generator, device=device)
+            z, h, c = table.z[index], table.h[:, index], table.c[:, index]
+        else:
+            index = torch.randint(len(self.initial_mu), (batch_size,), generator=generator, device=device)
+            noise = torch.randn((batch_size, self.z_dim), generator=generator, device=device)
+            z = self.initial_mu[index] + torch.exp(0.5 * self.initial_logvar[index]) * noise
+            h = torch.zeros(K, batch_size, self.hidden_dim, device=device)
+            c = torch.zeros_like(h)
         if check and not bool(torch.isfinite(z).all()):
             raise FloatingPointError("the world model's first-frame latents give NaN or inf: its initial latents are broken")
-        h, c = self.mdnrnn.initial_state(batch_size, self.device)
-        return DreamState(z, h, c)
+        masks = dropout_masks((batch_size, self.hidden_dim), float(settings.dropout or 0.0), generator, device)
+        member = None
+        if settings.ensemble == "episode":
+            member = torch.randint(K, (batch_size,), generator=generator, device=device)
+        if not self.runs_members(settings):
+            return DreamState(z, h[0], c[0], dropout_mask=masks)
+        return DreamState(z, h[0], c[0], h[1:], c[1:], masks, member)
 
     @torch.no_grad()
-    def dropout_masks(self, batch_size: int, rate: float, generator: torch.Generator) -> torch.Tensor | None:
-        """(B, hidden_dim) dropout masks for B fresh dreams at ``rate`` (0 with probability p,
-        else 1 / (1 - p)), drawn from ``generator``; None, drawing nothing, when rate is 0."""
-        return dropout_masks((batch_size, self.hidden_dim), rate, generator, self.device)
+    def dream_step(self, state: DreamState, actions: torch.Tensor, temperature: float, generator: torch.Generator,
+                   sample_done: bool = False, settings: DreamSettings = PLAIN_DREAM) -> DreamStep:
+        """Advance B dreams by one step: one call to each M in play.
 
-    @torch.no_grad()
-    def dream_step(
-        self,
-        state: DreamState,
-        actions: torch.Tensor,
-        temperature: float,
-        generator: torch.Generator,
-        sample_done: bool = False,
-        dropout_mask: torch.Tensor | None = None,
-    ) -> DreamStep:
-        """Advance B dreams by one step with one call to M.
-
-        ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. ``dropout_mask``
-        (B, hidden_dim) from :meth:`dropout_masks` is each dream's own mask on M's h before the
-        heads (None: no dropout); the state returned, and so the observation, is never masked.
+        ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. Each dream's dropout mask
+        multiplies its members' h before the heads (the state returned, and so the observation, is
+        never masked). With an ensemble in play every member sees the same z and action; the
+        member each dream drew gives its next z, reward and end, and λ·u is taken off the reward.
         The reward is the game's alive reward if it has one (Doom), else M's reward head.
         """
-        output, (h, c) = self.mdnrnn.step(state.z, actions, (state.h, state.c), dropout_mask)
+        mask = state.dropout_mask
+        output, (h, c) = self.mdnrnn.step(state.z, actions, (state.h, state.c), mask)
+        member_h = member_c = uncertainty = None
+        if state.member_h is not None:
+            assert state.member_c is not None
+            outputs, hs, cs = [output], [], []
+            for k, member in enumerate(self.members):
+                out, (hk, ck) = member.step(state.z, actions, (state.member_h[k], state.member_c[k]), mask)
+                outputs.append(out)
+                hs.append(hk)
+                cs.append(ck)
+            member_h, member_c = torch.stack(hs), torch.stack(cs)
+            stacked = MDNOutput(*(torch.stack(parts) for parts in zip(*outputs)))  # (K, B, ...)
+            uncertainty = disagreement(stacked)
+            if state.member is not None:
+                rows = torch.arange(len(state.member), device=self.device)
+                output = MDNOutput(*(part[state.member, rows] for part in stacked))
         z = sample_next_z(output, temperature, generator)
         if not (torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()):
             raise FloatingPointError(
@@ -164,12 +289,25 @@ class WorldModel:
         if sample_done:
             done = torch.rand(done_probability.shape, generator=generator, device=self.device) < done_probability
         else:
-            done = done_probability > 0.5
+            done = done_probability > settings.done_threshold
         if self.game.alive_reward is None:
             reward = output.reward
         else:
             reward = torch.full_like(output.reward, self.game.alive_reward)
-        return DreamStep(DreamState(z, h, c), reward, done, done_probability)
+        if uncertainty is not None and settings.uncertainty_penalty > 0:
+            reward = reward - settings.uncertainty_penalty * uncertainty
+        new_state = DreamState(z, h, c, member_h, member_c, mask, state.member)
+        return DreamStep(new_state, reward, done, done_probability, uncertainty)
+
+    @torch.no_grad()
+    def start_table(self) -> StartTable:
+        """The start states of ``starts="data"``, computed once (each member run over the stored
+        real episodes) and kept on the model's device."""
+        if self._start_table is None:
+            if self.start_episodes is None:
+                raise ValueError("this model stores no real episodes to start dreams from")
+            self._start_table = warm_up(self.all_members, self.start_episodes)
+        return self._start_table
 
     @torch.no_grad()
     def advance(self, state: LSTMState, z: torch.Tensor, actions: torch.Tensor) -> LSTMState:
@@ -189,6 +327,56 @@ class WorldModel:
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """(B, z_dim) -> (B, 64, 64, 3) uint8 frames."""
         return tensor_to_frames(self.vae.decode(z))
+
+
+def disagreement(outputs: MDNOutput) -> torch.Tensor:
+    """(B,) how much K members' heads (K, B, z_dim, mixtures) disagree on the next latent: the
+    root mean square over z's dimensions of the standard deviation, across members, of each
+    member's expected z (its mixture mean)."""
+    expected = (torch.softmax(outputs.logits, dim=-1) * outputs.mu).sum(-1)  # (K, B, z_dim)
+    return expected.var(dim=0, unbiased=False).mean(-1).sqrt()
+
+
+@torch.no_grad()
+def warm_up(members: list[MDNRNN], episodes: StartEpisodes, max_starts: int = MAX_STARTS) -> StartTable:
+    """Start states at evenly spaced steps of the stored episodes (at most ``max_starts``): z is
+    the step's μ and each member's (h, c) is its state after the episode's steps before it,
+    exactly as the latent twin computes it on the real game."""
+    lengths = episodes.lengths.tolist()
+    stride = max(1, math.ceil(sum(lengths) / max_starts))
+    device = episodes.mu.device
+    first = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), dtype=torch.int64, device=device)
+    last = first + episodes.lengths.to(device) - 1
+    starts = [(e, t) for t in range(0, max(lengths), stride) for e, length in enumerate(lengths) if t < length]
+    table_h, table_c = [], []
+    for member in members:
+        h, c = member.initial_state(len(lengths), device)
+        kept_h, kept_c = [], []
+        for t in range(max(lengths)):
+            if t % stride == 0:
+                live = torch.as_tensor([e for e, length in enumerate(lengths) if t < length], device=device)
+                kept_h.append(h[live])
+                kept_c.append(c[live])
+            index = torch.minimum(first + t, last)  # an episode past its end repeats its last step: never kept
+            _, (h, c) = member.step(episodes.mu[index], episodes.actions[index], (h, c))
+        table_h.append(torch.cat(kept_h))
+        table_c.append(torch.cat(kept_c))
+    rows = torch.as_tensor([int(first[e]) + t for e, t in starts], device=device)
+    z = episodes.mu[rows]
+    return StartTable(z, torch.stack(table_h), torch.stack(table_c))
+
+
+def override_dream(settings: DreamSettings, **overrides: object) -> DreamSettings:
+    """``settings`` with the keyword arguments of a dream (None: keep the setting) put in;
+    TypeError / ValueError name the keyword and what it expects. Needs no model, so that a dream
+    refuses a bad keyword before it loads one."""
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if "dropout" in values:
+        values["dropout"] = validate_dropout(values["dropout"], 0.0)
+    try:
+        return dataclasses.replace(settings, **values)
+    except ValueError as error:
+        raise ValueError(str(error).replace("DreamSettings.", "")) from None
 
 
 def validate_dropout(dropout: object, trained_rate: float) -> float:

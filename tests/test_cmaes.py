@@ -28,7 +28,7 @@ from dreamgym.cmaes import (
     train_controller,
     train_controller_real,
 )
-from dreamgym.config import ControllerTrainConfig
+from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.controller import output_dim
 from dreamgym.files import DamagedFileError
 from dreamgym.games import get_game
@@ -339,10 +339,10 @@ def test_each_dream_keeps_its_own_mask_as_the_batch_shrinks(monkeypatch):
     seen = []
     dream_step = model.dream_step
 
-    def recording(state, actions, temperature, generator, sample_done=False, dropout_mask=None):
-        seen.append(dropout_mask.clone())
-        assert len(dropout_mask) == len(state.z)
-        return dream_step(state, actions, temperature, generator, sample_done, dropout_mask)
+    def recording(state, actions, temperature, generator, sample_done, settings):
+        seen.append(state.dropout_mask.clone())
+        assert len(state.dropout_mask) == len(state.z)
+        return dream_step(state, actions, temperature, generator, sample_done, settings)
 
     monkeypatch.setattr(model, "dream_step", recording)
     parameters = np.zeros((3, model.observation_dim + 1))
@@ -356,9 +356,9 @@ def test_each_dream_keeps_its_own_mask_as_the_batch_shrinks(monkeypatch):
 
 
 @pytest.mark.parametrize("value", [-0.1, 0.95, float("nan")])
-def test_a_controller_dropout_outside_its_range_is_refused(value):
-    with pytest.raises(ValueError, match="ControllerTrainConfig.dropout"):
-        ControllerTrainConfig(dropout=value)
+def test_a_dream_dropout_outside_its_range_is_refused(value):
+    with pytest.raises(ValueError, match="DreamSettings.dropout"):
+        DreamSettings(dropout=value)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, float("inf")])
@@ -373,11 +373,12 @@ def test_dream_training_passes_its_dropout_setting_to_every_dream(tmp_path, monk
     rates = []
 
     def recording(*args, **kwargs):
-        rates.append(args[7])
+        rates.append(args[7].dropout)
         return dream_returns(*args, **kwargs)
 
     monkeypatch.setattr(cmaes, "dream_returns", recording)
     settings = {"population": 4, "trials": 2, "max_steps": 10, "eval_every": 1, "eval_trials": 2}
-    assert ControllerTrainConfig().dropout is None
-    train_controller(model, tmp_path / "dropout", ControllerTrainConfig(generations=1, dropout=0.2, **settings))
+    assert DreamSettings().dropout is None
+    train_controller(model, tmp_path / "dropout", ControllerTrainConfig(generations=1, **settings),
+                     dream=DreamSettings(dropout=0.2))
     assert rates and set(rates) == {0.2}

@@ -13,10 +13,11 @@ from gymnasium.utils import EzPickle
 
 from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
 from dreamgym.games import get_game
+from dreamgym.config import DreamSettings
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
-    validate_dropout,
+    override_dream,
     validate_temperature,
 )
 
@@ -165,13 +166,16 @@ class DreamEnv(gym.Env, EzPickle):
 
     ## Starting State
     z is drawn from the posterior of the first frame of a random stored real episode; h = 0.
-    With ``dropout`` p > 0, the dream's own dropout mask is drawn here too (after z, so the first
-    observation for a seed does not depend on p) and kept until the next reset.
+    With ``starts="data"``, the dream starts at a random stored real step instead: z is that
+    frame's μ and h is M's state after the real steps before it (what the latent twin would
+    show there). Then, at p > 0, the episode's dropout mask is drawn, and with
+    ``ensemble="episode"`` the member that moves it; both are kept until the next reset.
 
     ## Episode End
-    Terminated when M's done head gives p(done) > 0.5 (or a Bernoulli draw with
-    ``sample_done=True``). Truncated at 1000 steps (CarRacing) or 2100 (Doom) by the registered
-    time limit.
+    Terminated when M's done head gives p(done) > ``done_threshold`` (0.5 unless the model or the
+    keyword says otherwise), or on a Bernoulli draw with ``sample_done=True``. Truncated after
+    ``horizon`` steps if one is set, and at 1000 steps (CarRacing) or 2100 (Doom) by the
+    registered time limit.
 
     ## Arguments
     * ``temperature``: τ > 0, finite (default 1.0).
@@ -182,20 +186,43 @@ class DreamEnv(gym.Env, EzPickle):
       (pygame), at the game's frame rate (``metadata["render_fps"]``: 35 Doom, 50 CarRacing).
     * ``device``: where V and M run: ``"auto"`` (default: CUDA when there is a GPU, else the CPU),
       ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Observations are numpy arrays either way.
-    * ``sample_done``: draw the episode end instead of thresholding p(done) at 0.5.
+    * ``sample_done``: draw the episode end instead of thresholding p(done).
+
+    The defences against agents that exploit M's errors (:class:`~dreamgym.config.DreamSettings`).
+    Each keyword left at ``None`` takes the value the model directory was built for
+    (``env.unwrapped.settings`` shows the result); ``dropout=0.0, ensemble="off",
+    uncertainty_penalty=0.0, done_threshold=0.5, starts="first"`` is the paper's plain dream,
+    whose trajectories for a seed are those of earlier versions.
+
     * ``dropout``: a dropout dream (Wellmer & Kwok 2021): each episode draws its own dropout mask
       on M, fixed until the next reset, so that an agent trained across episodes meets a family
       of dreams and cannot exploit one M's errors. The mask (0 with probability p, else
       1/(1 − p)) multiplies M's h on its way to the heads (next z, reward, end), not the h that
       M carries or that the observation shows: ``obs[z_dim:]`` stays M's state, as on the real
-      game. ``None`` (default): the rate M was trained with (``MDNRNNConfig.dropout``, 0 for
-      models trained without dropout, such as the shipped ones); ``0.0``: the plain dream, whose
-      trajectories for a seed are those of a model without dropout; else 0 ≤ p < 1, finite.
-      ``env.unwrapped.dropout_mask`` is the episode's mask, (1, hidden_dim), or None.
+      game. ``None``: the model's default, else the rate M was trained with
+      (``MDNRNNConfig.dropout``); else 0 ≤ p < 1, finite. ``env.unwrapped.dropout_mask`` is the
+      episode's mask, (1, hidden_dim), or None.
+    * ``ensemble``: ``"off"`` (member 0 alone) or ``"episode"``: each episode draws one of the
+      model's M members (a model trained with ``mdnrnn.members`` ≥ 2), which draws its next
+      latents, rewards and end; ``env.unwrapped.member`` is the episode's member. Every member
+      sees the same z and actions, and the observation's h is always member 0's, the M that the
+      latent twin runs on the real game.
+    * ``uncertainty_penalty``: λ ≥ 0; each step's reward is lowered by λ·u, where
+      ``info["uncertainty"]`` u is the members' disagreement on the next latent (root mean square
+      over z's dimensions of the spread of the members' expected z; MOPO's idea). Needs 2 or more
+      members; u is in ``info`` whenever an ensemble is in play.
+    * ``done_threshold``: 0 < t < 1: the dream ends when p(done) > t; lower is more pessimistic
+      (the shipped Doom model, trained with a 10× weight on deaths and no offset, ends at a
+      calibrated p of about 1/11).
+    * ``starts``: ``"first"`` (the paper's) or ``"data"``: start at stored real steps (see Starting
+      State); needs a model directory that stores real episodes (exported by dreamgym ≥ 0.2).
+    * ``horizon``: truncate each episode after this many steps (≥ 1; ``None``: the model's
+      default, else the game's limit). Short dreams from real starts suit agents with a value
+      function, which bootstrap the rest (SB3 does at truncation).
 
     ## Version History
-    * v0: initial release; ``dropout`` added later (default: the model's own rate, 0 for the
-      shipped models, so their dreams are unchanged).
+    * v0: initial release; ``dropout``, ``ensemble``, ``uncertainty_penalty``, ``done_threshold``,
+      ``starts`` and ``horizon`` added later (defaults: the model's own settings).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
@@ -209,8 +236,14 @@ class DreamEnv(gym.Env, EzPickle):
         device: str | torch.device = "auto",
         sample_done: bool = False,
         dropout: float | None = None,
+        ensemble: str | None = None,
+        uncertainty_penalty: float | None = None,
+        done_threshold: float | None = None,
+        starts: str | None = None,
+        horizon: int | None = None,
     ) -> None:
-        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout)
+        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout, ensemble,
+                          uncertainty_penalty, done_threshold, starts, horizon)
         self.game = get_game(game)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -218,23 +251,25 @@ class DreamEnv(gym.Env, EzPickle):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": RENDER_FPS[self.game.name]}
         self.sample_done = bool(sample_done)
-        if dropout is not None:
-            validate_dropout(dropout, 0.0)  # a bad value is refused before the model is loaded
+        defences = {"dropout": dropout, "ensemble": ensemble, "uncertainty_penalty": uncertainty_penalty,
+                    "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
+        override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
-        self.dropout = validate_dropout(dropout, self.model.mdnrnn.config.dropout)
+        self.settings = self.model.dream_settings(**defences)
+        """The dream's defences: the model's defaults with this env's keyword arguments."""
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()
         self._generator = torch.Generator(device=self.model.device)
         self._state: DreamState | None = None
-        self._dropout_mask: torch.Tensor | None = None
+        self._steps = 0
         self._window: Any = None  # pygame's display surface, once render_mode="human" shows a frame
         self._clock: Any = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
-        self._state = self.model.initial_state(1, self._generator)
-        self._dropout_mask = self.model.dropout_masks(1, self.dropout, self._generator)  # None at p = 0: no draw
+        self._state = self.model.initial_state(1, self._generator, self.settings)
+        self._steps = 0
         if self.render_mode == "human":
             self.render()
         return self._observation(), {}
@@ -244,18 +279,33 @@ class DreamEnv(gym.Env, EzPickle):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_action(self.action_space, action)
         step = self.model.dream_step(self._state, self.model.action_tensor([action]), self.temperature,
-                                     self._generator, self.sample_done, self._dropout_mask)
+                                     self._generator, self.sample_done, self.settings)
         self._state = step.state
+        self._steps += 1
         info = {"done_probability": float(step.done_probability[0])}
+        if step.uncertainty is not None:
+            info["uncertainty"] = float(step.uncertainty[0])
         if self.render_mode == "human":
             self.render()
-        return self._observation(), float(step.reward[0]), bool(step.done[0]), False, info
+        terminated = bool(step.done[0])
+        truncated = not terminated and self.settings.horizon is not None and self._steps >= self.settings.horizon
+        return self._observation(), float(step.reward[0]), terminated, truncated, info
+
+    @property
+    def dropout(self) -> float:
+        """The dream's dropout rate (``settings.dropout``, resolved to a number)."""
+        return float(self.settings.dropout or 0.0)
 
     @property
     def dropout_mask(self) -> torch.Tensor | None:
         """This episode's dropout mask on M's h, (1, hidden_dim) on the model's device; None when
         ``dropout`` is 0 or before the first reset."""
-        return self._dropout_mask
+        return None if self._state is None else self._state.dropout_mask
+
+    @property
+    def member(self) -> int | None:
+        """The M member that moves this episode (``ensemble="episode"``); None otherwise."""
+        return None if self._state is None or self._state.member is None else int(self._state.member[0])
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -64,8 +64,8 @@ class LatentObservation(gym.Wrapper):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_action(self.action_space, action)
         observation, reward, terminated, truncated, info = self.env.step(action)
-        z, h, c = self._state
-        h, c = self.model.advance((h, c), z, self.model.action_tensor([action]))
+        state = self._state
+        h, c = self.model.advance((state.h, state.c), state.z, self.model.action_tensor([action]))
         self._state = DreamState(self._encode(observation, info), h, c)
         return self._observation(), float(reward), bool(terminated), bool(truncated), info
 

@@ -13,10 +13,11 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.dream import RENDER_FPS, get_world_model
 from dreamgym.games import get_game
+from dreamgym.config import DreamSettings
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
-    validate_dropout,
+    override_dream,
     validate_temperature,
 )
 
@@ -78,19 +79,20 @@ class DreamVectorEnv(VectorEnv):
 
     Every step draws N fresh first states from the env's generator and keeps those of the envs
     that reset (``torch.where``), so nothing on the host decides which envs reset and the step
-    never waits for the device (except for the action check below and M's NaN check). With
-    ``dropout`` p > 0, N fresh dropout masks are drawn after them in the same way: an env's mask
-    changes when it resets and at no other step.
+    never waits for the device (except for the action check below and M's NaN check). Each
+    fresh state carries its own dropout mask and ensemble member: an env's mask and member
+    change when it resets and at no other step.
 
     ## Arguments
     * ``game``: ``"carracing"`` or ``"doom"``; ``num_envs``: N ≥ 1.
     * ``world_model``, ``temperature``, ``sample_done``, ``render_mode``: as in
       :class:`~dreamgym.envs.dream.DreamEnv`.
-    * ``dropout``: as in :class:`~dreamgym.envs.dream.DreamEnv`: each env's episode its own
-      dropout mask on M's h before the heads (the observation shows M's unmasked h); ``None``
-      (default) the rate M was trained with, ``0.0`` the plain dream (the same trajectories for a
-      seed as a model without dropout), else 0 ≤ p < 1. ``envs.dropout_mask`` is the (N,
-      hidden_dim) masks of the current episodes on the env's device, or None at p = 0.
+    * ``dropout``, ``ensemble``, ``uncertainty_penalty``, ``done_threshold``, ``starts``,
+      ``horizon``: the defences, as in :class:`~dreamgym.envs.dream.DreamEnv` (None: the model's
+      default; ``envs.settings`` shows the result). ``envs.dropout_mask`` is the (N, hidden_dim)
+      masks of the current episodes, ``envs.member`` the (N,) members, on the env's device, or
+      None; with an ensemble in play ``info["uncertainty"]`` is (N,). Episodes are truncated at
+      the smaller of ``horizon`` and ``max_episode_steps``.
     * ``device``: where V, M and the tensor path's tensors live: ``"auto"`` (default: CUDA when
       there is a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``envs.device`` is
       the torch device it resolved to.
@@ -116,6 +118,11 @@ class DreamVectorEnv(VectorEnv):
         render_mode: str | None = None,
         check_action_values: bool = True,
         dropout: float | None = None,
+        ensemble: str | None = None,
+        uncertainty_penalty: float | None = None,
+        done_threshold: float | None = None,
+        starts: str | None = None,
+        horizon: int | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -134,10 +141,13 @@ class DreamVectorEnv(VectorEnv):
                 max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
-        if dropout is not None:
-            validate_dropout(dropout, 0.0)  # a bad value is refused before the model is loaded
+        defences = {"dropout": dropout, "ensemble": ensemble, "uncertainty_penalty": uncertainty_penalty,
+                    "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
+        override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
-        self.dropout = validate_dropout(dropout, self.model.mdnrnn.config.dropout)
+        self.settings = self.model.dream_settings(**defences)
+        if self.settings.horizon is not None:
+            self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],
                          "render_fps": RENDER_FPS[self.game.name]}
@@ -150,8 +160,6 @@ class DreamVectorEnv(VectorEnv):
                                    torch.as_tensor(self.single_action_space.high, device=self.device))
         self._generator = torch.Generator(device=self.device)
         self._state: DreamState | None = None
-        self._dropout_mask: torch.Tensor | None = None
-        """(N, hidden_dim) each env's dropout mask for its current episode; None at p = 0."""
         self._steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         """(N,) steps since each env's last reset."""
         self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
@@ -180,6 +188,9 @@ class DreamVectorEnv(VectorEnv):
         terminated, truncated = to_numpy(terminated, bool), to_numpy(truncated, bool)
         infos: dict[str, Any] = {"done_probability": to_numpy(info["done_probability"], np.float64),
                                  "_done_probability": to_numpy(info["_done_probability"], bool)}
+        if "uncertainty" in info:
+            infos["uncertainty"] = to_numpy(info["uncertainty"], np.float64)
+            infos["_uncertainty"] = to_numpy(info["_uncertainty"], bool)
         ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             final, final_obs = to_numpy(info["final_obs"], np.float32), np.full(self.num_envs, None, dtype=object)
@@ -262,7 +273,7 @@ class DreamVectorEnv(VectorEnv):
         """One step of every env with checked ``actions`` on the env's device; no host sync here."""
         assert self._state is not None
         step = self.model.dream_step(self._state, self.model.action_tensor(actions), self.temperature,
-                                     self._generator, self.sample_done, self._dropout_mask)
+                                     self._generator, self.sample_done, self.settings)
         restarting = self._needs_reset  # NEXT_STEP: these envs ended last step; this step resets them
         self._state = step.state
         self._steps = self._steps + 1
@@ -271,6 +282,8 @@ class DreamVectorEnv(VectorEnv):
         rewards = torch.where(restarting, 0.0, step.reward).float()
         ended = terminated | truncated
         info: dict[str, Any] = {"done_probability": step.done_probability, "_done_probability": ~restarting}
+        if step.uncertainty is not None:
+            info["uncertainty"], info["_uncertainty"] = step.uncertainty, ~restarting
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             info["final_obs"] = self._state.observation()
             info["_final_obs"] = ended
@@ -283,33 +296,37 @@ class DreamVectorEnv(VectorEnv):
         return self._state.observation(), rewards, terminated, truncated, info
 
     def _reset_envs(self, mask: torch.Tensor | None) -> None:
-        """Fresh first latents, zero LSTM state and (at p > 0) fresh dropout masks for the envs in
-        ``mask`` ((N,) bool on the env's device; None for all). Always draws N fresh states and
-        masks and selects with ``torch.where``, so the generator advances by the same amount
-        whichever envs reset and nothing waits for the device."""
+        """Fresh starts (with their dropout masks and members) and zero step counts for the envs
+        in ``mask`` ((N,) bool on the env's device; None for all). Always draws N fresh states and
+        selects with ``torch.where``, so the generator advances by the same amount whichever envs
+        reset and nothing waits for the device."""
         # Checked for NaN at a full reset only: a per-step check would read back from the device
         # every step, and a NaN z drawn later still stops at M's own check in the next step.
-        fresh = self.model.initial_state(self.num_envs, self._generator, check=mask is None)
-        fresh_masks = self.model.dropout_masks(self.num_envs, self.dropout, self._generator)  # None at p = 0: no draw
+        fresh = self.model.initial_state(self.num_envs, self._generator, self.settings, check=mask is None)
         if self._state is None or mask is None:
             self._state = fresh
-            self._dropout_mask = fresh_masks
             self._steps = torch.zeros_like(self._steps)
             self._needs_reset = torch.zeros_like(self._needs_reset)
             return
-        column = mask[:, None]
-        self._state = DreamState(*(torch.where(column, new, current) for new, current in zip(fresh, self._state)))
-        if fresh_masks is not None:
-            assert self._dropout_mask is not None
-            self._dropout_mask = torch.where(column, fresh_masks, self._dropout_mask)
+        self._state = self._state.where(mask, fresh)
         self._steps = self._steps.masked_fill(mask, 0)
         self._needs_reset = self._needs_reset & ~mask
+
+    @property
+    def dropout(self) -> float:
+        """The dreams' dropout rate (``settings.dropout``, resolved to a number)."""
+        return float(self.settings.dropout or 0.0)
 
     @property
     def dropout_mask(self) -> torch.Tensor | None:
         """(N, hidden_dim) each env's dropout mask for its current episode, on the env's device;
         None when ``dropout`` is 0 or before the first reset."""
-        return self._dropout_mask
+        return None if self._state is None else self._state.dropout_mask
+
+    @property
+    def member(self) -> torch.Tensor | None:
+        """(N,) the M member that moves each env's episode (``ensemble="episode"``); else None."""
+        return None if self._state is None else self._state.member
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array" or self._state is None:

@@ -19,6 +19,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import dreamgym
 from dreamgym.checkpoint import save_world_model
 from dreamgym.envs.vector import DreamVectorEnv
+from dreamgym.mdnrnn import dropout_masks
 from dreamgym.world_model import WorldModel
 
 STEPS = 50
@@ -128,8 +129,9 @@ def test_every_step_of_an_episode_uses_the_mask_drawn_at_its_reset():
     generator = torch.Generator().set_state(env._generator.get_state())
     for action in [0, 1, 2, 2, 1, 0, 1, 1, 2, 0]:
         observation, _, terminated, _, info = env.step(action)
-        step = model.dream_step(state, model.action_tensor([action]), 1.2, generator, True, mask)
+        step = model.dream_step(state, model.action_tensor([action]), 1.2, generator, True, env.unwrapped.settings)
         state = step.state
+        assert torch.equal(state.dropout_mask, mask)
         np.testing.assert_array_equal(observation, state.observation()[0].numpy())
         assert info["done_probability"] == float(step.done_probability[0]) and terminated == bool(step.done[0])
         if terminated:
@@ -151,7 +153,8 @@ def same_state_predictions(dropout: float) -> tuple[np.ndarray, np.ndarray]:
     envs = DreamVectorEnv("carracing", 8, world_model=small_world_model("carracing"), dropout=dropout, device="cpu")
     envs.reset(seed=0)
     envs.step(np.tile([[0.3, 0.5, 0.0]], (8, 1)).astype(np.float32))
-    envs._state = type(envs._state)(*(t[:1].expand_as(t).clone() for t in envs._state))  # every dream in dream 0's state
+    state = envs._state  # every dream in dream 0's state, each with its own mask:
+    envs._state = state.select(torch.zeros(8, dtype=torch.int64))._replace(dropout_mask=state.dropout_mask)
     _, rewards, _, _, info = envs.step(np.tile([[-0.5, 1.0, 0.2]], (8, 1)).astype(np.float32))
     return rewards, info["done_probability"]
 
@@ -168,7 +171,7 @@ def test_same_state_dreams_diverge_in_their_next_latent_mean():
     model = small_world_model("carracing")
     generator = torch.Generator().manual_seed(0)
     state = model.initial_state(1, generator)
-    masks = model.dropout_masks(2, 0.5, generator)
+    masks = dropout_masks((2, model.hidden_dim), 0.5, generator)
     action = model.action_tensor([[0.0, 1.0, 0.0]])
     means = []
     for mask in masks:
