@@ -376,7 +376,7 @@ def _dream_settings(path: Path, section: object) -> DreamSettings:
     try:
         return DreamSettings(**section)
     except ValueError as error:
-        raise ModelFileError(f"{path}: dream: {error}") from None
+        raise ModelFileError(f"{path}: dream: {str(error).replace('DreamSettings.', '')}") from None
 
 
 def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) -> StartEpisodes | None:

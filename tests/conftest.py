@@ -16,7 +16,8 @@ from dreamgym.checkpoint import save_world_model
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
-from dreamgym.world_model import WorldModel
+from dreamgym.config import DreamSettings
+from dreamgym.world_model import StartEpisodes, WorldModel
 
 SMALL_Z = 8
 SMALL_HIDDEN = 16
@@ -37,6 +38,23 @@ def small_world_model(game_name: str, seed: int = 0) -> WorldModel:
         initial_mu=torch.randn(10, SMALL_Z),
         initial_logvar=torch.full((10, SMALL_Z), -2.0),
     )
+
+
+def defended_world_model(game_name: str, members: int = 3, defaults: DreamSettings | None = None) -> WorldModel:
+    """The small model with ``members`` - 1 more Ms (other seeds) and three stored "real"
+    episodes (random latents and actions of 7, 12 and 5 steps) to start dreams from."""
+    model = small_world_model(game_name)
+    for seed in range(1, members):
+        model.members.append(small_world_model(game_name, seed=100 + seed).mdnrnn)
+    generator = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([7, 12, 5])
+    actions = torch.rand(int(lengths.sum()), model.game.action_dim, generator=generator)
+    if model.game.discrete:
+        actions = torch.nn.functional.one_hot(actions.argmax(-1), model.game.action_dim).float()
+    model.start_episodes = StartEpisodes(torch.randn(int(lengths.sum()), SMALL_Z, generator=generator), actions, lengths)
+    model.dream_defaults = defaults or DreamSettings()
+    model.__post_init__()  # the new members in eval mode, without gradients
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from conftest import run_command
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -74,6 +75,30 @@ def test_tiny_pipeline_exports_a_model_that_passes_both_env_checkers(tiny_run):
     assert "Wall-clock time per stage" in card and "over 2 episodes" in card
 
 
+def test_an_ensemble_run_exports_its_members_real_episodes_and_dream_defaults(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs("doom"), tmp_path)
+    config = RunConfig.load(run).with_overrides("mdnrnn", members=2)
+    config.with_overrides("dream", ensemble="episode", uncertainty_penalty=0.5, starts="data", horizon=20).save(run)
+    trained = dreamgym_cli("train-mdnrnn", str(run), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "M member 0 already finished" in trained.stdout and "M member 1 trained" in trained.stdout
+    exported = dreamgym_cli("export", str(run), "--to", str(run / "model"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    model = dreamgym.load_world_model(run / "model", device="cpu")
+    assert len(model.all_members) == 2 and model.start_episodes is not None
+    assert (model.dream_defaults.ensemble, model.dream_defaults.starts, model.dream_defaults.horizon) == ("episode", "data", 20)
+    first, second = (member.state_dict()["head.weight"] for member in model.all_members)
+    assert not torch.equal(first, second)  # another seed, another bootstrap sample
+    assert len(model.start_episodes.lengths) == len(list((run / "latents").glob("*.npz")))  # tiny: all of them
+    assert "members (bootstrap resamples)" in (run / "model" / "MODEL_CARD.md").read_text()
+    env = gym.make("DreamDoomTakeCover-v0", world_model=str(run / "model"))
+    assert env.unwrapped.settings.uncertainty_penalty == 0.5
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(infinity|symmetric and normalized).*")
+        gymnasium_check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+
+
 def test_finished_stages_are_no_ops(tiny_run):
     _, run = tiny_run
     result = dreamgym_cli("train-vae", str(run), cwd=run.parent)
@@ -113,10 +138,13 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("stage,directory,section,extra", [
     ("train-vae", "vae", "vae", {"frames_per_epoch": 1500}),
     ("train-mdnrnn", "mdnrnn", "mdnrnn", {"hidden_dim": 256, "batch_size": 1}),
+    ("train-mdnrnn", "mdnrnn_member_1", "mdnrnn", {"hidden_dim": 256, "batch_size": 1, "members": 2}),
 ])
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_runs, tmp_path, stage, directory, section, extra):
+    """For an ensemble, the kill lands in member 1 and member 0 is left finished."""
     run = copy_run(tiny_runs("doom"), tmp_path)
-    shutil.rmtree(run / directory)
+    for stage_dir in {directory, section}:
+        shutil.rmtree(run / stage_dir, ignore_errors=True)
     config = RunConfig.load(run)
     config.with_overrides(section, epochs=3, **extra).save(run)
     checkpoint = run / directory / "checkpoint.pt"

@@ -40,9 +40,9 @@ def actions_for(game: str, rng: np.random.Generator, num_envs: int | None = None
     return rng.uniform([-1, 0, 0], [1, 1, 1], (*shape, 3)).astype(np.float32)
 
 
-def single_trajectory_digest(game: str, trained_rate: float = 0.0, **kwargs) -> str:
-    """sha256 of 50 steps of one seeded dream of the small model (reset when it ends)."""
-    model = trained_with_dropout(game, trained_rate)
+def single_trajectory_digest(game: str, trained_rate: float = 0.0, model: WorldModel | None = None, **kwargs) -> str:
+    """sha256 of 50 steps of one seeded dream of the small model, or ``model`` (reset when it ends)."""
+    model = model or trained_with_dropout(game, trained_rate)
     env = dreamgym.DreamEnv(game, world_model=model, sample_done=True, device="cpu", **kwargs)
     digest = hashlib.sha256()
     observation, _ = env.reset(seed=7)
@@ -58,9 +58,9 @@ def single_trajectory_digest(game: str, trained_rate: float = 0.0, **kwargs) -> 
     return digest.hexdigest()
 
 
-def vector_trajectory_digest(game: str, trained_rate: float = 0.0, **kwargs) -> str:
-    """sha256 of 50 steps of 4 seeded batched dreams of the small model, with resets of every kind."""
-    model = trained_with_dropout(game, trained_rate)
+def vector_trajectory_digest(game: str, trained_rate: float = 0.0, model: WorldModel | None = None, **kwargs) -> str:
+    """sha256 of 50 steps of 4 seeded batched dreams of the small model, or ``model``, with resets of every kind."""
+    model = model or trained_with_dropout(game, trained_rate)
     envs = DreamVectorEnv(game, 4, world_model=model, sample_done=True, max_episode_steps=20, device="cpu", **kwargs)
     digest = hashlib.sha256()
     observations, _ = envs.reset(seed=7)

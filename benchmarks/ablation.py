@@ -1,0 +1,190 @@
+"""Which dream defences make agents trained only in the dream hold up on the real game.
+
+For each variant (a set of dream keyword arguments, see ``dreamgym.config.DreamSettings``), each
+agent and each training seed: train in the dream, then score the agent on real episodes whose
+seeds no training or tuning used. Every cell is resumable (CMA-ES checkpoints every generation,
+PPO at each reported budget) and skipped once its ``summary.json`` exists, so the script can be
+stopped and started again. Prints, and writes to ``OUT/ablation.md``, a table of dream and real
+scores: each seed's real mean ± std, and the mean over seeds.
+
+    python benchmarks/ablation.py --world-model pretrained/doom_take_cover --out runs/ablation \\
+        --variants plain,dropout,pessimist --agents cmaes --seeds 0,1,2
+
+    # PPO, scored on the real game after each budget (its curve must not fall):
+    python benchmarks/ablation.py --world-model DIR --out runs/ablation --agents ppo --ppo-steps 1e6,2e6,4e6,8e6
+
+A variant is a name from ``VARIANTS`` or ``name=key:value;key:value`` (values are Python
+literals), e.g. ``--variants "mine=dropout:0.1;done_threshold:0.2"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamgym.checkpoint import load_world_model, save_controller
+from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
+from dreamgym.config import ControllerTrainConfig, DreamSettings
+from dreamgym.evaluate import evaluate
+from dreamgym.world_model import WorldModel
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {"dropout": 0.0, "ensemble": "off", "uncertainty_penalty": 0.0, "done_threshold": 0.5,
+              "starts": "first", "horizon": None},
+    "dropout": {"dropout": 0.1},
+    "pessimist": {"done_threshold": 1 / 11},
+    "ensemble": {"ensemble": "episode"},
+    "penalty": {"uncertainty_penalty": 1.0},
+    "starts": {"starts": "data", "horizon": 200},
+    "model": {},
+}
+"""Named variants: each alone (on top of ``plain``); ``model`` is the model directory's own defaults."""
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    if "=" not in text:
+        if text not in VARIANTS:
+            raise SystemExit(f"unknown variant {text!r}; expected one of {sorted(VARIANTS)} or name=key:value;...")
+        return text, VARIANTS[text]
+    name, body = text.split("=", 1)
+    settings = {}
+    for item in filter(None, body.split(";")):
+        key, value = item.split(":", 1)
+        settings[key.strip()] = ast.literal_eval(value.strip())
+    return name, settings
+
+
+def dream_kwargs(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a variant: the plain dream with its settings on top (``model``: none)."""
+    return {} if name == "model" else {**VARIANTS["plain"], **settings}
+
+
+def settings_for(model: WorldModel, kwargs: dict[str, Any]) -> DreamSettings:
+    """The model's dream with ``kwargs`` put in; ``horizon=None`` there means no horizon."""
+    settings = model.dream_settings(None, **kwargs)
+    return dataclasses.replace(settings, horizon=None) if "horizon" in kwargs and kwargs["horizon"] is None else settings
+
+
+def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    model = load_world_model(model_dir, device=args.device)
+    dream = settings_for(model, kwargs)
+    config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
+                                   temperature=args.temperature, seed=seed)
+    start = time.perf_counter()
+    result = train_controller(model, cell, config, resume=True, dream=dream)
+    save_controller(result.controller, cell / BEST_FILE, {"dream": dataclasses.asdict(dream), "seed": seed})
+    generator = torch.Generator(device=model.device).manual_seed(1)
+    plain = settings_for(model, VARIANTS["plain"])
+    in_dream = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
+                             model.game.max_episode_steps, settings=dream)[0]
+    in_plain = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
+                             model.game.max_episode_steps, settings=plain)[0]
+    train_seconds = time.perf_counter() - start
+    real = evaluate(model.game.latent_env_id, cell / BEST_FILE, args.episodes, args.eval_seed, args.workers,
+                    env_kwargs={"world_model": model_dir, "device": "cpu"})
+    return {"dream_mean": float(in_dream.mean()), "plain_dream_mean": float(in_plain.mean()),
+            "real": {"final": [real.mean, real.std]}, "train_seconds": train_seconds}
+
+
+def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    from stable_baselines3 import PPO
+
+    import dreamgym
+
+    model = load_world_model(model_dir, device=args.device)
+    env_id = model.game.dream_env_id
+    settings = dataclasses.asdict(settings_for(model, kwargs))
+    settings["horizon"] = settings["horizon"] or model.game.max_episode_steps  # None here would mean the model's
+    venv = dreamgym.make_sb3_vec_env(env_id, num_envs=256, temperature=args.temperature, world_model=model_dir,
+                                     device=args.device, **settings)
+    real: dict[str, list[float]] = {}
+    dream: dict[str, float] = {}
+    agent = None
+    for budget in sorted(args.ppo_steps):
+        path = cell / f"ppo_{budget}.zip"
+        if path.exists():
+            agent = PPO.load(path, env=venv, device="cpu")
+        else:
+            if agent is None:  # the example's recipe: 256 × 128 = 32k steps per rollout
+                agent = PPO("MlpPolicy", venv, n_steps=128, batch_size=2048, n_epochs=10, learning_rate=3e-4,
+                            gamma=0.99, ent_coef=0.01, seed=seed, device="cpu")
+            agent.learn(budget - agent.num_timesteps, reset_num_timesteps=False)
+            agent.save(path)
+        buffer = agent.ep_info_buffer or []
+        dream[str(budget)] = float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
+        result = evaluate(model.game.latent_env_id, path, args.episodes, args.eval_seed, args.workers,
+                          env_kwargs={"world_model": model_dir, "device": "cpu"}, algorithm="ppo")
+        real[str(budget)] = [result.mean, result.std]
+        print(f"  {cell}: {budget:,} dream steps: dream {dream[str(budget)]:.0f}, real {result.mean:.0f} ± {result.std:.0f}",
+              flush=True)
+    return {"dream_mean": dream[str(max(args.ppo_steps))], "dream_by_steps": dream, "real": real}
+
+
+def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:
+    lines = ["| variant | agent | seeds | dream | real (each seed's mean ± std) | real, mean over seeds |",
+             "|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], row["agent"]), []).append(row)
+    for (variant, agent), cells in groups.items():
+        keys = ["final"] if agent == "cmaes" else [str(s) for s in sorted(ppo_steps)]
+        for key in keys:
+            scores = [cell["real"][key] for cell in cells if key in cell["real"]]
+            label = agent if agent == "cmaes" else f"ppo {int(key) / 1e6:g}M"
+            each = ", ".join(f"{m:.0f} ± {s:.0f}" for m, s in scores)
+            dream = np.mean([c["dream_mean"] if agent == "cmaes" else c["dream_by_steps"].get(key, np.nan) for c in cells])
+            lines.append(f"| {variant} | {label} | {','.join(str(c['seed']) for c in cells)} | {dream:.0f} | {each} | "
+                         f"**{np.mean([m for m, _ in scores]):.0f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world-model", required=True, help="model directory or shipped name")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--variants", default="plain,dropout,pessimist,model")
+    parser.add_argument("--agents", default="cmaes", help="cmaes, ppo or both, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds")
+    parser.add_argument("--episodes", type=int, default=100, help="real episodes per score")
+    parser.add_argument("--eval-seed", type=int, default=60_000, help="first real seed (never used for tuning)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--temperature", type=float, default=1.15)
+    parser.add_argument("--generations", type=int, default=30)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--ppo-steps", default="1e6,2e6,4e6,8e6")
+    args = parser.parse_args()
+    args.ppo_steps = [int(float(s)) for s in args.ppo_steps.split(",")]
+    model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
+    rows = []
+    for variant in args.variants.split(","):
+        name, settings = parse_variant(variant)
+        for agent in args.agents.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                cell = args.out / name / f"{agent}_s{seed}"
+                summary_path = cell / "summary.json"
+                if not summary_path.exists():
+                    cell.mkdir(parents=True, exist_ok=True)
+                    run = {"cmaes": run_cmaes, "ppo": run_ppo}[agent]
+                    summary = {"variant": name, "settings": dream_kwargs(name, settings), "agent": agent, "seed": seed,
+                               "eval_seed": args.eval_seed, "episodes": args.episodes,
+                               **run(args, model_dir, cell, dream_kwargs(name, settings), seed)}
+                    summary_path.write_text(json.dumps(summary, indent=2))
+                rows.append(json.loads(summary_path.read_text()))
+                print(json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True)
+    text = table(rows, args.ppo_steps)
+    (args.out / "ablation.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":  # evaluation workers are spawned processes
+    main()
