@@ -17,6 +17,7 @@ from dreamgym.config import DreamSettings
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
+    PLAIN_DREAM,
     override_dream,
     validate_temperature,
 )
@@ -190,9 +191,11 @@ class DreamEnv(gym.Env, EzPickle):
 
     The defences against agents that exploit M's errors (:class:`~dreamgym.config.DreamSettings`).
     Each keyword left at ``None`` takes the value the model directory was built for
-    (``env.unwrapped.settings`` shows the result); ``dropout=0.0, ensemble="off",
-    uncertainty_penalty=0.0, done_threshold=0.5, starts="first"`` is the paper's plain dream,
-    whose trajectories for a seed are those of earlier versions.
+    (``env.unwrapped.settings`` shows the result). ``plain=True`` starts from the paper's plain
+    dream instead (no dropout, member 0 alone, no penalty, ends at p(done) > 0.5, first-frame
+    starts, no horizon), whatever the model was built for, so that it is one setting away for
+    comparison; keywords given beside it still apply. Its trajectories for a seed are those of
+    earlier versions.
 
     * ``dropout``: a dropout dream (Wellmer & Kwok 2021): each episode draws its own dropout mask
       on M, fixed until the next reset, so that an agent trained across episodes meets a family
@@ -241,9 +244,10 @@ class DreamEnv(gym.Env, EzPickle):
         done_threshold: float | None = None,
         starts: str | None = None,
         horizon: int | None = None,
+        plain: bool = False,
     ) -> None:
         EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout, ensemble,
-                          uncertainty_penalty, done_threshold, starts, horizon)
+                          uncertainty_penalty, done_threshold, starts, horizon, plain)
         self.game = get_game(game)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -255,7 +259,9 @@ class DreamEnv(gym.Env, EzPickle):
                     "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
         override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
-        self.settings = self.model.dream_settings(**defences)
+        if not isinstance(plain, (bool, np.bool_)):
+            raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
+        self.settings = self.model.dream_settings(PLAIN_DREAM if plain else None, **defences)
         """The dream's defences: the model's defaults with this env's keyword arguments."""
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()

@@ -17,6 +17,7 @@ from dreamgym.config import DreamSettings
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
+    PLAIN_DREAM,
     override_dream,
     validate_temperature,
 )
@@ -92,7 +93,8 @@ class DreamVectorEnv(VectorEnv):
       default; ``envs.settings`` shows the result). ``envs.dropout_mask`` is the (N, hidden_dim)
       masks of the current episodes, ``envs.member`` the (N,) members, on the env's device, or
       None; with an ensemble in play ``info["uncertainty"]`` is (N,). Episodes are truncated at
-      the smaller of ``horizon`` and ``max_episode_steps``.
+      the smaller of ``horizon`` and ``max_episode_steps``. ``plain=True``: the paper's dream
+      whatever the model's defaults, as in :class:`~dreamgym.envs.dream.DreamEnv`.
     * ``device``: where V, M and the tensor path's tensors live: ``"auto"`` (default: CUDA when
       there is a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``envs.device`` is
       the torch device it resolved to.
@@ -123,6 +125,7 @@ class DreamVectorEnv(VectorEnv):
         done_threshold: float | None = None,
         starts: str | None = None,
         horizon: int | None = None,
+        plain: bool = False,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -145,7 +148,9 @@ class DreamVectorEnv(VectorEnv):
                     "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
         override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
         self.model = get_world_model(self.game.name, world_model, device)
-        self.settings = self.model.dream_settings(**defences)
+        if not isinstance(plain, (bool, np.bool_)):
+            raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
+        self.settings = self.model.dream_settings(PLAIN_DREAM if plain else None, **defences)
         if self.settings.horizon is not None:
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device

@@ -41,6 +41,18 @@ def test_a_model_with_members_and_starts_dreams_the_plain_dream_bit_for_bit_at_p
     assert digest(game, model=defended, **plain) == PLAIN_DREAM_DIGESTS[kind, game]
 
 
+@pytest.mark.parametrize("game", ["carracing", "doom"])
+@pytest.mark.parametrize("digest, kind", [(single_trajectory_digest, "single"), (vector_trajectory_digest, "vector")])
+def test_plain_is_one_keyword_away_whatever_the_models_defaults(game, digest, kind):
+    defended = defended_world_model(game, defaults=DreamSettings(dropout=0.2, ensemble="episode", uncertainty_penalty=1.0,
+                                                                 done_threshold=0.2, starts="data", horizon=3))
+    assert digest(game, model=defended, plain=True) == PLAIN_DREAM_DIGESTS[kind, game]
+    env = dreamgym.DreamEnv(game, world_model=defended, plain=True, horizon=7, device="cpu")
+    assert env.settings == DreamSettings(dropout=0.0, horizon=7)  # keywords beside it still apply
+    with pytest.raises(TypeError, match="plain must be True or False"):
+        dreamgym.DreamEnv(game, world_model=defended, plain="yes", device="cpu")
+
+
 # --------------------------------------------------------------------------- ensembles
 
 
