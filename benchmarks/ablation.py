@@ -34,11 +34,10 @@ from dreamgym.checkpoint import load_world_model, save_controller
 from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.evaluate import evaluate
-from dreamgym.world_model import WorldModel
+from dreamgym.world_model import PLAIN_DREAM, WorldModel
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {"dropout": 0.0, "ensemble": "off", "uncertainty_penalty": 0.0, "done_threshold": 0.5,
-              "starts": "first", "horizon": None},
+    "plain": {},
     "dropout": {"dropout": 0.1},
     "pessimist": {"done_threshold": 1 / 11},
     "ensemble": {"ensemble": "episode"},
@@ -46,7 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "starts": {"starts": "data", "horizon": 200},
     "model": {},
 }
-"""Named variants: each alone (on top of ``plain``); ``model`` is the model directory's own defaults."""
+"""Named variants, each on top of the plain dream; ``model`` is the model directory's own defaults."""
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -62,31 +61,23 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
-def dream_kwargs(name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of a variant: the plain dream with its settings on top (``model``: none)."""
-    return {} if name == "model" else {**VARIANTS["plain"], **settings}
+def settings_for(model: WorldModel, name: str, settings: dict[str, Any]) -> DreamSettings:
+    """A variant's dream: the plain dream with its settings on top (``model``: the model's own)."""
+    return model.dream_settings(None if name == "model" else PLAIN_DREAM, **settings)
 
 
-def settings_for(model: WorldModel, kwargs: dict[str, Any]) -> DreamSettings:
-    """The model's dream with ``kwargs`` put in; ``horizon=None`` there means no horizon."""
-    settings = model.dream_settings(None, **kwargs)
-    return dataclasses.replace(settings, horizon=None) if "horizon" in kwargs and kwargs["horizon"] is None else settings
-
-
-def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSettings, seed: int) -> dict[str, Any]:
     model = load_world_model(model_dir, device=args.device)
-    dream = settings_for(model, kwargs)
     config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
                                    temperature=args.temperature, seed=seed)
     start = time.perf_counter()
     result = train_controller(model, cell, config, resume=True, dream=dream)
     save_controller(result.controller, cell / BEST_FILE, {"dream": dataclasses.asdict(dream), "seed": seed})
     generator = torch.Generator(device=model.device).manual_seed(1)
-    plain = settings_for(model, VARIANTS["plain"])
     in_dream = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
                              model.game.max_episode_steps, settings=dream)[0]
     in_plain = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
-                             model.game.max_episode_steps, settings=plain)[0]
+                             model.game.max_episode_steps, settings=PLAIN_DREAM)[0]
     train_seconds = time.perf_counter() - start
     real = evaluate(model.game.latent_env_id, cell / BEST_FILE, args.episodes, args.eval_seed, args.workers,
                     env_kwargs={"world_model": model_dir, "device": "cpu"})
@@ -94,17 +85,15 @@ def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, kwargs: dict
             "real": {"final": [real.mean, real.std]}, "train_seconds": train_seconds}
 
 
-def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSettings, seed: int) -> dict[str, Any]:
     from stable_baselines3 import PPO
 
     import dreamgym
 
     model = load_world_model(model_dir, device=args.device)
     env_id = model.game.dream_env_id
-    settings = dataclasses.asdict(settings_for(model, kwargs))
-    settings["horizon"] = settings["horizon"] or model.game.max_episode_steps  # None here would mean the model's
     venv = dreamgym.make_sb3_vec_env(env_id, num_envs=256, temperature=args.temperature, world_model=model_dir,
-                                     device=args.device, **settings)
+                                     device=args.device, plain=True, **dataclasses.asdict(dream))
     real: dict[str, list[float]] = {}
     dream: dict[str, float] = {}
     agent = None
@@ -175,9 +164,10 @@ def main() -> None:
                 if not summary_path.exists():
                     cell.mkdir(parents=True, exist_ok=True)
                     run = {"cmaes": run_cmaes, "ppo": run_ppo}[agent]
-                    summary = {"variant": name, "settings": dream_kwargs(name, settings), "agent": agent, "seed": seed,
+                    dream = settings_for(load_world_model(model_dir, device="cpu"), name, settings)
+                    summary = {"variant": name, "settings": dataclasses.asdict(dream), "agent": agent, "seed": seed,
                                "eval_seed": args.eval_seed, "episodes": args.episodes,
-                               **run(args, model_dir, cell, dream_kwargs(name, settings), seed)}
+                               **run(args, model_dir, cell, dream, seed)}
                     summary_path.write_text(json.dumps(summary, indent=2))
                 rows.append(json.loads(summary_path.read_text()))
                 print(json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True)

@@ -86,7 +86,9 @@ def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[
     if path.suffix == ".zip":
         import stable_baselines3
 
-        name = algorithm or sb3_algorithm(path)
+        name = sb3_algorithm(path) if algorithm is None else {a.lower(): a for a in SB3_ALGORITHMS}.get(algorithm.lower())
+        if name is None:
+            raise ValueError(f"unknown SB3 algorithm {algorithm!r}; expected one of {', '.join(SB3_ALGORITHMS)}")
         return getattr(stable_baselines3, name).load(path, device="cpu"), None
     raise ValueError(f"unknown policy {path}: expected a model directory, a controller .safetensors or an SB3 .zip")
 

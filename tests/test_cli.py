@@ -24,6 +24,17 @@ def test_an_sb3_zip_is_not_loaded_without_consent(tmp_path, monkeypatch, capsys)
     assert "runs code from the file" in error and "--trust-zip" in error
 
 
+def test_an_sb3_algorithm_is_named_in_any_case_and_an_unknown_one_is_refused(tmp_path, monkeypatch):
+    from dreamgym.evaluate import load_policy
+    archive = tmp_path / "policy.zip"
+    with zipfile.ZipFile(archive, "w") as zip_file:
+        zip_file.writestr("data", "{}")
+    monkeypatch.setattr(stable_baselines3.DQN, "load", classmethod(lambda cls, *a, **k: "a DQN"))
+    assert load_policy(archive, "dqn") == ("a DQN", None) and load_policy(archive, "DQN") == ("a DQN", None)
+    with pytest.raises(ValueError, match="unknown SB3 algorithm 'ppo2'; expected one of PPO, DQN"):
+        load_policy(archive, "ppo2")
+
+
 @pytest.mark.parametrize("args", [
     ["train-controller", "RUN", "--temperature", "-1"],
     ["train-controller", "RUN", "--temperature", "nan"],
