@@ -231,15 +231,16 @@ class WorldModel:
         back from the device); the batched dream skips it in its per-step draws, whose latents its
         full reset has checked already."""
         K, device = len(self.all_members), self.device
+        running = K if self.runs_members(settings) else 1  # the members whose LSTM states the dreams carry
         if settings.starts == "data":
             table = self.start_table()
             index = torch.randint(len(table.z), (batch_size,), generator=generator, device=device)
-            z, h, c = table.z[index], table.h[:, index], table.c[:, index]
+            z, h, c = table.z[index], table.h[:running, index], table.c[:running, index]
         else:
             index = torch.randint(len(self.initial_mu), (batch_size,), generator=generator, device=device)
             noise = torch.randn((batch_size, self.z_dim), generator=generator, device=device)
             z = self.initial_mu[index] + torch.exp(0.5 * self.initial_logvar[index]) * noise
-            h = torch.zeros(K, batch_size, self.hidden_dim, device=device)
+            h = torch.zeros(running, batch_size, self.hidden_dim, device=device)
             c = torch.zeros_like(h)
         if check and not bool(torch.isfinite(z).all()):
             raise FloatingPointError("the world model's first-frame latents give NaN or inf: its initial latents are broken")
