@@ -95,7 +95,7 @@ def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSe
     venv = dreamgym.make_sb3_vec_env(env_id, num_envs=256, temperature=args.temperature, world_model=model_dir,
                                      device=args.device, plain=True, **dataclasses.asdict(dream))
     real: dict[str, list[float]] = {}
-    dream: dict[str, float] = {}
+    in_dream: dict[str, float] = {}
     agent = None
     for budget in sorted(args.ppo_steps):
         path = cell / f"ppo_{budget}.zip"
@@ -108,13 +108,13 @@ def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSe
             agent.learn(budget - agent.num_timesteps, reset_num_timesteps=False)
             agent.save(path)
         buffer = agent.ep_info_buffer or []
-        dream[str(budget)] = float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
+        in_dream[str(budget)] = float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
         result = evaluate(model.game.latent_env_id, path, args.episodes, args.eval_seed, args.workers,
                           env_kwargs={"world_model": model_dir, "device": "cpu"}, algorithm="ppo")
         real[str(budget)] = [result.mean, result.std]
-        print(f"  {cell}: {budget:,} dream steps: dream {dream[str(budget)]:.0f}, real {result.mean:.0f} ± {result.std:.0f}",
+        print(f"  {cell}: {budget:,} dream steps: dream {in_dream[str(budget)]:.0f}, real {result.mean:.0f} ± {result.std:.0f}",
               flush=True)
-    return {"dream_mean": dream[str(max(args.ppo_steps))], "dream_by_steps": dream, "real": real}
+    return {"dream_mean": in_dream[str(max(args.ppo_steps))], "dream_by_steps": in_dream, "real": real}
 
 
 def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:

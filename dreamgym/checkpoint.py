@@ -49,8 +49,10 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAX_INITIAL_LATENTS = 1_000_000
 """More stored first frames than this is no model dreamgym wrote."""
-MAX_START_STEPS = 1_000_000
-"""More stored real steps for ``starts="data"`` than this is no model dreamgym wrote."""
+MAX_START_STEPS = 200_000
+MAX_START_EPISODES = 1024
+"""More stored real steps or episodes for ``starts="data"`` than these is no model dreamgym wrote
+(it stores 32 episodes); they bound the warm-up's work and memory."""
 START_FILE = "start_episodes.safetensors"
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
@@ -333,10 +335,15 @@ def load_world_model(
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_MEMBERS:
         raise ModelFileError(f"{path}: members must be an integer in [1, {MAX_MEMBERS}], got {count!r}")
     dream = _dream_settings(path, config.get("dream", {}))
+    member_files = [f"mdnrnn_member_{k}.safetensors" for k in range(1, count)]
+    for name in member_files:  # before any member is allocated: a config cannot ask for memory its files lack
+        _check_weights_size(directory, name, config, mdnrnn_parameter_count(mdnrnn_config))
     vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
-    members = [MDNRNN(mdnrnn_config) for _ in range(count - 1)]
     named = [(vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")]
-    named += [(member, f"mdnrnn_member_{k}.safetensors") for k, member in enumerate(members, start=1)]
+    members = []
+    for name in member_files:
+        members.append(MDNRNN(mdnrnn_config))
+        named.append((members[-1], name))
     for module, name in named:
         module.load_state_dict(verified_tensors(directory, name, config, _shapes(module)))
     latents = verified_tensors(directory, "initial_latents.safetensors", config)
@@ -363,7 +370,32 @@ def load_world_model(
         start_episodes=_start_episodes(directory, config, vae_config.z_dim, model_game.action_dim),
         dream_defaults=dream,
     )
+    try:
+        model.dream_settings()
+    except ValueError as error:
+        raise ModelFileError(f"{path}: its dream defaults do not fit the model: {error}") from None
     return model.to(device)
+
+
+def mdnrnn_parameter_count(config: MDNRNNConfig) -> int:
+    """Parameters of an M of ``config``, counted without building it."""
+    inputs, hidden = config.z_dim + config.action_dim, config.hidden_dim
+    outputs = 3 * config.z_dim * config.num_mixtures + 2
+    return 4 * hidden * (inputs + hidden + 2) + outputs * (hidden + 1)
+
+
+def _check_weights_size(directory: Path, name: str, config: dict, parameters: int) -> None:
+    """``name`` is listed and on disk, at its recorded size, and big enough for ``parameters``
+    16-bit weights: checked from the file's size alone, before anything is allocated."""
+    path = directory / name
+    record = config["files"].get(name)
+    if record is None:
+        raise ModelFileError(f"{path}: not listed in {CONFIG_FILE}, so it cannot be verified")
+    if not path.is_file() or path.stat().st_size != record["bytes"]:
+        raise ModelFileError(f"{path} is missing or not the {record['bytes']} bytes {CONFIG_FILE} records")
+    if record["bytes"] < 2 * parameters:
+        raise ModelFileError(f"{path} holds {record['bytes']} bytes, too few for the {parameters} weights of "
+                             f"{CONFIG_FILE}'s M")
 
 
 def _dream_settings(path: Path, section: object) -> DreamSettings:
@@ -386,14 +418,15 @@ def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) 
     tensors = verified_tensors(directory, START_FILE, config)
     path = directory / START_FILE
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
-    steps = shapes.get("mu", (0,))[0]
-    episodes = shapes.get("lengths", (0,))[0]
+    steps = shapes["mu"][0] if len(shapes.get("mu", ())) == 2 else 0
+    episodes = shapes["lengths"][0] if len(shapes.get("lengths", ())) == 1 else 0
     expected = {"mu": (steps, z_dim), "actions": (steps, action_dim), "lengths": (episodes,)}
     lengths = tensors.get("lengths", torch.zeros(0))
-    if (shapes != expected or not 1 <= steps <= MAX_START_STEPS or episodes < 1
+    if (shapes != expected or not 1 <= steps <= MAX_START_STEPS or not 1 <= episodes <= MAX_START_EPISODES
             or not bool((lengths >= 1).all() and (lengths == lengths.round()).all()) or int(lengths.sum()) != steps):
         raise ModelFileError(f"{path} must hold mu (S, {z_dim}), actions (S, {action_dim}) and lengths (E,) of "
-                             f"whole numbers >= 1 summing to S, with 1 <= S <= {MAX_START_STEPS}; found {shapes}")
+                             f"whole numbers >= 1 summing to S, with 1 <= S <= {MAX_START_STEPS} and "
+                             f"1 <= E <= {MAX_START_EPISODES}; found {shapes}")
     return StartEpisodes(tensors["mu"], tensors["actions"], lengths.long())
 
 

@@ -197,7 +197,7 @@ class DreamSettings(Settings):
     :class:`~dreamgym.envs.vector.DreamVectorEnv`, ``make_sb3_vec_env`` and CMA-ES take each
     of them as a keyword argument. The defaults are the paper's plain dream."""
 
-    dropout: float | None = setting(None, minimum=0, maximum=0.9)
+    dropout: float | None = setting(None, minimum=0, below=1)
     """Each dream its own dropout mask on M's h before the heads, fixed for the episode (Wellmer &
     Kwok 2021). None: the rate M was trained with; 0: no dropout."""
     ensemble: str = setting("off", choices=ENSEMBLE_MODES)
@@ -246,6 +246,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         get_game(self.game)  # ValueError listing the known games
+        if (self.dream.ensemble != "off" or self.dream.uncertainty_penalty > 0) and self.mdnrnn.members < 2:
+            raise ValueError(f"dream.ensemble {self.dream.ensemble!r} and dream.uncertainty_penalty "
+                             f"{self.dream.uncertainty_penalty} need mdnrnn.members >= 2, got {self.mdnrnn.members}")
         for name in ("preset", "parent"):
             value = getattr(self, name)
             if (value is not None or name == "preset") and (not isinstance(value, str) or not value.strip()):
@@ -270,6 +273,11 @@ class RunConfig:
                 continue
             if not isinstance(data[name], dict):
                 raise ValueError(f"run.json section {name!r} must be a JSON object, got {data[name]!r}")
+            for key, place in _MOVED.items():  # written by earlier versions: null moves silently, a value is named
+                if key[0] == name and key[1] in data[name]:
+                    if data[name][key[1]] is not None:
+                        raise ValueError(f"run.json: {name}.{key[1]} is now {place}: move it there")
+                    data[name] = {k: v for k, v in data[name].items() if k != key[1]}
             unknown = sorted(set(data[name]) - {f.name for f in fields(section)})
             if unknown:
                 raise ValueError(f"run.json section {name!r} has unknown settings {unknown}")
@@ -309,6 +317,9 @@ _SECTIONS = {
     "dream": DreamSettings,
     "evaluate": EvalConfig,
 }
+
+_MOVED = {("controller", "dropout"): "dream.dropout", ("real_controller", "dropout"): "dream.dropout"}
+"""Settings of earlier run.json files that live elsewhere now."""
 
 PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "doom": {

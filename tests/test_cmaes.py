@@ -355,7 +355,7 @@ def test_each_dream_keeps_its_own_mask_as_the_batch_shrinks(monkeypatch):
         assert rows == sorted(rows)  # the masks of the dreams still alive, in their order
 
 
-@pytest.mark.parametrize("value", [-0.1, 0.95, float("nan")])
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
 def test_a_dream_dropout_outside_its_range_is_refused(value):
     with pytest.raises(ValueError, match="DreamSettings.dropout"):
         DreamSettings(dropout=value)

@@ -204,6 +204,8 @@ class DreamVectorEnv(VectorEnv):
             infos["final_obs"] = final_obs
             infos["_final_obs"] = ended.copy()
             infos["final_info"] = {"done_probability": infos["done_probability"].copy(), "_done_probability": ended.copy()}
+            if "uncertainty" in infos:
+                infos["final_info"].update(uncertainty=infos["uncertainty"].copy(), _uncertainty=ended.copy())
             infos["_final_info"] = ended.copy()
         return to_numpy(observations, np.float32), to_numpy(rewards, np.float64), terminated, truncated, infos
 
@@ -293,6 +295,8 @@ class DreamVectorEnv(VectorEnv):
             info["final_obs"] = self._state.observation()
             info["_final_obs"] = ended
             info["final_info"] = {"done_probability": step.done_probability, "_done_probability": ended}
+            if step.uncertainty is not None:
+                info["final_info"].update(uncertainty=step.uncertainty, _uncertainty=ended)
             info["_final_info"] = ended
             self._reset_envs(ended)
         else:

@@ -279,18 +279,61 @@ def test_a_bad_dream_section_or_member_count_is_refused_by_name(tmp_path, change
         load_world_model(directory, device="cpu")
 
 
-def test_stored_episodes_that_do_not_add_up_are_refused(tmp_path):
-    from safetensors.torch import save_file
+def test_members_a_config_claims_are_refused_from_their_file_sizes_before_any_is_built(tmp_path, monkeypatch):
+    import dreamgym.checkpoint as checkpoint
+    directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
+    (directory / "mdnrnn_member_2.safetensors").write_bytes(b"x" * 100)
+    _rewrite(directory, lambda c: c["files"]["mdnrnn_member_2.safetensors"].update(bytes=100))
+    built = []
+    monkeypatch.setattr(checkpoint, "MDNRNN", lambda config: built.append(config) or pytest.fail("allocated"))
+    with pytest.raises(ModelFileError, match="mdnrnn_member_2.safetensors holds 100 bytes, too few"):
+        load_world_model(directory, device="cpu")
+    assert built == []
+
+
+def test_dream_defaults_a_model_cannot_give_are_refused_at_load(tmp_path):
+    directory = save_world_model(small_world_model("doom"), tmp_path / "model")
+    _rewrite(directory, lambda c: c["dream"].update(ensemble="episode"))
+    with pytest.raises(ModelFileError, match="dream defaults do not fit the model: .*2 or more M members"):
+        load_world_model(directory, device="cpu")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.update(mu=torch.tensor(1.0)), "must hold mu"),
+    (lambda t: t.update(lengths=t["lengths"].sum().reshape(())), "must hold mu"),
+    (lambda t: t.update(lengths=t["lengths"] + 1), "summing to S"),
+    (lambda t: t.update(lengths=t["lengths"] - 0.5), "whole numbers"),
+])
+def test_stored_episodes_that_do_not_fit_are_refused_by_name(tmp_path, change, message):
+    from safetensors.torch import load_file, save_file
     directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
     path = directory / "start_episodes.safetensors"
-    from safetensors.torch import load_file
     tensors = load_file(str(path))
-    tensors["lengths"] = tensors["lengths"] + 1  # more steps than stored
-    save_file(tensors, str(path))
+    change(tensors)
+    save_file({key: value.contiguous() for key, value in tensors.items()}, str(path))
     _rewrite(directory, lambda c: c["files"]["start_episodes.safetensors"].update(
         sha256=sha256_of(path), bytes=path.stat().st_size))
-    with pytest.raises(ModelFileError, match="summing to S"):
+    with pytest.raises(ModelFileError, match=message):
         load_world_model(directory, device="cpu")
+
+
+def test_run_settings_refuse_an_ensemble_dream_without_members_and_read_old_files():
+    from dreamgym.config import RunConfig, preset
+    with pytest.raises(ValueError, match="need mdnrnn.members >= 2"):
+        preset("doom", "tiny").with_overrides("dream", ensemble="episode")
+    old = preset("doom", "tiny").to_dict()
+    del old["dream"]
+    old["controller"]["dropout"] = None  # what run.json files of the previous version hold
+    assert RunConfig.from_dict(old).dream == DreamSettings()
+    old["controller"]["dropout"] = 0.1
+    with pytest.raises(ValueError, match="controller.dropout is now dream.dropout"):
+        RunConfig.from_dict(old)
+
+
+def test_a_dropout_up_to_but_below_1_is_a_dream():
+    assert doom_env(dropout=0.95).dropout == 0.95
+    with pytest.raises(ValueError, match="dropout"):
+        doom_env(dropout=1.0)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
