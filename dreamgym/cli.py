@@ -91,7 +91,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
-    _override(Path(args.run), "mdnrnn", epochs=args.epochs)
+    _override(Path(args.run), "mdnrnn", epochs=args.epochs, members=args.members)
     _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
                                   device=args.device)))
 
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
         p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
         add_device_argument(p, what)
+        if name == "train-mdnrnn":
+            p.add_argument("--members", type=count, help="Ms for an ensemble dream: member 0 on every episode, the others "
+                                                         "on bootstrap resamples (default: run.json's)")
         if name == "train-controller":
             p.add_argument("--temperature", type=positive_number, help="dream temperature τ (default: run.json's)")
             p.add_argument("--population", type=count, help="CMA-ES candidates per generation (default: run.json's)")

@@ -77,11 +77,12 @@ def test_tiny_pipeline_exports_a_model_that_passes_both_env_checkers(tiny_run):
 
 def test_an_ensemble_run_exports_its_members_real_episodes_and_dream_defaults(tiny_runs, tmp_path):
     run = copy_run(tiny_runs("doom"), tmp_path)
-    config = RunConfig.load(run).with_overrides("mdnrnn", members=2)
-    config.with_overrides("dream", ensemble="episode", uncertainty_penalty=0.5, starts="data", horizon=20).save(run)
-    trained = dreamgym_cli("train-mdnrnn", str(run), cwd=tmp_path)
+    trained = dreamgym_cli("train-mdnrnn", str(run), "--members", "2", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "M member 0 already finished" in trained.stdout and "M member 1 trained" in trained.stdout
+    config = RunConfig.load(run)
+    assert config.mdnrnn.members == 2
+    config.with_overrides("dream", ensemble="episode", uncertainty_penalty=0.5, starts="data", horizon=20).save(run)
     exported = dreamgym_cli("export", str(run), "--to", str(run / "model"), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
     model = dreamgym.load_world_model(run / "model", device="cpu")

@@ -14,7 +14,7 @@ case "$1" in
   collect)    $DG collect doom --out $RUN --preset paper --workers 16 ;;
   vae)        $DG train-vae $RUN --resume --device cuda ;;
   encode)     $DG encode $RUN --device cuda ;;
-  mdnrnn)     $DG train-mdnrnn $RUN --resume --device cuda --epochs "${EPOCHS:-100}" ;;
+  mdnrnn)     $DG train-mdnrnn $RUN --resume --device cuda --epochs "${EPOCHS:-100}" --members "${MEMBERS:-3}" ;;
   controller) $DG train-controller $RUN --resume --device cuda ;;
   evaluate)   $DG export $RUN --to $RUN/model --float16 && $DG evaluate LatentDoomTakeCover-v0 --policy $RUN/model \
                 --episodes 100 --seed 20000 --workers 16 --device cpu --json $out/eval.json ;;
