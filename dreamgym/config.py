@@ -186,7 +186,7 @@ REAL_CONTROLLER = ControllerTrainConfig(generations=10, population=16, trials=4,
                                        eval_trials=16)
 
 
-ENSEMBLE_MODES = ("off", "episode")
+ENSEMBLE_MODES = ("off", "episode", "pessimist")
 START_MODES = ("first", "data")
 
 
@@ -202,7 +202,10 @@ class DreamSettings(Settings):
     Kwok 2021). None: the rate M was trained with; 0: no dropout."""
     ensemble: str = setting("off", choices=ENSEMBLE_MODES)
     """``"off"``: member 0 alone moves the dream; ``"episode"``: each dream draws one of the
-    model's M members at its start and that member draws its next latents, rewards and end."""
+    model's M members at its start and that member draws its next latents, rewards and end;
+    ``"pessimist"``: member 0 draws the next latent, the reward is the lowest any member
+    predicts and the dream ends where any member ends it (MOReL's idea: no member's blind spot
+    pays)."""
     uncertainty_penalty: float = setting(0.0, minimum=0)
     """λ ≥ 0: each step's reward is lowered by λ·u, u the members' disagreement on the next
     latent (the root mean square over z's dimensions of the spread of the members' expected z)."""

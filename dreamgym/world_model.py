@@ -9,9 +9,10 @@ through them, so every dream has exactly the same semantics for the same
 * dropout (Wellmer & Kwok 2021): a dream at rate p > 0 draws its own mask when it starts and
   keeps it to its end; the mask multiplies M's h on its way to the heads only, so the
   observation [z, h] is M's unmasked state, as on the real game;
-* an ensemble of M members (PETS, MOPO): every member sees the same z and actions; with
-  ``ensemble="episode"`` the member each dream drew moves it; an uncertainty penalty takes λ·u
-  off each reward, u the members' disagreement on the next latent;
+* an ensemble of M members (PETS, MOPO, MOReL): every member sees the same z and actions; with
+  ``ensemble="episode"`` the member each dream drew moves it; with ``"pessimist"`` member 0
+  moves it, the reward is the lowest and the end the earliest any member predicts; an
+  uncertainty penalty takes λ·u off each reward, u the members' disagreement on the next latent;
 * a pessimistic end (``done_threshold`` below 0.5);
 * starts from real states (``starts="data"``): z of a stored real step and each member's state
   warmed up on the steps before it; ``horizon`` truncates (the envs and CMA-ES apply it).
@@ -280,6 +281,9 @@ class WorldModel:
             if state.member is not None:
                 rows = torch.arange(len(state.member), device=self.device)
                 output = MDNOutput(*(part[state.member, rows] for part in stacked))
+            elif settings.ensemble == "pessimist":  # member 0's latent; the worst reward and end of any member
+                output = output._replace(reward=stacked.reward.min(dim=0).values,
+                                         done_logit=stacked.done_logit.max(dim=0).values)
         z = sample_next_z(output, temperature, generator)
         if not (torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()):
             raise FloatingPointError(

@@ -207,7 +207,9 @@ class DreamEnv(gym.Env, EzPickle):
       episode's mask, (1, hidden_dim), or None.
     * ``ensemble``: ``"off"`` (member 0 alone) or ``"episode"``: each episode draws one of the
       model's M members (a model trained with ``mdnrnn.members`` ≥ 2), which draws its next
-      latents, rewards and end; ``env.unwrapped.member`` is the episode's member. Every member
+      latents, rewards and end; ``env.unwrapped.member`` is the episode's member; or
+      ``"pessimist"``: member 0 draws the next latent, the reward is the lowest any member
+      predicts and the episode ends where any member ends it (p(done) is the highest). Every member
       sees the same z and actions, and the observation's h is always member 0's, the M that the
       latent twin runs on the real game.
     * ``uncertainty_penalty``: λ ≥ 0; each step's reward is lowered by λ·u, where

@@ -111,6 +111,24 @@ def test_the_vector_env_draws_a_member_per_env_and_changes_it_only_at_a_reset():
         assert torch.equal(envs.member, members)
 
 
+def test_a_pessimist_ensemble_takes_member_0s_latent_and_the_worst_reward_and_end():
+    model = defended_world_model("carracing")
+    settings = model.dream_settings(None, ensemble="pessimist")
+    state = model.initial_state(16, torch.Generator().manual_seed(0), settings)
+    action = model.action_tensor(np.tile([[0.2, 0.6, 0.0]], (16, 1)))
+    step = model.dream_step(state, action, 1.0, torch.Generator().manual_seed(1), False, settings)
+    outputs = [member.step(state.z, action, (h, c))[0] for member, h, c in
+               zip(model.all_members, [state.h, *state.member_h], [state.c, *state.member_c])]
+    rewards = torch.stack([out.reward for out in outputs])
+    done = torch.sigmoid(torch.stack([out.done_logit for out in outputs]))
+    torch.testing.assert_close(step.reward, rewards.min(dim=0).values)
+    torch.testing.assert_close(step.done_probability, done.max(dim=0).values)
+    assert (step.reward < rewards[0]).any()  # another member was the worse one somewhere
+    from dreamgym.mdnrnn import sample_next_z
+    torch.testing.assert_close(step.state.z, sample_next_z(outputs[0], 1.0, torch.Generator().manual_seed(1)))
+    assert step.state.member is None
+
+
 # --------------------------------------------------------------------------- the uncertainty penalty
 
 
