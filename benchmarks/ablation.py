@@ -66,8 +66,8 @@ def settings_for(model: WorldModel, name: str, settings: dict[str, Any]) -> Drea
     return model.dream_settings(None if name == "model" else PLAIN_DREAM, **settings)
 
 
-def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSettings, seed: int) -> dict[str, Any]:
-    model = load_world_model(model_dir, device=args.device)
+def run_cmaes(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings,
+              seed: int) -> dict[str, Any]:
     config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
                                    temperature=args.temperature, seed=seed)
     start = time.perf_counter()
@@ -85,12 +85,12 @@ def run_cmaes(args: argparse.Namespace, model_dir: str, cell: Path, dream: Dream
             "real": {"final": [real.mean, real.std]}, "train_seconds": train_seconds}
 
 
-def run_ppo(args: argparse.Namespace, model_dir: str, cell: Path, dream: DreamSettings, seed: int) -> dict[str, Any]:
+def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings,
+            seed: int) -> dict[str, Any]:
     from stable_baselines3 import PPO
 
     import dreamgym
 
-    model = load_world_model(model_dir, device=args.device)
     env_id = model.game.dream_env_id
     venv = dreamgym.make_sb3_vec_env(env_id, num_envs=256, temperature=args.temperature, world_model=model_dir,
                                      device=args.device, plain=True, **dataclasses.asdict(dream))
@@ -154,6 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     args.ppo_steps = [int(float(s)) for s in args.ppo_steps.split(",")]
     model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
+    model = load_world_model(model_dir, device=args.device)
     rows = []
     for variant in args.variants.split(","):
         name, settings = parse_variant(variant)
@@ -164,10 +165,10 @@ def main() -> None:
                 if not summary_path.exists():
                     cell.mkdir(parents=True, exist_ok=True)
                     run = {"cmaes": run_cmaes, "ppo": run_ppo}[agent]
-                    dream = settings_for(load_world_model(model_dir, device="cpu"), name, settings)
+                    dream = settings_for(model, name, settings)
                     summary = {"variant": name, "settings": dataclasses.asdict(dream), "agent": agent, "seed": seed,
                                "eval_seed": args.eval_seed, "episodes": args.episodes,
-                               **run(args, model_dir, cell, dream, seed)}
+                               **run(args, model, model_dir, cell, dream, seed)}
                     summary_path.write_text(json.dumps(summary, indent=2))
                 rows.append(json.loads(summary_path.read_text()))
                 print(json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True)

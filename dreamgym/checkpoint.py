@@ -265,12 +265,8 @@ def _model_settings(path: Path, config: dict, key: str, cls: type, limits: dict[
     return cls(**section)
 
 
-def verified_tensors(directory: Path, name: str, config: dict,
-                     shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
-    """One weights file as float32 tensors, read only after every check has passed: it is listed
-    in config.json, its size and sha256 match the record, and its header (read without loading
-    any tensor) holds exactly the tensors of ``shapes`` in a float dtype; then every value must
-    be finite. ModelFileError names the file and what is wrong."""
+def _recorded_file(directory: Path, name: str, config: dict) -> tuple[Path, dict]:
+    """(path, record) of a weights file listed in config.json and on disk at its recorded size."""
     path = directory / name
     record = config["files"].get(name)
     if record is None:
@@ -280,6 +276,16 @@ def verified_tensors(directory: Path, name: str, config: dict,
     size = path.stat().st_size
     if size != record["bytes"]:
         raise ModelFileError(f"{path} is truncated or padded: {size} bytes, expected {record['bytes']}")
+    return path, record
+
+
+def verified_tensors(directory: Path, name: str, config: dict,
+                     shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+    """One weights file as float32 tensors, read only after every check has passed: it is listed
+    in config.json, its size and sha256 match the record, and its header (read without loading
+    any tensor) holds exactly the tensors of ``shapes`` in a float dtype; then every value must
+    be finite. ModelFileError names the file and what is wrong."""
+    path, record = _recorded_file(directory, name, config)
     digest = sha256_of(path)
     if digest != record["sha256"]:
         raise ModelFileError(
@@ -387,12 +393,7 @@ def mdnrnn_parameter_count(config: MDNRNNConfig) -> int:
 def _check_weights_size(directory: Path, name: str, config: dict, parameters: int) -> None:
     """``name`` is listed and on disk, at its recorded size, and big enough for ``parameters``
     16-bit weights: checked from the file's size alone, before anything is allocated."""
-    path = directory / name
-    record = config["files"].get(name)
-    if record is None:
-        raise ModelFileError(f"{path}: not listed in {CONFIG_FILE}, so it cannot be verified")
-    if not path.is_file() or path.stat().st_size != record["bytes"]:
-        raise ModelFileError(f"{path} is missing or not the {record['bytes']} bytes {CONFIG_FILE} records")
+    path, record = _recorded_file(directory, name, config)
     if record["bytes"] < 2 * parameters:
         raise ModelFileError(f"{path} holds {record['bytes']} bytes, too few for the {parameters} weights of "
                              f"{CONFIG_FILE}'s M")

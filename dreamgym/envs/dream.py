@@ -12,8 +12,8 @@ import torch
 from gymnasium.utils import EzPickle
 
 from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
-from dreamgym.games import get_game
 from dreamgym.config import DreamSettings
+from dreamgym.games import get_game
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
@@ -56,6 +56,20 @@ def get_world_model(
             raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
         return world_model if device == "auto" else world_model.to(device)
     return load_world_model(DEFAULT_WORLD_MODEL[game] if world_model is None else world_model, game=game, device=device)
+
+
+def load_dream(
+    game: str, world_model: WorldModel | str | os.PathLike | None, device: str | torch.device, plain: object,
+    **defences: object,
+) -> tuple[WorldModel, DreamSettings]:
+    """The model of a dream env and the dream's settings: ``defences`` (the env's keyword
+    arguments; None keeps the model's default) on top of the model's defaults, or of the plain
+    dream with ``plain``. Bad values are refused before the model is loaded."""
+    if not isinstance(plain, (bool, np.bool_)):
+        raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
+    override_dream(DreamSettings(), **defences)
+    model = get_world_model(game, world_model, device)
+    return model, model.dream_settings(PLAIN_DREAM if plain else None, **defences)
 
 
 def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
@@ -257,13 +271,9 @@ class DreamEnv(gym.Env, EzPickle):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": RENDER_FPS[self.game.name]}
         self.sample_done = bool(sample_done)
-        defences = {"dropout": dropout, "ensemble": ensemble, "uncertainty_penalty": uncertainty_penalty,
-                    "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
-        override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
-        self.model = get_world_model(self.game.name, world_model, device)
-        if not isinstance(plain, (bool, np.bool_)):
-            raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
-        self.settings = self.model.dream_settings(PLAIN_DREAM if plain else None, **defences)
+        self.model, self.settings = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
+                                               ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
+                                               done_threshold=done_threshold, starts=starts, horizon=horizon)
         """The dream's defences: the model's defaults with this env's keyword arguments."""
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()

@@ -11,14 +11,11 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dreamgym.envs.dream import RENDER_FPS, get_world_model
+from dreamgym.envs.dream import RENDER_FPS, load_dream
 from dreamgym.games import get_game
-from dreamgym.config import DreamSettings
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
-    PLAIN_DREAM,
-    override_dream,
     validate_temperature,
 )
 
@@ -144,13 +141,9 @@ class DreamVectorEnv(VectorEnv):
                 max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
-        defences = {"dropout": dropout, "ensemble": ensemble, "uncertainty_penalty": uncertainty_penalty,
-                    "done_threshold": done_threshold, "starts": starts, "horizon": horizon}
-        override_dream(DreamSettings(), **defences)  # a bad value is refused before the model is loaded
-        self.model = get_world_model(self.game.name, world_model, device)
-        if not isinstance(plain, (bool, np.bool_)):
-            raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
-        self.settings = self.model.dream_settings(PLAIN_DREAM if plain else None, **defences)
+        self.model, self.settings = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
+                                               ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
+                                               done_threshold=done_threshold, starts=starts, horizon=horizon)
         if self.settings.horizon is not None:
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device

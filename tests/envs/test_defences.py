@@ -3,23 +3,28 @@ pessimistic end, starts from real steps and a horizon (dropout: test_dropout.py)
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env as gymnasium_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from conftest import defended_world_model, small_world_model
+from gymnasium.utils.env_checker import check_env as gymnasium_check_env
+from safetensors.torch import load_file, save_file
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from test_dropout import PLAIN_DREAM_DIGESTS, single_trajectory_digest, vector_trajectory_digest
 
 import dreamgym
-from dreamgym.checkpoint import ModelFileError, load_world_model, save_world_model
+from dreamgym import checkpoint
+from dreamgym.checkpoint import ModelFileError, config_digest, load_world_model, save_world_model
 from dreamgym.cmaes import dream_returns
-from dreamgym.config import DreamSettings
+from dreamgym.config import DreamSettings, RunConfig, preset
 from dreamgym.envs.vector import DreamVectorEnv
 from dreamgym.files import sha256_of
-from test_dropout import PLAIN_DREAM_DIGESTS, single_trajectory_digest, vector_trajectory_digest
+from dreamgym.mdnrnn import sample_next_z
+from dreamgym.world_model import warm_up
 
 
 def doom_env(**kwargs) -> dreamgym.DreamEnv:
@@ -94,7 +99,6 @@ def test_the_drawn_member_moves_the_dream_and_the_observation_keeps_member_0s_st
     observation, *_ = env.step(2)
     action = model.action_tensor([2])
     out, _ = model.all_members[member].step(state.z, action, (state.member_h[member - 1], state.member_c[member - 1]))
-    from dreamgym.mdnrnn import sample_next_z
     np.testing.assert_allclose(observation[: model.z_dim], sample_next_z(out, 1.1, generator)[0].numpy(), rtol=0, atol=1e-6)
     _, (h, _) = model.mdnrnn.step(state.z, action, (state.h, state.c))
     np.testing.assert_array_equal(observation[model.z_dim :], h[0].numpy())
@@ -124,7 +128,6 @@ def test_a_pessimist_ensemble_takes_member_0s_latent_and_the_worst_reward_and_en
     torch.testing.assert_close(step.reward, rewards.min(dim=0).values)
     torch.testing.assert_close(step.done_probability, done.max(dim=0).values)
     assert (step.reward < rewards[0]).any()  # another member was the worse one somewhere
-    from dreamgym.mdnrnn import sample_next_z
     torch.testing.assert_close(step.state.z, sample_next_z(outputs[0], 1.0, torch.Generator().manual_seed(1)))
     assert step.state.member is None
 
@@ -228,7 +231,6 @@ def test_every_member_starts_warmed_up_on_the_same_real_steps():
 
 
 def test_the_start_table_is_capped_and_spread_over_the_episodes():
-    from dreamgym.world_model import warm_up
     model = defended_world_model("doom")
     table = warm_up(model.all_members, model.start_episodes, max_starts=8)
     assert 8 <= len(table.z) <= 8 + len(model.start_episodes.lengths)
@@ -275,8 +277,6 @@ def test_a_model_directory_keeps_its_members_episodes_and_defaults(tmp_path):
 
 
 def _rewrite(directory, change) -> None:
-    import json
-    from dreamgym.checkpoint import config_digest
     config = json.loads((directory / "config.json").read_text())
     change(config)
     config["config_sha256"] = config_digest(config)
@@ -298,7 +298,6 @@ def test_a_bad_dream_section_or_member_count_is_refused_by_name(tmp_path, change
 
 
 def test_members_a_config_claims_are_refused_from_their_file_sizes_before_any_is_built(tmp_path, monkeypatch):
-    import dreamgym.checkpoint as checkpoint
     directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
     (directory / "mdnrnn_member_2.safetensors").write_bytes(b"x" * 100)
     _rewrite(directory, lambda c: c["files"]["mdnrnn_member_2.safetensors"].update(bytes=100))
@@ -323,7 +322,6 @@ def test_dream_defaults_a_model_cannot_give_are_refused_at_load(tmp_path):
     (lambda t: t.update(lengths=t["lengths"] - 0.5), "whole numbers"),
 ])
 def test_stored_episodes_that_do_not_fit_are_refused_by_name(tmp_path, change, message):
-    from safetensors.torch import load_file, save_file
     directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
     path = directory / "start_episodes.safetensors"
     tensors = load_file(str(path))
@@ -336,7 +334,6 @@ def test_stored_episodes_that_do_not_fit_are_refused_by_name(tmp_path, change, m
 
 
 def test_run_settings_refuse_an_ensemble_dream_without_members_and_read_old_files():
-    from dreamgym.config import RunConfig, preset
     with pytest.raises(ValueError, match="need mdnrnn.members >= 2"):
         preset("doom", "tiny").with_overrides("dream", ensemble="episode")
     old = preset("doom", "tiny").to_dict()
