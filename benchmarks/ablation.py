@@ -47,6 +47,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 """Named variants, each on top of the plain dream; ``model`` is the model directory's own defaults."""
 
+PPO_RECIPES: dict[str, dict[str, Any]] = {
+    "doom": {"num_envs": 256, "n_steps": 128, "batch_size": 2048, "n_epochs": 10, "ent_coef": 0.01},
+    "carracing": {"num_envs": 128, "n_steps": 128, "batch_size": 4096, "n_epochs": 4, "ent_coef": 0.0},
+}
+"""Each game's PPO as in its example (``examples/ppo_doom.py``, ``examples/ppo_carracing.py``)."""
+
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     if "=" not in text:
@@ -91,9 +97,10 @@ def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: P
 
     import dreamgym
 
-    env_id = model.game.dream_env_id
-    venv = dreamgym.make_sb3_vec_env(env_id, num_envs=256, temperature=args.temperature, world_model=model_dir,
-                                     device=args.device, plain=True, **dataclasses.asdict(dream))
+    recipe = dict(PPO_RECIPES[model.game.name])
+    venv = dreamgym.make_sb3_vec_env(model.game.dream_env_id, num_envs=recipe.pop("num_envs"),
+                                     temperature=args.temperature, world_model=model_dir, device=args.device,
+                                     plain=True, **dataclasses.asdict(dream))
     real: dict[str, list[float]] = {}
     in_dream: dict[str, float] = {}
     agent = None
@@ -102,9 +109,8 @@ def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: P
         if path.exists():
             agent = PPO.load(path, env=venv, device="cpu")
         else:
-            if agent is None:  # the example's recipe: 256 × 128 = 32k steps per rollout
-                agent = PPO("MlpPolicy", venv, n_steps=128, batch_size=2048, n_epochs=10, learning_rate=3e-4,
-                            gamma=0.99, ent_coef=0.01, seed=seed, device="cpu")
+            if agent is None:
+                agent = PPO("MlpPolicy", venv, learning_rate=3e-4, gamma=0.99, seed=seed, device="cpu", **recipe)
             agent.learn(budget - agent.num_timesteps, reset_num_timesteps=False)
             agent.save(path)
         buffer = agent.ep_info_buffer or []
@@ -146,7 +152,8 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=60_000, help="first real seed (never used for tuning)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--temperature", type=float, default=1.15)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="dream temperature (default: the examples', 1.15 for Doom, 1.0 for CarRacing)")
     parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--population", type=int, default=32)
     parser.add_argument("--trials", type=int, default=8)
@@ -155,6 +162,8 @@ def main() -> None:
     args.ppo_steps = [int(float(s)) for s in args.ppo_steps.split(",")]
     model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
     model = load_world_model(model_dir, device=args.device)
+    if args.temperature is None:
+        args.temperature = {"doom": 1.15, "carracing": 1.0}[model.game.name]
     rows = []
     for variant in args.variants.split(","):
         name, settings = parse_variant(variant)

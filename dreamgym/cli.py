@@ -20,6 +20,7 @@ from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_loc
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
+    SB3_ZIP_WARNING,
     collect_stage,
     encode_stage,
     export_stage,
@@ -74,10 +75,12 @@ def _override(run_dir: Path, section: str, **values) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
+    if args.policy is not None and Path(args.policy).suffix == ".zip" and not args.trust_zip:
+        raise StageError(f"{args.policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
     init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
-             max_steps=args.max_steps, policy=args.policy, noise=args.noise)
+             max_steps=args.max_steps, policy=args.policy, noise=args.noise, world_model=args.world_model)
     _print(str(collect_stage(args.out, force=args.force, progress=args.progress, backend=args.backend,
-                             address=args.address)))
+                             address=args.address, trust_zip=args.trust_zip)))
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -118,10 +121,6 @@ def cmd_export(args: argparse.Namespace) -> None:
     _print(str(export_stage(args.run, args.to, float16=args.float16, report=_print)))
 
 
-SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
-                   "Load only files you made or trust")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if Path(args.policy).suffix == ".zip" and not args.trust_zip:
         raise StageError(f"{args.policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
@@ -142,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
     reports = run_pipeline(args.game, args.out, args.preset, progress=args.progress, report=_print,
-                           on_stage=lambda r: _print(str(r)), device=args.device)
+                           on_stage=lambda r: _print(str(r)), device=args.device, trust_zip=args.trust_zip)
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
@@ -154,9 +153,10 @@ def cmd_sweep_temperature(args: argparse.Namespace) -> None:
 
 
 def cmd_next_round(args: argparse.Namespace) -> None:
-    config = next_round(args.parent, args.out, args.episodes, args.noise, explore=args.explore)
+    config = next_round(args.parent, args.out, args.episodes, args.noise, explore=args.explore, policy=args.policy)
     first = config.collect.first_episode
-    player = "the exploration policy" if args.explore else f"its controller with noise {config.collect.noise:g}"
+    agent = f"{args.policy}" if args.policy else "its controller"
+    player = "the exploration policy" if args.explore else f"{agent} with noise {config.collect.noise:g}"
     _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
            f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
            f"Next: dreamgym pipeline {config.game} --out {args.out}")
@@ -239,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=count, help="parallel game processes (default: the preset's)")
     p.add_argument("--seed", type=seed_number, help="seed of the first episode; episode i is seeded seed + i (default: the preset's)")
     p.add_argument("--max-steps", type=count, help="cap on the steps of one episode (default: the game's own limit)")
-    p.add_argument("--policy", help="model directory whose controller acts (iterative rounds; default: exploration)")
+    p.add_argument("--policy", help="the agent that acts (iterative rounds; default: exploration): a model directory "
+                                    "with a controller, a controller file or an SB3 .zip (with --world-model, --trust-zip)")
+    p.add_argument("--world-model", help="model directory whose V and M give --policy its latent observation "
+                                         "(default: the policy's own model directory)")
     p.add_argument("--noise", type=amount, help="exploration noise added to --policy")
+    p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
     add_backend_arguments(p)
 
@@ -298,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
     add_device_argument(p, "every stage but collection")
+    p.add_argument("--trust-zip", action="store_true",
+                   help=f"consent to load an SB3 .zip named as the round's collect.policy: {SB3_ZIP_WARNING}")
 
     p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
                               "then retrain M and the controller on old + new data (the next pipeline computes)",
@@ -311,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explore", action="store_true",
                    help="record the new episodes with the game's exploration policy (random actions for Doom, "
                         "the noisy pilot for CarRacing) instead of the controller")
+    p.add_argument("--policy", help="the agent that plays instead of the parent's controller, trained in the parent's "
+                                    "dream: an SB3 .zip (the pipeline then needs --trust-zip), a controller file or "
+                                    "a model directory")
 
     p = command("sweep-temperature", "the paper's table: a controller per τ, its dream and real scores",
                 cmd_sweep_temperature)

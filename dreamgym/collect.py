@@ -121,23 +121,56 @@ class CarRacingPilot:
         return np.array([steer, gas, brake], dtype=np.float32)
 
 
-class NoisyController:
-    """A trained controller on the latent twin, with exploration noise (iterative rounds)."""
+class NoisyPolicy:
+    """A trained agent on the latent twin (a dreamgym controller or an SB3 model), with
+    exploration noise (iterative rounds)."""
 
-    def __init__(self, controller: Any, game: Game, noise: float, rng: np.random.Generator) -> None:
-        self.controller, self.game, self.noise, self.rng = controller, game, noise, rng
+    def __init__(self, agent: Any, game: Game, noise: float, rng: np.random.Generator) -> None:
+        self.agent, self.game, self.noise, self.rng = agent, game, noise, rng
         self.explore = DoomExploration(rng) if game.discrete else None
 
     def __call__(self, observation: np.ndarray) -> Any:
-        action = self.controller.act(observation)
+        from dreamgym.evaluate import act
+
+        action = act(self.agent, observation)
         if self.game.discrete:
             assert self.explore is not None
             if self.explore.remaining > 0 or self.rng.random() < self.noise:
                 return self.explore(observation)
             return action
         space = self.game.action_space()
-        noisy = action + self.rng.normal(0.0, self.noise, size=action.shape)
+        noisy = np.asarray(action, dtype=np.float64) + self.rng.normal(0.0, self.noise, size=space.shape)
         return np.clip(noisy, space.low, space.high).astype(np.float32)
+
+
+def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:
+    """The agent ``config.policy`` names and the model directory whose V and M give it its latent
+    observation, checked against the game: a clear error here, before any episode runs."""
+    from dreamgym.checkpoint import load_world_model
+    from dreamgym.evaluate import load_policy
+
+    assert config.policy is not None
+    agent, model_dir = load_policy(config.policy)
+    model_dir = model_dir or config.world_model
+    if model_dir is None:
+        raise ValueError(f"collect --policy {config.policy} needs the world model it was trained in for its latent "
+                         "observation (--world-model DIR; a model directory with a controller brings its own)")
+    model = load_world_model(model_dir, device="cpu")
+    if model.game.name != game.name:
+        raise ValueError(f"world model {model_dir} is a {model.game.name} model, not {game.name}")
+    if getattr(agent, "game", game).name != game.name:
+        raise ValueError(f"policy {config.policy} is a {agent.game.name} controller, not {game.name}")
+    actions = getattr(agent, "action_space", None)
+    if actions is not None and actions != game.action_space():
+        raise ValueError(f"policy {config.policy} acts in {actions}, but {game.name} takes {game.action_space()}")
+    expected = (model.z_dim + model.hidden_dim,)
+    space = getattr(agent, "observation_space", None)
+    shape = space.shape if space is not None else (agent.obs_dim,)
+    if tuple(shape) != expected:
+        raise ValueError(f"policy {config.policy} takes observations of shape {tuple(shape)}, but {model_dir}'s latent "
+                         f"observation has shape {expected} (z {model.z_dim} + h {model.hidden_dim}): "
+                         "give the world model the agent was trained in")
+    return agent, model_dir
 
 
 # --------------------------------------------------------------------------- one episode
@@ -163,13 +196,10 @@ def record_episode(game_name: str, index: int, config: CollectConfig) -> tuple[E
         policy = DoomExploration(rng) if game.discrete else CarRacingPilot(rng, env)
     else:
         from dreamgym.envs.latent import LatentObservation
-        from dreamgym.evaluate import load_policy
 
-        controller, world_model = load_policy(config.policy)
-        if world_model is None:
-            raise ValueError(f"collect --policy needs a model directory with a controller, got {config.policy}")
+        agent, world_model = acting_agent(game, config)
         env = LatentObservation(env, world_model, device="cpu", keep_frame=True)  # one frame a step: the CPU is enough
-        policy = NoisyController(controller, game, config.noise, rng)
+        policy = NoisyPolicy(agent, game, config.noise, rng)
     try:
         observation, info = env.reset(seed=seed)
         frames = [info["frame"] if "frame" in info else game.preprocess(observation)]
@@ -216,7 +246,9 @@ def collect(
     skipping those already there.
     Episodes are played on ``backend`` workers (see :mod:`dreamgym.parallel`) and each is
     written here, atomically, as it arrives."""
-    get_game(game_name)
+    game = get_game(game_name)
+    if config.policy is not None:
+        acting_agent(game, config)  # a wrong policy or world model fails here, not in every worker
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.glob(".episode_*.tmp"):  # from a worker killed mid-write

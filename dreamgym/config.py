@@ -96,8 +96,12 @@ class CollectConfig(Settings):
     max_steps: int | None = setting(None, minimum=1)
     """Cap on steps per episode (None: the game's own limit)."""
     policy: str | None = None
-    """None: the game's exploration policy; else a controller file or model directory to act
-    with (iterative rounds), perturbed by ``noise``."""
+    """None: the game's exploration policy; else the agent that acts (iterative rounds), perturbed
+    by ``noise``: a model directory with a controller, a controller file, or a Stable-Baselines3
+    ``.zip`` (loading one runs code from it: ``collect_stage`` asks for ``trust_zip``)."""
+    world_model: str | None = None
+    """Model directory whose V and M give ``policy`` its latent observation (the dream the agent
+    was trained in); None: the policy's own model directory."""
     noise: float = setting(0.0, minimum=0)
     """Exploration added to ``policy``: Doom, probability of a random held action; CarRacing,
     std of Gaussian noise on each action component."""

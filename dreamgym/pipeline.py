@@ -133,7 +133,7 @@ DEFAULT_ROUND_NOISE = 0.05
 
 
 def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise: float | None = None,
-               explore: bool = False) -> RunConfig:
+               explore: bool = False, policy: str | Path | None = None) -> RunConfig:
     """Set up ``run_dir`` as the next round after ``parent_dir``: the parent's episodes and
     latents are linked (not copied), V's checkpoint is linked (V stays fixed, so old latents
     and the parent's controller keep their meaning), and ``episodes`` new episodes will be
@@ -141,15 +141,18 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
     ``noise`` (default 0.05), or, with ``explore``, by the game's exploration policy, which the
     parent's own collection used: more data of the kind M already saw, no controller needed
     (``noise`` applies to the controller only: giving both is an error, and such a round
-    records noise 0). Returns the new run's settings; run the pipeline on ``run_dir`` next."""
-    if explore and noise is not None:
-        raise ValueError("noise perturbs the parent's controller; explore records with the exploration policy "
-                         "instead: give one of them")
+    records noise 0). ``policy`` plays instead of the parent's controller: any agent trained in
+    the parent's dream, e.g. an SB3 ``.zip`` (its latent observation comes from the parent's
+    model). Returns the new run's settings; run the pipeline on ``run_dir`` next."""
+    if explore and (noise is not None or policy is not None):
+        raise ValueError("explore records with the exploration policy; noise and policy are for an agent: give one of them")
+    if policy is not None and not Path(policy).exists():
+        raise ValueError(f"policy {policy} does not exist: expected an SB3 .zip, a controller file or a model directory")
     noise = 0.0 if explore else DEFAULT_ROUND_NOISE if noise is None else noise
     parent_dir, run_dir = Path(parent_dir).resolve(), Path(run_dir)
     parent = RunConfig.load(parent_dir)
     model_dir = parent_dir / "model"
-    if not explore and not (model_dir / "controller.safetensors").exists():
+    if not explore and policy is None and not (model_dir / "controller.safetensors").exists():
         raise StageError(f"{model_dir} has no controller: finish the pipeline on {parent_dir} first (export writes it)"
                          ", or record the round with the exploration policy (--explore)")
     if not (parent_dir / "vae" / CHECKPOINT).exists():
@@ -170,8 +173,9 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
             link.symlink_to(source.resolve())
     if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
         shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
-    policy = None if explore else str(model_dir)
-    collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=policy, noise=noise)
+    agent = None if explore else str(Path(policy).resolve()) if policy is not None else str(model_dir)
+    collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=agent, noise=noise,
+                             world_model=None if explore else str(model_dir))
     config = replace(parent, collect=collect_config, parent=str(parent_dir))
     config.save(run_dir)  # last: a run.json means the round was set up completely
     return config
@@ -180,10 +184,19 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
 # --------------------------------------------------------------------------- stages
 
 
+SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
+                   "Load only files you made or trust")
+
+
 def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Progress = no_progress, backend: str = "local",
-                  address: str | None = None) -> StageReport:
+                  address: str | None = None, trust_zip: bool = False) -> StageReport:
+    """Record the run's episodes. An SB3 ``.zip`` as ``collect.policy`` is loaded only with
+    ``trust_zip`` (a run.json must not be able to make dreamgym run code)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
+    policy = config.collect.policy
+    if policy is not None and Path(policy).suffix == ".zip" and not trust_zip:
+        raise StageError(f"{run_dir}: collect.policy {policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
     if force:  # only this collection's episodes: a round's links to earlier rounds stay
         first = config.collect.first_episode
         for index in range(first, first + config.collect.episodes):
@@ -392,16 +405,18 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
 def run_pipeline(
     game: str, run_dir: str | Path, preset_name: str | None = None, *, progress: Progress = no_progress,
     report: Report = no_report, on_stage: Callable[[StageReport], None] | None = None, device: str = "auto",
+    trust_zip: bool = False,
 ) -> list[StageReport]:
     """All stages in order; an interrupted pipeline resumes where it stopped. ``device`` runs
-    V, M, the dream and the latent twins of the evaluation (collection stays on the CPU's workers)."""
+    V, M, the dream and the latent twins of the evaluation (collection stays on the CPU's workers).
+    ``trust_zip``: see ``collect_stage``."""
     resolve_device(device)  # a bad device is an error before anything runs
     run_dir = Path(run_dir)
     init_run(run_dir, game, preset_name)
     on_stage = on_stage or (lambda stage_report: None)
     reports = []
     for stage in (
-        lambda: collect_stage(run_dir, progress=progress),
+        lambda: collect_stage(run_dir, progress=progress, trust_zip=trust_zip),
         lambda: train_vae_stage(run_dir, resume=True, progress=progress, report=report, device=device),
         lambda: encode_stage(run_dir, progress=progress, report=report, device=device),
         lambda: train_mdnrnn_stage(run_dir, resume=True, progress=progress, report=report, device=device),

@@ -320,6 +320,31 @@ def test_next_round_with_explore_records_with_the_exploration_policy_and_needs_n
     assert len(episodes) == old + 2 and not any(p.is_symlink() for p in episodes[old:])
 
 
+def test_next_round_records_with_an_sb3_agent_trained_in_the_parents_dream(tiny_runs, tmp_path):
+    from stable_baselines3 import PPO
+
+    from dreamgym.pipeline import next_round
+
+    parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
+    assert dreamgym_cli("export", str(parent), "--to", str(parent / "model"), cwd=tmp_path).returncode == 0
+    env = gym.make("LatentDoomTakeCover-v0", world_model=str(parent / "model"), device="cpu")
+    PPO("MlpPolicy", env, n_steps=16, batch_size=16, device="cpu").save(tmp_path / "agent.zip")
+    with pytest.raises(ValueError, match="give one of them"):
+        next_round(parent, tmp_path / "never", 1, explore=True, policy=tmp_path / "agent.zip")
+    round2 = tmp_path / "round2"
+    result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "2", "--policy",
+                          str(tmp_path / "agent.zip"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "agent.zip with noise 0.05" in result.stdout
+    collect_config = RunConfig.load(round2).collect
+    assert collect_config.policy == str((tmp_path / "agent.zip").resolve())
+    assert collect_config.world_model == str(parent.resolve() / "model")  # the dream the agent was trained in
+    refused = dreamgym_cli("pipeline", "doom", "--out", str(round2), cwd=tmp_path)
+    assert refused.returncode == 1 and "--trust-zip" in refused.stderr
+    result = dreamgym_cli("collect", "doom", "--out", str(round2), "--trust-zip", cwd=tmp_path)
+    assert result.returncode == 0 and "recorded 2 episodes" in result.stdout, result.stderr[-2000:]
+
+
 def test_next_round_needs_a_parent_with_a_trained_v(tiny_runs, tmp_path):
     parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
     shutil.rmtree(parent / "vae")
