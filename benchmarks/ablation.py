@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from dreamgym.agents import DREAM_TEMPERATURES, train_sb3
 from dreamgym.checkpoint import load_world_model, save_controller
 from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.evaluate import evaluate
+from dreamgym.files import atomic_write_text
 from dreamgym.world_model import PLAIN_DREAM, WorldModel
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -46,13 +48,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "model": {},
 }
 """Named variants, each on top of the plain dream; ``model`` is the model directory's own defaults."""
-
-PPO_RECIPES: dict[str, dict[str, Any]] = {
-    "doom": {"num_envs": 256, "n_steps": 128, "batch_size": 2048, "n_epochs": 10, "ent_coef": 0.01},
-    "carracing": {"num_envs": 128, "n_steps": 128, "batch_size": 4096, "n_epochs": 4, "ent_coef": 0.0},
-}
-"""Each game's PPO as in its example (``examples/ppo_doom.py``, ``examples/ppo_carracing.py``)."""
-
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     if "=" not in text:
@@ -93,34 +88,28 @@ def run_cmaes(args: argparse.Namespace, model: WorldModel, model_dir: str, cell:
 
 def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings,
             seed: int) -> dict[str, Any]:
-    from stable_baselines3 import PPO
-
-    import dreamgym
-
-    recipe = dict(PPO_RECIPES[model.game.name])
-    venv = dreamgym.make_sb3_vec_env(model.game.dream_env_id, num_envs=recipe.pop("num_envs"),
-                                     temperature=args.temperature, world_model=model_dir, device=args.device,
-                                     plain=True, **dataclasses.asdict(dream))
-    real: dict[str, list[float]] = {}
-    in_dream: dict[str, float] = {}
-    agent = None
+    """The game's PPO recipe (``dreamgym.agents``), saved and scored on the real game after each
+    budget; ``progress.json`` keeps each budget's scores, so a restart redoes only what is missing."""
+    progress_path = cell / "progress.json"
+    scores = json.loads(progress_path.read_text()) if progress_path.exists() else {"dream": {}, "real": {}}
+    done, previous = 0, None
     for budget in sorted(args.ppo_steps):
-        path = cell / f"ppo_{budget}.zip"
-        if path.exists():
-            agent = PPO.load(path, env=venv, device="cpu")
-        else:
-            if agent is None:
-                agent = PPO("MlpPolicy", venv, learning_rate=3e-4, gamma=0.99, seed=seed, device="cpu", **recipe)
-            agent.learn(budget - agent.num_timesteps, reset_num_timesteps=False)
-            agent.save(path)
-        buffer = agent.ep_info_buffer or []
-        in_dream[str(budget)] = float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
-        result = evaluate(model.game.latent_env_id, path, args.episodes, args.eval_seed, args.workers,
-                          env_kwargs={"world_model": model_dir, "device": "cpu"}, algorithm="ppo")
-        real[str(budget)] = [result.mean, result.std]
-        print(f"  {cell}: {budget:,} dream steps: dream {in_dream[str(budget)]:.0f}, real {result.mean:.0f} ± {result.std:.0f}",
-              flush=True)
-    return {"dream_mean": in_dream[str(max(args.ppo_steps))], "dream_by_steps": in_dream, "real": real}
+        key, path = str(budget), cell / f"ppo_{budget}.zip"
+        if key not in scores["real"]:
+            if key not in scores["dream"] or not path.exists():
+                _, scores["dream"][key] = train_sb3("ppo", model_dir, budget - done, path, seed=seed, init=previous,
+                                                    temperature=args.temperature, device=args.device,
+                                                    dream={"plain": True, **dataclasses.asdict(dream)})
+                atomic_write_text(progress_path, json.dumps(scores))
+            result = evaluate(model.game.latent_env_id, path, args.episodes, args.eval_seed, args.workers,
+                              env_kwargs={"world_model": model_dir, "device": "cpu"}, algorithm="ppo")
+            scores["real"][key] = [result.mean, result.std]
+            atomic_write_text(progress_path, json.dumps(scores))
+            print(f"  {cell}: {budget:,} dream steps: dream {scores['dream'][key]:.0f}, "
+                  f"real {result.mean:.0f} ± {result.std:.0f}", flush=True)
+        done, previous = budget, path
+    return {"dream_mean": scores["dream"][str(max(args.ppo_steps))], "dream_by_steps": scores["dream"],
+            "real": scores["real"]}
 
 
 def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:
@@ -163,7 +152,7 @@ def main() -> None:
     model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
     model = load_world_model(model_dir, device=args.device)
     if args.temperature is None:
-        args.temperature = {"doom": 1.15, "carracing": 1.0}[model.game.name]
+        args.temperature = DREAM_TEMPERATURES[model.game.name]
     rows = []
     for variant in args.variants.split(","):
         name, settings = parse_variant(variant)

@@ -145,6 +145,16 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
+def cmd_iterate(args: argparse.Namespace) -> None:
+    from dreamgym.iterate import iterate
+
+    settings = {name: getattr(args, name) for name in (
+        "agent", "rounds", "episodes", "noise", "max_real_steps", "patience", "refine_epochs", "generations",
+        "agent_steps", "eval_episodes", "eval_seed", "workers", "seed")}
+    iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
+            **settings)
+
+
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
     rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
                              population=args.population, trials=args.trials, episodes=args.episodes,
@@ -304,6 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_argument(p, "every stage but collection")
     p.add_argument("--trust-zip", action="store_true",
                    help=f"consent to load an SB3 .zip named as the round's collect.policy: {SB3_ZIP_WARNING}")
+
+    p = command("iterate", "the paper's iterative training: collect with the agent, refine M, retrain the agent "
+                           "in the dream, score it on the real game; repeat (resumes where it stopped)", cmd_iterate)
+    p.add_argument("game", choices=games, help="which game")
+    p.add_argument("--out", required=True, help="run directory (round_K/ per round, rounds.md, best/)")
+    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
+                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
+    p.add_argument("--agent", choices=["cmaes", "ppo", "dqn"],
+                   help="cmaes: the linear controller; ppo, dqn: Stable-Baselines3 (default: cmaes; fixed once a run starts)")
+    p.add_argument("--rounds", type=count, help="stop after this many rounds (default 3)")
+    p.add_argument("--episodes", type=count, help="real episodes recorded per round (default 200)")
+    p.add_argument("--noise", type=amount, help="exploration around the agent when it records (default 0.05)")
+    p.add_argument("--max-real-steps", type=count, help="stop once this many real steps are used (data and tuning)")
+    p.add_argument("--patience", type=count, help="stop after this many rounds without a better real score (default 2)")
+    p.add_argument("--refine-epochs", type=count, help="M epochs in rounds >= 1, warm-started (default 5)")
+    p.add_argument("--generations", type=count, help="CMA-ES generations per round (default: the preset's)")
+    p.add_argument("--agent-steps", type=count, help="dream steps per round of an SB3 agent (default 1,000,000)")
+    p.add_argument("--eval-episodes", type=count, help="real episodes scoring each round, tuning seeds (default 20)")
+    p.add_argument("--eval-seed", type=seed_number, help="seed of the first tuning episode (default 20000)")
+    p.add_argument("--workers", type=count, help="parallel game processes (default 2)")
+    p.add_argument("--seed", type=seed_number, help="seed of the agent's training (default 0)")
+    add_device_argument(p, "V, M, the dreams and the latent twins")
 
     p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
                               "then retrain M and the controller on old + new data (the next pipeline computes)",

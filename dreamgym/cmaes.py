@@ -133,11 +133,13 @@ def train_controller(
     report: Report = no_report,
     max_seconds: float | None = None,
     dream: DreamSettings | None = None,
+    x0: np.ndarray | None = None,
 ) -> ControllerResult:
     """CMA-ES on the controller's flat parameters inside ``model``'s dream; files in ``out_dir``.
 
     ``dream``: the dream's defences (None: the model's defaults). ``max_seconds`` stops after
-    the generation that exceeds this budget (the demo uses it).
+    the generation that exceeds this budget (the demo uses it). ``x0``: the flat parameters the
+    search starts from (an earlier round's controller; default zeros).
     """
     max_steps = config.max_steps or model.game.max_episode_steps
     dream = model.dream_settings(dream)
@@ -153,7 +155,7 @@ def train_controller(
                                    max_steps, config.sample_done, dream).mean())
 
     return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, title="CMA-ES in the dream",
-                     resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)
+                     x0=x0, resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)
 
 
 def train_controller_real(

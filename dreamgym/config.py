@@ -328,6 +328,43 @@ _SECTIONS = {
 _MOVED = {("controller", "dropout"): "dream.dropout", ("real_controller", "dropout"): "dream.dropout"}
 """Settings of earlier run.json files that live elsewhere now."""
 
+ITERATE_AGENTS = ("cmaes", "ppo", "dqn")
+
+
+@dataclass(frozen=True)
+class IterateConfig(Settings):
+    """The rounds of ``dreamgym iterate`` (``dreamgym.iterate``): how much real data each costs,
+    how the agent and M are trained again, and when to stop."""
+
+    agent: str = setting("cmaes", choices=ITERATE_AGENTS)
+    """cmaes: the linear controller (CMA-ES); ppo or dqn: a Stable-Baselines3 agent."""
+    rounds: int = setting(3, minimum=1, maximum=1000)
+    """Stop after this many rounds."""
+    episodes: int = setting(200, minimum=1)
+    """Real episodes recorded per round: round 0 by the exploration policy, later rounds by the
+    last round's agent with ``noise``."""
+    noise: float = setting(0.05, minimum=0)
+    """Exploration around the agent (see ``CollectConfig.noise``)."""
+    max_real_steps: int | None = setting(None, minimum=1)
+    """Stop once the real steps used (data and tuning evaluations) reach this budget."""
+    patience: int | None = setting(2, minimum=1)
+    """Stop when the real score has not improved for this many rounds (None: never)."""
+    refine_epochs: int = setting(5, minimum=1)
+    """Epochs of M in rounds ≥ 1, warm-started from the last round's M (round 0: the preset's)."""
+    generations: int | None = setting(None, minimum=1)
+    """CMA-ES generations per round, warm-started from the last controller (None: the preset's)."""
+    agent_steps: int = setting(1_000_000, minimum=1)
+    """Dream steps per round of an SB3 agent, warm-started from the last round's agent."""
+    eval_episodes: int = setting(20, minimum=1)
+    """Real episodes that score each round's agent (they choose the best round: tuning seeds)."""
+    eval_seed: int = setting(20_000, minimum=0)
+    """Round k's evaluation episode i is seeded eval_seed + i (the same seeds every round)."""
+    workers: int = setting(2, minimum=1)
+    """Parallel game processes for collection and evaluation."""
+    seed: int = setting(0, minimum=0)
+    """Seed of the agents' training."""
+
+
 PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "doom": {
         "tiny": {

@@ -368,11 +368,14 @@ def train_mdnrnn(
     report: Report = no_report,
     device: str | torch.device = "auto",
     member: int = 0,
+    init: Path | None = None,
 ) -> tuple[MDNRNN, StageResult]:
     """Train M on ``run_dir/latents`` on ``device``; checkpoints in ``run_dir/mdnrnn`` (member
     k ≥ 1 of an ensemble: ``run_dir/mdnrnn_member_k``, seed + k, on a bootstrap resample of the
     training episodes). The epoch with the lowest validation loss is the one kept: the
-    episode-end head over-fits long before the mixture stops improving."""
+    episode-end head over-fits long before the mixture stops improving. ``init``: the stage
+    directory of a trained M of the same sizes to start from (a refinement round) instead of
+    fresh weights; a resumed stage continues from its own checkpoint."""
     run_dir = Path(run_dir)
     stage_dir = member_dir(run_dir, member)
     training_files, validation_files = split_files(latent_files(run_dir))
@@ -388,7 +391,10 @@ def train_mdnrnn(
         data = data.bootstrap(np.random.default_rng([config.seed, 7_919]))
     validation_data = LatentEpisodes.load(validation_files, game, device, report) if validation_files else None
     z_dim = data.mu.shape[1]
-    model = build_mdnrnn(z_dim, game, config).to(device)
+    model = build_mdnrnn(z_dim, game, config)
+    if init is not None:
+        load_trained(init, model)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     total_batches = math.ceil(len(data) / config.batch_size)
     generator = torch.Generator(device=device)

@@ -93,7 +93,7 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
+def record_time(run_dir: Path, stage: str, seconds: float) -> None:
     """Accumulate a stage's wall-clock time (resumed runs add up) in timings.json."""
     path = run_dir / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
@@ -105,7 +105,7 @@ def _timed(run_dir: Path, stage: str, work: Callable[[], str]) -> StageReport:
     start = time.perf_counter()
     summary = work()
     seconds = time.perf_counter() - start
-    _record_time(run_dir, stage, seconds)
+    record_time(run_dir, stage, seconds)
     return StageReport(stage, seconds, summary)
 
 
@@ -262,15 +262,19 @@ def encode_stage(run_dir: str | Path, *, force: bool = False, progress: Progress
 
 
 def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
-                       report: Report = no_report, device: str = "auto") -> StageReport:
+                       report: Report = no_report, device: str = "auto",
+                       refine_from: str | Path | None = None) -> StageReport:
+    """M (and its ensemble members); ``refine_from``: a run whose trained Ms (same sizes, same
+    members) each member starts from, rather than fresh weights (an iterative round)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
         summaries = []
         for member in range(config.mdnrnn.members):  # one stage directory each: a crash loses one member's epoch
+            init = None if refine_from is None else member_dir(Path(refine_from), member)
             _, result = train_mdnrnn(run_dir, get_game(config.game), config.mdnrnn, resume=resume, force=force,
-                                     progress=progress, report=report, device=device, member=member)
+                                     progress=progress, report=report, device=device, member=member, init=init)
             kept = result.history[result.kept_epoch - 1]
             verb = "trained" if result.trained_epochs else "already finished"
             name = "M" if config.mdnrnn.members == 1 else f"M member {member}"

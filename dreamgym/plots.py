@@ -79,3 +79,20 @@ def side_by_side_gif(left: np.ndarray, right: np.ndarray, path: Path, fps: int =
         path,
         lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0),
     )
+
+
+def plot_rounds(real_steps: Sequence[int], dream: Sequence[float], real: Sequence[float], real_std: Sequence[float],
+                path: Path, title: str) -> None:
+    """Dream and real score of each iterative round against the real steps used so far."""
+    figure = Figure(figsize=(6, 3.5))
+    axis = figure.subplots()
+    axis.plot(real_steps, dream, marker="o", label="dream")
+    axis.errorbar(real_steps, real, yerr=real_std, marker="o", capsize=3, label="real (± std)")
+    for k, (x, y) in enumerate(zip(real_steps, real)):
+        axis.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set_xlabel("real game steps used")
+    axis.set_ylabel("score")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(title)
+    _save(figure, path)

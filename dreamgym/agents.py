@@ -1,0 +1,83 @@
+"""Stable-Baselines3 agents trained inside a dream: each game's recipe (the one its example in
+``examples/`` uses), warm starts from an earlier agent, and saves that are never half-written.
+
+```python
+from dreamgym.agents import train_sb3
+agent, dream_score = train_sb3("ppo", "doom_take_cover", 4_000_000, "runs/ppo.zip", seed=0)
+```
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamgym.checkpoint import load_world_model
+from dreamgym.files import atomic_write
+
+SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "PPO": {
+        # 256 × 128 = 32k steps per rollout, 10 passes in batches of 2048 (examples/ppo_doom.py)
+        "doom": {"num_envs": 256, "n_steps": 128, "batch_size": 2048, "n_epochs": 10, "learning_rate": 3e-4,
+                 "gamma": 0.99, "ent_coef": 0.01},
+        "carracing": {"num_envs": 128, "n_steps": 128, "batch_size": 4096, "n_epochs": 4, "learning_rate": 3e-4,
+                      "gamma": 0.99},
+    },
+    "DQN": {
+        "doom": {"num_envs": 64, "learning_rate": 3e-4, "buffer_size": 200_000, "learning_starts": 10_000,
+                 "batch_size": 256, "train_freq": 1, "gradient_steps": 4, "target_update_interval": 2_000,
+                 "exploration_fraction": 0.2, "policy_kwargs": {"net_arch": [256, 256]}},
+    },
+}
+"""Algorithm -> game -> the settings of its example (``num_envs``: dreams stepped together)."""
+
+DREAM_TEMPERATURES = {"doom": 1.15, "carracing": 1.0}
+"""The temperature each game's agents train at (the paper's Doom τ; CarRacing's own M)."""
+
+
+def recipe(algorithm: str, game: str) -> dict[str, Any]:
+    """The settings ``train_sb3`` uses for ``algorithm`` (any case) on ``game``."""
+    name = algorithm.upper()
+    if name not in SB3_RECIPES:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in SB3_RECIPES)}")
+    if game not in SB3_RECIPES[name]:
+        raise ValueError(f"{name} has no recipe for {game} (its actions are {'continuous' if game == 'carracing' else 'discrete'}); "
+                         f"choose one of {', '.join(a.lower() for a, games in SB3_RECIPES.items() if game in games)}")
+    return dict(SB3_RECIPES[name][game])
+
+
+def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: str | os.PathLike, *, seed: int = 0,
+              init: str | os.PathLike | None = None, temperature: float | None = None, device: str = "cpu",
+              dream: dict[str, Any] | None = None) -> tuple[Any, float]:
+    """Train an SB3 ``algorithm`` for ``steps`` dream steps in ``world_model``'s dream and save it
+    at ``out`` (written whole or not at all) -> (the agent, its mean dream return over the last
+    episodes). ``init``: an agent of the same algorithm to continue from (its policy and
+    optimiser; a warm start), else a fresh one. ``dream``: the dream's keyword arguments (the
+    defences), on top of the model directory's defaults. Loading ``init`` unpickles part of
+    it: pass only agents you made."""
+    import stable_baselines3
+
+    from dreamgym.envs.sb3 import make_sb3_vec_env
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    game = load_world_model(world_model, device="cpu").game
+    settings = recipe(algorithm, game.name)
+    num_envs = settings.pop("num_envs")
+    temperature = DREAM_TEMPERATURES[game.name] if temperature is None else temperature
+    venv = make_sb3_vec_env(game.dream_env_id, num_envs=num_envs, temperature=temperature,
+                            world_model=os.fspath(world_model), device=device, **(dream or {}))
+    cls = getattr(stable_baselines3, algorithm.upper())
+    if init is not None:
+        agent = cls.load(init, env=venv, device="cpu")
+    else:
+        agent = cls("MlpPolicy", venv, seed=seed, device="cpu", **settings)
+    agent.learn(steps, reset_num_timesteps=init is None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: agent.save(tmp))
+    buffer = agent.ep_info_buffer or []
+    return agent, float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")

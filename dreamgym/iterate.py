@@ -1,0 +1,298 @@
+"""The paper's iterative training as one resumable command: collect real episodes with the agent,
+refine the dream on all data so far, train the agent again in it, score it on the real game,
+and repeat until the rounds, the real-step budget or the patience run out.
+
+Agents are trained only in dreams; real episodes only teach V and M (and the tuning evaluation
+chooses the best round). Layout of ``RUN``::
+
+    iterate.json        the settings (``IterateConfig``), the game and the preset
+    round_K/            round K, a run directory (``dreamgym.pipeline``): round 0 records with the
+                        exploration policy and trains V and M; round K ≥ 1 links round K-1's
+                        episodes, latents and V, records new episodes with round K-1's agent,
+                        and refines its M (warm start, ``refine_epochs``)
+    round_K/agent.zip   the round's SB3 agent (cmaes: the controller in round_K/model)
+    round_K/round.json  the round's row, written once the round is complete
+    rounds.md, rounds.json, rounds.png   the table and its picture
+    best/               the best round's model directory (and agent.zip)
+
+Every stage resumes: run the same command again after a crash and it loses at most the stage
+in progress. The SB3 agents it saved under RUN are loaded back (a ``.zip`` is partly pickled):
+run it only on directories it made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dreamgym.checkpoint import load_controller
+from dreamgym.cmaes import BEST_FILE, train_controller
+from dreamgym.config import IterateConfig, RunConfig
+from dreamgym.episodes import episode_files, read_npz
+from dreamgym.evaluate import EvalResult, evaluate
+from dreamgym.files import atomic_write_text
+from dreamgym.games import get_game
+from dreamgym.pipeline import (
+    record_time,
+    collect_stage,
+    encode_stage,
+    export_stage,
+    init_run,
+    next_round,
+    train_mdnrnn_stage,
+    train_vae_stage,
+    world_model_from_run,
+)
+from dreamgym.training import Progress, Report, StageError, no_progress, no_report
+
+SETTINGS_FILE = "iterate.json"
+ROUND_FILE = "round.json"
+AGENT_FILE = "agent.zip"
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One round of the table."""
+
+    round: int
+    data_steps: int
+    """Real steps of every episode V and M have seen so far."""
+    eval_steps: int
+    """Real steps of the tuning evaluations so far (this round's included)."""
+    dream_mean: float
+    real_mean: float
+    real_std: float
+    seconds: dict[str, float]
+    """Wall-clock of each part of the round (collect, encode, M, agent, evaluate)."""
+
+    @property
+    def real_steps(self) -> int:
+        return self.data_steps + self.eval_steps
+
+    @property
+    def gap(self) -> float:
+        return self.dream_mean - self.real_mean
+
+
+def round_dir(run: Path, k: int) -> Path:
+    return run / f"round_{k}"
+
+
+def agent_path(rdir: Path, agent: str) -> Path:
+    """What plays round ``rdir``'s agent: its model directory (cmaes) or its SB3 ``.zip``."""
+    return rdir / "model" if agent == "cmaes" else rdir / AGENT_FILE
+
+
+def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
+    """RUN's settings: the stored ones with ``overrides`` on top (stop rules and later rounds'
+    budgets may change between invocations; the game, preset and agent may not). Written back
+    only once checked."""
+    path = run / SETTINGS_FILE
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+            stored_game, stored_preset, values = stored["game"], stored["preset"], stored["settings"]
+            config = IterateConfig(**values)
+        except (ValueError, KeyError, TypeError) as error:
+            raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
+        if stored_game != get_game(game).name:
+            raise StageError(f"{run} iterates {stored_game}, not {game}")
+        if preset is not None and preset != stored_preset:
+            raise StageError(f"{run} was made with preset {stored_preset!r}, not {preset!r}: drop --preset to continue it")
+        if "agent" in overrides and overrides["agent"] != config.agent:
+            raise StageError(f"{run} trains a {config.agent} agent, not {overrides['agent']}: give a new RUN for another agent")
+        preset = stored_preset
+    else:
+        config = IterateConfig()
+        preset = preset or "cpu"
+    config = dataclasses.replace(config, **overrides)  # checks every value
+    if config.agent == "dqn" and get_game(game).name == "carracing":
+        raise StageError("dqn needs discrete actions; CarRacing's are continuous: use ppo or cmaes")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"game": get_game(game).name, "preset": preset,
+                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")
+    return config, preset
+
+
+def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
+    """Why no further round should run after ``rows``, or None to go on."""
+    if not rows:
+        return None
+    if len(rows) >= config.rounds:
+        return f"{config.rounds} rounds done"
+    if config.max_real_steps is not None and rows[-1].real_steps >= config.max_real_steps:
+        return f"real-step budget reached ({rows[-1].real_steps:,} ≥ {config.max_real_steps:,})"
+    best = max(range(len(rows)), key=lambda i: rows[i].real_mean)
+    if config.patience is not None and len(rows) - 1 - best >= config.patience:
+        return f"no better real score for {config.patience} rounds (best: round {best})"
+    return None
+
+
+def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig) -> Path:
+    """Round k's run directory, made on first call; its M epochs and CMA-ES generations follow
+    ``config`` on every call (so a changed budget applies to the rounds still to come)."""
+    rdir = round_dir(run, k)
+    if not (rdir / "run.json").exists():
+        if k == 0:
+            init_run(rdir, game, preset, episodes=config.episodes)
+        else:
+            parent = round_dir(run, k - 1)
+            policy = None if config.agent == "cmaes" else parent / AGENT_FILE
+            next_round(parent, rdir, config.episodes, config.noise, policy=policy)
+    run_config = RunConfig.load(rdir)
+    updated = run_config.with_overrides("controller", generations=config.generations, seed=config.seed)
+    if k > 0:
+        updated = updated.with_overrides("mdnrnn", epochs=config.refine_epochs)
+    if updated != run_config:
+        updated.save(rdir)
+    return rdir
+
+
+def data_steps(rdir: Path) -> int:
+    return sum(len(read_npz(path, ("actions",))["actions"]) for path in episode_files(rdir / "episodes"))
+
+
+def _timed_part(rdir: Path, name: str, work: Any) -> Any:
+    start = time.perf_counter()
+    result = work()
+    record_time(rdir, name, time.perf_counter() - start)
+    return result
+
+
+def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Report, progress: Progress,
+                device: str) -> float:
+    """Train round k's agent in its dream, warm-started from round k-1's -> its dream score."""
+    score_path = rdir / "agent_dream.json"
+    if score_path.exists():
+        return float(json.loads(score_path.read_text())["dream_mean"])
+    parent = round_dir(run, k - 1) if k > 0 else None
+    if config.agent == "cmaes":
+        x0 = None if parent is None else load_controller(parent / "controller" / BEST_FILE).flat()
+        model = world_model_from_run(rdir, report).to(device)
+        result = _timed_part(rdir, "train-controller", lambda: train_controller(
+            model, rdir / "controller", RunConfig.load(rdir).controller, resume=True, progress=progress, report=report,
+            x0=x0))
+        dream_mean = result.best_score
+        export_stage(rdir, rdir / "model", report=report)  # the model directory now holds the controller
+    else:
+        from dreamgym.agents import train_sb3
+
+        init = None if parent is None else parent / AGENT_FILE
+        _, dream_mean = _timed_part(rdir, "train-agent", lambda: train_sb3(
+            config.agent, rdir / "model", config.agent_steps, rdir / AGENT_FILE, seed=config.seed, init=init,
+            device=device))
+    atomic_write_text(score_path, json.dumps({"dream_mean": dream_mean}) + "\n")
+    return dream_mean
+
+
+def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: Progress, device: str) -> EvalResult:
+    """Round ``rdir``'s agent on ``eval_episodes`` real episodes (tuning seeds), once."""
+    path = rdir / "eval" / "tuning.json"
+    if path.exists():
+        return EvalResult(**json.loads(path.read_text()))
+    game = get_game(game_name)
+    result = _timed_part(rdir, "evaluate", lambda: evaluate(
+        game.latent_env_id, agent_path(rdir, config.agent), config.eval_episodes, config.eval_seed, config.workers,
+        {"world_model": str(rdir / "model"), "device": device}, progress=progress))
+    result.save(path)
+    return result
+
+
+def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, *, progress: Progress = no_progress,
+              report: Report = no_report, device: str = "auto") -> RoundRow:
+    """Every stage of round k (each skipped when done) -> its row, also saved in round.json."""
+    rdir = setup_round(run, k, game, preset, config)
+    if (rdir / ROUND_FILE).exists():
+        return RoundRow(**json.loads((rdir / ROUND_FILE).read_text()))
+    parent = round_dir(run, k - 1) if k > 0 else None
+    for stage in (
+        lambda: collect_stage(rdir, progress=progress, trust_zip=True),  # the agents iterate itself saved
+        lambda: train_vae_stage(rdir, resume=True, progress=progress, report=report, device=device),
+        lambda: encode_stage(rdir, progress=progress, report=report, device=device),
+        lambda: train_mdnrnn_stage(rdir, resume=True, progress=progress, report=report, device=device,
+                                   refine_from=parent),
+        lambda: export_stage(rdir, rdir / "model", report=report),
+    ):
+        report(f"round {k} {stage()}")
+    dream_mean = train_agent(rdir, k, run, config, report, progress, device)
+    result = evaluate_agent(rdir, config, game, progress, device)
+    previous_eval = RoundRow(**json.loads((parent / ROUND_FILE).read_text())).eval_steps if parent else 0
+    timings = json.loads((rdir / "timings.json").read_text())
+    parts = {"collect": ["collect"], "encode": ["encode"], "V": ["train-vae"], "M": ["train-mdnrnn"],
+             "agent": ["train-controller", "train-agent"], "evaluate": ["evaluate"]}
+    row = RoundRow(round=k, data_steps=data_steps(rdir), eval_steps=previous_eval + int(sum(result.lengths)),
+                   dream_mean=dream_mean, real_mean=result.mean, real_std=result.std,
+                   seconds={part: round(sum(timings.get(n, 0.0) for n in names), 1) for part, names in parts.items()})
+    atomic_write_text(rdir / ROUND_FILE, json.dumps(dataclasses.asdict(row), indent=2) + "\n")
+    return row
+
+
+def write_table(run: Path, rows: list[RoundRow], game: str, agent: str, stop: str | None) -> str:
+    """rounds.md, rounds.json and rounds.png in RUN; the markdown is returned."""
+    from dreamgym.plots import plot_rounds
+
+    best = max(rows, key=lambda r: r.real_mean)
+    lines = [f"# dreamgym iterate: {game}, agent {agent}", "",
+             "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | minutes: collect, encode, V, M, agent, evaluate |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        minutes = ", ".join(f"{r.seconds.get(p, 0.0) / 60:.1f}" for p in ("collect", "encode", "V", "M", "agent", "evaluate"))
+        mark = " (best)" if r is best else ""
+        lines.append(f"| {r.round}{mark} | {r.real_steps:,} ({r.data_steps:,} + {r.eval_steps:,}) | {r.dream_mean:.0f} | "
+                     f"{r.real_mean:.0f} ± {r.real_std:.0f} | {r.gap:+.0f} | {minutes} |")
+    if stop:
+        lines += ["", f"Stopped: {stop}."]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(run / "rounds.md", text)
+    atomic_write_text(run / "rounds.json", json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    plot_rounds([r.real_steps for r in rows], [r.dream_mean for r in rows], [r.real_mean for r in rows],
+                [r.real_std for r in rows], run / "rounds.png", f"{game}, {agent}: dream and real score per round")
+    return text
+
+
+def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
+    """Copy the best round's model directory (and SB3 agent) to RUN/best, replacing the last one
+    only once the copy is complete."""
+    best = max(rows, key=lambda r: r.real_mean)
+    source = round_dir(run, best.round)
+    staging = run / ".best.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source / "model", staging)
+    if agent != "cmaes":
+        shutil.copyfile(source / AGENT_FILE, staging / AGENT_FILE)
+    atomic_write_text(staging / "round.json", json.dumps(dataclasses.asdict(best), indent=2) + "\n")
+    old = run / ".best.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (run / "best").exists():
+        (run / "best").rename(old)
+    staging.rename(run / "best")
+    shutil.rmtree(old, ignore_errors=True)
+    return best
+
+
+def iterate(run: str | Path, game: str, *, preset: str | None = None, progress: Progress = no_progress,
+            report: Report = no_report, device: str = "auto", **settings: Any) -> list[RoundRow]:
+    """Run rounds until a stop rule holds (see ``IterateConfig``); resumes a run made earlier.
+    ``settings``: ``IterateConfig`` values (None: keep the stored or default one)."""
+    run = Path(run)
+    config, preset = load_settings(run, game, preset, settings)
+    rows: list[RoundRow] = []
+    k = 0
+    while True:
+        rows.append(run_round(run, k, game, preset, config, progress=progress, report=report, device=device))
+        stop = stop_reason(rows, config)
+        row = rows[-1]
+        report(f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
+               f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {run / 'rounds.md'}")
+        write_table(run, rows, game, config.agent, stop)
+        best = keep_best(run, rows, config.agent)
+        if stop:
+            report(f"stopped: {stop}; best round {best.round}: real {best.real_mean:.1f} ± {best.real_std:.1f} -> {run / 'best'}")
+            return rows
+        k += 1

@@ -1,0 +1,96 @@
+"""`dreamgym iterate`: rounds of collect -> refine M -> train the agent -> score, on the real games."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_command
+
+from dreamgym.config import IterateConfig
+from dreamgym.iterate import RoundRow, load_settings, stop_reason
+from dreamgym.training import StageError
+
+
+def row(k: int, real: float, steps: int = 1000) -> RoundRow:
+    return RoundRow(round=k, data_steps=steps, eval_steps=0, dream_mean=real + 100, real_mean=real, real_std=1.0,
+                    seconds={})
+
+
+def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stops_improving():
+    config = IterateConfig(rounds=5, patience=2, max_real_steps=10_000)
+    assert stop_reason([row(0, 100)], config) is None
+    assert stop_reason([row(0, 100), row(1, 150), row(2, 140)], config) is None  # one round without gain
+    assert "no better real score for 2 rounds (best: round 1)" in stop_reason(
+        [row(0, 100), row(1, 150), row(2, 140), row(3, 150)], config)  # a tie is no gain
+    assert "budget" in stop_reason([row(0, 100, steps=10_000)], config)
+    assert "5 rounds done" in stop_reason([row(k, 100 + k) for k in range(5)], config)
+    assert stop_reason([row(0, 100), row(1, 90), row(2, 80)], IterateConfig(rounds=5, patience=None)) is None
+
+
+def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fixed(tmp_path):
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        load_settings(tmp_path / "a", "doom", None, {"rounds": 0})
+    with pytest.raises(StageError, match="dqn needs discrete actions"):
+        load_settings(tmp_path / "b", "carracing", None, {"agent": "dqn"})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    config, preset = load_settings(tmp_path / "c", "doom", "tiny", {"agent": "ppo", "rounds": 2})
+    assert (config.agent, config.rounds, preset) == ("ppo", 2, "tiny")
+    config, preset = load_settings(tmp_path / "c", "doom", None, {"rounds": 4})  # stop rules may change
+    assert (config.agent, config.rounds, preset) == ("ppo", 4, "tiny")
+    with pytest.raises(StageError, match="trains a ppo agent, not cmaes"):
+        load_settings(tmp_path / "c", "doom", None, {"agent": "cmaes"})
+    with pytest.raises(StageError, match="iterates doom, not carracing"):
+        load_settings(tmp_path / "c", "carracing", None, {})
+    assert json.loads((tmp_path / "c" / "iterate.json").read_text())["settings"]["rounds"] == 4
+
+
+def iterate_command(game: str, run: Path, agent: str) -> list[str]:
+    return [sys.executable, "-m", "dreamgym.cli", "iterate", game, "--out", str(run), "--preset", "tiny",
+            "--agent", agent, "--rounds", "2", "--episodes", "3", "--eval-episodes", "2", "--refine-epochs", "1",
+            "--agent-steps", "2048", "--patience", "5", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("game,agent", [("doom", "cmaes"), ("carracing", "ppo")])
+def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_path, game, agent):
+    run = tmp_path / "run"
+    command = iterate_command(game, run, agent)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    new_episodes: list[Path] = []
+    deadline = time.time() + 600
+    while not new_episodes and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        if (run / "round_1" / "episodes").is_dir():  # round 2's own recordings: files, not links to round 1's
+            new_episodes = [p for p in (run / "round_1" / "episodes").glob("episode_*.npz") if not p.is_symlink()]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert new_episodes, "the kill must land while round 2 records its episodes"
+    round_0 = {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file()}
+    kept = {p: p.stat().st_mtime_ns for p in new_episodes}
+
+    result = run_command(command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file()} == round_0  # untouched
+    assert {p: p.stat().st_mtime_ns for p in new_episodes} == kept  # what was recorded is kept, not redone
+    rows = json.loads((run / "rounds.json").read_text())
+    assert [r["round"] for r in rows] == [0, 1]
+    assert rows[1]["data_steps"] > rows[0]["data_steps"] > 0 and rows[1]["eval_steps"] > rows[0]["eval_steps"] > 0
+    table = (run / "rounds.md").read_text()
+    assert "| 1 " in table and "Stopped: 2 rounds done." in table and (run / "rounds.png").stat().st_size > 0
+    collect = json.loads((run / "round_1" / "run.json").read_text())["collect"]
+    agent_file = "model" if agent == "cmaes" else "agent.zip"
+    assert collect["policy"] == str(run.resolve() / "round_0" / agent_file)  # round 2 recorded with round 1's agent
+    assert json.loads((run / "round_1" / "run.json").read_text())["mdnrnn"]["epochs"] == 1  # refined, not retrained
+    best = max(rows, key=lambda r: r["real_mean"])
+    assert json.loads((run / "best" / "round.json").read_text())["round"] == best["round"]
+    best_agent = "controller.safetensors" if agent == "cmaes" else "agent.zip"
+    assert (run / "best" / "config.json").is_file() and (run / "best" / best_agent).is_file()
+
+    again = run_command(command, cwd=tmp_path)  # finished: nothing is redone
+    assert again.returncode == 0 and "stopped: 2 rounds done" in again.stdout
