@@ -267,6 +267,11 @@ def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
     if agent != "cmaes":
         shutil.copyfile(source / AGENT_FILE, staging / AGENT_FILE)
     atomic_write_text(staging / "round.json", json.dumps(dataclasses.asdict(best), indent=2) + "\n")
+    card = staging / "MODEL_CARD.md"  # the card tells which round this is, and how the rounds went
+    table = (run / "rounds.md").read_text().replace("# dreamgym iterate", "## Iterative rounds (dreamgym iterate)")
+    atomic_write_text(card, card.read_text() + f"\n{table}\nThis model is round {best.round}.\n\n![rounds](pictures/rounds.png)\n")
+    (staging / "pictures").mkdir(exist_ok=True)
+    shutil.copyfile(run / "rounds.png", staging / "pictures" / "rounds.png")
     old = run / ".best.old"
     shutil.rmtree(old, ignore_errors=True)
     if (run / "best").exists():

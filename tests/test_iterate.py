@@ -91,6 +91,9 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     assert json.loads((run / "best" / "round.json").read_text())["round"] == best["round"]
     best_agent = "controller.safetensors" if agent == "cmaes" else "agent.zip"
     assert (run / "best" / "config.json").is_file() and (run / "best" / best_agent).is_file()
+    card = (run / "best" / "MODEL_CARD.md").read_text()
+    assert "## Iterative rounds" in card and f"This model is round {best['round']}." in card
+    assert (run / "best" / "pictures" / "rounds.png").is_file()
 
     again = run_command(command, cwd=tmp_path)  # finished: nothing is redone
     assert again.returncode == 0 and "stopped: 2 rounds done" in again.stdout
