@@ -154,6 +154,15 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     return rdir
 
 
+def _read_record(path: Path, kind: Any) -> Any:
+    """A record this module wrote (a round's row, score or evaluation), checked: a damaged one is
+    an error that names it, not a traceback."""
+    try:
+        return kind(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}); delete it and run again to redo that part") from None
+
+
 def data_steps(rdir: Path) -> int:
     return sum(len(read_npz(path, ("actions",))["actions"]) for path in episode_files(rdir / "episodes"))
 
@@ -170,7 +179,7 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
     """Train round k's agent in its dream, warm-started from round k-1's -> its dream score."""
     score_path = rdir / "agent_dream.json"
     if score_path.exists():
-        return float(json.loads(score_path.read_text())["dream_mean"])
+        return _read_record(score_path, lambda dream_mean: float(dream_mean))
     parent = round_dir(run, k - 1) if k > 0 else None
     if config.agent == "cmaes":
         x0 = None if parent is None else load_controller(parent / "controller" / BEST_FILE).flat()
@@ -195,7 +204,7 @@ def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: 
     """Round ``rdir``'s agent on ``eval_episodes`` real episodes (tuning seeds), once."""
     path = rdir / "eval" / "tuning.json"
     if path.exists():
-        return EvalResult(**json.loads(path.read_text()))
+        return _read_record(path, EvalResult)
     game = get_game(game_name)
     result = _timed_part(rdir, "evaluate", lambda: evaluate(
         game.latent_env_id, agent_path(rdir, config.agent), config.eval_episodes, config.eval_seed, config.workers,
@@ -209,7 +218,7 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
     """Every stage of round k (each skipped when done) -> its row, also saved in round.json."""
     rdir = setup_round(run, k, game, preset, config)
     if (rdir / ROUND_FILE).exists():
-        return RoundRow(**json.loads((rdir / ROUND_FILE).read_text()))
+        return _read_record(rdir / ROUND_FILE, RoundRow)
     parent = round_dir(run, k - 1) if k > 0 else None
     for stage in (
         lambda: collect_stage(rdir, progress=progress, trust_zip=True),  # the agents iterate itself saved
@@ -222,7 +231,7 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
         report(f"round {k} {stage()}")
     dream_mean = train_agent(rdir, k, run, config, report, progress, device)
     result = evaluate_agent(rdir, config, game, progress, device)
-    previous_eval = RoundRow(**json.loads((parent / ROUND_FILE).read_text())).eval_steps if parent else 0
+    previous_eval = _read_record(parent / ROUND_FILE, RoundRow).eval_steps if parent else 0
     timings = json.loads((rdir / "timings.json").read_text())
     parts = {"collect": ["collect"], "encode": ["encode"], "V": ["train-vae"], "M": ["train-mdnrnn"],
              "agent": ["train-controller", "train-agent"], "evaluate": ["evaluate"]}

@@ -97,3 +97,6 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
 
     again = run_command(command, cwd=tmp_path)  # finished: nothing is redone
     assert again.returncode == 0 and "stopped: 2 rounds done" in again.stdout
+    (run / "round_1" / "round.json").write_text('{"round": "one"')
+    damaged = run_command(command, cwd=tmp_path)
+    assert damaged.returncode == 1 and f"{run / 'round_1' / 'round.json'} is damaged" in damaged.stderr
