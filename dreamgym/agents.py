@@ -17,6 +17,7 @@ import numpy as np
 
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write
+from dreamgym.games import get_game
 
 SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "PPO": {
@@ -44,7 +45,8 @@ def recipe(algorithm: str, game: str) -> dict[str, Any]:
     if name not in SB3_RECIPES:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in SB3_RECIPES)}")
     if game not in SB3_RECIPES[name]:
-        raise ValueError(f"{name} has no recipe for {game} (its actions are {'continuous' if game == 'carracing' else 'discrete'}); "
+        kind = "discrete" if get_game(game).discrete else "continuous"
+        raise ValueError(f"{name} has no recipe for {game} (its actions are {kind}); "
                          f"choose one of {', '.join(a.lower() for a, games in SB3_RECIPES.items() if game in games)}")
     return dict(SB3_RECIPES[name][game])
 
@@ -55,9 +57,11 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     """Train an SB3 ``algorithm`` for ``steps`` dream steps in ``world_model``'s dream and save it
     at ``out`` (written whole or not at all) -> (the agent, its mean dream return over the last
     episodes). ``init``: an agent of the same algorithm to continue from (its policy and
-    optimiser; a warm start), else a fresh one. ``dream``: the dream's keyword arguments (the
-    defences), on top of the model directory's defaults. Loading ``init`` unpickles part of
-    it: pass only agents you made."""
+    optimiser; a warm start: ``seed`` is then not used, and a DQN refills its replay buffer,
+    which is not saved, before it learns again), else a fresh one. ``dream``: the dream's
+    keyword arguments (the defences), on top of the model directory's defaults. The agent runs
+    on the CPU (an MLP on a small latent); the dream on ``device``. Loading ``init`` unpickles
+    part of it: pass only agents you made."""
     import stable_baselines3
 
     from dreamgym.envs.sb3 import make_sb3_vec_env
@@ -73,6 +77,9 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     cls = getattr(stable_baselines3, algorithm.upper())
     if init is not None:
         agent = cls.load(init, env=venv, device="cpu")
+        agent.ep_info_buffer = None  # the dream score is this dream's, not the last one's
+        if hasattr(agent, "learning_starts"):  # off-policy: the saved agent has no replay buffer
+            agent.learning_starts = agent.num_timesteps + settings["learning_starts"]
     else:
         agent = cls("MlpPolicy", venv, seed=seed, device="cpu", **settings)
     agent.learn(steps, reset_num_timesteps=init is None)

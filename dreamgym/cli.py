@@ -15,12 +15,11 @@ from tqdm import tqdm
 from dreamgym.config import PRESETS, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
-from dreamgym.evaluate import evaluate
+from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
-    SB3_ZIP_WARNING,
     collect_stage,
     encode_stage,
     export_stage,
@@ -75,8 +74,9 @@ def _override(run_dir: Path, section: str, **values) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    if args.policy is not None and Path(args.policy).suffix == ".zip" and not args.trust_zip:
-        raise StageError(f"{args.policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
+    check_trusted(args.policy, args.trust_zip)
+    if args.world_model is not None and args.policy is None:
+        raise StageError("--world-model gives --policy its latent observation; the exploration policy needs none")
     init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
              max_steps=args.max_steps, policy=args.policy, noise=args.noise, world_model=args.world_model)
     _print(str(collect_stage(args.out, force=args.force, progress=args.progress, backend=args.backend,
@@ -122,8 +122,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    if Path(args.policy).suffix == ".zip" and not args.trust_zip:
-        raise StageError(f"{args.policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
+    check_trusted(args.policy, args.trust_zip)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if args.world_model:
         env_kwargs["world_model"] = args.world_model
@@ -152,7 +151,7 @@ def cmd_iterate(args: argparse.Namespace) -> None:
         "agent", "rounds", "episodes", "noise", "max_real_steps", "patience", "refine_epochs", "generations",
         "agent_steps", "eval_episodes", "eval_seed", "workers", "seed")}
     iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
-            **settings)
+            trust_zip=args.trust_zip, **settings)
 
 
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
@@ -326,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=count, help="stop after this many rounds (default 3)")
     p.add_argument("--episodes", type=count, help="real episodes recorded per round (default 200)")
     p.add_argument("--noise", type=amount, help="exploration around the agent when it records (default 0.05)")
-    p.add_argument("--max-real-steps", type=count, help="stop once this many real steps are used (data and tuning)")
-    p.add_argument("--patience", type=count, help="stop after this many rounds without a better real score (default 2)")
+    p.add_argument("--max-real-steps", type=seed_number,
+                   help="stop once this many real steps are used (data and tuning; checked after each round; 0: no budget)")
+    p.add_argument("--patience", type=seed_number,
+                   help="stop after this many rounds without a better real score (default 2; 0: never)")
     p.add_argument("--refine-epochs", type=count, help="M epochs in rounds >= 1, warm-started (default 5)")
     p.add_argument("--generations", type=count, help="CMA-ES generations per round (default: the preset's)")
     p.add_argument("--agent-steps", type=count, help="dream steps per round of an SB3 agent (default 1,000,000)")
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=count, help="parallel game processes (default 2)")
     p.add_argument("--seed", type=seed_number, help="seed of the agent's training (default 0)")
     add_device_argument(p, "V, M, the dreams and the latent twins")
+    p.add_argument("--trust-zip", action="store_true",
+                   help=f"consent to load the SB3 agents (ppo, dqn) this run saves, round after round: {SB3_ZIP_WARNING}")
 
     p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
                               "then retrain M and the controller on old + new data (the next pipeline computes)",

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from dreamgym.checkpoint import load_world_model
 from dreamgym.config import CollectConfig
 from dreamgym.episodes import episode_bytes, episode_path
+from dreamgym.evaluate import act, load_policy
 from dreamgym.files import atomic_write
 from dreamgym.games import Game, get_game
-from dreamgym.parallel import run_parallel
+from dreamgym.parallel import close_worker_cache, run_parallel, worker_cached
 from dreamgym.training import Progress, no_progress
 
 # --------------------------------------------------------------------------- policies
@@ -130,8 +132,6 @@ class NoisyPolicy:
         self.explore = DoomExploration(rng) if game.discrete else None
 
     def __call__(self, observation: np.ndarray) -> Any:
-        from dreamgym.evaluate import act
-
         action = act(self.agent, observation)
         if self.game.discrete:
             assert self.explore is not None
@@ -146,9 +146,6 @@ class NoisyPolicy:
 def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:
     """The agent ``config.policy`` names and the model directory whose V and M give it its latent
     observation, checked against the game: a clear error here, before any episode runs."""
-    from dreamgym.checkpoint import load_world_model
-    from dreamgym.evaluate import load_policy
-
     assert config.policy is not None
     agent, model_dir = load_policy(config.policy)
     model_dir = model_dir or config.world_model
@@ -197,7 +194,7 @@ def record_episode(game_name: str, index: int, config: CollectConfig) -> tuple[E
     else:
         from dreamgym.envs.latent import LatentObservation
 
-        agent, world_model = acting_agent(game, config)
+        agent, world_model = worker_cached(("agent", config.policy, config.world_model), lambda: acting_agent(game, config))
         env = LatentObservation(env, world_model, device="cpu", keep_frame=True)  # one frame a step: the CPU is enough
         policy = NoisyPolicy(agent, game, config.noise, rng)
     try:
@@ -259,5 +256,6 @@ def collect(
         atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))
         summaries.append(summary)
         progress("collect", len(summaries), len(jobs))
+    close_worker_cache()  # what this process cached when it played the episodes itself (workers=1)
     return summaries
 

@@ -345,10 +345,11 @@ class IterateConfig(Settings):
     last round's agent with ``noise``."""
     noise: float = setting(0.05, minimum=0)
     """Exploration around the agent (see ``CollectConfig.noise``)."""
-    max_real_steps: int | None = setting(None, minimum=1)
-    """Stop once the real steps used (data and tuning evaluations) reach this budget."""
-    patience: int | None = setting(2, minimum=1)
-    """Stop when the real score has not improved for this many rounds (None: never)."""
+    max_real_steps: int = setting(0, minimum=0)
+    """Stop once the real steps used (data and tuning evaluations) reach this budget, checked
+    after each round (so the last round may pass it); 0: no budget."""
+    patience: int = setting(2, minimum=0)
+    """Stop when the real score has not improved for this many rounds; 0: never."""
     refine_epochs: int = setting(5, minimum=1)
     """Epochs of M in rounds ≥ 1, warm-started from the last round's M (round 0: the preset's)."""
     generations: int | None = setting(None, minimum=1)

@@ -53,6 +53,18 @@ class EvalResult:
         histogram(self.returns, path.with_suffix(".png"), f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f}")
 
 
+SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
+                   "Load only files you made or trust")
+
+
+def check_trusted(policy: str | os.PathLike | None, trust_zip: bool, where: str = "") -> None:
+    """StageError unless ``policy`` is no SB3 ``.zip`` or the caller consented to load one."""
+    from dreamgym.training import StageError
+
+    if policy is not None and Path(policy).suffix == ".zip" and not trust_zip:
+        raise StageError(f"{where}{policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
+
+
 def sb3_algorithm(path: Path) -> str:
     """Name of the SB3 algorithm that saved ``path``, from the module of its policy class."""
     try:

@@ -34,16 +34,16 @@ from dreamgym.checkpoint import load_controller
 from dreamgym.cmaes import BEST_FILE, train_controller
 from dreamgym.config import IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, read_npz
-from dreamgym.evaluate import EvalResult, evaluate
+from dreamgym.evaluate import EvalResult, check_trusted, evaluate
 from dreamgym.files import atomic_write_text
 from dreamgym.games import get_game
 from dreamgym.pipeline import (
-    record_time,
     collect_stage,
     encode_stage,
     export_stage,
     init_run,
     next_round,
+    record_time,
     train_mdnrnn_stage,
     train_vae_stage,
     world_model_from_run,
@@ -79,6 +79,12 @@ class RoundRow:
         return self.dream_mean - self.real_mean
 
 
+@dataclass(frozen=True)
+class AgentScore:
+    dream_mean: float
+    """Mean dream return of the round's agent, in the dream it was trained in."""
+
+
 def round_dir(run: Path, k: int) -> Path:
     return run / f"round_{k}"
 
@@ -88,10 +94,14 @@ def agent_path(rdir: Path, agent: str) -> Path:
     return rdir / "model" if agent == "cmaes" else rdir / AGENT_FILE
 
 
+FROZEN = ("agent", "eval_episodes", "eval_seed")
+"""Settings a run keeps from its first round: the agent, and the tuning episodes that compare rounds."""
+
+
 def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
     """RUN's settings: the stored ones with ``overrides`` on top (stop rules and later rounds'
-    budgets may change between invocations; the game, preset and agent may not). Written back
-    only once checked."""
+    budgets may change between invocations; the game, preset and ``FROZEN`` may not). Nothing
+    is written here (``save_settings``)."""
     path = run / SETTINGS_FILE
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if path.exists():
@@ -105,19 +115,24 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
             raise StageError(f"{run} iterates {stored_game}, not {game}")
         if preset is not None and preset != stored_preset:
             raise StageError(f"{run} was made with preset {stored_preset!r}, not {preset!r}: drop --preset to continue it")
-        if "agent" in overrides and overrides["agent"] != config.agent:
-            raise StageError(f"{run} trains a {config.agent} agent, not {overrides['agent']}: give a new RUN for another agent")
+        for name in FROZEN:
+            if name in overrides and overrides[name] != getattr(config, name):
+                raise StageError(f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for "
+                                 "a run (rounds compare on it); give a new RUN")
         preset = stored_preset
     else:
         config = IterateConfig()
         preset = preset or "cpu"
     config = dataclasses.replace(config, **overrides)  # checks every value
-    if config.agent == "dqn" and get_game(game).name == "carracing":
-        raise StageError("dqn needs discrete actions; CarRacing's are continuous: use ppo or cmaes")
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"game": get_game(game).name, "preset": preset,
-                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")
+    if config.agent == "dqn" and not get_game(game).discrete:
+        raise StageError(f"dqn needs discrete actions; {get_game(game).name}'s are continuous: use ppo or cmaes")
     return config, preset
+
+
+def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / SETTINGS_FILE, json.dumps({"game": get_game(game).name, "preset": preset,
+                                                       "settings": dataclasses.asdict(config)}, indent=2) + "\n")
 
 
 def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
@@ -126,10 +141,10 @@ def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
         return None
     if len(rows) >= config.rounds:
         return f"{config.rounds} rounds done"
-    if config.max_real_steps is not None and rows[-1].real_steps >= config.max_real_steps:
+    if config.max_real_steps and rows[-1].real_steps >= config.max_real_steps:
         return f"real-step budget reached ({rows[-1].real_steps:,} ≥ {config.max_real_steps:,})"
     best = max(range(len(rows)), key=lambda i: rows[i].real_mean)
-    if config.patience is not None and len(rows) - 1 - best >= config.patience:
+    if config.patience and len(rows) - 1 - best >= config.patience:
         return f"no better real score for {config.patience} rounds (best: round {best})"
     return None
 
@@ -138,15 +153,18 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     """Round k's run directory, made on first call; its M epochs and CMA-ES generations follow
     ``config`` on every call (so a changed budget applies to the rounds still to come)."""
     rdir = round_dir(run, k)
+    if (rdir / ROUND_FILE).exists():
+        return rdir  # finished: its run.json keeps the budgets it was trained with
     if not (rdir / "run.json").exists():
         if k == 0:
-            init_run(rdir, game, preset, episodes=config.episodes)
+            init_run(rdir, game, preset, episodes=config.episodes, workers=config.workers)
         else:
             parent = round_dir(run, k - 1)
             policy = None if config.agent == "cmaes" else parent / AGENT_FILE
             next_round(parent, rdir, config.episodes, config.noise, policy=policy)
     run_config = RunConfig.load(rdir)
     updated = run_config.with_overrides("controller", generations=config.generations, seed=config.seed)
+    updated = updated.with_overrides("collect", workers=config.workers)
     if k > 0:
         updated = updated.with_overrides("mdnrnn", epochs=config.refine_epochs)
     if updated != run_config:
@@ -154,11 +172,22 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     return rdir
 
 
+_TYPES = {"int": int, "float": (int, float), "str": str}
+
+
 def _read_record(path: Path, kind: Any) -> Any:
-    """A record this module wrote (a round's row, score or evaluation), checked: a damaged one is
-    an error that names it, not a traceback."""
+    """A record this module wrote (a round's row, score, evaluation or timings), its fields' types
+    checked: a damaged one is an error that names it, not a traceback later."""
     try:
-        return kind(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        for spec in dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else ():
+            expected = _TYPES.get(str(spec.type), dict if str(spec.type).startswith("dict") else
+                                  list if str(spec.type).startswith("list") else object)
+            if spec.name in data and (isinstance(data[spec.name], bool) or not isinstance(data[spec.name], expected)):
+                raise TypeError(f"{spec.name} must be {spec.type}, got {data[spec.name]!r}")
+        return kind(**data)
     except (ValueError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}); delete it and run again to redo that part") from None
 
@@ -179,7 +208,9 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
     """Train round k's agent in its dream, warm-started from round k-1's -> its dream score."""
     score_path = rdir / "agent_dream.json"
     if score_path.exists():
-        return _read_record(score_path, lambda dream_mean: float(dream_mean))
+        return _read_record(score_path, AgentScore).dream_mean
+    for stale in (rdir / "eval" / "tuning.json", rdir / ROUND_FILE):  # scores of an agent about to be replaced
+        stale.unlink(missing_ok=True)
     parent = round_dir(run, k - 1) if k > 0 else None
     if config.agent == "cmaes":
         x0 = None if parent is None else load_controller(parent / "controller" / BEST_FILE).flat()
@@ -196,7 +227,7 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
         _, dream_mean = _timed_part(rdir, "train-agent", lambda: train_sb3(
             config.agent, rdir / "model", config.agent_steps, rdir / AGENT_FILE, seed=config.seed, init=init,
             device=device))
-    atomic_write_text(score_path, json.dumps({"dream_mean": dream_mean}) + "\n")
+    atomic_write_text(score_path, json.dumps(dataclasses.asdict(AgentScore(dream_mean))) + "\n")
     return dream_mean
 
 
@@ -220,8 +251,14 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
     if (rdir / ROUND_FILE).exists():
         return _read_record(rdir / ROUND_FILE, RoundRow)
     parent = round_dir(run, k - 1) if k > 0 else None
+    policy = RunConfig.load(rdir).collect.policy  # round 0: exploration; round k: round k-1's agent, nothing else
+    expected = None if parent is None else str(agent_path(parent, config.agent).resolve())
+    if (None if policy is None else str(Path(policy).resolve())) != expected:
+        raise StageError(f"{rdir / 'run.json'} names {policy} to record with, but round {k} records with "
+                         f"{expected or 'the exploration policy'}")
+    trust_zip = config.agent != "cmaes"  # then the policy is round k-1's agent.zip, saved by this run
     for stage in (
-        lambda: collect_stage(rdir, progress=progress, trust_zip=True),  # the agents iterate itself saved
+        lambda: collect_stage(rdir, progress=progress, trust_zip=trust_zip),
         lambda: train_vae_stage(rdir, resume=True, progress=progress, report=report, device=device),
         lambda: encode_stage(rdir, progress=progress, report=report, device=device),
         lambda: train_mdnrnn_stage(rdir, resume=True, progress=progress, report=report, device=device,
@@ -232,7 +269,7 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
     dream_mean = train_agent(rdir, k, run, config, report, progress, device)
     result = evaluate_agent(rdir, config, game, progress, device)
     previous_eval = _read_record(parent / ROUND_FILE, RoundRow).eval_steps if parent else 0
-    timings = json.loads((rdir / "timings.json").read_text())
+    timings = _read_record(rdir / "timings.json", dict)
     parts = {"collect": ["collect"], "encode": ["encode"], "V": ["train-vae"], "M": ["train-mdnrnn"],
              "agent": ["train-controller", "train-agent"], "evaluate": ["evaluate"]}
     row = RoundRow(round=k, data_steps=data_steps(rdir), eval_steps=previous_eval + int(sum(result.lengths)),
@@ -278,7 +315,9 @@ def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
     atomic_write_text(staging / "round.json", json.dumps(dataclasses.asdict(best), indent=2) + "\n")
     card = staging / "MODEL_CARD.md"  # the card tells which round this is, and how the rounds went
     table = (run / "rounds.md").read_text().replace("# dreamgym iterate", "## Iterative rounds (dreamgym iterate)")
-    atomic_write_text(card, card.read_text() + f"\n{table}\nThis model is round {best.round}.\n\n![rounds](pictures/rounds.png)\n")
+    atomic_write_text(card, card.read_text() + f"\n{table}\nThis model is round {best.round}. Its real score is on the tuning "
+                      "seeds that chose it (optimistic): score it on unseen seeds with `dreamgym evaluate`.\n\n"
+                      "![rounds](pictures/rounds.png)\n")
     (staging / "pictures").mkdir(exist_ok=True)
     shutil.copyfile(run / "rounds.png", staging / "pictures" / "rounds.png")
     old = run / ".best.old"
@@ -291,21 +330,28 @@ def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
 
 
 def iterate(run: str | Path, game: str, *, preset: str | None = None, progress: Progress = no_progress,
-            report: Report = no_report, device: str = "auto", **settings: Any) -> list[RoundRow]:
+            report: Report = no_report, device: str = "auto", trust_zip: bool = False, **settings: Any) -> list[RoundRow]:
     """Run rounds until a stop rule holds (see ``IterateConfig``); resumes a run made earlier.
-    ``settings``: ``IterateConfig`` values (None: keep the stored or default one)."""
+    ``settings``: ``IterateConfig`` values (None: keep the stored or default one). An SB3 agent
+    (ppo, dqn) is saved as a ``.zip`` and loaded back in the next round, which runs code from
+    the file: such a run needs ``trust_zip`` (the consent to load the agents saved in ``run``)."""
     run = Path(run)
     config, preset = load_settings(run, game, preset, settings)
+    if config.agent != "cmaes":
+        check_trusted(AGENT_FILE, trust_zip, f"{run}: each round's ")
+    save_settings(run, game, preset, config)
     rows: list[RoundRow] = []
     k = 0
     while True:
+        finished = (round_dir(run, k) / ROUND_FILE).exists()
         rows.append(run_round(run, k, game, preset, config, progress=progress, report=report, device=device))
         stop = stop_reason(rows, config)
         row = rows[-1]
-        report(f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
-               f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {run / 'rounds.md'}")
-        write_table(run, rows, game, config.agent, stop)
-        best = keep_best(run, rows, config.agent)
+        if not finished or stop:  # a resumed run rewrites the table and best/ only for new rounds and at the end
+            report(f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
+                   f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {run / 'rounds.md'}")
+            write_table(run, rows, game, config.agent, stop)
+            best = keep_best(run, rows, config.agent)
         if stop:
             report(f"stopped: {stop}; best round {best.round}: real {best.real_mean:.1f} ± {best.real_std:.1f} -> {run / 'best'}")
             return rows

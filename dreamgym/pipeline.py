@@ -58,7 +58,7 @@ from dreamgym.episodes import (
     read_episode,
     read_latents,
 )
-from dreamgym.evaluate import evaluate
+from dreamgym.evaluate import check_trusted, evaluate
 from dreamgym.files import atomic_write_text, load_torch_checkpoint
 from dreamgym.games import Game, get_game
 from dreamgym.mdnrnn import build_mdnrnn, member_dir, train_mdnrnn
@@ -184,19 +184,13 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
 # --------------------------------------------------------------------------- stages
 
 
-SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
-                   "Load only files you made or trust")
-
-
 def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Progress = no_progress, backend: str = "local",
                   address: str | None = None, trust_zip: bool = False) -> StageReport:
     """Record the run's episodes. An SB3 ``.zip`` as ``collect.policy`` is loaded only with
     ``trust_zip`` (a run.json must not be able to make dreamgym run code)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
-    policy = config.collect.policy
-    if policy is not None and Path(policy).suffix == ".zip" and not trust_zip:
-        raise StageError(f"{run_dir}: collect.policy {policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
+    check_trusted(config.collect.policy, trust_zip, f"{run_dir}: collect.policy ")
     if force:  # only this collection's episodes: a round's links to earlier rounds stay
         first = config.collect.first_episode
         for index in range(first, first + config.collect.episodes):

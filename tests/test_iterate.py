@@ -14,7 +14,7 @@ import pytest
 from conftest import run_command
 
 from dreamgym.config import IterateConfig
-from dreamgym.iterate import RoundRow, load_settings, stop_reason
+from dreamgym.iterate import RoundRow, iterate, load_settings, save_settings, stop_reason
 from dreamgym.training import StageError
 
 
@@ -31,7 +31,7 @@ def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stop
         [row(0, 100), row(1, 150), row(2, 140), row(3, 150)], config)  # a tie is no gain
     assert "budget" in stop_reason([row(0, 100, steps=10_000)], config)
     assert "5 rounds done" in stop_reason([row(k, 100 + k) for k in range(5)], config)
-    assert stop_reason([row(0, 100), row(1, 90), row(2, 80)], IterateConfig(rounds=5, patience=None)) is None
+    assert stop_reason([row(0, 100), row(1, 90), row(2, 80)], IterateConfig(rounds=5, patience=0)) is None
 
 
 def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fixed(tmp_path):
@@ -40,11 +40,18 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
     with pytest.raises(StageError, match="dqn needs discrete actions"):
         load_settings(tmp_path / "b", "carracing", None, {"agent": "dqn"})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(StageError, match="--trust-zip"):  # a PPO run loads back the agents it saves
+        iterate(tmp_path / "d", "doom", preset="tiny", agent="ppo")
+    assert not (tmp_path / "d").exists()
     config, preset = load_settings(tmp_path / "c", "doom", "tiny", {"agent": "ppo", "rounds": 2})
     assert (config.agent, config.rounds, preset) == ("ppo", 2, "tiny")
+    save_settings(tmp_path / "c", "doom", preset, config)
     config, preset = load_settings(tmp_path / "c", "doom", None, {"rounds": 4})  # stop rules may change
     assert (config.agent, config.rounds, preset) == ("ppo", 4, "tiny")
-    with pytest.raises(StageError, match="trains a ppo agent, not cmaes"):
+    save_settings(tmp_path / "c", "doom", preset, config)
+    with pytest.raises(StageError, match="has eval_seed 20000, not 0"):  # rounds compare on the same seeds
+        load_settings(tmp_path / "c", "doom", None, {"eval_seed": 0})
+    with pytest.raises(StageError, match="has agent 'ppo', not 'cmaes'"):
         load_settings(tmp_path / "c", "doom", None, {"agent": "cmaes"})
     with pytest.raises(StageError, match="iterates doom, not carracing"):
         load_settings(tmp_path / "c", "carracing", None, {})
@@ -54,7 +61,7 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
 def iterate_command(game: str, run: Path, agent: str) -> list[str]:
     return [sys.executable, "-m", "dreamgym.cli", "iterate", game, "--out", str(run), "--preset", "tiny",
             "--agent", agent, "--rounds", "2", "--episodes", "3", "--eval-episodes", "2", "--refine-epochs", "1",
-            "--agent-steps", "2048", "--patience", "5", "--device", "cpu"]
+            "--agent-steps", "2048", "--patience", "5", "--device", "cpu", "--trust-zip"]
 
 
 @pytest.mark.parametrize("game,agent", [("doom", "cmaes"), ("carracing", "ppo")])
@@ -73,6 +80,11 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     assert new_episodes, "the kill must land while round 2 records its episodes"
     round_0 = {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file()}
     kept = {p: p.stat().st_mtime_ns for p in new_episodes}
+    settings = (run / "round_1" / "run.json").read_text()  # a run.json that names another agent is refused
+    (run / "round_1" / "run.json").write_text(settings.replace(str(run.resolve() / "round_0"), str(tmp_path / "other")))
+    refused = run_command(command, cwd=tmp_path)
+    assert refused.returncode == 1 and "but round 1 records with" in refused.stderr, refused.stderr[-2000:]
+    (run / "round_1" / "run.json").write_text(settings)
 
     result = run_command(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
