@@ -130,6 +130,36 @@ def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_ppo(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Real score (mean over training seeds, each seed's mean as a dot) and dream score against
+    PPO's dream steps, one colour per variant: a curve that falls is an agent exploiting the dream."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.5))
+    real_axis, dream_axis = figure.subplots(1, 2)
+    variants = sorted({row["variant"] for row in rows if row["agent"] == "ppo"})
+    for colour, variant in zip(("C0", "C1", "C2", "C3", "C4", "C5"), variants):
+        cells = [row for row in rows if row["agent"] == "ppo" and row["variant"] == variant]
+        steps = sorted({int(k) for cell in cells for k in cell["real"]})
+        means = [np.mean([c["real"][str(s)][0] for c in cells if str(s) in c["real"]]) for s in steps]
+        real_axis.plot(steps, means, marker="o", color=colour, label=f"{variant} ({len(cells)} seeds)")
+        for cell in cells:
+            xs = [s for s in steps if str(s) in cell["real"]]
+            real_axis.scatter(xs, [cell["real"][str(s)][0] for s in xs], color=colour, alpha=0.4, s=12)
+        dream = [np.mean([c["dream_by_steps"].get(str(s), np.nan) for c in cells]) for s in steps]
+        dream_axis.plot(steps, dream, marker="o", color=colour, label=variant)
+    ticks = sorted({int(k) for row in rows if row["agent"] == "ppo" for k in row["real"]})
+    for axis, name in ((real_axis, "real score (unseen seeds)"), (dream_axis, "dream score")):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(ticks, [f"{t / 1e6:g}M" for t in ticks])
+        axis.set_xlabel("PPO dream steps")
+        axis.set_title(name)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(title, y=1.02)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world-model", required=True, help="model directory or shipped name")
@@ -172,6 +202,8 @@ def main() -> None:
                 print(json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True)
     text = table(rows, args.ppo_steps)
     (args.out / "ablation.md").write_text(text)
+    if any(row["agent"] == "ppo" for row in rows):
+        plot_ppo(rows, args.out / "ppo_curves.png", f"PPO in the {model.game.name} dream")
     print(text)
 
 
