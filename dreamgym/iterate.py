@@ -16,8 +16,8 @@ chooses the best round). Layout of ``RUN``::
     best/               the best round's model directory (and agent.zip)
 
 Every stage resumes: run the same command again after a crash and it loses at most the stage
-in progress. The SB3 agents it saved under RUN are loaded back (a ``.zip`` is partly pickled):
-run it only on directories it made.
+in progress. The SB3 agents it saved under RUN are loaded back (a ``.zip`` is partly pickled),
+so a PPO or DQN run needs ``trust_zip``; a round records only with the previous round's agent.
 """
 
 from __future__ import annotations
