@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dreamgym.config import PRESETS, RunConfig
+from dreamgym.config import ITERATE_AGENTS, PRESETS, IterateConfig, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
@@ -147,9 +148,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 def cmd_iterate(args: argparse.Namespace) -> None:
     from dreamgym.iterate import iterate
 
-    settings = {name: getattr(args, name) for name in (
-        "agent", "rounds", "episodes", "noise", "max_real_steps", "patience", "refine_epochs", "generations",
-        "agent_steps", "eval_episodes", "eval_seed", "workers", "seed")}
+    settings = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(IterateConfig)}
     iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
             trust_zip=args.trust_zip, **settings)
 
@@ -225,6 +224,9 @@ class _ShowDefaults(argparse.HelpFormatter):
             text += " (default: %(default)s)"
         return text
 
+
+ITERATE = IterateConfig()
+"""The defaults ``dreamgym iterate --help`` shows."""
 
 PRESET_HELP = "sizes of every stage: tiny (a smoke test), cpu (the shipped models), paper (the paper's)"
 
@@ -320,22 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (round_K/ per round, rounds.md, best/)")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
-    p.add_argument("--agent", choices=["cmaes", "ppo", "dqn"],
-                   help="cmaes: the linear controller; ppo, dqn: Stable-Baselines3 (default: cmaes; fixed once a run starts)")
-    p.add_argument("--rounds", type=count, help="stop after this many rounds (default 3)")
-    p.add_argument("--episodes", type=count, help="real episodes recorded per round (default 200)")
-    p.add_argument("--noise", type=amount, help="exploration around the agent when it records (default 0.05)")
+    p.add_argument("--agent", choices=ITERATE_AGENTS,
+                   help=f"cmaes: the linear controller; ppo, dqn: Stable-Baselines3 (default: {ITERATE.agent}; fixed once a run starts)")
+    p.add_argument("--rounds", type=count, help=f"stop after this many rounds (default {ITERATE.rounds})")
+    p.add_argument("--episodes", type=count, help=f"real episodes recorded per round (default {ITERATE.episodes})")
+    p.add_argument("--noise", type=amount, help=f"exploration around the agent when it records (default {ITERATE.noise:g})")
     p.add_argument("--max-real-steps", type=seed_number,
                    help="stop once this many real steps are used (data and tuning; checked after each round; 0: no budget)")
     p.add_argument("--patience", type=seed_number,
-                   help="stop after this many rounds without a better real score (default 2; 0: never)")
-    p.add_argument("--refine-epochs", type=count, help="M epochs in rounds >= 1, warm-started (default 5)")
+                   help=f"stop after this many rounds without a better real score (default {ITERATE.patience}; 0: never)")
+    p.add_argument("--refine-epochs", type=count, help=f"M epochs in rounds >= 1, warm-started (default {ITERATE.refine_epochs})")
     p.add_argument("--generations", type=count, help="CMA-ES generations per round (default: the preset's)")
-    p.add_argument("--agent-steps", type=count, help="dream steps per round of an SB3 agent (default 1,000,000)")
-    p.add_argument("--eval-episodes", type=count, help="real episodes scoring each round, tuning seeds (default 20)")
-    p.add_argument("--eval-seed", type=seed_number, help="seed of the first tuning episode (default 20000)")
-    p.add_argument("--workers", type=count, help="parallel game processes (default 2)")
-    p.add_argument("--seed", type=seed_number, help="seed of the agent's training (default 0)")
+    p.add_argument("--agent-steps", type=count, help=f"dream steps per round of an SB3 agent (default {ITERATE.agent_steps:,})")
+    p.add_argument("--eval-episodes", type=count, help=f"real episodes scoring each round, tuning seeds (default {ITERATE.eval_episodes})")
+    p.add_argument("--eval-seed", type=seed_number, help=f"seed of the first tuning episode (default {ITERATE.eval_seed})")
+    p.add_argument("--workers", type=count, help=f"parallel game processes (default {ITERATE.workers})")
+    p.add_argument("--seed", type=seed_number, help=f"seed of the agent's training (default {ITERATE.seed})")
     add_device_argument(p, "V, M, the dreams and the latent twins")
     p.add_argument("--trust-zip", action="store_true",
                    help=f"consent to load the SB3 agents (ppo, dqn) this run saves, round after round: {SB3_ZIP_WARNING}")
