@@ -332,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=seed_number,
                    help=f"stop after this many rounds without a better real score (default {ITERATE.patience}; 0: never)")
     p.add_argument("--refine-epochs", type=count, help=f"M epochs in rounds >= 1, warm-started (default {ITERATE.refine_epochs})")
+    p.add_argument("--refresh-v", type=amount,
+                   help="refine V in a round whose new frames it reconstructs more than this many times worse than the "
+                        f"earlier ones (default {ITERATE.refresh_v:g}; 0: never)")
+    p.add_argument("--refine-v-frames", type=count,
+                   help=f"frames of V's warm-started refinement when it is refreshed (default {ITERATE.refine_v_frames:,})")
     p.add_argument("--generations", type=count, help="CMA-ES generations per round (default: the preset's)")
     p.add_argument("--agent-steps", type=count, help=f"dream steps per round of an SB3 agent (default {ITERATE.agent_steps:,})")
     p.add_argument("--eval-episodes", type=count, help=f"real episodes scoring each round, tuning seeds (default {ITERATE.eval_episodes})")

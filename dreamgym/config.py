@@ -352,6 +352,12 @@ class IterateConfig(Settings):
     """Stop when the real score has not improved for this many rounds; 0: never."""
     refine_epochs: int = setting(5, minimum=1)
     """Epochs of M in rounds ≥ 1, warm-started from the last round's M (round 0: the preset's)."""
+    refresh_v: float = setting(1.5, minimum=0)
+    """Refine V in a round whose new frames V reconstructs more than this many times worse than
+    the earlier rounds' frames (warm start, on all frames so far; every episode is then encoded
+    again); 0: V stays round 0's."""
+    refine_v_frames: int = setting(200_000, minimum=1)
+    """Frames V is refined on when it is refreshed (one pass)."""
     generations: int | None = setting(None, minimum=1)
     """CMA-ES generations per round, warm-started from the last controller (None: the preset's)."""
     agent_steps: int = setting(1_000_000, minimum=1)

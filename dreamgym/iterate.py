@@ -9,7 +9,11 @@ chooses the best round). Layout of ``RUN``::
     round_K/            round K, a run directory (``dreamgym.pipeline``): round 0 records with the
                         exploration policy and trains V and M; round K ≥ 1 links round K-1's
                         episodes, latents and V, records new episodes with round K-1's agent,
-                        and refines its M (warm start, ``refine_epochs``)
+                        refines V when it reconstructs the new frames badly (``refresh_v``;
+                        then every episode is encoded again) and refines M (warm start,
+                        ``refine_epochs``)
+    round_K/v_check.json   V's reconstruction error on the old and the new frames, and whether
+                        the round refreshed V
     round_K/agent.zip   the round's SB3 agent (cmaes: the controller in round_K/model)
     round_K/round.json  the round's row, written once the round is complete
     rounds.md, rounds.json, rounds.png   the table and its picture
@@ -33,7 +37,7 @@ from typing import Any
 from dreamgym.checkpoint import load_controller
 from dreamgym.cmaes import BEST_FILE, train_controller
 from dreamgym.config import IterateConfig, RunConfig
-from dreamgym.episodes import episode_files, read_npz
+from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate
 from dreamgym.files import atomic_write_text
 from dreamgym.games import get_game
@@ -42,16 +46,19 @@ from dreamgym.pipeline import (
     encode_stage,
     export_stage,
     init_run,
+    load_vae,
     next_round,
     record_time,
     train_mdnrnn_stage,
     train_vae_stage,
     world_model_from_run,
 )
-from dreamgym.training import Progress, Report, StageError, no_progress, no_report
+from dreamgym.training import CHECKPOINT, Progress, Report, StageError, no_progress, no_report
+from dreamgym.vae import reconstruction_error
 
 SETTINGS_FILE = "iterate.json"
 ROUND_FILE = "round.json"
+V_CHECK_FILE = "v_check.json"
 AGENT_FILE = "agent.zip"
 
 
@@ -68,7 +75,10 @@ class RoundRow:
     real_mean: float
     real_std: float
     seconds: dict[str, float]
-    """Wall-clock of each part of the round (collect, encode, M, agent, evaluate)."""
+    """Wall-clock of each part of the round (collect, V check, V, encode, M, agent, evaluate)."""
+    v_ratio: float | None = None
+    """V's reconstruction error on the round's new frames over that on the earlier ones (round 0: None)."""
+    v_refreshed: bool = False
 
     @property
     def real_steps(self) -> int:
@@ -77,6 +87,21 @@ class RoundRow:
     @property
     def gap(self) -> float:
         return self.dream_mean - self.real_mean
+
+
+@dataclass(frozen=True)
+class VCheck:
+    """How well the last round's V reconstructs the frames this round recorded."""
+
+    old_error: float
+    """Mean summed squared error per frame on the earlier rounds' frames (V's training data)."""
+    new_error: float
+    """The same on this round's new frames."""
+    refresh: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.new_error / self.old_error if self.old_error > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -172,7 +197,7 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     return rdir
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str}
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
 def _read_record(path: Path, kind: Any) -> Any:
@@ -185,7 +210,8 @@ def _read_record(path: Path, kind: Any) -> Any:
         for spec in dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else ():
             expected = _TYPES.get(str(spec.type), dict if str(spec.type).startswith("dict") else
                                   list if str(spec.type).startswith("list") else object)
-            if spec.name in data and (isinstance(data[spec.name], bool) or not isinstance(data[spec.name], expected)):
+            if spec.name in data and ((expected is not bool and isinstance(data[spec.name], bool))
+                                      or not isinstance(data[spec.name], expected)):
                 raise TypeError(f"{spec.name} must be {spec.type}, got {data[spec.name]!r}")
         return kind(**data)
     except (ValueError, TypeError) as error:
@@ -194,6 +220,34 @@ def _read_record(path: Path, kind: Any) -> Any:
 
 def data_steps(rdir: Path) -> int:
     return sum(len(read_npz(path, ("actions",))["actions"]) for path in episode_files(rdir / "episodes"))
+
+
+def check_v(rdir: Path, parent: Path, config: IterateConfig, report: Report, device: str) -> VCheck:
+    """Round ``rdir``'s decision on V, made once (``v_check.json``): measure the parent's V on the
+    earlier frames and on the new ones; if it reconstructs the new ones more than ``refresh_v``
+    times worse, unlink the parent's V from the round and set V's training to one warm-started
+    pass of ``refine_v_frames`` (``train_vae_stage`` then trains it, and ``encode_stage`` encodes
+    every episode again, since the latents' marker no longer matches)."""
+    path = rdir / V_CHECK_FILE
+    if path.exists():
+        return _read_record(path, VCheck)
+    run_config = RunConfig.load(rdir)
+    first = run_config.collect.first_episode
+    files = episode_files(rdir / "episodes")
+    old = [p for p in files if episode_index(p) < first]
+    new = [p for p in files if episode_index(p) >= first]
+    vae = load_vae(parent, run_config, device)
+    check = VCheck(reconstruction_error(vae, old, report), reconstruction_error(vae, new, report), False)
+    check = dataclasses.replace(check, refresh=bool(config.refresh_v) and check.ratio > config.refresh_v)
+    if check.refresh:
+        link = rdir / "vae" / CHECKPOINT
+        if link.is_symlink():  # the parent's V itself is never written to
+            link.unlink()
+        run_config.with_overrides("vae", epochs=1, frames_per_epoch=config.refine_v_frames).save(rdir)
+    atomic_write_text(path, json.dumps(dataclasses.asdict(check)) + "\n")
+    report(f"{rdir.name}: V's error on the new frames is {check.ratio:.2f}× that on the earlier ones"
+           + (f" (> {config.refresh_v:g}): refining V" if check.refresh else "; V kept"))
+    return check
 
 
 def _timed_part(rdir: Path, name: str, work: Any) -> Any:
@@ -257,9 +311,13 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
         raise StageError(f"{rdir / 'run.json'} names {policy} to record with, but round {k} records with "
                          f"{expected or 'the exploration policy'}")
     trust_zip = config.agent != "cmaes"  # then the policy is round k-1's agent.zip, saved by this run
+    report(f"round {k} {collect_stage(rdir, progress=progress, trust_zip=trust_zip)}")
+    v_check = None if parent is None else _timed_part(rdir, "check-vae", lambda: check_v(rdir, parent, config, report,
+                                                                                        device))
+    refresh_from = parent if v_check is not None and v_check.refresh else None
     for stage in (
-        lambda: collect_stage(rdir, progress=progress, trust_zip=trust_zip),
-        lambda: train_vae_stage(rdir, resume=True, progress=progress, report=report, device=device),
+        lambda: train_vae_stage(rdir, resume=True, progress=progress, report=report, device=device,
+                                refine_from=refresh_from),
         lambda: encode_stage(rdir, progress=progress, report=report, device=device),
         lambda: train_mdnrnn_stage(rdir, resume=True, progress=progress, report=report, device=device,
                                    refine_from=parent),
@@ -270,11 +328,13 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
     result = evaluate_agent(rdir, config, game, progress, device)
     previous_eval = _read_record(parent / ROUND_FILE, RoundRow).eval_steps if parent else 0
     timings = _read_record(rdir / "timings.json", dict)
-    parts = {"collect": ["collect"], "encode": ["encode"], "V": ["train-vae"], "M": ["train-mdnrnn"],
+    parts = {"collect": ["collect"], "V": ["check-vae", "train-vae"], "encode": ["encode"], "M": ["train-mdnrnn"],
              "agent": ["train-controller", "train-agent"], "evaluate": ["evaluate"]}
     row = RoundRow(round=k, data_steps=data_steps(rdir), eval_steps=previous_eval + int(sum(result.lengths)),
                    dream_mean=dream_mean, real_mean=result.mean, real_std=result.std,
-                   seconds={part: round(sum(timings.get(n, 0.0) for n in names), 1) for part, names in parts.items()})
+                   seconds={part: round(sum(timings.get(n, 0.0) for n in names), 1) for part, names in parts.items()},
+                   v_ratio=None if v_check is None else round(v_check.ratio, 3),
+                   v_refreshed=v_check is not None and v_check.refresh)
     atomic_write_text(rdir / ROUND_FILE, json.dumps(dataclasses.asdict(row), indent=2) + "\n")
     return row
 
@@ -285,13 +345,15 @@ def write_table(run: Path, rows: list[RoundRow], game: str, agent: str, stop: st
 
     best = max(rows, key=lambda r: r.real_mean)
     lines = [f"# dreamgym iterate: {game}, agent {agent}", "",
-             "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | minutes: collect, encode, V, M, agent, evaluate |",
-             "|---|---|---|---|---|---|"]
+             "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | V error new/old "
+             "frames | minutes: collect, V, encode, M, agent, evaluate |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        minutes = ", ".join(f"{r.seconds.get(p, 0.0) / 60:.1f}" for p in ("collect", "encode", "V", "M", "agent", "evaluate"))
+        minutes = ", ".join(f"{r.seconds.get(p, 0.0) / 60:.1f}" for p in ("collect", "V", "encode", "M", "agent", "evaluate"))
         mark = " (best)" if r is best else ""
+        v = "–" if r.v_ratio is None else f"{r.v_ratio:.2f}" + (" (V refined)" if r.v_refreshed else "")
         lines.append(f"| {r.round}{mark} | {r.real_steps:,} ({r.data_steps:,} + {r.eval_steps:,}) | {r.dream_mean:.0f} | "
-                     f"{r.real_mean:.0f} ± {r.real_std:.0f} | {r.gap:+.0f} | {minutes} |")
+                     f"{r.real_mean:.0f} ± {r.real_std:.0f} | {r.gap:+.0f} | {v} | {minutes} |")
     if stop:
         lines += ["", f"Stopped: {stop}."]
     text = "\n".join(lines) + "\n"

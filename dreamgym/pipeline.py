@@ -211,13 +211,17 @@ def collect_stage(run_dir: str | Path, *, force: bool = False, progress: Progres
 
 
 def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: Progress = no_progress,
-                    report: Report = no_report, device: str = "auto") -> StageReport:
+                    report: Report = no_report, device: str = "auto",
+                    refine_from: str | Path | None = None) -> StageReport:
+    """V; ``refine_from``: a run whose trained V (same size) it starts from, rather than fresh
+    weights (an iterative round that refreshes V)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
 
     def work() -> str:
+        init = None if refine_from is None else Path(refine_from) / "vae"
         _, result = train_vae(run_dir, config.vae, resume=resume, force=force, progress=progress, report=report,
-                              device=device)
+                              device=device, init=init)
         last = result.history[-1]
         verb = "trained" if result.trained_epochs else "already finished"
         return f"V {verb}: {result.epochs} epochs, loss {last['loss']:.1f} (reconstruction {last['reconstruction']:.1f})"
@@ -236,7 +240,8 @@ def preview_episodes(episode_dir: Path, path: Path, episodes: int = 3, columns: 
         frame_grid(rows, path, "collected episodes (64×64 frames as V sees them)")
 
 
-def _load_vae(run_dir: Path, config: RunConfig, device: str = "cpu") -> ConvVAE:
+def load_vae(run_dir: Path, config: RunConfig, device: str = "cpu") -> ConvVAE:
+    """The trained V of ``run_dir`` (sized by ``config``)."""
     vae = ConvVAE(VAEConfig(z_dim=config.vae.z_dim, kl_tolerance=config.vae.kl_tolerance))
     load_trained(run_dir / "vae", vae)
     return vae.to(resolve_device(device))
@@ -248,7 +253,7 @@ def encode_stage(run_dir: str | Path, *, force: bool = False, progress: Progress
     config = RunConfig.load(run_dir)
 
     def work() -> str:
-        result = encode_run(run_dir, _load_vae(run_dir, config, device), force=force, progress=progress, report=report)
+        result = encode_run(run_dir, load_vae(run_dir, config, device), force=force, progress=progress, report=report)
         damaged = f", {result.skipped_damaged} damaged files skipped" if result.skipped_damaged else ""
         return f"encoded {result.encoded} episodes ({result.already_done} already encoded{damaged})"
 
@@ -284,7 +289,7 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
     game = get_game(config.game)
-    vae = _load_vae(run_dir, config)
+    vae = load_vae(run_dir, config)
     members = []
     for member in range(config.mdnrnn.members):
         members.append(build_mdnrnn(config.vae.z_dim, game, config.mdnrnn))

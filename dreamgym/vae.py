@@ -22,7 +22,7 @@ from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_epis
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.plots import frame_grid, plot_curves
-from dreamgym.training import Progress, Report, StageError, StageResult, no_progress, no_report, prefetch, train_epochs
+from dreamgym.training import Progress, Report, StageError, StageResult, no_progress, no_report, load_trained, prefetch, train_epochs
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,11 @@ def train_vae(
     progress: Progress = no_progress,
     report: Report = no_report,
     device: str | torch.device = "auto",
+    init: Path | None = None,
 ) -> tuple[ConvVAE, StageResult]:
     """Train V on the episodes of ``run_dir/episodes`` on ``device``; checkpoints in ``run_dir/vae``.
+    ``init``: the stage directory of a trained V of the same size to start from (a refinement
+    round) instead of fresh weights; a resumed stage continues from its own checkpoint.
 
     Batches are read by a background thread (:func:`~dreamgym.training.prefetch`) and copied to
     the device from pinned memory, so file reading overlaps the GPU's step."""
@@ -206,7 +209,10 @@ def train_vae(
         raise StageError(f"no episode files in {run_dir / 'episodes'}: run `dreamgym collect` first")
     torch.manual_seed(config.seed)
     device = resolve_device(device)
-    vae = ConvVAE(VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance)).to(device)
+    vae = ConvVAE(VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance))
+    if init is not None:
+        load_trained(init, vae)
+    vae.to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     preview = _preview_frames(validation_files or training_files, report)
@@ -235,7 +241,7 @@ def train_vae(
             raise StageError("no readable frames in the training episodes")
         metrics = dict(zip(["loss", "reconstruction", "kl"], (totals / count).tolist()))
         if validation_files:
-            metrics["validation_reconstruction"] = _reconstruction_error(vae, validation_files, report)
+            metrics["validation_reconstruction"] = reconstruction_error(vae, validation_files, report)
         return metrics
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
@@ -264,16 +270,18 @@ def _preview_frames(files: list[Path], report: Report, count: int = 8) -> np.nda
 
 
 @torch.no_grad()
-def _reconstruction_error(vae: ConvVAE, files: list[Path], report: Report, max_frames: int = 2000) -> float:
-    """Mean summed squared error of μ's decoding on held-out frames."""
+def reconstruction_error(vae: ConvVAE, files: list[Path], report: Report = no_report, max_frames: int = 2000) -> float:
+    """Mean summed squared error of μ's decoding, over about ``max_frames`` frames spread evenly
+    over ``files`` (every episode counts, not only the first ones)."""
     vae.eval()
     errors: list[float] = []
-    seen = 0
-    for _, episode in iter_valid(files, read_episode, report):
-        images = frames_to_tensor(episode["frames"][: max_frames - seen], next(vae.parameters()).device)
+    per_episode = max(1, max_frames // max(1, len(files)))
+    for _, episode in iter_valid(files[:max_frames], read_episode, report):
+        frames = episode["frames"]
+        picked = frames[np.unique(np.linspace(0, len(frames) - 1, per_episode).astype(int))]
+        images = frames_to_tensor(picked, next(vae.parameters()).device)
         mu, _ = vae.encode(images)
         errors.extend((vae.decode(mu) - images).pow(2).flatten(1).sum(1).tolist())
-        seen += len(images)
-        if seen >= max_frames:
-            break
+    if not errors:
+        raise StageError("no readable frames to measure V's reconstruction error on")
     return float(np.mean(errors))

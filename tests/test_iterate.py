@@ -58,16 +58,18 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
     assert json.loads((tmp_path / "c" / "iterate.json").read_text())["settings"]["rounds"] == 4
 
 
-def iterate_command(game: str, run: Path, agent: str) -> list[str]:
+def iterate_command(game: str, run: Path, agent: str, refresh_v: str) -> list[str]:
     return [sys.executable, "-m", "dreamgym.cli", "iterate", game, "--out", str(run), "--preset", "tiny",
             "--agent", agent, "--rounds", "2", "--episodes", "3", "--eval-episodes", "2", "--refine-epochs", "1",
-            "--agent-steps", "2048", "--patience", "5", "--device", "cpu", "--trust-zip"]
+            "--agent-steps", "2048", "--patience", "5", "--device", "cpu", "--trust-zip", "--refresh-v", refresh_v,
+            "--refine-v-frames", "64"]
 
 
-@pytest.mark.parametrize("game,agent", [("doom", "cmaes"), ("carracing", "ppo")])
-def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_path, game, agent):
+# Doom keeps V (0: never refreshed); CarRacing's round 2 always refines it (any ratio > 0.001)
+@pytest.mark.parametrize("game,agent,refresh_v", [("doom", "cmaes", "0"), ("carracing", "ppo", "0.001")])
+def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_path, game, agent, refresh_v):
     run = tmp_path / "run"
-    command = iterate_command(game, run, agent)
+    command = iterate_command(game, run, agent, refresh_v)
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     new_episodes: list[Path] = []
     deadline = time.time() + 600
@@ -99,6 +101,16 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     agent_file = "model" if agent == "cmaes" else "agent.zip"
     assert collect["policy"] == str(run.resolve() / "round_0" / agent_file)  # round 2 recorded with round 1's agent
     assert json.loads((run / "round_1" / "run.json").read_text())["mdnrnn"]["epochs"] == 1  # refined, not retrained
+    v_check = json.loads((run / "round_1" / "v_check.json").read_text())
+    assert v_check["old_error"] > 0 and v_check["new_error"] > 0 and rows[1]["v_ratio"] > 0
+    v_file, latents = run / "round_1" / "vae" / "checkpoint.pt", list((run / "round_1" / "latents").glob("*.npz"))
+    assert len(latents) == 6
+    if refresh_v == "0":  # round 0's V and latents, linked
+        assert not v_check["refresh"] and v_file.is_symlink() and sum(p.is_symlink() for p in latents) == 3
+    else:  # its own V, warm-started from round 0's for one pass of 64 frames; every episode encoded again
+        assert v_check["refresh"] and rows[1]["v_refreshed"] and not v_file.is_symlink()
+        assert not any(p.is_symlink() for p in latents) and "(V refined)" in table
+        assert json.loads((run / "round_1" / "run.json").read_text())["vae"]["frames_per_epoch"] == 64
     best = max(rows, key=lambda r: r["real_mean"])
     assert json.loads((run / "best" / "round.json").read_text())["round"] == best["round"]
     best_agent = "controller.safetensors" if agent == "cmaes" else "agent.zip"
