@@ -35,6 +35,9 @@ SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Algorithm -> game -> the settings of its example (``num_envs``: dreams stepped together)."""
 
+DEFAULT_NUM_ENVS = 64
+"""Dreams stepped together for an agent of an algorithm without a recipe for its game."""
+
 DREAM_TEMPERATURES = {"doom": 1.15, "carracing": 1.0}
 """The temperature each game's agents train at (the paper's Doom τ; CarRacing's own M)."""
 
@@ -56,9 +59,10 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
               dream: dict[str, Any] | None = None) -> tuple[Any, float]:
     """Train an SB3 ``algorithm`` for ``steps`` dream steps in ``world_model``'s dream and save it
     at ``out`` (written whole or not at all) -> (the agent, its mean dream return over the last
-    episodes). ``init``: an agent of the same algorithm to continue from (its policy and
-    optimiser; a warm start: ``seed`` is then not used, and a DQN refills its replay buffer,
-    which is not saved, before it learns again), else a fresh one. ``dream``: the dream's
+    episodes). ``init``: an agent of the same algorithm to continue from (its policy, optimiser
+    and settings; any SB3 algorithm; a warm start: ``seed`` is then not used, and an off-policy
+    agent refills its replay buffer, which is not saved, before it learns again), else a fresh
+    one of the game's recipe. ``dream``: the dream's
     keyword arguments (the defences), on top of the model directory's defaults. The agent runs
     on the CPU (an MLP on a small latent); the dream on ``device``. Loading ``init`` unpickles
     part of it: pass only agents you made."""
@@ -69,7 +73,10 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     game = load_world_model(world_model, device="cpu").game
-    settings = recipe(algorithm, game.name)
+    if init is not None and game.name not in SB3_RECIPES.get(algorithm.upper(), {}):
+        settings = {"num_envs": DEFAULT_NUM_ENVS}  # a warm start keeps the agent's own settings
+    else:
+        settings = recipe(algorithm, game.name)
     num_envs = settings.pop("num_envs")
     temperature = DREAM_TEMPERATURES[game.name] if temperature is None else temperature
     venv = make_sb3_vec_env(game.dream_env_id, num_envs=num_envs, temperature=temperature,
@@ -79,7 +86,7 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
         agent = cls.load(init, env=venv, device="cpu")
         agent.ep_info_buffer = None  # the dream score is this dream's, not the last one's
         if hasattr(agent, "learning_starts"):  # off-policy: the saved agent has no replay buffer
-            agent.learning_starts = agent.num_timesteps + settings["learning_starts"]
+            agent.learning_starts = agent.num_timesteps + settings.get("learning_starts", agent.learning_starts)
     else:
         agent = cls("MlpPolicy", venv, seed=seed, device="cpu", **settings)
     agent.learn(steps, reset_num_timesteps=init is None)

@@ -322,8 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (round_K/ per round, rounds.md, best/)")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
-    p.add_argument("--agent", choices=ITERATE_AGENTS,
-                   help=f"cmaes: the linear controller; ppo, dqn: Stable-Baselines3 (default: {ITERATE.agent}; fixed once a run starts)")
+    p.add_argument("--agent", metavar="{" + ",".join(ITERATE_AGENTS) + ",PATH.zip}",
+                   help="cmaes: the linear controller; ppo, dqn: Stable-Baselines3 with the game's recipe; PATH.zip: an "
+                        f"SB3 agent of any algorithm trained in --start's dream (default: {ITERATE.agent}; fixed once a "
+                        "run starts)")
+    p.add_argument("--start", metavar="RUN",
+                   help="a finished run directory (dreamgym pipeline) to take as round 0, linked, instead of recording "
+                        "and training one (needed with --agent PATH.zip)")
     p.add_argument("--rounds", type=count, help=f"stop after this many rounds (default {ITERATE.rounds})")
     p.add_argument("--episodes", type=count, help=f"real episodes recorded per round (default {ITERATE.episodes})")
     p.add_argument("--noise", type=amount, help=f"exploration around the agent when it records (default {ITERATE.noise:g})")

@@ -336,8 +336,14 @@ class IterateConfig(Settings):
     """The rounds of ``dreamgym iterate`` (``dreamgym.iterate``): how much real data each costs,
     how the agent and M are trained again, and when to stop."""
 
-    agent: str = setting("cmaes", choices=ITERATE_AGENTS)
-    """cmaes: the linear controller (CMA-ES); ppo or dqn: a Stable-Baselines3 agent."""
+    agent: str = setting("cmaes")
+    """cmaes: the linear controller (CMA-ES); ppo or dqn: a Stable-Baselines3 agent of the game's
+    recipe; or the path of an SB3 ``.zip`` of any algorithm, trained in ``start``'s dream, which
+    the rounds go on training."""
+    start: str | None = setting(None)
+    """A finished run directory (``dreamgym pipeline``) taken as round 0 instead of recording and
+    training one: its episodes, latents, V and M, and its controller (cmaes). A ``.zip`` agent
+    needs it: the run whose dream the agent was trained in."""
     rounds: int = setting(3, minimum=1, maximum=1000)
     """Stop after this many rounds."""
     episodes: int = setting(200, minimum=1)
@@ -370,6 +376,15 @@ class IterateConfig(Settings):
     """Parallel game processes for collection and evaluation."""
     seed: int = setting(0, minimum=0)
     """Seed of the agents' training."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.agent not in ITERATE_AGENTS and not self.agent.endswith(".zip"):
+            raise ValueError(f"IterateConfig.agent must be one of {', '.join(ITERATE_AGENTS)} or the path of an SB3 .zip, "
+                             f"got {self.agent!r}")
+        if self.agent.endswith(".zip") and self.start is None:
+            raise ValueError(f"IterateConfig.agent {self.agent} needs start: the run directory whose dream it was "
+                             "trained in (its V and M give the agent its observation)")
 
 
 PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {

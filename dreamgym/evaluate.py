@@ -66,7 +66,8 @@ def check_trusted(policy: str | os.PathLike | None, trust_zip: bool, where: str 
 
 
 def sb3_algorithm(path: Path) -> str:
-    """Name of the SB3 algorithm that saved ``path``, from the module of its policy class."""
+    """Name of the SB3 algorithm that saved ``path``, from the module of its policy class (and,
+    for the actor-critic policy PPO and A2C share, from PPO's clip range)."""
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
@@ -76,7 +77,7 @@ def sb3_algorithm(path: Path) -> str:
     for name in SB3_ALGORITHMS:
         if f".{name.lower()}." in module:
             return name
-    return "PPO"  # ActorCriticPolicy (PPO, A2C): prediction is the same for either
+    return "PPO" if "clip_range" in data else "A2C"  # both save an ActorCriticPolicy; only PPO clips
 
 
 def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[Any, str | None]:

@@ -7,7 +7,8 @@ chooses the best round). Layout of ``RUN``::
 
     iterate.json        the settings (``IterateConfig``), the game and the preset
     round_K/            round K, a run directory (``dreamgym.pipeline``): round 0 records with the
-                        exploration policy and trains V and M; round K ≥ 1 links round K-1's
+                        exploration policy and trains V and M (or, with ``start``, is that
+                        finished run, linked: see ``adopt_run``); round K ≥ 1 links round K-1's
                         episodes, latents and V, records new episodes with round K-1's agent,
                         refines V when it reconstructs the new frames badly (``refresh_v``;
                         then every episode is encoded again) and refines M (warm start,
@@ -36,12 +37,13 @@ from typing import Any
 
 from dreamgym.checkpoint import load_controller
 from dreamgym.cmaes import BEST_FILE, train_controller
-from dreamgym.config import IterateConfig, RunConfig
+from dreamgym.config import CollectConfig, IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, episode_index, read_npz
-from dreamgym.evaluate import EvalResult, check_trusted, evaluate
-from dreamgym.files import atomic_write_text
+from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
+from dreamgym.files import atomic_write, atomic_write_text
 from dreamgym.games import get_game
 from dreamgym.pipeline import (
+    adopt_run,
     collect_stage,
     encode_stage,
     export_stage,
@@ -119,8 +121,16 @@ def agent_path(rdir: Path, agent: str) -> Path:
     return rdir / "model" if agent == "cmaes" else rdir / AGENT_FILE
 
 
-FROZEN = ("agent", "eval_episodes", "eval_seed")
-"""Settings a run keeps from its first round: the agent, and the tuning episodes that compare rounds."""
+FROZEN = ("agent", "start", "eval_episodes", "eval_seed")
+"""Settings a run keeps from its first round: the agent, its round 0, and the tuning episodes that
+compare rounds."""
+
+
+def sb3_name(run: Path, config: IterateConfig) -> str | None:
+    """The SB3 algorithm the run trains (the given ``.zip``'s own), or None for cmaes."""
+    if config.agent == "cmaes":
+        return None
+    return sb3_algorithm(round_dir(run, 0) / AGENT_FILE) if config.agent.endswith(".zip") else config.agent
 
 
 def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
@@ -129,6 +139,9 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
     is written here (``save_settings``)."""
     path = run / SETTINGS_FILE
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name in ("agent", "start"):  # paths compare the same from any working directory
+        if name in overrides and (name == "start" or str(overrides[name]).endswith(".zip")):
+            overrides[name] = str(Path(overrides[name]).resolve())
     if path.exists():
         try:
             stored = json.loads(path.read_text())
@@ -147,11 +160,23 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
         preset = stored_preset
     else:
         config = IterateConfig()
-        preset = preset or "cpu"
     config = dataclasses.replace(config, **overrides)  # checks every value
     if config.agent == "dqn" and not get_game(game).discrete:
         raise StageError(f"dqn needs discrete actions; {get_game(game).name}'s are continuous: use ppo or cmaes")
-    return config, preset
+    if config.start is not None:
+        start = Path(config.start)
+        if not (start / "run.json").is_file():
+            raise StageError(f"start {start} is not a run directory (no run.json): give the run made by `dreamgym "
+                             "pipeline` (or a round of another iterate run) to take as round 0")
+        start_config = RunConfig.load(start)
+        if start_config.game != get_game(game).name:
+            raise StageError(f"start {start} is a {start_config.game} run, not {get_game(game).name}")
+        if preset not in (None, start_config.preset):
+            raise StageError(f"start {start} was made with preset {start_config.preset!r}, not {preset!r}: drop --preset")
+        preset = start_config.preset
+    if config.agent.endswith(".zip") and not Path(config.agent).is_file():
+        raise StageError(f"agent {config.agent} does not exist: expected an SB3 .zip trained in {config.start}'s dream")
+    return config, preset or "cpu"
 
 
 def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
@@ -181,12 +206,16 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     if (rdir / ROUND_FILE).exists():
         return rdir  # finished: its run.json keeps the budgets it was trained with
     if not (rdir / "run.json").exists():
-        if k == 0:
+        if k == 0 and config.start is not None:
+            adopt_run(config.start, rdir, controller=config.agent == "cmaes")
+        elif k == 0:
             init_run(rdir, game, preset, episodes=config.episodes, workers=config.workers)
         else:
             parent = round_dir(run, k - 1)
             policy = None if config.agent == "cmaes" else parent / AGENT_FILE
             next_round(parent, rdir, config.episodes, config.noise, policy=policy)
+    if k == 0 and config.agent.endswith(".zip") and not (rdir / AGENT_FILE).exists():
+        atomic_write(rdir / AGENT_FILE, lambda tmp: shutil.copyfile(config.agent, tmp))  # the run keeps its own copy
     run_config = RunConfig.load(rdir)
     updated = run_config.with_overrides("controller", generations=config.generations, seed=config.seed)
     updated = updated.with_overrides("collect", workers=config.workers)
@@ -274,15 +303,33 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
             x0=x0))
         dream_mean = result.best_score
         export_stage(rdir, rdir / "model", report=report)  # the model directory now holds the controller
+    elif parent is None and config.agent.endswith(".zip"):  # the given agent, as it is: its score in this dream
+        dream_mean = _timed_part(rdir, "train-agent", lambda: given_agent_dream_score(rdir, config, device))
     else:
         from dreamgym.agents import train_sb3
 
         init = None if parent is None else parent / AGENT_FILE
         _, dream_mean = _timed_part(rdir, "train-agent", lambda: train_sb3(
-            config.agent, rdir / "model", config.agent_steps, rdir / AGENT_FILE, seed=config.seed, init=init,
+            sb3_name(run, config), rdir / "model", config.agent_steps, rdir / AGENT_FILE, seed=config.seed, init=init,
             device=device))
     atomic_write_text(score_path, json.dumps(dataclasses.asdict(AgentScore(dream_mean))) + "\n")
     return dream_mean
+
+
+def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> float:
+    """The mean dream return of the ``.zip`` agent a run starts from, over ``eval_episodes``
+    dreams of round 0's model, after checking that it plays this game on this model's latents."""
+    from dreamgym.agents import DREAM_TEMPERATURES
+    from dreamgym.collect import acting_agent
+
+    game = get_game(RunConfig.load(rdir).game)
+    try:
+        acting_agent(game, CollectConfig(policy=str(rdir / AGENT_FILE), world_model=str(rdir / "model")))
+    except ValueError as error:
+        raise StageError(f"agent {config.agent} does not fit start {config.start}: {error}") from None
+    return evaluate(game.dream_env_id, rdir / AGENT_FILE, config.eval_episodes, config.eval_seed, config.workers,
+                    {"world_model": str(rdir / "model"), "device": device,
+                     "temperature": DREAM_TEMPERATURES[game.name]}).mean
 
 
 def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: Progress, device: str) -> EvalResult:
@@ -412,7 +459,9 @@ def iterate(run: str | Path, game: str, *, preset: str | None = None, progress: 
         if not finished or stop:  # a resumed run rewrites the table and best/ only for new rounds and at the end
             report(f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
                    f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {run / 'rounds.md'}")
-            write_table(run, rows, game, config.agent, stop)
+            label = config.agent if not config.agent.endswith(".zip") else \
+                f"{sb3_name(run, config).lower()} from {Path(config.agent).name}"
+            write_table(run, rows, game, label, stop)
             best = keep_best(run, rows, config.agent)
         if stop:
             report(f"stopped: {stop}; best round {best.round}: real {best.real_mean:.1f} ± {best.real_std:.1f} -> {run / 'best'}")

@@ -164,20 +164,48 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
         raise ValueError(f"a round needs episodes >= 1 and noise >= 0, got episodes={episodes}, noise={noise}")
     old_episodes = episode_files(parent_dir / "episodes")
     first = max((episode_index(p) for p in old_episodes), default=-1) + 1
-    for source, target_dir in [(p, run_dir / "episodes") for p in old_episodes] + \
-                              [(p, run_dir / "latents") for p in latent_files(parent_dir)] + \
-                              [(parent_dir / "vae" / CHECKPOINT, run_dir / "vae")]:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        link = target_dir / source.name
-        if not link.is_symlink():
-            link.symlink_to(source.resolve())
-    if (parent_dir / "latents" / MARKER).exists():  # which V encoded them: the same one
-        shutil.copyfile(parent_dir / "latents" / MARKER, run_dir / "latents" / MARKER)
+    _link_run(parent_dir, run_dir, ["vae"])
     agent = None if explore else str(Path(policy).resolve()) if policy is not None else str(model_dir)
     collect_config = replace(parent.collect, first_episode=first, episodes=episodes, policy=agent, noise=noise,
                              world_model=None if explore else str(model_dir))
     config = replace(parent, collect=collect_config, parent=str(parent_dir))
     config.save(run_dir)  # last: a run.json means the round was set up completely
+    return config
+
+
+def _link_run(source: Path, run_dir: Path, stages: list[str]) -> None:
+    """Link (not copy) ``source``'s episodes, latents and the checkpoints of ``stages`` into
+    ``run_dir``, and copy the latents' marker (which V encoded them). Nothing is written in
+    ``source``: a stage that trains again in ``run_dir`` first replaces its link."""
+    checkpoints = [source / stage / CHECKPOINT for stage in stages]
+    for path in checkpoints:
+        if not path.exists():
+            raise StageError(f"{source} has no trained {path.parent.name} ({path}): finish its pipeline first")
+    for path, target_dir in [(p, run_dir / "episodes") for p in episode_files(source / "episodes")] + \
+                            [(p, run_dir / "latents") for p in latent_files(source)] + \
+                            [(path, run_dir / path.parent.name) for path in checkpoints]:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        link = target_dir / path.name
+        if not link.is_symlink():
+            link.symlink_to(path.resolve())
+    if (source / "latents" / MARKER).exists():
+        shutil.copyfile(source / "latents" / MARKER, run_dir / "latents" / MARKER)
+
+
+def adopt_run(source: str | Path, run_dir: str | Path, *, controller: bool = True) -> RunConfig:
+    """Set up ``run_dir`` as a finished run ``source`` (``dreamgym pipeline``), so that work can go
+    on from it (``dreamgym iterate --start``): its settings, its episodes, latents, V and M
+    (every member) linked, and, with ``controller``, its CMA-ES state copied (a later stage may
+    continue it). Every stage of the pipeline on ``run_dir`` then finds its work done."""
+    source, run_dir = Path(source).resolve(), Path(run_dir)
+    config = RunConfig.load(source)
+    if (run_dir / "run.json").exists():
+        raise StageError(f"{run_dir} is already a run directory")
+    stages = ["vae"] + [member_dir(Path(), m).name for m in range(config.mdnrnn.members)]
+    _link_run(source, run_dir, stages)
+    if controller and (source / "controller").is_dir():
+        shutil.copytree(source / "controller", run_dir / "controller", dirs_exist_ok=True)
+    config.save(run_dir)  # last: a run.json means the run was set up completely
     return config
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: small untrained world models written with the package's own save code."""
+"""Shared fixtures: small untrained world models written with the package's own save code, and
+tiny runs of the real pipeline."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,28 @@ def run_command(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(args, code, out.read(), err.read())
+
+
+def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_command([sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> Callable[[str], Path]:
+    """game -> a run directory made by `dreamgym pipeline GAME --preset tiny` (built on first use)."""
+    runs: dict[str, Path] = {}
+
+    def build(game: str) -> Path:
+        if game not in runs:
+            root = tmp_path_factory.mktemp(f"tiny_{game}")
+            device = ["--device", "cpu"] if game == "doom" else []  # explicit on one game, the default on the other
+            result = dreamgym_cli("pipeline", game, "--out", str(root / "run"), "--preset", "tiny", *device, cwd=root)
+            assert result.returncode == 0, result.stderr[-3000:]
+            for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
+                assert f"[{stage}]" in result.stdout
+            for task in ("collect", "V epoch 1/", "encode", "M epoch 1/", "CMA-ES", "evaluate Latent"):
+                assert task in result.stderr, f"no progress bar for {task!r}"  # one protocol: every stage shows one
+            runs[game] = root / "run"
+        return runs[game]
+
+    return build

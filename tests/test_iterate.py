@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_command
 
@@ -124,3 +125,47 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     (run / "round_1" / "round.json").write_text('{"round": "one"')
     damaged = run_command(command, cwd=tmp_path)
     assert damaged.returncode == 1 and f"{run / 'round_1' / 'round.json'} is damaged" in damaged.stderr
+
+
+def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_path, tiny_runs):
+    from stable_baselines3 import A2C
+
+    from dreamgym.envs.sb3 import make_sb3_vec_env
+    from dreamgym.evaluate import sb3_algorithm
+
+    start = tiny_runs("doom")
+    agent = A2C("MlpPolicy", make_sb3_vec_env("DreamDoomTakeCover-v0", 2, world_model=str(start / "model"),
+                                              device="cpu"), n_steps=8, seed=0, device="cpu")
+    agent.learn(32)
+    agent.save(tmp_path / "a2c.zip")
+    before = {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file()}
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "dreamgym.cli", "iterate", "doom", "--out", str(run), "--agent",
+               str(tmp_path / "a2c.zip"), "--start", str(start), "--rounds", "2", "--episodes", "2",
+               "--eval-episodes", "2", "--refine-epochs", "1", "--agent-steps", "64", "--device", "cpu"]
+    refused = run_command(command, cwd=tmp_path)  # the agent's .zip is loaded: consent first
+    assert refused.returncode == 1 and "--trust-zip" in refused.stderr and not run.exists()
+    result = run_command(command + ["--trust-zip"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file()} == before  # the start run is only read
+    round_0 = run / "round_0"
+    assert all(p.is_symlink() for p in (round_0 / "episodes").glob("*.npz"))  # linked, not recorded again
+    assert (round_0 / "vae" / "checkpoint.pt").is_symlink() and (round_0 / "mdnrnn" / "checkpoint.pt").is_symlink()
+    rows = json.loads((run / "rounds.json").read_text())
+    start_steps = sum(len(np.load(p)["actions"]) for p in (start / "episodes").glob("*.npz"))
+    assert rows[0]["data_steps"] == start_steps and rows[0]["seconds"]["collect"] < 5  # its data counts, once
+    assert rows[1]["data_steps"] > start_steps
+    assert json.loads((run / "round_1" / "run.json").read_text())["collect"]["policy"] == str(round_0 / "agent.zip")
+    assert sb3_algorithm(run / "round_1" / "agent.zip") == "A2C"  # trained on as what it is
+    assert A2C.load(run / "round_1" / "agent.zip").num_timesteps >= 32 + 64
+    assert "a2c from a2c.zip" in (run / "rounds.md").read_text()
+
+    wrong = A2C("MlpPolicy", "CartPole-v1", n_steps=8, device="cpu")  # another game's agent
+    wrong.save(tmp_path / "cartpole.zip")
+    other = run_command([*command[:6], str(tmp_path / "other"), "--agent", str(tmp_path / "cartpole.zip"),
+                         *command[9:], "--trust-zip"], cwd=tmp_path)
+    assert other.returncode == 1 and "does not fit start" in other.stderr, other.stderr[-2000:]
+    alone = run_command([*command[:6], str(tmp_path / "alone"), "--agent", str(tmp_path / "a2c.zip"),
+                         "--trust-zip"], cwd=tmp_path)
+    assert alone.returncode == 1 and "needs start" in alone.stderr and not (tmp_path / "alone").exists()

@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_command
+from conftest import dreamgym_cli, run_command
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -27,31 +26,6 @@ from dreamgym.config import RunConfig
 from dreamgym.files import load_torch_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-def dreamgym_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_command([sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory) -> Callable[[str], Path]:
-    """game -> a run directory made by `dreamgym pipeline GAME --preset tiny` (built on first use)."""
-    runs: dict[str, Path] = {}
-
-    def build(game: str) -> Path:
-        if game not in runs:
-            root = tmp_path_factory.mktemp(f"tiny_{game}")
-            device = ["--device", "cpu"] if game == "doom" else []  # explicit on one game, the default on the other
-            result = dreamgym_cli("pipeline", game, "--out", str(root / "run"), "--preset", "tiny", *device, cwd=root)
-            assert result.returncode == 0, result.stderr[-3000:]
-            for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
-                assert f"[{stage}]" in result.stdout
-            for task in ("collect", "V epoch 1/", "encode", "M epoch 1/", "CMA-ES", "evaluate Latent"):
-                assert task in result.stderr, f"no progress bar for {task!r}"  # one protocol: every stage shows one
-            runs[game] = root / "run"
-        return runs[game]
-
-    return build
 
 
 @pytest.fixture(params=["doom", "carracing"])
