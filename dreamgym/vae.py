@@ -22,7 +22,7 @@ from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_epis
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.plots import frame_grid, plot_curves
-from dreamgym.training import Progress, Report, StageError, StageResult, no_progress, no_report, load_trained, prefetch, train_epochs
+from dreamgym.training import Progress, Report, StageError, StageResult, load_trained, no_progress, no_report, prefetch, train_epochs
 
 
 @dataclass(frozen=True)

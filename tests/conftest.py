@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from dreamgym.checkpoint import save_world_model
+from dreamgym.config import DreamSettings
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
-from dreamgym.config import DreamSettings
 from dreamgym.world_model import StartEpisodes, WorldModel
 
 SMALL_Z = 8

@@ -15,7 +15,13 @@ import pytest
 from conftest import run_command
 
 from dreamgym.config import IterateConfig
-from dreamgym.iterate import RoundRow, iterate, load_settings, save_settings, stop_reason
+from dreamgym.iterate import (
+    RoundRow,
+    iterate,
+    load_settings,
+    save_settings,
+    stop_reason,
+)
 from dreamgym.training import StageError
 
 
