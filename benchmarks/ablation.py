@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamgym.agents import DREAM_TEMPERATURES, train_sb3
+from dreamgym.agents import train_sb3
 from dreamgym.checkpoint import load_world_model, save_controller
 from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
@@ -182,7 +182,7 @@ def main() -> None:
     model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
     model = load_world_model(model_dir, device=args.device)
     if args.temperature is None:
-        args.temperature = DREAM_TEMPERATURES[model.game.name]
+        args.temperature = model.game.dream_temperature
     rows = []
     for variant in args.variants.split(","):
         name, settings = parse_variant(variant)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.collect import CarRacingPilot, on_road
+from dreamgym.games import CarRacingPilot, on_road
 from dreamgym.games import get_game
 
 

@@ -38,9 +38,6 @@ SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 DEFAULT_NUM_ENVS = 64
 """Dreams stepped together for an agent of an algorithm without a recipe for its game."""
 
-DREAM_TEMPERATURES = {"doom": 1.15, "carracing": 1.0}
-"""The temperature each game's agents train at (the paper's Doom τ; CarRacing's own M)."""
-
 
 def recipe(algorithm: str, game: str) -> dict[str, Any]:
     """The settings ``train_sb3`` uses for ``algorithm`` (any case) on ``game``."""
@@ -78,7 +75,7 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     else:
         settings = recipe(algorithm, game.name)
     num_envs = settings.pop("num_envs")
-    temperature = DREAM_TEMPERATURES[game.name] if temperature is None else temperature
+    temperature = game.dream_temperature if temperature is None else temperature
     venv = make_sb3_vec_env(game.dream_env_id, num_envs=num_envs, temperature=temperature,
                             world_model=os.fspath(world_model), device=device, **(dream or {}))
     cls = getattr(stable_baselines3, algorithm.upper())

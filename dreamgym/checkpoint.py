@@ -35,10 +35,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
-from dreamgym.controller import LinearController, output_dim
+from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.files import DamagedFileError, atomic_write, sha256_of
-from dreamgym.games import get_game
+from dreamgym.games import GAMES, get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
@@ -58,13 +58,8 @@ WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 
-SHIPPED_MODELS = {"car_racing": "carracing", "doom_take_cover": "doom"}
+SHIPPED_MODELS = {game.shipped_model: name for name, game in GAMES.items() if game.shipped_model}
 """Names accepted by ``world_model=`` -> game; their directories live in ``pretrained/``."""
-
-_BUILD_HINT = {
-    "carracing": "dreamgym pipeline carracing --out runs/carracing",
-    "doom": "dreamgym pipeline doom --out runs/doom",
-}
 
 
 class ModelFileError(DamagedFileError):
@@ -99,14 +94,14 @@ def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -
             shipped_game = SHIPPED_MODELS[name]
             raise FileNotFoundError(
                 f"the pretrained world model {name!r} is not installed (no {directory / CONFIG_FILE}). "
-                f"Build one with `{_BUILD_HINT[shipped_game]}` (it is exported to runs/{shipped_game}/model) "
+                f"Build one with `{get_game(shipped_game).build_command}` (it is exported to runs/{shipped_game}/model) "
                 "and pass that directory as world_model."
             )
         return directory
     directory = Path(name).expanduser()
     if directory.is_dir():
         return directory
-    hint = f"; for {game} build one with `{_BUILD_HINT[game]}`" if game in _BUILD_HINT else ""
+    hint = f"; for {game} build one with `{GAMES[game].build_command}`" if game in GAMES else ""
     raise ValueError(
         f"unknown world_model {name!r}: expected one of the shipped models {sorted(SHIPPED_MODELS)} "
         f"or the path of an existing model directory{hint}"
@@ -360,7 +355,7 @@ def load_world_model(
                              f"(N, {vae_config.z_dim}) with 1 <= N <= {MAX_INITIAL_LATENTS}")
     controller = None
     if config.get("controller"):
-        outputs, inputs = output_dim(model_game), vae_config.z_dim + mdnrnn_config.hidden_dim
+        outputs, inputs = model_game.controller_output_dim, vae_config.z_dim + mdnrnn_config.hidden_dim
         weights = verified_tensors(directory, "controller.safetensors", config,
                                    {"weight": (outputs, inputs), "bias": (outputs,)})
         controller = LinearController(model_game, weights["weight"].numpy(), weights["bias"].numpy())

@@ -34,7 +34,7 @@ import torch
 
 from dreamgym.checkpoint import save_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
-from dreamgym.controller import LinearController, batched_actions, output_dim
+from dreamgym.controller import LinearController, batched_actions
 from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text
 from dreamgym.games import Game
 from dreamgym.parallel import WorkerPool
@@ -223,7 +223,7 @@ def run_cmaes(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_leftover_temporaries(out_dir)  # of a write that was killed
-    num_parameters = output_dim(game) * (obs_dim + 1)
+    num_parameters = game.controller_output_dim * (obs_dim + 1)
     if x0 is None:
         x0 = np.zeros(num_parameters)
     elif np.shape(x0) != (num_parameters,):

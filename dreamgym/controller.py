@@ -1,9 +1,12 @@
 """C: the linear controller a_t = f(W [z_t, h_t] + b), with flat parameters in and out.
 
-``f`` maps tanh outputs to the game's actions as the original code did:
+``f`` maps tanh outputs to the game's actions (``Game.controller_actions``), as the original
+code did for its games:
 
 * CarRacing (3 outputs): steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1);
-* Doom (1 output): a < -1/3 -> MOVE_LEFT, a > 1/3 -> MOVE_RIGHT, else NO-OP.
+* Doom (1 output): a < -1/3 -> MOVE_LEFT, a > 1/3 -> MOVE_RIGHT, else NO-OP;
+* any other game: one output per action, read by argmax (``Discrete``), or one per dimension
+  scaled to its bounds (``Box``).
 
 CMA-ES evaluates a whole population at once through :func:`batched_actions`.
 """
@@ -17,37 +20,18 @@ import torch
 
 from dreamgym.games import Game, get_game
 
-# Discrete actions of VizdoomTakeCover-v1.
-DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = 0, 1, 2
-
-
-def output_dim(game: Game) -> int:
-    return 1 if game.discrete else game.action_dim
-
-
-def tanh_to_actions(game: Game, raw: torch.Tensor) -> torch.Tensor:
-    """(..., output_dim) tanh outputs -> game actions: (..., 3) float32 or (...,) int64."""
-    if game.discrete:
-        a = raw[..., 0]
-        actions = torch.full(a.shape, DOOM_NOOP, dtype=torch.int64, device=raw.device)
-        actions[a > 1 / 3] = DOOM_RIGHT
-        actions[a < -1 / 3] = DOOM_LEFT
-        return actions
-    steer, gas, brake = raw.unbind(-1)
-    return torch.stack([steer, (gas + 1) / 2, brake.clamp(0, 1)], dim=-1)
-
 
 def batched_actions(game: Game, parameters: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
     """Actions of P controllers, each on its own B observations.
 
     parameters (P, output_dim * obs_dim + output_dim), observations (P, B, obs_dim)
-    -> actions (P, B, 3) or (P, B).
+    -> actions (P, B, d) or (P, B).
     """
     P, _, obs_dim = observations.shape
-    out = output_dim(game)
+    out = game.controller_output_dim
     weight = parameters[:, : out * obs_dim].view(P, out, obs_dim)
     bias = parameters[:, out * obs_dim :].view(P, 1, out)
-    return tanh_to_actions(game, torch.tanh(torch.baddbmm(bias, observations, weight.transpose(1, 2))))
+    return game.controller_actions(torch.tanh(torch.baddbmm(bias, observations, weight.transpose(1, 2))))
 
 
 @dataclass
@@ -60,13 +44,13 @@ class LinearController:
 
     @classmethod
     def zeros(cls, game: Game, obs_dim: int) -> LinearController:
-        out = output_dim(game)
+        out = game.controller_output_dim
         return cls(game, np.zeros((out, obs_dim), np.float32), np.zeros(out, np.float32))
 
     @classmethod
     def from_flat(cls, game: Game | str, obs_dim: int, flat: np.ndarray) -> LinearController:
         game = get_game(game) if isinstance(game, str) else game
-        out = output_dim(game)
+        out = game.controller_output_dim
         flat = np.asarray(flat, dtype=np.float32)
         expected = out * obs_dim + out
         if flat.shape != (expected,):
@@ -90,7 +74,7 @@ class LinearController:
         if observation.shape != (self.obs_dim,):
             raise ValueError(f"expected an observation of shape ({self.obs_dim},), got {observation.shape}")
         raw = torch.from_numpy(np.tanh(self.weight @ observation + self.bias))
-        action = tanh_to_actions(self.game, raw).numpy()
+        action = self.game.controller_actions(raw).numpy()
         return int(action) if self.game.discrete else action.astype(np.float32)
 
     def predict(

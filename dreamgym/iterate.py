@@ -319,7 +319,6 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
 def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> float:
     """The mean dream return of the ``.zip`` agent a run starts from, over ``eval_episodes``
     dreams of round 0's model, after checking that it plays this game on this model's latents."""
-    from dreamgym.agents import DREAM_TEMPERATURES
     from dreamgym.collect import acting_agent
 
     game = get_game(RunConfig.load(rdir).game)
@@ -329,7 +328,7 @@ def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> f
         raise StageError(f"agent {config.agent} does not fit start {config.start}: {error}") from None
     return evaluate(game.dream_env_id, rdir / AGENT_FILE, config.eval_episodes, config.eval_seed, config.workers,
                     {"world_model": str(rdir / "model"), "device": device,
-                     "temperature": DREAM_TEMPERATURES[game.name]}).mean
+                     "temperature": game.dream_temperature}).mean
 
 
 def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: Progress, device: str) -> EvalResult:

@@ -280,7 +280,7 @@ class LatentEpisodes:
             lengths.append(len(latents["actions"]))
             parts["mu"].append(latents["mu"].astype(np.float32))
             parts["logvar"].append(latents["logvar"].astype(np.float32))
-            parts["actions"].append(np.concatenate([game.action_to_vector(latents["actions"]),
+            parts["actions"].append(np.concatenate([game.encode_actions(latents["actions"]),
                                                     np.zeros((1, game.action_dim), np.float32)]))
             parts["rewards"].append(np.append(latents["rewards"], 0).astype(np.float32))
             parts["dones"].append(np.append(latents["dones"], 0).astype(np.float32))
@@ -470,7 +470,7 @@ def plot_predictions(
     steps = np.arange(1, T + 1, stride)[:columns]
     device = next(model.parameters()).device
     mu = torch.from_numpy(latents["mu"]).float().to(device)
-    actions = torch.from_numpy(game.action_to_vector(latents["actions"])).to(device)
+    actions = torch.from_numpy(game.encode_actions(latents["actions"])).to(device)
     output, _ = model(mu[None, :-1], actions[None])
     best = output.logits[0].argmax(-1, keepdim=True)
     predicted = output.mu[0].gather(-1, best).squeeze(-1)  # (T, z_dim): prediction of z_{t+1}

@@ -343,7 +343,7 @@ def start_episodes(run_dir: Path, game: Game, count: int = START_EPISODES, repor
     for _, latents in iter_valid(chosen, functools.partial(read_latents, game=game), report):
         steps = len(latents["actions"])
         mus.append(latents["mu"][:steps].astype(np.float32))
-        actions.append(game.action_to_vector(latents["actions"]))
+        actions.append(game.encode_actions(latents["actions"]))
         lengths.append(steps)
     if not lengths:
         raise StageError(f"no readable encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
@@ -597,15 +597,9 @@ def sweep_temperature(
     return rows
 
 
-PAPER_DOOM_TEMPERATURES = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"),
-                           1.0: ("1145 ± 690", "868 ± 511"), 1.15: ("918 ± 546", "1092 ± 556"),
-                           1.3: ("732 ± 269", "753 ± 139")}
-"""Ha & Schmidhuber (2018), Doom TakeCover: τ -> (dream score, real score)."""
-
-
 def temperature_table(rows: list[dict[str, Any]], game: str = "doom") -> str:
-    """Markdown: our dream and real score per τ, beside the paper's for Doom."""
-    paper = PAPER_DOOM_TEMPERATURES if get_game(game).name == "doom" else {}
+    """Markdown: our dream and real score per τ, beside the paper's where it reported them (Doom)."""
+    paper = get_game(game).paper_temperatures
     header = "| τ | dream score | real score |" + (" paper: dream | paper: real |" if paper else "")
     lines = [header, "|---" * header.count(" |") + "|"]
     for row in rows:

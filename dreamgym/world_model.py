@@ -218,9 +218,7 @@ class WorldModel:
             actions = actions.to(self.device)
         else:
             actions = torch.as_tensor(np.asarray(actions), device=self.device)
-        if self.game.discrete:
-            return torch.nn.functional.one_hot(actions.long().reshape(-1), self.game.action_dim).float()
-        return actions.float().reshape(-1, self.game.action_dim)
+        return self.game.encode_actions(actions)
 
     @torch.no_grad()
     def initial_state(self, batch_size: int, generator: torch.Generator, settings: DreamSettings = PLAIN_DREAM,

@@ -29,7 +29,6 @@ from dreamgym.cmaes import (
     train_controller_real,
 )
 from dreamgym.config import ControllerTrainConfig, DreamSettings
-from dreamgym.controller import output_dim
 from dreamgym.files import DamagedFileError
 from dreamgym.games import get_game
 from dreamgym.training import StageError
@@ -307,7 +306,7 @@ def small_model_returns(game: str, trained_rate: float = 0.0, **kwargs) -> np.nd
     """(3, 4) returns of 3 fixed controllers in 4 seeded dreams each of the small model."""
     model = small_world_model(game)
     model.mdnrnn.config = replace(model.mdnrnn.config, dropout=trained_rate)
-    parameters = np.random.default_rng(1).normal(0, 0.5, (3, (model.observation_dim + 1) * output_dim(model.game)))
+    parameters = np.random.default_rng(1).normal(0, 0.5, (3, (model.observation_dim + 1) * model.game.controller_output_dim))
     return dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(3), 50, sample_done=True, **kwargs)
 
 

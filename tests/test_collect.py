@@ -8,7 +8,8 @@ import pytest
 from stable_baselines3 import PPO
 
 import dreamgym  # noqa: F401  (registers the ids)
-from dreamgym.collect import CarRacingPilot, collect, on_road, signed_angle
+from dreamgym.collect import collect
+from dreamgym.games import CarRacingPilot, on_road, signed_angle
 from dreamgym.config import CollectConfig, RunConfig
 from dreamgym.episodes import episode_files, read_episode
 from dreamgym.evaluate import act

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Any, ClassVar
 
@@ -24,8 +23,6 @@ from dreamgym.world_model import (
 
 DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
 """The shipped model each game's envs load when no ``world_model`` is given."""
-
-RENDER_FPS = {"carracing": 50, "doom": 35}
 
 WINDOW_SCALE = 8
 """``render_mode="human"`` shows V's 64×64 frames in a window this many times larger (512×512)."""
@@ -117,7 +114,7 @@ def _import_pygame() -> Any:
 
 def keys_to_action(game: str) -> dict[tuple[int, ...], int | np.ndarray]:
     """Keyboard -> action for :func:`gymnasium.utils.play.play`: sorted tuples of pygame key
-    codes (``pygame.K_*``) held together -> the action.
+    codes (``pygame.K_*``) held together -> the action (the game's ``buttons``).
 
     Doom: left arrow or ``a`` -> 2 (MOVE_LEFT), right arrow or ``d`` -> 1 (MOVE_RIGHT); no key
     is play's default ``noop=0``. CarRacing, as in CarRacing-v3's own keyboard play: left/right
@@ -126,24 +123,7 @@ def keys_to_action(game: str) -> dict[tuple[int, ...], int | np.ndarray]:
     to play (its default 0 is not a CarRacing action).
     """
     pygame = _import_pygame()
-    left, right = (pygame.K_LEFT, ord("a")), (pygame.K_RIGHT, ord("d"))
-    if get_game(game).discrete:
-        return {(key,): action for keys, action in ((left, 2), (right, 1)) for key in keys}
-    buttons = {  # name -> (keys that press it, its part of the action)
-        "left": (left, (-1.0, 0.0, 0.0)),
-        "right": (right, (1.0, 0.0, 0.0)),
-        "gas": ((pygame.K_UP, ord("w")), (0.0, 1.0, 0.0)),
-        "brake": ((pygame.K_DOWN, ord("s")), (0.0, 0.0, 0.8)),
-    }
-    mapping: dict[tuple[int, ...], int | np.ndarray] = {}
-    for count in range(1, len(buttons)):
-        for held in itertools.combinations(buttons, count):
-            if "left" in held and "right" in held:
-                continue
-            action = np.sum([buttons[name][1] for name in held], axis=0).astype(np.float32)
-            for keys in itertools.product(*(buttons[name][0] for name in held)):
-                mapping[tuple(sorted(keys))] = action
-    return mapping
+    return get_game(game).key_actions(lambda key: ord(key) if len(key) == 1 else getattr(pygame, f"K_{key}"))
 
 
 class DreamEnv(gym.Env, EzPickle):
@@ -269,7 +249,7 @@ class DreamEnv(gym.Env, EzPickle):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "render_fps": RENDER_FPS[self.game.name]}
+        self.metadata = {**self.metadata, "render_fps": self.game.render_fps}
         self.sample_done = bool(sample_done)
         self.model, self.settings = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
                                                ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,

@@ -11,7 +11,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dreamgym.envs.dream import RENDER_FPS, load_dream
+from dreamgym.envs.dream import load_dream
 from dreamgym.games import get_game
 from dreamgym.world_model import (
     DreamState,
@@ -148,7 +148,7 @@ class DreamVectorEnv(VectorEnv):
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],
-                         "render_fps": RENDER_FPS[self.game.name]}
+                         "render_fps": self.game.render_fps}
         self.single_observation_space = self.model.observation_space()
         self.single_action_space = self.game.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
