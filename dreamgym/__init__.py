@@ -11,11 +11,13 @@ classes below, torch and Stable-Baselines3 load on first use):
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs.registration import register as register_id
+from gymnasium.envs.registration import registry
 
-from dreamgym.games import GAMES, get_game
+from dreamgym.games import GAMES, Game, get_game
 
 __all__ = [
     "GAMES",
@@ -27,6 +29,7 @@ __all__ = [
     "load_world_model",
     "make_latent_env",
     "make_sb3_vec_env",
+    "register",
     "save_world_model",
 ]
 __version__ = "0.1.0"
@@ -35,20 +38,38 @@ ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES
 """game -> (dream id, latent twin id)."""
 
 
+def _register_ids(game: Game, kwargs: dict[str, Any]) -> tuple[str, str]:
+    """Register ``game``'s dream (with its vector entry point) and latent twin, both made with
+    ``kwargs``; an id registered already with other arguments is an error."""
+    limits = {"max_episode_steps": game.max_episode_steps, "reward_threshold": game.reward_threshold}
+    for env_id, entry_point, vector in ((game.dream_env_id, "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv"),
+                                        (game.latent_env_id, "dreamgym.envs.latent:make_latent_env", None)):
+        if env_id in registry:
+            if registry[env_id].kwargs != kwargs:
+                raise ValueError(f"{env_id} is registered already, for {registry[env_id].kwargs}: a model of another "
+                                 "game named the same? give this one another name (game_from_env(name=...))")
+            continue
+        register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **limits)
+    return game.dream_env_id, game.latent_env_id
+
+
+def register(world_model: str | os.PathLike) -> tuple[str, str]:
+    """Make a model directory's dream and latent twin registered Gymnasium ids, in one call:
+    ``dream_id, latent_id = dreamgym.register("runs/boxing/model")``, then
+    ``gym.make(dream_id, temperature=1.0)`` (and ``gym.make_vec``, the latent twin, SB3) as for
+    the shipped dreams, with the same keyword arguments. The ids are the game's
+    (``Dream<Name>-v0``, ``Latent<Name>-v0``); the model directory records the env it was built
+    from, so its game is rebuilt from it (only config.json is read here)."""
+    from dreamgym.checkpoint import model_game, resolve_model_dir
+
+    directory = resolve_model_dir(world_model).resolve()
+    game = model_game(directory)
+    return _register_ids(game, {"game": game.name, "world_model": str(directory)})
+
+
 def _register() -> None:
     for game_name, game in GAMES.items():
-        dream_id, latent_id = game.dream_env_id, game.latent_env_id
-        limits = {"max_episode_steps": game.max_episode_steps, "reward_threshold": game.reward_threshold}
-        if dream_id not in registry:
-            register(
-                id=dream_id,
-                entry_point="dreamgym.envs.dream:DreamEnv",
-                vector_entry_point="dreamgym.envs.vector:DreamVectorEnv",
-                kwargs={"game": game_name},
-                **limits,
-            )
-        if latent_id not in registry:
-            register(id=latent_id, entry_point="dreamgym.envs.latent:make_latent_env", kwargs={"game": game_name}, **limits)
+        _register_ids(game, {"game": game_name})
 
 
 _LAZY = {

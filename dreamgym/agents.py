@@ -35,6 +35,15 @@ SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Algorithm -> game -> the settings of its example (``num_envs``: dreams stepped together)."""
 
+ANY_GAME_RECIPES: dict[str, dict[str, Any]] = {
+    "PPO": {"num_envs": 64, "n_steps": 128, "batch_size": 2048, "n_epochs": 4, "learning_rate": 3e-4, "gamma": 0.99,
+            "ent_coef": 0.01},
+    "DQN": {"num_envs": 64, "learning_rate": 3e-4, "buffer_size": 200_000, "learning_starts": 10_000, "batch_size": 256,
+            "train_freq": 1, "gradient_steps": 4, "target_update_interval": 2_000, "exploration_fraction": 0.2},
+}
+"""The settings of a game without its own recipe (one made by ``game_from_env``): Doom's and
+CarRacing's, less their tuning."""
+
 DEFAULT_NUM_ENVS = 64
 """Dreams stepped together for an agent of an algorithm without a recipe for its game."""
 
@@ -44,11 +53,14 @@ def recipe(algorithm: str, game: str) -> dict[str, Any]:
     name = algorithm.upper()
     if name not in SB3_RECIPES:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in SB3_RECIPES)}")
-    if game not in SB3_RECIPES[name]:
-        kind = "discrete" if get_game(game).discrete else "continuous"
-        raise ValueError(f"{name} has no recipe for {game} (its actions are {kind}); "
-                         f"choose one of {', '.join(a.lower() for a, games in SB3_RECIPES.items() if game in games)}")
-    return dict(SB3_RECIPES[name][game])
+    if name == "DQN" and not get_game(game).discrete:
+        raise ValueError(f"DQN needs discrete actions; {game}'s are continuous: choose ppo")
+    if game in SB3_RECIPES[name]:
+        return dict(SB3_RECIPES[name][game])
+    if any(game in games for games in SB3_RECIPES.values()):  # a built-in game without this algorithm's recipe
+        raise ValueError(f"{name} has no recipe for {game}; choose one of "
+                         f"{', '.join(a.lower() for a, games in SB3_RECIPES.items() if game in games)}")
+    return dict(ANY_GAME_RECIPES[name])
 
 
 def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: str | os.PathLike, *, seed: int = 0,
@@ -70,7 +82,7 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     game = load_world_model(world_model, device="cpu").game
-    if init is not None and game.name not in SB3_RECIPES.get(algorithm.upper(), {}):
+    if init is not None and algorithm.upper() not in SB3_RECIPES:
         settings = {"num_envs": DEFAULT_NUM_ENVS}  # a warm start keeps the agent's own settings
     else:
         settings = recipe(algorithm, game.name)

@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.files import DamagedFileError, atomic_write, sha256_of
-from dreamgym.games import GAMES, get_game
+from dreamgym.games import GAMES, Game, game_record, get_game, resolve_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
@@ -170,7 +171,7 @@ def save_world_model(
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "game": model.game.name,
+            **game_record(model.game),
             "vae": model.vae.config.to_dict(),
             "mdnrnn": model.mdnrnn.config.to_dict(),
             "members": len(model.all_members),
@@ -208,6 +209,29 @@ def config_digest(config: dict) -> str:
     """sha256 of a model config's contents (all but the digest itself), in canonical JSON."""
     contents = {key: value for key, value in config.items() if key != "config_sha256"}
     return hashlib.sha256(json.dumps(contents, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def model_game(world_model: str | os.PathLike) -> Game:
+    """The game of a model directory (or shipped name), from its config.json alone (a game made
+    by ``game_from_env`` is built again from the env it records, and registered)."""
+    directory = resolve_model_dir(world_model)
+    config = read_model_config(directory)
+    try:
+        return resolve_game(config.get("game"), config.get("env"))
+    except (ValueError, ImportError) as error:
+        raise ModelFileError(f"{directory / CONFIG_FILE}: field 'game': {error}") from None
+
+
+def env_game(game: str, world_model: Any) -> Game:
+    """The game of an env made with ``game=`` and ``world_model=``: known by name, or else (a game
+    made by ``game_from_env``, in a process that has not built it yet, e.g. a worker) read from
+    the model directory, which must be of the same game."""
+    if game in GAMES or not isinstance(world_model, (str, os.PathLike)):
+        return get_game(game)
+    found = model_game(world_model)
+    if found.name != game:
+        raise ValueError(f"world model {world_model} is for {found.name!r}, not {game!r}")
+    return found
 
 
 def read_model_config(directory: str | Path) -> dict:
@@ -322,8 +346,8 @@ def load_world_model(
     path = directory / CONFIG_FILE
     config = read_model_config(directory)
     try:
-        model_game = get_game(config["game"])
-    except ValueError as error:
+        model_game = resolve_game(config["game"], config.get("env"))
+    except (ValueError, ImportError) as error:
         raise ModelFileError(f"{path}: field 'game': {error}") from None
     if game is not None and model_game.name != game:
         raise ValueError(f"world model {directory} is for {model_game.name!r}, not {game!r}")
@@ -431,7 +455,8 @@ def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) 
 
 def save_controller(controller: LinearController, path: str | Path, metadata: dict | None = None) -> None:
     """A controller file: safetensors with its game and metadata in the header (strings only)."""
-    header = {"format": "dreamgym-controller", "game": controller.game.name, "metadata": json.dumps(metadata or {})}
+    header = {"format": "dreamgym-controller", "metadata": json.dumps(metadata or {}),
+              **{key: value if key == "game" else json.dumps(value) for key, value in game_record(controller.game).items()}}
     tensors = {"weight": torch.from_numpy(controller.weight), "bias": torch.from_numpy(controller.bias)}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
@@ -448,4 +473,8 @@ def load_controller(path: str | Path) -> LinearController:
         raise ModelFileError(f"{path} is not a readable controller file ({error})") from error
     if header.get("format") != "dreamgym-controller":
         raise ModelFileError(f"{path} is not a dreamgym controller file")
-    return LinearController(get_game(header["game"]), weight.float().numpy(), bias.float().numpy())
+    try:
+        game = resolve_game(header.get("game"), json.loads(header["env"]) if "env" in header else None)
+    except (ValueError, ImportError) as error:
+        raise ModelFileError(f"{path}: its game: {error}") from None
+    return LinearController(game, weight.float().numpy(), bias.float().numpy())

@@ -10,6 +10,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -18,6 +19,7 @@ from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
+from dreamgym.games import SPEC_SETTINGS, game_from_env, get_game, register_game
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
@@ -74,7 +76,49 @@ def _override(run_dir: Path, section: str, **values) -> None:
         updated.save(run_dir)
 
 
+def add_game_arguments(p: argparse.ArgumentParser, games: list[str]) -> None:
+    p.add_argument("game", nargs="?", metavar="{" + ",".join(games) + "}",
+                   help="which game (or --env; left out: the game of the run in --out)")
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="any Gymnasium game with RGB frames instead, e.g. ale_py:ALE/Boxing-v5 (PACKAGE:ID imports "
+                        "PACKAGE first)")
+    p.add_argument("--env-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"with --env, a setting of its game, VALUE as JSON (else a string); repeatable: "
+                        f"{', '.join(SPEC_SETTINGS)}")
+
+
+def chosen_game(args: argparse.Namespace) -> str:
+    """The game a command works on, known to this process: the named one, the one ``--env``
+    builds, or the one of the existing run in ``--out``."""
+    if args.env and args.game:
+        raise ValueError(f"give a game ({args.game}) or --env ({args.env}), not both")
+    if args.env_setting and not args.env:
+        raise ValueError("--env-setting sets up the game of --env: give --env ENV_ID")
+    if args.env:
+        settings: dict[str, Any] = {}
+        for item in args.env_setting:
+            key, separator, value = item.partition("=")
+            if not separator:
+                raise ValueError(f"--env-setting {item!r}: expected KEY=VALUE")
+            try:
+                settings[key] = json.loads(value)
+            except ValueError:
+                settings[key] = value
+        return register_game(game_from_env(args.env, **settings)).name
+    if args.game:
+        return get_game(args.game).name
+    out = Path(args.out)
+    if (out / "iterate.json").is_file():
+        from dreamgym.iterate import stored_game
+
+        return stored_game(out)
+    if (out / "run.json").is_file():
+        return RunConfig.load(out).game
+    raise ValueError(f"which game? give one of {sorted(PRESETS)}, --env ENV_ID, or an --out run that exists")
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
+    args.game = chosen_game(args)
     check_trusted(args.policy, args.trust_zip)
     if args.world_model is not None and args.policy is None:
         raise StageError("--world-model gives --policy its latent observation; the exploration policy needs none")
@@ -140,6 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
+    args.game = chosen_game(args)
     reports = run_pipeline(args.game, args.out, args.preset, progress=args.progress, report=_print,
                            on_stage=lambda r: _print(str(r)), device=args.device, trust_zip=args.trust_zip)
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
@@ -148,6 +193,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 def cmd_iterate(args: argparse.Namespace) -> None:
     from dreamgym.iterate import iterate
 
+    args.game = chosen_game(args)
     settings = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(IterateConfig)}
     iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
             trust_zip=args.trust_zip, **settings)
@@ -242,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("collect", "roll out the real game into episode files", cmd_collect)
-    p.add_argument("game", choices=games, help="which real game")
+    add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
@@ -308,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(p)
 
     p = command("pipeline", "every stage in order (resumes where it stopped)", cmd_pipeline)
-    p.add_argument("game", choices=games, help="which game")
+    add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
@@ -318,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("iterate", "the paper's iterative training: collect with the agent, refine M, retrain the agent "
                            "in the dream, score it on the real game; repeat (resumes where it stopped)", cmd_iterate)
-    p.add_argument("game", choices=games, help="which game")
+    add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory (round_K/ per round, rounds.md, best/)")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
                    help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")

@@ -88,11 +88,11 @@ class EpisodeSummary:
     seconds: float
 
 
-def record_episode(game_name: str, index: int, config: CollectConfig) -> tuple[EpisodeSummary, bytes]:
+def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple[EpisodeSummary, bytes]:
     """Play episode ``index`` (seed = config.seed + index): its summary and its file's bytes.
     The worker writes nothing: on a cluster it need not share the run directory's disk."""
     start = time.perf_counter()
-    game = get_game(game_name)
+    game = get_game(game) if isinstance(game, str) else game
     seed = config.seed + index
     rng = np.random.default_rng(seed)
     env = game.make_real_env()
@@ -139,7 +139,7 @@ def missing_episodes(out_dir: Path, config: CollectConfig) -> list[int]:
 
 
 def collect(
-    game_name: str,
+    game: Game | str,
     out_dir: str | Path,
     config: CollectConfig,
     progress: Progress = no_progress,
@@ -150,14 +150,14 @@ def collect(
     skipping those already there.
     Episodes are played on ``backend`` workers (see :mod:`dreamgym.parallel`) and each is
     written here, atomically, as it arrives."""
-    game = get_game(game_name)
+    game = get_game(game) if isinstance(game, str) else game
     if config.policy is not None:
         acting_agent(game, config)  # a wrong policy or world model fails here, not in every worker
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.glob(".episode_*.tmp"):  # from a worker killed mid-write
         leftover.unlink()
-    jobs = [(game_name, i, config) for i in missing_episodes(out_dir, config)]
+    jobs = [(game, i, config) for i in missing_episodes(out_dir, config)]  # the game itself: a worker may not know it
     summaries = []
     for summary, payload in run_parallel(_record, jobs, config.workers, backend, address):
         atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamgym.files import atomic_write_text
-from dreamgym.games import get_game
+from dreamgym.games import Game, get_game, resolve_game
 
 MAX_Z_DIM = 4096
 MAX_HIDDEN_DIM = 8192
@@ -250,9 +250,12 @@ class RunConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     parent: str | None = None
     """The run whose episodes, latents and V this run reuses (an iterative round)."""
+    env: dict[str, Any] | None = None
+    """The Gymnasium env a game made by ``dreamgym.games.game_from_env`` was built from (its
+    ``spec``); None for the games dreamgym defines."""
 
     def __post_init__(self) -> None:
-        get_game(self.game)  # ValueError listing the known games
+        resolve_game(self.game, self.env)  # ValueError listing the known games, or naming a bad env entry
         if (self.dream.ensemble != "off" or self.dream.uncertainty_penalty > 0) and self.mdnrnn.members < 2:
             raise ValueError(f"dream.ensemble {self.dream.ensemble!r} and dream.uncertainty_penalty "
                              f"{self.dream.uncertainty_penalty} need mdnrnn.members >= 2, got {self.mdnrnn.members}")
@@ -262,7 +265,10 @@ class RunConfig:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["env"] is None:  # a game dreamgym defines: its name says it all
+            del data["env"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -270,11 +276,12 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ValueError(f"run.json must hold a JSON object, got {type(data).__name__}")
         missing = [key for key in ("game", "preset") if key not in data]
-        unknown = sorted(set(data) - {"game", "preset", "parent", *_SECTIONS})
+        unknown = sorted(set(data) - {"game", "preset", "parent", "env", *_SECTIONS})
         if missing or unknown:
             raise ValueError(f"run.json: missing {missing}, unknown {unknown}" if missing and unknown
                              else f"run.json: missing {missing}" if missing else f"run.json: unknown entries {unknown}")
-        kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"], "parent": data.get("parent")}
+        kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"], "parent": data.get("parent"),
+                                  "env": data.get("env")}
         for name, section in _SECTIONS.items():
             if name not in data:
                 continue
@@ -433,11 +440,33 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 }
 
 
-def preset(game: str, name: str) -> RunConfig:
-    """The settings of a named preset for a game."""
-    game = get_game(game).name
-    if name not in PRESETS[game]:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS[game])}")
-    table = PRESETS[game][name]
-    return RunConfig.from_dict({"game": game, "preset": name, **table})
+GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "collect": {"episodes": 4, "max_steps": 60},
+        "vae": {"epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
+        "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
+        "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
+        "evaluate": {"episodes": 2},
+    },
+    "cpu": {
+        "collect": {"episodes": 300},
+        "vae": {"epochs": 3, "frames_per_epoch": 400_000},
+        "mdnrnn": {"epochs": 40, "batch_size": 16},
+        "controller": {"generations": 100, "population": 64, "trials": 8},
+    },
+}
+"""The presets of a game without its own table (one made by ``game_from_env``): V's and M's
+sizes are the game's (``Game.z_dim``, ``Game.hidden_dim``) unless the table sets them."""
+
+
+def preset(game: str | Game, name: str) -> RunConfig:
+    """The settings of a named preset for a game (its own table in ``PRESETS``, or ``GENERIC_PRESETS``)."""
+    game = get_game(game) if isinstance(game, str) else game
+    tables = PRESETS.get(game.name, GENERIC_PRESETS)
+    if name not in tables:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(tables)}")
+    table = {section: dict(values) for section, values in tables[name].items()}
+    table["vae"] = {"z_dim": game.z_dim, **table.get("vae", {})}
+    table["mdnrnn"] = {"hidden_dim": game.hidden_dim, **table.get("mdnrnn", {})}
+    return RunConfig.from_dict({"game": game.name, "preset": name, "env": game.spec, **table})
 

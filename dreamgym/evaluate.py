@@ -127,13 +127,25 @@ class RandomPolicy:
         return self.action_space.sample(), None
 
 
+def check_env_id(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A clear error for an unknown id, after registering the ids of the model the env is made
+    with when it has its own (a game made by ``game_from_env``, in a process that has not
+    registered its model yet, e.g. a spawned worker)."""
+    import dreamgym  # registers the shipped ids
+
+    model = env_kwargs.get("world_model")
+    if env_id not in gym.registry and isinstance(model, (str, os.PathLike)):
+        dreamgym.register(model)
+    gym.spec(env_id)
+
+
 def cached_env(env_id: str, env_kwargs_json: str) -> gym.Env:
     """The env this worker made for these arguments (made on first use, kept for later jobs)."""
 
     def make() -> gym.Env:
-        import dreamgym  # noqa: F401  (registers the ids in a spawned worker)
-
-        return gym.make(env_id, **json.loads(env_kwargs_json))
+        kwargs = json.loads(env_kwargs_json)
+        check_env_id(env_id, kwargs)
+        return gym.make(env_id, **kwargs)
 
     return worker_cached(("env", env_id, env_kwargs_json), make)
 
@@ -210,7 +222,10 @@ def evaluate(
     model_dir = None if policy == "random" else load_policy(policy, algorithm)[1]
     if model_dir is not None and env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("world_model", model_dir)
-    gym.spec(env_id)  # a clear error now for an unknown id, not in a worker
+    check_env_id(env_id, env_kwargs)  # a clear error now, not in a worker
+    registered_model = gym.spec(env_id).kwargs.get("world_model")
+    if registered_model is not None:  # a worker may not have the registration that names it (dreamgym.register)
+        env_kwargs.setdefault("world_model", registered_model)
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
     jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i) for i in range(episodes)]
     results = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import functools
 import hashlib
 import itertools
 import os
@@ -21,12 +22,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # imported where used: ``import dreamgym`` registers its ids without torch
+    import torch
 
 FRAME_SIZE = 64
 """Side of the square RGB frames V sees."""
@@ -114,6 +117,10 @@ class Game:
     """Name of this game's model in ``pretrained/`` (its envs' default ``world_model``)."""
     paper_temperatures: dict[float, tuple[str, str]] = field(default_factory=dict)
     """Ha & Schmidhuber (2018)'s scores per temperature: τ -> (dream score, real score)."""
+    spec: dict[str, Any] | None = None
+    """How a game made by :func:`game_from_env` was built (its env id and the settings given),
+    saved in run.json and model directories so that any process can build it again; None for
+    the games defined in this module."""
 
     def __post_init__(self) -> None:
         space = self.actions
@@ -142,6 +149,8 @@ class Game:
     def encode_actions(self, actions: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Actions (T,) or (T, d) -> (T, action_dim) float32 input for M: one-hot for discrete
         actions. NumPy in, NumPy out; a tensor stays on its device."""
+        import torch
+
         tensor = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
         if self.discrete:
             vectors = torch.nn.functional.one_hot(tensor.long().reshape(-1) - int(self.actions.start), self.action_dim)
@@ -156,6 +165,8 @@ class Game:
 
     def controller_actions(self, raw: torch.Tensor) -> torch.Tensor:
         """(..., controller_output_dim) tanh outputs -> game actions: (..., d) float32 or (...,) int64."""
+        import torch
+
         if self.controller_map is not None:
             return self.controller_map(raw)
         if self.discrete:
@@ -271,6 +282,8 @@ def preprocess_frame(frame: np.ndarray, crop_rows: tuple[int, int] | None = None
 def car_racing_controls(raw: torch.Tensor) -> torch.Tensor:
     """The original code's mapping of 3 tanh outputs: steer = a0, gas = (a1 + 1) / 2,
     brake = clip(a2, 0, 1)."""
+    import torch
+
     steer, gas, brake = raw.unbind(-1)
     return torch.stack([steer, (gas + 1) / 2, brake.clamp(0, 1)], dim=-1)
 
@@ -383,6 +396,8 @@ DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = 0, 1, 2
 def doom_controls(raw: torch.Tensor) -> torch.Tensor:
     """The paper's mapping of one tanh output: a < -1/3 -> MOVE_LEFT, a > 1/3 -> MOVE_RIGHT,
     else NO-OP."""
+    import torch
+
     a = raw[..., 0]
     actions = torch.full(a.shape, DOOM_NOOP, dtype=torch.int64, device=raw.device)
     actions[a > 1 / 3] = DOOM_RIGHT
@@ -424,6 +439,7 @@ DOOM = Game(
 )
 
 GAMES: dict[str, Game] = {game.name: game for game in (CARRACING, DOOM)}
+"""Every game this process knows: the two above, and those registered by :func:`register_game`."""
 
 
 def get_game(name: str) -> Game:
@@ -431,7 +447,178 @@ def get_game(name: str) -> Game:
     try:
         return GAMES[name]
     except KeyError:
-        raise ValueError(f"unknown game {name!r}; expected one of {sorted(GAMES)}") from None
+        raise ValueError(f"unknown game {name!r}; expected one of {sorted(GAMES)}, or the env id of a Gymnasium "
+                         "game with RGB frames (dreamgym pipeline --env ENV_ID)") from None
+
+
+def register_game(game: Game) -> Game:
+    """Make ``game`` known to this process by its name (again is fine; another game of the same
+    name is an error)."""
+    known = GAMES.get(game.name)
+    if known is not None and game.spec is not None and known.spec == game.spec:
+        return known  # the same game, built again
+    if known is not None and known != game:
+        raise ValueError(f"another game is already named {game.name!r} (from {known.real_env_id}): give this one "
+                         "another name")
+    GAMES[game.name] = game
+    return game
+
+
+# --------------------------------------------------------------------------- any Gymnasium game
+
+ENV_PACKAGES = ("ale_py",)
+"""Packages that a run.json or model directory may ask dreamgym to import, to register its
+game's env id; add your own to the environment variable ``DREAMGYM_ENV_PACKAGES`` (comma
+separated), or import them in your own code first. A file must not be able to make dreamgym
+import whatever it names."""
+
+SPEC_SETTINGS: dict[str, tuple[type, ...]] = {
+    "name": (str,), "frame_key": (str, type(None)), "crop_rows": (list, tuple, type(None)),
+    "max_episode_steps": (int,), "z_dim": (int,), "hidden_dim": (int,), "render_fps": (int,),
+    "dream_temperature": (int, float), "reward_threshold": (int, float, type(None)),
+    "alive_reward": (int, float, type(None)),
+}
+"""What :func:`game_from_env` lets a caller set, and the JSON types each may take."""
+
+SPEC_LIMITS = {"max_episode_steps": (1, 1_000_000), "z_dim": (1, 4096), "hidden_dim": (1, 8192),
+               "render_fps": (1, 1000), "dream_temperature": (0.01, 10.0)}
+"""Bounds of the numeric settings (a file must not make dreamgym allocate an unchecked size)."""
+
+DEFAULT_MAX_EPISODE_STEPS = 5_000
+"""Episode cap of a game whose env declares none (Atari's runs 27,000 steps)."""
+
+
+def _frame_key(space: gym.spaces.Space, env_id: str) -> str | None:
+    """Where an observation holds its RGB screen: None for the observation itself, or a key."""
+    def is_rgb(box: gym.spaces.Space) -> bool:
+        return isinstance(box, gym.spaces.Box) and box.dtype == np.uint8 and len(box.shape) == 3 and box.shape[2] == 3
+
+    if is_rgb(space):
+        return None
+    if isinstance(space, gym.spaces.Dict):
+        keys = [key for key, sub in space.spaces.items() if is_rgb(sub)]
+        if len(keys) == 1:
+            return keys[0]
+        if len(keys) > 1:
+            raise ValueError(f"{env_id}'s observations hold several RGB images {keys}: choose one with frame_key")
+    raise ValueError(f"{env_id} observes {space}: dreamgym needs RGB frames, a Box of uint8 (H, W, 3) or a Dict "
+                     "holding one (for a game that renders but observes numbers, wrap it so that it observes its "
+                     "rendering first)")
+
+
+def import_env_package(module: str, trusted: bool) -> None:
+    """Import the package that registers an env id (``ale_py`` for ``ALE/...``). ``trusted``:
+    named by the caller's own code or command line, not by a file."""
+    import importlib
+    import sys
+
+    if module in sys.modules:
+        return
+    allowed = [*ENV_PACKAGES, *filter(None, os.environ.get("DREAMGYM_ENV_PACKAGES", "").split(","))]
+    if not trusted and module not in allowed:
+        raise ValueError(f"a file asks dreamgym to import {module!r} to make its game; only {allowed} are imported on "
+                         f"a file's word: add it to DREAMGYM_ENV_PACKAGES, or import {module} in your own code first")
+    try:
+        module_object = importlib.import_module(module)
+    except ImportError as error:
+        extra = ' (pip install "dreamgym[atari]")' if module == "ale_py" else ""
+        raise ImportError(f"the game needs the package {module!r}{extra}: {error}") from error
+    if hasattr(gym, "register_envs"):
+        gym.register_envs(module_object)
+
+
+def _import_env_package(module: str) -> dict[str, Any]:
+    """A generic game's ``setup``: its package, imported in whichever process makes the env."""
+    import_env_package(module, trusted=True)  # checked when the game was built
+    return {}
+
+
+def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game:
+    """A :class:`Game` for any Gymnasium env id with RGB observations (a ``Box`` of uint8
+    (H, W, 3), or a ``Dict`` holding one) and ``Discrete`` or 1-D ``Box`` actions. ``env_id``
+    may name the package that registers it, ``"ale_py:ALE/Boxing-v5"`` (imported first; from a
+    file only a package in :data:`ENV_PACKAGES`). ``settings`` (see :data:`SPEC_SETTINGS`)
+    override what is read off the env: its name (default: the env's name in lower case), the
+    frame's key and rows, the episode cap, V's and M's sizes, the render rate and the dream's
+    temperature. Exploration is :class:`RandomHold`; the controller reads an argmax
+    (``Discrete``) or scales to the bounds (``Box``); the reward comes from M's reward head."""
+    from gymnasium.envs.registration import parse_env_id
+
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise ValueError(f"env_id must be a Gymnasium env id, got {env_id!r}")
+    unknown = sorted(set(settings) - set(SPEC_SETTINGS))
+    if unknown:
+        raise ValueError(f"game_from_env: unknown settings {unknown}; expected some of {sorted(SPEC_SETTINGS)}")
+    for key, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, SPEC_SETTINGS[key]):
+            raise ValueError(f"game_from_env: {key} must be of type {' or '.join(t.__name__ for t in SPEC_SETTINGS[key])}, "
+                             f"got {value!r}")
+    for key, (low, high) in SPEC_LIMITS.items():
+        if key in settings and not low <= settings[key] <= high:
+            raise ValueError(f"game_from_env: {key} must be in [{low}, {high}], got {settings[key]!r}")
+    module, _, bare_id = env_id.rpartition(":")
+    if module:
+        import_env_package(module, trusted)
+    try:
+        _, env_name, _ = parse_env_id(bare_id)
+        env = gym.make(bare_id)
+    except gym.error.Error as error:
+        hint = " (name its package first, e.g. ale_py:ALE/Boxing-v5)" if ":" not in env_id else ""
+        raise ValueError(f"cannot make {bare_id!r}: {error}{hint}") from None
+    try:
+        frame_key = settings.get("frame_key") if "frame_key" in settings else _frame_key(env.observation_space, bare_id)
+        actions = env.action_space
+        spec_steps = env.spec.max_episode_steps if env.spec is not None else None
+        render_fps = int(env.metadata.get("render_fps") or 30)
+    finally:
+        env.close()
+    crop = settings.get("crop_rows")
+    if crop is not None and (len(crop) != 2 or not all(isinstance(r, int) and not isinstance(r, bool) for r in crop)
+                             or not 0 <= crop[0] < crop[1]):
+        raise ValueError(f"crop_rows must be two rows [top, bottom) with 0 <= top < bottom, got {crop!r}")
+    name = settings.get("name") or env_name.lower()
+    base = env_name if "name" not in settings else "".join(part[:1].upper() + part[1:]
+                                                           for part in name.replace("_", "-").split("-"))
+    return Game(
+        name=name, real_env_id=bare_id, actions=actions, dream_env_id=f"Dream{base}-v0", latent_env_id=f"Latent{base}-v0",
+        max_episode_steps=settings.get("max_episode_steps") or spec_steps or DEFAULT_MAX_EPISODE_STEPS,
+        frame_key=frame_key, crop_rows=None if crop is None else (int(crop[0]), int(crop[1])),
+        reward_threshold=settings.get("reward_threshold"), z_dim=settings.get("z_dim", 32),
+        hidden_dim=settings.get("hidden_dim", 256), alive_reward=settings.get("alive_reward"),
+        render_fps=settings.get("render_fps", render_fps), dream_temperature=float(settings.get("dream_temperature", 1.0)),
+        setup=functools.partial(_import_env_package, module) if module else None,
+        spec={"env_id": env_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}},
+    )
+
+
+def resolve_game(name: Any, env: Any = None) -> Game:
+    """The game a file names: by ``name`` alone for a known game, or built from its ``env``
+    entry (``Game.spec``), which must give the same name."""
+    if not isinstance(name, str):
+        raise ValueError(f"game must be a name, got {name!r}")
+    if env is None:
+        return get_game(name)
+    game = game_from_spec(env)
+    if game.name != name:
+        raise ValueError(f"game {name!r} does not match its env entry, which makes {game.name!r}")
+    return game
+
+
+def game_record(game: Game) -> dict[str, Any]:
+    """What a file records to name ``game`` (read back by :func:`resolve_game`)."""
+    return {"game": game.name, **({"env": game.spec} if game.spec is not None else {})}
+
+
+def game_from_spec(spec: Any) -> Game:
+    """The game a run.json or model directory describes (its ``env`` entry), registered in this
+    process; checked like any file's contents (a bad entry is a ValueError naming it)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("env_id"), str):
+        raise ValueError(f"env must be a JSON object with an env_id, got {spec!r}")
+    for game in GAMES.values():  # built already in this process: making the env again is not needed
+        if game.spec == spec:
+            return game
+    settings = {k: v for k, v in spec.items() if k != "env_id"}
+    return register_game(game_from_env(spec["env_id"], trusted=False, **settings))
 
 
 def game_of_env(env_id: str) -> Game:

@@ -41,7 +41,7 @@ from dreamgym.config import CollectConfig, IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
 from dreamgym.files import atomic_write, atomic_write_text
-from dreamgym.games import get_game
+from dreamgym.games import game_record, get_game, resolve_game
 from dreamgym.pipeline import (
     adopt_run,
     collect_stage,
@@ -181,8 +181,18 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
 
 def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / SETTINGS_FILE, json.dumps({"game": get_game(game).name, "preset": preset,
+    atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(get_game(game)), "preset": preset,
                                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")
+
+
+def stored_game(run: Path) -> str:
+    """The game RUN iterates (built again from its env entry when it is one of ``game_from_env``)."""
+    path = run / SETTINGS_FILE
+    try:
+        stored = json.loads(path.read_text())
+        return resolve_game(stored["game"], stored.get("env")).name
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
 
 
 def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:

@@ -49,9 +49,25 @@ def close_worker_cache() -> None:
     _WORKER_CACHE.clear()
 
 
-def worker_init() -> None:
-    """Set up a local worker: one torch thread (the parallelism is across processes), and no
-    VizDoom game process outliving it.
+def built_games() -> list[Any]:
+    """The games this process built from env ids (``game_from_env``), for its workers to know."""
+    from dreamgym.games import GAMES
+
+    return [game for game in GAMES.values() if game.spec is not None]
+
+
+def know_games(games: list[Any]) -> None:
+    """Register in a worker the games its parent built (a game made from a test's or a user's
+    own env id is known to the process that made it, and now to its workers)."""
+    from dreamgym.games import register_game
+
+    for game in games:
+        register_game(game)
+
+
+def worker_init(games: list[Any] | None = None) -> None:
+    """Set up a local worker: the parent's games, one torch thread (the parallelism is across
+    processes), and no VizDoom game process outliving it.
 
     The pool learns that a worker died when the worker's end of a pipe closes. A game process
     started by the worker would inherit that end and keep it open, so a killed worker would
@@ -63,6 +79,7 @@ def worker_init() -> None:
 
     import torch
 
+    know_games(games or [])
     torch.set_num_threads(1)
     for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
         try:
@@ -162,7 +179,8 @@ class WorkerPool:
     def _map_local(self, function: Callable, jobs: list) -> Iterator:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                initargs=(built_games(),),
             )
         pending = set()
         try:
@@ -211,9 +229,10 @@ class WorkerPool:
 class _Worker:
     """A Ray actor: runs job functions in its own process, keeping their caches between jobs."""
 
-    def __init__(self) -> None:
+    def __init__(self, games: list[Any]) -> None:
         import torch
 
+        know_games(games)
         torch.set_num_threads(1)
 
     def call(self, function: Callable, job: Any) -> Any:
@@ -270,4 +289,5 @@ def ray_workers(workers: int, address: str | None = None) -> list:
         except ConnectionError as error:  # "auto" found no running cluster
             raise _no_cluster(address or "auto", str(error).split(".")[0]) from error
     actor = ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_Worker)
-    return [actor.remote() for _ in range(max(1, workers))]
+    games = built_games()
+    return [actor.remote(games) for _ in range(max(1, workers))]

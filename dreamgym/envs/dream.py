@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from gymnasium.utils import EzPickle
 
-from dreamgym.checkpoint import SHIPPED_MODELS, load_world_model
+from dreamgym.checkpoint import SHIPPED_MODELS, env_game, load_world_model
 from dreamgym.config import DreamSettings
 from dreamgym.games import get_game
 from dreamgym.world_model import (
@@ -244,7 +244,7 @@ class DreamEnv(gym.Env, EzPickle):
     ) -> None:
         EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout, ensemble,
                           uncertainty_penalty, done_threshold, starts, horizon, plain)
-        self.game = get_game(game)
+        self.game = env_game(game, world_model)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")

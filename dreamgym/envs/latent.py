@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dreamgym.checkpoint import env_game
 from dreamgym.envs.dream import check_action, get_world_model
-from dreamgym.games import get_game
 from dreamgym.world_model import DreamState, WorldModel
 
 
@@ -87,6 +87,6 @@ def make_latent_env(
     device: str | torch.device = "auto",
 ) -> LatentObservation:
     """Entry point of ``Latent*-v0``: the real game with its time limit, through :class:`LatentObservation`."""
-    spec = get_game(game)
+    spec = env_game(game, world_model)
     model = get_world_model(spec.name, world_model, device)
     return LatentObservation(spec.make_real_env(render_mode=render_mode), model, device)

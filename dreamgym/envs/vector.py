@@ -11,8 +11,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamgym.checkpoint import env_game
 from dreamgym.envs.dream import load_dream
-from dreamgym.games import get_game
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
@@ -126,7 +126,7 @@ class DreamVectorEnv(VectorEnv):
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        self.game = get_game(game)
+        self.game = env_game(game, world_model)
         self.num_envs = int(num_envs)
         self.temperature = validate_temperature(temperature)
         self.autoreset_mode = AutoresetMode(autoreset_mode)

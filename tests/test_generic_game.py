@@ -1,0 +1,141 @@
+"""Any Gymnasium game with RGB frames: a tiny pixel game defined here (not a real game) goes
+through the tiny pipeline, export, registration, both env checkers and an SB3 round trip,
+with nothing outside this file knowing it.
+
+The game is imported by its module's name (``test_generic_game:PixelChase-v0``), the way a
+user names a package of their own; spawned workers import it the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import dreamgym_cli
+from gymnasium.utils.env_checker import check_env as gymnasium_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+SIZE, BLOCK, STEP = 48, 8, 4
+
+
+class PixelChase(gym.Env):
+    """A red block on a dark field moves left or right (Discrete(3): stay, left, right); each
+    step it spends in the green strip at the right edge pays 1. 40 steps an episode."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+        self.render_mode = render_mode
+        self.x = 0
+
+    def frame(self) -> np.ndarray:
+        image = np.full((SIZE, SIZE, 3), 20, np.uint8)
+        image[:, SIZE - BLOCK:] = (0, 160, 0)
+        image[SIZE // 2 - BLOCK // 2: SIZE // 2 + BLOCK // 2, self.x: self.x + BLOCK] = (220, 30, 30)
+        return image
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.x = int(self.np_random.integers(0, SIZE // 2))
+        return self.frame(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.x = int(np.clip(self.x + (0, -STEP, STEP)[int(action)], 0, SIZE - BLOCK))
+        return self.frame(), float(self.x >= SIZE - BLOCK - STEP), False, False, {}
+
+    def render(self) -> np.ndarray:
+        return self.frame()
+
+
+if "PixelChase-v0" not in gym.registry:
+    gym.register("PixelChase-v0", entry_point=PixelChase, max_episode_steps=40)
+
+ENV_ID = "test_generic_game:PixelChase-v0"
+
+
+@pytest.fixture(scope="module")
+def user_package() -> Iterator[None]:
+    """Commands run as a user's would: they find this module on the path, and trust it by name."""
+    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "DREAMGYM_ENV_PACKAGES")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), saved["PYTHONPATH"]]))
+    os.environ["DREAMGYM_ENV_PACKAGES"] = "test_generic_game"
+    yield
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory, user_package) -> Path:
+    """`dreamgym pipeline --env test_generic_game:PixelChase-v0 --preset tiny`, in a new process."""
+    root = tmp_path_factory.mktemp("pixel")
+    result = dreamgym_cli("pipeline", "--env", ENV_ID, "--env-setting", "max_episode_steps=40", "--out",
+                          str(root / "run"), "--preset", "tiny", "--device", "cpu", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
+        assert f"[{stage}]" in result.stdout
+    return root / "run"
+
+
+def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
+    from dreamgym.games import game_from_env
+
+    game = game_from_env(ENV_ID, max_episode_steps=40)
+    assert (game.name, game.dream_env_id, game.latent_env_id) == ("pixelchase", "DreamPixelChase-v0", "LatentPixelChase-v0")
+    assert game.discrete and game.action_dim == 3 and game.frame_key is None and game.render_fps == 15
+    assert game.preprocess(PixelChase().reset(seed=0)[0]).shape == (64, 64, 3)
+    assert game.spec == {"env_id": ENV_ID, "max_episode_steps": 40}
+    with pytest.raises(ValueError, match="needs RGB frames"):
+        game_from_env("CartPole-v1")
+    with pytest.raises(ValueError, match="unknown settings"):
+        game_from_env(ENV_ID, colour="red")
+    with pytest.raises(ValueError, match="z_dim must be in"):
+        game_from_env(ENV_ID, z_dim=10**9)
+
+
+def test_a_file_cannot_make_dreamgym_import_a_package_it_names(monkeypatch):
+    from dreamgym.games import game_from_spec
+
+    monkeypatch.delenv("DREAMGYM_ENV_PACKAGES", raising=False)
+    with pytest.raises(ValueError, match="add it to DREAMGYM_ENV_PACKAGES, or import .* in your own code first"):
+        game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
+    monkeypatch.setenv("DREAMGYM_ENV_PACKAGES", "a_package_nobody_imported")  # the user's word: imported, if it exists
+    with pytest.raises(ImportError, match="needs the package 'a_package_nobody_imported'"):
+        game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
+
+
+def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pixel_run, tmp_path):
+    import dreamgym
+    from dreamgym.agents import train_sb3
+    from dreamgym.evaluate import evaluate
+
+    run_json = json.loads((pixel_run / "run.json").read_text())
+    assert run_json["game"] == "pixelchase" and run_json["env"] == {"env_id": ENV_ID, "max_episode_steps": 40}
+    assert json.loads((pixel_run / "model" / "config.json").read_text())["env"] == run_json["env"]
+
+    exported = tmp_path / "half"
+    assert dreamgym_cli("export", str(pixel_run), "--to", str(exported), "--float16", cwd=tmp_path).returncode == 0
+    dream_id, latent_id = dreamgym.register(pixel_run / "model")
+    assert (dream_id, latent_id) == ("DreamPixelChase-v0", "LatentPixelChase-v0")
+    assert dreamgym.register(pixel_run / "model") == (dream_id, latent_id)  # again: the same ids
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(infinity|symmetric and normalized).*")
+        for env_id in (dream_id, latent_id):
+            for kwargs in ({}, {"world_model": str(exported)}):
+                gymnasium_check_env(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
+                sb3_check_env(gym.make(env_id, **kwargs), warn=False)
+    dream = gym.make(dream_id, temperature=1.3)
+    assert gym.make(dream_id).spec.max_episode_steps == 40 and dream.unwrapped.temperature == 1.3
+    envs = gym.make_vec(dream_id, num_envs=4)  # the vector entry point: one M call steps all four
+    envs.reset(seed=0)
+    assert envs.step(np.array([0, 1, 2, 1]))[0].shape[0] == 4
+
+    agent, _ = train_sb3("ppo", pixel_run / "model", 256, tmp_path / "ppo.zip", seed=0)  # no recipe of its own: the any-game one
+    result = evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2)  # spawned workers
+    assert len(result.returns) == 4 and all(length == 40 for length in result.lengths)
