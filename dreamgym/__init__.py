@@ -6,6 +6,8 @@ classes below, torch and Stable-Baselines3 load on first use):
 * ``DreamCarRacing-v0``, ``DreamDoomTakeCover-v0``: the dreams (keyword ``temperature``);
 * ``LatentCarRacing-v0``, ``LatentDoomTakeCover-v0``: the real games seen through V and M,
   with exactly the dreams' observation and action spaces.
+
+``dreamgym.register(model_dir)`` registers the same pair for a model of any other game.
 """
 
 from __future__ import annotations
