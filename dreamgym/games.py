@@ -17,6 +17,7 @@ import functools
 import hashlib
 import itertools
 import os
+import re
 import shlex
 import tempfile
 from collections.abc import Callable
@@ -488,17 +489,22 @@ DEFAULT_MAX_EPISODE_STEPS = 5_000
 """Episode cap of a game whose env declares none (Atari's runs 27,000 steps)."""
 
 
-def _frame_key(space: gym.spaces.Space, env_id: str) -> str | None:
-    """Where an observation holds its RGB screen: None for the observation itself, or a key."""
+def _frame_key(space: gym.spaces.Space, env_id: str, wanted: str | None = None) -> str | None:
+    """Where an observation holds its RGB screen: None for the observation itself, or a key of
+    a ``Dict`` (``wanted``, or the only one that holds RGB frames)."""
     def is_rgb(box: gym.spaces.Space) -> bool:
         return isinstance(box, gym.spaces.Box) and box.dtype == np.uint8 and len(box.shape) == 3 and box.shape[2] == 3
 
-    if is_rgb(space):
+    if is_rgb(space) and wanted is None:
         return None
+    if wanted is not None and not isinstance(space, gym.spaces.Dict):
+        raise ValueError(f"frame_key {wanted!r} picks an image out of Dict observations; {env_id} observes {space}")
     if isinstance(space, gym.spaces.Dict):
         keys = [key for key, sub in space.spaces.items() if is_rgb(sub)]
-        if len(keys) == 1:
-            return keys[0]
+        if wanted is not None and wanted not in keys:
+            raise ValueError(f"frame_key {wanted!r}: {env_id}'s observations hold RGB images under {keys}")
+        if wanted is not None or len(keys) == 1:
+            return wanted or keys[0]
         if len(keys) > 1:
             raise ValueError(f"{env_id}'s observations hold several RGB images {keys}: choose one with frame_key")
     raise ValueError(f"{env_id} observes {space}: dreamgym needs RGB frames, a Box of uint8 (H, W, 3) or a Dict "
@@ -566,7 +572,7 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
         hint = " (name its package first, e.g. ale_py:ALE/Boxing-v5)" if ":" not in env_id else ""
         raise ValueError(f"cannot make {bare_id!r}: {error}{hint}") from None
     try:
-        frame_key = settings.get("frame_key") if "frame_key" in settings else _frame_key(env.observation_space, bare_id)
+        frame_key = _frame_key(env.observation_space, bare_id, settings.get("frame_key"))
         actions = env.action_space
         spec_steps = env.spec.max_episode_steps if env.spec is not None else None
         render_fps = int(env.metadata.get("render_fps") or 30)
@@ -576,7 +582,10 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     if crop is not None and (len(crop) != 2 or not all(isinstance(r, int) and not isinstance(r, bool) for r in crop)
                              or not 0 <= crop[0] < crop[1]):
         raise ValueError(f"crop_rows must be two rows [top, bottom) with 0 <= top < bottom, got {crop!r}")
-    name = settings.get("name") or env_name.lower()
+    name = settings.get("name") or re.sub(r"[^a-z0-9_-]+", "-", env_name.lower()).strip("-")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise ValueError(f"a game's name is lower-case letters, digits, - and _ (it names directories and ids), "
+                         f"got {name!r}")
     base = env_name if "name" not in settings else "".join(part[:1].upper() + part[1:]
                                                            for part in name.replace("_", "-").split("-"))
     return Game(

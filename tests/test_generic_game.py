@@ -54,8 +54,29 @@ class PixelChase(gym.Env):
         return self.frame()
 
 
+class PixelChaseDict(PixelChase):
+    """The same game observed as a Dict: the screen and the block's column."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode)
+        self.observation_space = gym.spaces.Dict({"screen": self.observation_space,
+                                                  "x": gym.spaces.Box(0, SIZE, (1,), np.float32)})
+
+    def observe(self, frame: np.ndarray) -> dict:
+        return {"screen": frame, "x": np.array([self.x], np.float32)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        frame, info = super().reset(seed=seed, options=options)
+        return self.observe(frame), info
+
+    def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
+        frame, *rest = super().step(action)
+        return (self.observe(frame), *rest)
+
+
 if "PixelChase-v0" not in gym.registry:
     gym.register("PixelChase-v0", entry_point=PixelChase, max_episode_steps=40)
+    gym.register("PixelChaseDict-v0", entry_point=PixelChaseDict, max_episode_steps=40)
 
 ENV_ID = "test_generic_game:PixelChase-v0"
 
@@ -139,3 +160,16 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     agent, _ = train_sb3("ppo", pixel_run / "model", 256, tmp_path / "ppo.zip", seed=0)  # no recipe of its own: the any-game one
     result = evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2)  # spawned workers
     assert len(result.returns) == 4 and all(length == 40 for length in result.lengths)
+
+
+def test_dict_observations_give_their_frame_and_a_wrong_key_is_named():
+    from dreamgym.games import game_from_env
+
+    game = game_from_env("test_generic_game:PixelChaseDict-v0")
+    assert game.frame_key == "screen" and game.name == "pixelchasedict"
+    observation, _ = game.make_real_env().reset(seed=0)
+    assert game.preprocess(observation).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match=r"frame_key 'camera': .* under \['screen'\]"):
+        game_from_env("test_generic_game:PixelChaseDict-v0", frame_key="camera")
+    with pytest.raises(ValueError, match="picks an image out of Dict observations"):
+        game_from_env(ENV_ID, frame_key="screen")
