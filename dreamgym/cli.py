@@ -14,12 +14,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dreamgym.config import ITERATE_AGENTS, PRESETS, IterateConfig, RunConfig
+from dreamgym.config import ITERATE_AGENTS, IterateConfig, RunConfig
 from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
-from dreamgym.games import SPEC_SETTINGS, game_from_env, get_game, register_game
+from dreamgym.games import GAMES, SPEC_SETTINGS, game_from_env, get_game, register_game
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
@@ -114,7 +114,7 @@ def chosen_game(args: argparse.Namespace) -> str:
         return stored_game(out)
     if (out / "run.json").is_file():
         return RunConfig.load(out).game
-    raise ValueError(f"which game? give one of {sorted(PRESETS)}, --env ENV_ID, or an --out run that exists")
+    raise ValueError(f"which game? give one of {sorted(GAMES)}, --env ENV_ID, or an --out run that exists")
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -280,7 +280,7 @@ PRESET_HELP = "sizes of every stage: tiny (a smoke test), cpu (the shipped model
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamgym", description="World Models: build a dream, train in it, test on reality.")
     sub = parser.add_subparsers(dest="command", required=True)
-    games = sorted(PRESETS)
+    games = sorted(GAMES)
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=_ShowDefaults)

@@ -440,6 +440,22 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 }
 
 
+PRESETS["boxing"] = {  # ALE/Boxing-v5 through the generic path (dreamgym pipeline --env ale_py:ALE/Boxing-v5)
+    "tiny": {
+        "collect": {"episodes": 4, "max_steps": 60},
+        "vae": {"z_dim": 32, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
+        "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
+        "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
+        "evaluate": {"episodes": 2},
+    },
+    "cpu": {  # a bout is 2 minutes of game time: ~1,790 steps at frameskip 4
+        "collect": {"episodes": 300},
+        "vae": {"z_dim": 32, "epochs": 3, "frames_per_epoch": 400_000},
+        "mdnrnn": {"hidden_dim": 256, "epochs": 40, "batch_size": 16},
+        "controller": {"generations": 100, "population": 64, "trials": 8},
+    },
+}
+
 GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "collect": {"episodes": 4, "max_steps": 60},
