@@ -441,13 +441,6 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 
 
 PRESETS["boxing"] = {  # ALE/Boxing-v5 through the generic path (dreamgym pipeline --env ale_py:ALE/Boxing-v5)
-    "tiny": {
-        "collect": {"episodes": 4, "max_steps": 60},
-        "vae": {"z_dim": 32, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
-        "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-        "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
-        "evaluate": {"episodes": 2},
-    },
     "cpu": {  # a bout is 2 minutes of game time: ~1,790 steps at frameskip 4
         "collect": {"episodes": 300},
         "vae": {"z_dim": 32, "epochs": 3, "frames_per_epoch": 400_000},
@@ -476,9 +469,10 @@ sizes are the game's (``Game.z_dim``, ``Game.hidden_dim``) unless the table sets
 
 
 def preset(game: str | Game, name: str) -> RunConfig:
-    """The settings of a named preset for a game (its own table in ``PRESETS``, or ``GENERIC_PRESETS``)."""
+    """The settings of a named preset for a game: its own table in ``PRESETS``; a game made by
+    ``game_from_env`` falls back on ``GENERIC_PRESETS`` for a preset its table lacks."""
     game = get_game(game) if isinstance(game, str) else game
-    tables = PRESETS.get(game.name, GENERIC_PRESETS)
+    tables = PRESETS.get(game.name, {}) if game.spec is None else {**GENERIC_PRESETS, **PRESETS.get(game.name, {})}
     if name not in tables:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(tables)}")
     table = {section: dict(values) for section, values in tables[name].items()}
