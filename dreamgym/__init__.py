@@ -19,7 +19,7 @@ from typing import Any
 from gymnasium.envs.registration import register as register_id
 from gymnasium.envs.registration import registry
 
-from dreamgym.games import GAMES, Game, get_game
+from dreamgym.games import GAMES, Game, env_names, get_game, shipped_models
 
 __all__ = [
     "GAMES",
@@ -37,22 +37,25 @@ __all__ = [
 __version__ = "0.1.0"
 
 ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES.items()}
-"""game -> (dream id, latent twin id)."""
+"""game -> (dream id, latent twin id), for every shipped dream (those of other games added by _register)."""
 
 
-def _register_ids(game: Game, kwargs: dict[str, Any]) -> tuple[str, str]:
-    """Register ``game``'s dream (with its vector entry point) and latent twin, both made with
+def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any]) -> tuple[str, str]:
+    """Register a dream (with its vector entry point) and its latent twin, both made with
     ``kwargs``; an id registered already with other arguments is an error."""
-    limits = {"max_episode_steps": game.max_episode_steps, "reward_threshold": game.reward_threshold}
-    for env_id, entry_point, vector in ((game.dream_env_id, "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv"),
-                                        (game.latent_env_id, "dreamgym.envs.latent:make_latent_env", None)):
+    for env_id, entry_point, vector in ((ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv"),
+                                        (ids[1], "dreamgym.envs.latent:make_latent_env", None)):
         if env_id in registry:
             if registry[env_id].kwargs != kwargs:
                 raise ValueError(f"{env_id} is registered already, for {registry[env_id].kwargs}: a model of another "
                                  "game named the same? give this one another name (game_from_env(name=...))")
             continue
         register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **limits)
-    return game.dream_env_id, game.latent_env_id
+    return ids
+
+
+def _limits(game: Game) -> dict[str, Any]:
+    return {"max_episode_steps": game.max_episode_steps, "reward_threshold": game.reward_threshold}
 
 
 def register(world_model: str | os.PathLike) -> tuple[str, str]:
@@ -66,12 +69,24 @@ def register(world_model: str | os.PathLike) -> tuple[str, str]:
 
     directory = resolve_model_dir(world_model).resolve()
     game = model_game(directory)
-    return _register_ids(game, {"game": game.name, "world_model": str(directory)})
+    return _register_ids((game.dream_env_id, game.latent_env_id), {"game": game.name, "world_model": str(directory)},
+                         _limits(game))
 
 
 def _register() -> None:
     for game_name, game in GAMES.items():
-        _register_ids(game, {"game": game_name})
+        _register_ids((game.dream_env_id, game.latent_env_id), {"game": game_name}, _limits(game))
+    for model, (game_name, env) in shipped_models().items():  # shipped dreams of games made from env ids
+        if env is None:
+            continue
+        try:
+            name, dream_id, latent_id = env_names(env["env_id"], env.get("name"))
+        except (KeyError, TypeError, ValueError):
+            continue  # a damaged shipped model: loading it by name says what is wrong
+        if name == game_name:
+            limits = {key: env.get(key) if isinstance(env.get(key), (int, float)) else None
+                      for key in ("max_episode_steps", "reward_threshold")}
+            ENV_IDS[name] = _register_ids((dream_id, latent_id), {"game": name, "world_model": model}, limits)
 
 
 _LAZY = {

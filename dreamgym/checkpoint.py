@@ -39,7 +39,7 @@ from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.files import DamagedFileError, atomic_write, sha256_of
-from dreamgym.games import GAMES, Game, game_record, get_game, resolve_game
+from dreamgym.games import GAMES, Game, game_record, get_game, pretrained_root, resolve_game, shipped_models
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
@@ -59,7 +59,7 @@ WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 
-SHIPPED_MODELS = {game.shipped_model: name for name, game in GAMES.items() if game.shipped_model}
+SHIPPED_MODELS = {name: game for name, (game, _) in shipped_models().items()}
 """Names accepted by ``world_model=`` -> game; their directories live in ``pretrained/``."""
 
 
@@ -68,17 +68,6 @@ class ModelFileError(DamagedFileError):
 
 
 # --------------------------------------------------------------------------- resolving names
-
-
-def pretrained_root() -> Path:
-    """Where shipped model directories live: ``$DREAMGYM_PRETRAINED`` if set; else the copy an
-    installed wheel carries (``dreamgym/pretrained/``); else, in a checkout or an editable
-    install, the repository's ``pretrained/``."""
-    if "DREAMGYM_PRETRAINED" in os.environ:
-        return Path(os.environ["DREAMGYM_PRETRAINED"])
-    package = Path(__file__).resolve().parent
-    installed = package / "pretrained"
-    return installed if installed.is_dir() else package.parent / "pretrained"
 
 
 def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -> Path:

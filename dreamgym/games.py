@@ -465,6 +465,43 @@ def register_game(game: Game) -> Game:
     return game
 
 
+# --------------------------------------------------------------------------- shipped models
+
+
+def pretrained_root() -> Path:
+    """Where shipped model directories live: ``$DREAMGYM_PRETRAINED`` if set; else the copy an
+    installed wheel carries (``dreamgym/pretrained/``); else, in a checkout or an editable
+    install, the repository's ``pretrained/``."""
+    if "DREAMGYM_PRETRAINED" in os.environ:
+        return Path(os.environ["DREAMGYM_PRETRAINED"])
+    package = Path(__file__).resolve().parent
+    installed = package / "pretrained"
+    return installed if installed.is_dir() else package.parent / "pretrained"
+
+
+def shipped_models() -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """Shipped model name -> (its game, the env it was built from): each defined game's own
+    model, and every directory in :func:`pretrained_root` whose config.json records a game made
+    by :func:`game_from_env` (a dream of another game, shipped like the others). Only JSON is
+    read; a model is checked in full when it is loaded."""
+    import json
+
+    models: dict[str, tuple[str, dict[str, Any] | None]] = {
+        game.shipped_model: (name, None) for name, game in GAMES.items() if game.shipped_model and game.spec is None}
+    root = pretrained_root()
+    for directory in sorted(root.iterdir()) if root.is_dir() else ():
+        config = directory / "config.json"
+        if directory.name in models or not config.is_file():
+            continue
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            continue  # loading it names what is wrong
+        if isinstance(data, dict) and isinstance(data.get("game"), str) and isinstance(data.get("env"), dict):
+            models[directory.name] = (data["game"], data["env"])
+    return models
+
+
 # --------------------------------------------------------------------------- any Gymnasium game
 
 ENV_PACKAGES = ("ale_py",)
@@ -539,6 +576,24 @@ def _import_env_package(module: str) -> dict[str, Any]:
     return {}
 
 
+def env_names(env_id: str, name: str | None = None) -> tuple[str, str, str]:
+    """(game name, dream id, latent id) of a game made from ``env_id``, without making the env:
+    ``ALE/Boxing-v5`` -> ("boxing", "DreamBoxing-v0", "LatentBoxing-v0"); a given ``name``
+    ("my-game") gives "DreamMyGame-v0"."""
+    from gymnasium.envs.registration import parse_env_id
+
+    try:
+        _, env_name, _ = parse_env_id(env_id.rpartition(":")[2])
+    except gym.error.Error as error:
+        raise ValueError(f"{env_id!r} is not a Gymnasium env id: {error}") from None
+    chosen = name or re.sub(r"[^a-z0-9_-]+", "-", env_name.lower()).strip("-")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", chosen):
+        raise ValueError(f"a game's name is lower-case letters, digits, - and _ (it names directories and ids), "
+                         f"got {chosen!r}")
+    base = env_name if name is None else "".join(part[:1].upper() + part[1:] for part in chosen.replace("_", "-").split("-"))
+    return chosen, f"Dream{base}-v0", f"Latent{base}-v0"
+
+
 def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game:
     """A :class:`Game` for any Gymnasium env id with RGB observations (a ``Box`` of uint8
     (H, W, 3), or a ``Dict`` holding one) and ``Discrete`` or 1-D ``Box`` actions. ``env_id``
@@ -548,8 +603,6 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     frame's key and rows, the episode cap, V's and M's sizes, the render rate and the dream's
     temperature. Exploration is :class:`RandomHold`; the controller reads an argmax
     (``Discrete``) or scales to the bounds (``Box``); the reward comes from M's reward head."""
-    from gymnasium.envs.registration import parse_env_id
-
     if not isinstance(env_id, str) or not env_id.strip():
         raise ValueError(f"env_id must be a Gymnasium env id, got {env_id!r}")
     unknown = sorted(set(settings) - set(SPEC_SETTINGS))
@@ -566,7 +619,6 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     if module:
         import_env_package(module, trusted)
     try:
-        _, env_name, _ = parse_env_id(bare_id)
         env = gym.make(bare_id)
     except gym.error.Error as error:
         hint = " (name its package first, e.g. ale_py:ALE/Boxing-v5)" if ":" not in env_id else ""
@@ -582,14 +634,9 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     if crop is not None and (len(crop) != 2 or not all(isinstance(r, int) and not isinstance(r, bool) for r in crop)
                              or not 0 <= crop[0] < crop[1]):
         raise ValueError(f"crop_rows must be two rows [top, bottom) with 0 <= top < bottom, got {crop!r}")
-    name = settings.get("name") or re.sub(r"[^a-z0-9_-]+", "-", env_name.lower()).strip("-")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
-        raise ValueError(f"a game's name is lower-case letters, digits, - and _ (it names directories and ids), "
-                         f"got {name!r}")
-    base = env_name if "name" not in settings else "".join(part[:1].upper() + part[1:]
-                                                           for part in name.replace("_", "-").split("-"))
+    name, dream_env_id, latent_env_id = env_names(env_id, settings.get("name"))
     return Game(
-        name=name, real_env_id=bare_id, actions=actions, dream_env_id=f"Dream{base}-v0", latent_env_id=f"Latent{base}-v0",
+        name=name, real_env_id=bare_id, actions=actions, dream_env_id=dream_env_id, latent_env_id=latent_env_id,
         max_episode_steps=settings.get("max_episode_steps") or spec_steps or DEFAULT_MAX_EPISODE_STEPS,
         frame_key=frame_key, crop_rows=None if crop is None else (int(crop[0]), int(crop[1])),
         reward_threshold=settings.get("reward_threshold"), z_dim=settings.get("z_dim", 32),

@@ -173,3 +173,27 @@ def test_dict_observations_give_their_frame_and_a_wrong_key_is_named():
         game_from_env("test_generic_game:PixelChaseDict-v0", frame_key="camera")
     with pytest.raises(ValueError, match="picks an image out of Dict observations"):
         game_from_env(ENV_ID, frame_key="screen")
+
+
+def test_a_shipped_dream_of_another_game_is_registered_on_import(pixel_run, tmp_path):
+    """A model directory made from an env id, shipped in pretrained/ (here: $DREAMGYM_PRETRAINED),
+    is registered by `import dreamgym` like the two games dreamgym defines, and passes the checker."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(pixel_run / "model", tmp_path / "pretrained" / "pixel_chase")
+    script = (
+        "import warnings, gymnasium as gym, dreamgym\n"
+        "from gymnasium.utils.env_checker import check_env\n"
+        "assert dreamgym.ENV_IDS['pixelchase'] == ('DreamPixelChase-v0', 'LatentPixelChase-v0'), dreamgym.ENV_IDS\n"
+        "assert gym.spec('DreamPixelChase-v0').max_episode_steps == 40\n"
+        "warnings.filterwarnings('ignore', message='.*(infinity|symmetric and normalized).*')\n"
+        "for env_id in dreamgym.ENV_IDS['pixelchase']:\n"
+        "    check_env(gym.make(env_id).unwrapped, skip_render_check=True)\n"
+        "from dreamgym.checkpoint import SHIPPED_MODELS\n"
+        "print(SHIPPED_MODELS['pixel_chase'])\n"
+    )
+    env = {**os.environ, "DREAMGYM_PRETRAINED": str(tmp_path / "pretrained")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "pixelchase", result.stderr[-3000:]
