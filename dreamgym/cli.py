@@ -87,6 +87,20 @@ def add_game_arguments(p: argparse.ArgumentParser, games: list[str]) -> None:
                         f"{', '.join(SPEC_SETTINGS)}")
 
 
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments -> a dict; each VALUE is read as JSON, else kept as a string."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(value)
+        except ValueError:
+            values[key] = value
+    return values
+
+
 def chosen_game(args: argparse.Namespace) -> str:
     """The game a command works on, known to this process: the named one, the one ``--env``
     builds, or the one of the existing run in ``--out``."""
@@ -95,16 +109,7 @@ def chosen_game(args: argparse.Namespace) -> str:
     if args.env_setting and not args.env:
         raise ValueError("--env-setting sets up the game of --env: give --env ENV_ID")
     if args.env:
-        settings: dict[str, Any] = {}
-        for item in args.env_setting:
-            key, separator, value = item.partition("=")
-            if not separator:
-                raise ValueError(f"--env-setting {item!r}: expected KEY=VALUE")
-            try:
-                settings[key] = json.loads(value)
-            except ValueError:
-                settings[key] = value
-        return register_game(game_from_env(args.env, **settings)).name
+        return register_game(game_from_env(args.env, **key_values(args.env_setting, "--env-setting"))).name
     if args.game:
         return get_game(args.game).name
     out = Path(args.out)
@@ -194,6 +199,7 @@ def cmd_iterate(args: argparse.Namespace) -> None:
     from dreamgym.iterate import iterate
 
     args.game = chosen_game(args)
+    args.dream = key_values(args.dream, "--dream") or None
     settings = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(IterateConfig)}
     iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
             trust_zip=args.trust_zip, **settings)
@@ -383,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=seed_number,
                    help=f"stop after this many rounds without a better real score (default {ITERATE.patience}; 0: never)")
     p.add_argument("--refine-epochs", type=count, help=f"M epochs in rounds >= 1, warm-started (default {ITERATE.refine_epochs})")
+    p.add_argument("--dream", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the dream the agent trains in, every round (the defences: ensemble, "
+                        "uncertainty_penalty, starts, horizon, dropout, done_threshold); repeatable")
+    p.add_argument("--members", type=count,
+                   help=f"M ensemble members, which ensemble and uncertainty_penalty need (default {ITERATE.members}; "
+                        "fixed once a run starts)")
     p.add_argument("--refresh-v", type=amount,
                    help="refine V in a round whose new frames it reconstructs more than this many times worse than the "
                         f"earlier ones (default {ITERATE.refresh_v:g}; 0: never)")

@@ -55,6 +55,10 @@ def _check_setting(section: str, spec: Any, value: Any) -> None:
         if "None" not in kind:
             raise ValueError(f"{name} must be set, got None")
         return
+    if kind.startswith("dict"):  # a nested section, checked by its owner's __post_init__
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a mapping, got {value!r}")
+        return
     if kind.startswith("bool"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")
@@ -383,9 +387,21 @@ class IterateConfig(Settings):
     """Parallel game processes for collection and evaluation."""
     seed: int = setting(0, minimum=0)
     """Seed of the agents' training."""
+    dream: dict[str, Any] = field(default_factory=dict)
+    """``DreamSettings`` the agent trains in, every round (the defences: ensemble, penalty,
+    starts, horizon, ...); empty: the preset's plain dream."""
+    members: int = setting(1, minimum=1, maximum=MAX_MEMBERS)
+    """M's ensemble members (the ensemble and penalty defences need 2 or more)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        unknown = sorted(set(self.dream) - {spec.name for spec in fields(DreamSettings)})
+        if unknown:
+            raise ValueError(f"IterateConfig.dream has unknown settings {unknown}; expected some of "
+                             f"{[spec.name for spec in fields(DreamSettings)]}")
+        dream = DreamSettings(**self.dream)  # a ValueError names a bad value
+        if (dream.ensemble != "off" or dream.uncertainty_penalty > 0) and self.members < 2:
+            raise ValueError(f"IterateConfig.dream {self.dream} needs members >= 2, got {self.members}")
         if self.agent not in ITERATE_AGENTS and not self.agent.endswith(".zip"):
             raise ValueError(f"IterateConfig.agent must be one of {', '.join(ITERATE_AGENTS)} or the path of an SB3 .zip, "
                              f"got {self.agent!r}")

@@ -121,7 +121,7 @@ def agent_path(rdir: Path, agent: str) -> Path:
     return rdir / "model" if agent == "cmaes" else rdir / AGENT_FILE
 
 
-FROZEN = ("agent", "start", "eval_episodes", "eval_seed")
+FROZEN = ("agent", "start", "eval_episodes", "eval_seed", "members")
 """Settings a run keeps from its first round: the agent, its round 0, and the tuning episodes that
 compare rounds."""
 
@@ -171,6 +171,9 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
         start_config = RunConfig.load(start)
         if start_config.game != get_game(game).name:
             raise StageError(f"start {start} is a {start_config.game} run, not {get_game(game).name}")
+        if start_config.mdnrnn.members != config.members:
+            raise StageError(f"start {start} has {start_config.mdnrnn.members} M member(s), not --members "
+                             f"{config.members}: the rounds refine its Ms")
         if preset not in (None, start_config.preset):
             raise StageError(f"start {start} was made with preset {start_config.preset!r}, not {preset!r}: drop --preset")
         preset = start_config.preset
@@ -229,6 +232,9 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     run_config = RunConfig.load(rdir)
     updated = run_config.with_overrides("controller", generations=config.generations, seed=config.seed)
     updated = updated.with_overrides("collect", workers=config.workers)
+    if k == 0 and config.start is None:  # members first: the ensemble defences ask for them
+        updated = updated.with_overrides("mdnrnn", members=config.members)
+    updated = updated.with_overrides("dream", **config.dream)
     if k > 0:
         updated = updated.with_overrides("mdnrnn", epochs=config.refine_epochs)
     if updated != run_config:

@@ -46,6 +46,10 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
         load_settings(tmp_path / "a", "doom", None, {"rounds": 0})
     with pytest.raises(StageError, match="dqn needs discrete actions"):
         load_settings(tmp_path / "b", "carracing", None, {"agent": "dqn"})
+    with pytest.raises(ValueError, match="needs members >= 2"):  # the defences of the robust-dreams issue
+        load_settings(tmp_path / "b", "doom", None, {"dream": {"ensemble": "pessimist"}})
+    with pytest.raises(ValueError, match="unknown settings \\['bogus'\\]"):
+        load_settings(tmp_path / "b", "doom", None, {"dream": {"bogus": 1}})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(StageError, match="--trust-zip"):  # a PPO run loads back the agents it saves
         iterate(tmp_path / "d", "doom", preset="tiny", agent="ppo")
@@ -66,10 +70,11 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
 
 
 def iterate_command(game: str, run: Path, agent: str, refresh_v: str) -> list[str]:
+    defended = ["--members", "2", "--dream", "ensemble=pessimist", "--dream", "starts=data"] if game == "doom" else []
     return [sys.executable, "-m", "dreamgym.cli", "iterate", game, "--out", str(run), "--preset", "tiny",
             "--agent", agent, "--rounds", "2", "--episodes", "3", "--eval-episodes", "2", "--refine-epochs", "1",
             "--agent-steps", "2048", "--patience", "5", "--device", "cpu", "--trust-zip", "--refresh-v", refresh_v,
-            "--refine-v-frames", "64"]
+            "--refine-v-frames", "64", *defended]
 
 
 # Doom keeps V (0: never refreshed); CarRacing's round 2 always refines it (any ratio > 0.001)
@@ -107,7 +112,12 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     collect = json.loads((run / "round_1" / "run.json").read_text())["collect"]
     agent_file = "model" if agent == "cmaes" else "agent.zip"
     assert collect["policy"] == str(run.resolve() / "round_0" / agent_file)  # round 2 recorded with round 1's agent
-    assert json.loads((run / "round_1" / "run.json").read_text())["mdnrnn"]["epochs"] == 1  # refined, not retrained
+    round_1 = json.loads((run / "round_1" / "run.json").read_text())
+    assert round_1["mdnrnn"]["epochs"] == 1  # refined, not retrained
+    if game == "doom":  # every round trains in the defended dream, its members refined together
+        assert round_1["mdnrnn"]["members"] == 2 and round_1["dream"]["ensemble"] == "pessimist"
+        assert (run / "round_1" / "mdnrnn_member_1" / "checkpoint.pt").is_file()
+        assert json.loads((run / "best" / "config.json").read_text())["dream"]["starts"] == "data"
     v_check = json.loads((run / "round_1" / "v_check.json").read_text())
     assert v_check["old_error"] > 0 and v_check["new_error"] > 0 and rows[1]["v_ratio"] > 0
     v_file, latents = run / "round_1" / "vae" / "checkpoint.pt", list((run / "round_1" / "latents").glob("*.npz"))
