@@ -204,11 +204,14 @@ def model_game(world_model: str | os.PathLike) -> Game:
     """The game of a model directory (or shipped name), from its config.json alone (a game made
     by ``game_from_env`` is built again from the env it records, and registered)."""
     directory = resolve_model_dir(world_model)
-    config = read_model_config(directory)
+    return _config_game(directory / CONFIG_FILE, read_model_config(directory))
+
+
+def _config_game(path: Path, config: dict) -> Game:
     try:
         return resolve_game(config.get("game"), config.get("env"))
     except (ValueError, ImportError) as error:
-        raise ModelFileError(f"{directory / CONFIG_FILE}: field 'game': {error}") from None
+        raise ModelFileError(f"{path}: field 'game': {error}") from None
 
 
 def env_game(game: str, world_model: Any) -> Game:
@@ -334,10 +337,7 @@ def load_world_model(
     directory = resolve_model_dir(world_model, game)
     path = directory / CONFIG_FILE
     config = read_model_config(directory)
-    try:
-        model_game = resolve_game(config["game"], config.get("env"))
-    except (ValueError, ImportError) as error:
-        raise ModelFileError(f"{path}: field 'game': {error}") from None
+    model_game = _config_game(path, config)
     if game is not None and model_game.name != game:
         raise ValueError(f"world model {directory} is for {model_game.name!r}, not {game!r}")
     vae_config = _model_settings(path, config, "vae", VAEConfig, {"z_dim": (1, MAX_Z_DIM), "kl_tolerance": (0, 1e6)})

@@ -154,7 +154,9 @@ class Game:
 
         tensor = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
         if self.discrete:
-            vectors = torch.nn.functional.one_hot(tensor.long().reshape(-1) - int(self.actions.start), self.action_dim)
+            indices = tensor.long().reshape(-1)  # every dream step passes here: no work for a space starting at 0
+            vectors = torch.nn.functional.one_hot(indices - int(self.actions.start) if self.actions.start else indices,
+                                                  self.action_dim)
         else:
             vectors = tensor.reshape(-1, self.action_dim)
         vectors = vectors.float()
@@ -562,12 +564,10 @@ def import_env_package(module: str, trusted: bool) -> None:
         raise ValueError(f"a file asks dreamgym to import {module!r} to make its game; only {allowed} are imported on "
                          f"a file's word: add it to DREAMGYM_ENV_PACKAGES, or import {module} in your own code first")
     try:
-        module_object = importlib.import_module(module)
+        importlib.import_module(module)  # importing it registers its ids
     except ImportError as error:
         extra = ' (pip install "dreamgym[atari]")' if module == "ale_py" else ""
         raise ImportError(f"the game needs the package {module!r}{extra}: {error}") from error
-    if hasattr(gym, "register_envs"):
-        gym.register_envs(module_object)
 
 
 def _import_env_package(module: str) -> dict[str, Any]:

@@ -151,6 +151,8 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
             for kwargs in ({}, {"world_model": str(exported)}):
                 gymnasium_check_env(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
                 sb3_check_env(gym.make(env_id, **kwargs), warn=False)
+    with pytest.raises(ValueError, match="pixelchase has no shipped model: pass world_model="):
+        gym.make(dream_id, world_model=None)
     dream = gym.make(dream_id, temperature=1.3)
     assert gym.make(dream_id).spec.max_episode_steps == 40 and dream.unwrapped.temperature == 1.3
     envs = gym.make_vec(dream_id, num_envs=4)  # the vector entry point: one M call steps all four

@@ -52,6 +52,9 @@ def get_world_model(
         if world_model.game.name != game:
             raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
         return world_model if device == "auto" else world_model.to(device)
+    if world_model is None and game not in DEFAULT_WORLD_MODEL:
+        raise ValueError(f"{game} has no shipped model: pass world_model= (a model directory), or register the dream "
+                         "with dreamgym.register(model_dir)")
     return load_world_model(DEFAULT_WORLD_MODEL[game] if world_model is None else world_model, game=game, device=device)
 
 
