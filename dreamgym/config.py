@@ -118,13 +118,14 @@ class VAETrainConfig(Settings):
     kl_tolerance: float = setting(0.5, minimum=0)
     """KL floor per latent dimension (nats)."""
     epochs: int = setting(10, minimum=1)
-    """Passes over the frames (or over ``frames_per_epoch`` of them)."""
+    """Epochs: passes over the frames, or ``frames_per_epoch`` frames each."""
     batch_size: int = setting(100, minimum=1)
     """Frames per gradient step."""
     learning_rate: float = setting(1e-4, above=0)
     """Adam step size."""
     frames_per_epoch: int | None = setting(None, minimum=1)
-    """Subsample each pass to this many frames (None: every frame)."""
+    """Frames drawn per epoch: a subsample of the data, or several passes over it when it
+    holds fewer, so V's budget does not shrink with a small dataset (None: one pass)."""
     shuffle_buffer: int = setting(20_000, minimum=1)
     """Frames held in memory for shuffling; memory does not grow with the dataset."""
     seed: int = setting(0, minimum=0)

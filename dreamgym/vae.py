@@ -153,12 +153,14 @@ def frame_batches(
 
     Files are read in a random order; frames collect in a buffer of about ``shuffle_buffer``
     frames, which is shuffled and emitted in batches, so memory stays bounded whatever the
-    dataset size. Stops after ``limit`` frames if given. Damaged files are skipped and reported.
-    ``readers`` threads read and decompress files ahead (the batches do not depend on it).
+    dataset size. Without ``limit``: one pass over every frame. With it: exactly ``limit``
+    frames (the last batch may be short), a subsample of one pass when the data holds more,
+    further passes in new orders when it holds fewer, so a training budget does not shrink
+    with the data. Damaged files are skipped and reported. ``readers`` threads read and
+    decompress files ahead (the batches do not depend on it).
     """
     buffer: list[np.ndarray] = []
     buffered = emitted = 0
-    order = [files[i] for i in rng.permutation(len(files))]
 
     def drain(final: bool):
         nonlocal buffer, buffered, emitted
@@ -168,19 +170,26 @@ def frame_batches(
         for start in range(0, usable, batch_size):
             if limit is not None and emitted >= limit:
                 return
-            batch = frames[start : start + batch_size]
+            batch = frames[start : start + min(batch_size, limit - emitted if limit is not None else batch_size)]
             emitted += len(batch)
             yield batch
         buffer = [frames[usable:]]
         buffered = len(buffer[0])
 
-    for _, episode in iter_valid(order, read_episode, on_skip, readers):
-        buffer.append(episode["frames"])
-        buffered += len(episode["frames"])
-        if buffered >= shuffle_buffer:
-            yield from drain(final=False)
-        if limit is not None and emitted >= limit:
-            return
+    while True:
+        read = 0
+        order = [files[i] for i in rng.permutation(len(files))]
+        for _, episode in iter_valid(order, read_episode, on_skip, readers):
+            buffer.append(episode["frames"])
+            buffered += len(episode["frames"])
+            read += len(episode["frames"])
+            if buffered >= shuffle_buffer:
+                yield from drain(final=False)
+            if limit is not None and emitted >= limit:
+                return
+        if limit is None or read == 0:  # one pass asked for, or nothing readable: never loop forever
+            break
+        on_skip = None  # a damaged file is reported once, not once per pass
     if buffered:
         yield from drain(final=True)
 

@@ -112,3 +112,21 @@ def test_ms_data_and_vs_batches_skip_malformed_files_and_say_which(tmp_path):
     batches = list(frame_batches(files, 2, np.random.default_rng(0), 100, on_skip=skipped.append))
     assert sum(len(b) for b in batches) == 5 and all(b.shape[1:] == (64, 64, 3) for b in batches)
     assert len(skipped) == 1 and "episode_000001.npz" in skipped[0]
+
+
+@pytest.mark.parametrize("limit", [3, 5, 12, 23])
+def test_vs_batches_draw_exactly_the_frames_asked_for_repeating_a_small_dataset(limit, tmp_path):
+    frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
+    files = [write(tmp_path / "episode_000000.npz", episode(frames=frames)),
+             write(tmp_path / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))]
+    skipped: list[str] = []
+    batches = list(frame_batches(files, 2, np.random.default_rng(0), 5, limit=limit, on_skip=skipped.append))
+    drawn = np.concatenate(batches)[:, 0, 0, 0]
+    assert len(drawn) == limit and all(len(b) <= 2 for b in batches)
+    assert np.bincount(drawn, minlength=5).min() >= limit // 5 - 1  # every frame, pass after pass
+    assert len(skipped) <= 1 and (limit <= 5 or skipped)  # the damaged file: reported once, not every pass
+
+
+def test_vs_batches_stop_when_no_file_is_readable(tmp_path):
+    bad = write(tmp_path / "episode_000000.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))
+    assert list(frame_batches([bad], 2, np.random.default_rng(0), 100, limit=10)) == []
