@@ -13,7 +13,9 @@ classes below, torch and Stable-Baselines3 load on first use):
 from __future__ import annotations
 
 import importlib
+import math
 import os
+import warnings
 from typing import Any
 
 from gymnasium.envs.registration import register as register_id
@@ -40,16 +42,20 @@ ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES
 """game -> (dream id, latent twin id), for every shipped dream (those of other games added by _register)."""
 
 
-def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any]) -> tuple[str, str]:
+def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any], replace: bool = False) -> tuple[str, str]:
     """Register a dream (with its vector entry point) and its latent twin, both made with
-    ``kwargs``; an id registered already with other arguments is an error."""
+    ``kwargs``. An id registered already for the same game is kept, or with ``replace`` made
+    anew for these ``kwargs`` (another model of that game); for another game it is an error."""
     for env_id, entry_point, vector in ((ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv"),
                                         (ids[1], "dreamgym.envs.latent:make_latent_env", None)):
         if env_id in registry:
-            if registry[env_id].kwargs != kwargs:
-                raise ValueError(f"{env_id} is registered already, for {registry[env_id].kwargs}: a model of another "
-                                 "game named the same? give this one another name (game_from_env(name=...))")
-            continue
+            if registry[env_id].kwargs.get("game") != kwargs["game"]:
+                raise ValueError(f"{env_id} is registered already for the game {registry[env_id].kwargs.get('game')!r}: "
+                                 f"build the model of {kwargs['game']!r} under another name "
+                                 "(--env-setting name=... or game_from_env(name=...))")
+            if not replace or registry[env_id].kwargs == kwargs:
+                continue
+            del registry[env_id]
         register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **limits)
     return ids
 
@@ -64,13 +70,29 @@ def register(world_model: str | os.PathLike) -> tuple[str, str]:
     ``gym.make(dream_id, temperature=1.0)`` (and ``gym.make_vec``, the latent twin, SB3) as for
     the shipped dreams, with the same keyword arguments. The ids are the game's
     (``Dream<Name>-v0``, ``Latent<Name>-v0``); the model directory records the env it was built
-    from, so its game is rebuilt from it (only config.json is read here)."""
+    from, so its game is rebuilt from it (only config.json is read here). Registering another
+    model of the same game (a later round) points the ids at it."""
     from dreamgym.checkpoint import model_game, resolve_model_dir
 
     directory = resolve_model_dir(world_model).resolve()
     game = model_game(directory)
     return _register_ids((game.dream_env_id, game.latent_env_id), {"game": game.name, "world_model": str(directory)},
-                         _limits(game))
+                         _limits(game), replace=True)
+
+
+def _shipped_limits(env: dict[str, Any]) -> dict[str, Any] | None:
+    """The episode cap and reward threshold a shipped model's env entry records, or None when
+    they are missing or out of range (loading the model by name then says what is wrong)."""
+    from dreamgym.games import SPEC_LIMITS
+
+    steps, threshold = env.get("max_episode_steps"), env.get("reward_threshold")
+    low, high = SPEC_LIMITS["max_episode_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
+        return None
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not math.isfinite(threshold)):
+        return None
+    return {"max_episode_steps": steps, "reward_threshold": threshold}
 
 
 def _register() -> None:
@@ -83,10 +105,13 @@ def _register() -> None:
             name, dream_id, latent_id = env_names(env["env_id"], env.get("name"))
         except (KeyError, TypeError, ValueError):
             continue  # a damaged shipped model: loading it by name says what is wrong
-        if name == game_name:
-            limits = {key: env.get(key) if isinstance(env.get(key), (int, float)) else None
-                      for key in ("max_episode_steps", "reward_threshold")}
+        limits = _shipped_limits(env)
+        if name != game_name or limits is None:
+            continue
+        try:
             ENV_IDS[name] = _register_ids((dream_id, latent_id), {"game": name, "world_model": model}, limits)
+        except ValueError as error:  # a data directory never breaks the import
+            warnings.warn(f"shipped model {model!r} not registered: {error}", stacklevel=2)
 
 
 _LAZY = {

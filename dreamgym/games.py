@@ -16,6 +16,7 @@ import errno
 import functools
 import hashlib
 import itertools
+import math
 import os
 import re
 import shlex
@@ -559,15 +560,15 @@ def import_env_package(module: str, trusted: bool) -> None:
 
     if module in sys.modules:
         return
-    allowed = [*ENV_PACKAGES, *filter(None, os.environ.get("DREAMGYM_ENV_PACKAGES", "").split(","))]
+    allowed = [*ENV_PACKAGES, *filter(None, (p.strip() for p in os.environ.get("DREAMGYM_ENV_PACKAGES", "").split(",")))]
     if not trusted and module not in allowed:
         raise ValueError(f"a file asks dreamgym to import {module!r} to make its game; only {allowed} are imported on "
                          f"a file's word: add it to DREAMGYM_ENV_PACKAGES, or import {module} in your own code first")
     try:
         importlib.import_module(module)  # importing it registers its ids
-    except ImportError as error:
+    except ImportError as error:  # a ValueError: the command line reports it as a bad input
         extra = ' (pip install "dreamgym[atari]")' if module == "ale_py" else ""
-        raise ImportError(f"the game needs the package {module!r}{extra}: {error}") from error
+        raise ValueError(f"the game needs the package {module!r}{extra}: {error}") from error
 
 
 def _import_env_package(module: str) -> dict[str, Any]:
@@ -612,6 +613,9 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
         if isinstance(value, bool) or not isinstance(value, SPEC_SETTINGS[key]):
             raise ValueError(f"game_from_env: {key} must be of type {' or '.join(t.__name__ for t in SPEC_SETTINGS[key])}, "
                              f"got {value!r}")
+    for key, value in settings.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"game_from_env: {key} must be a finite number, got {value!r}")
     for key, (low, high) in SPEC_LIMITS.items():
         if key in settings and not low <= settings[key] <= high:
             raise ValueError(f"game_from_env: {key} must be in [{low}, {high}], got {settings[key]!r}")
@@ -625,19 +629,24 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
         raise ValueError(f"cannot make {bare_id!r}: {error}{hint}") from None
     try:
         frame_key = _frame_key(env.observation_space, bare_id, settings.get("frame_key"))
+        height = (env.observation_space if frame_key is None else env.observation_space[frame_key]).shape[0]
         actions = env.action_space
         spec_steps = env.spec.max_episode_steps if env.spec is not None else None
         render_fps = int(env.metadata.get("render_fps") or 30)
     finally:
         env.close()
+    _check_actions(actions, bare_id)
     crop = settings.get("crop_rows")
     if crop is not None and (len(crop) != 2 or not all(isinstance(r, int) and not isinstance(r, bool) for r in crop)
-                             or not 0 <= crop[0] < crop[1]):
-        raise ValueError(f"crop_rows must be two rows [top, bottom) with 0 <= top < bottom, got {crop!r}")
+                             or not 0 <= crop[0] < crop[1] <= height):
+        raise ValueError(f"crop_rows must be two rows [top, bottom) with 0 <= top < bottom <= {height} (the height "
+                         f"of {bare_id}'s frames), got {crop!r}")
     name, dream_env_id, latent_env_id = env_names(env_id, settings.get("name"))
+    # The spec records the episode cap it resolved: a model's ids are registered from its file alone.
+    settings["max_episode_steps"] = settings.get("max_episode_steps") or spec_steps or DEFAULT_MAX_EPISODE_STEPS
     return Game(
         name=name, real_env_id=bare_id, actions=actions, dream_env_id=dream_env_id, latent_env_id=latent_env_id,
-        max_episode_steps=settings.get("max_episode_steps") or spec_steps or DEFAULT_MAX_EPISODE_STEPS,
+        max_episode_steps=settings["max_episode_steps"],
         frame_key=frame_key, crop_rows=None if crop is None else (int(crop[0]), int(crop[1])),
         reward_threshold=settings.get("reward_threshold"), z_dim=settings.get("z_dim", 32),
         hidden_dim=settings.get("hidden_dim", 256), alive_reward=settings.get("alive_reward"),
@@ -645,6 +654,16 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
         setup=functools.partial(_import_env_package, module) if module else None,
         spec={"env_id": env_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}},
     )
+
+
+def _check_actions(space: gym.spaces.Space, env_id: str) -> None:
+    """What a generic game can act with: ``Discrete`` actions numbered from 0, or a 1-D float ``Box``."""
+    if isinstance(space, gym.spaces.Discrete) and space.start == 0:
+        return
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating):
+        return
+    raise ValueError(f"{env_id} acts with {space}: dreamgym plays Discrete actions numbered from 0 or a 1-D float Box "
+                     "(wrap the env to map its actions onto one of those first)")
 
 
 def resolve_game(name: Any, env: Any = None) -> Game:

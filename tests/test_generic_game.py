@@ -74,9 +74,18 @@ class PixelChaseDict(PixelChase):
         return (self.observe(frame), *rest)
 
 
+class PixelChaseFromOne(PixelChase):
+    """The same game with its actions numbered 1, 2, 3: not something dreamgym plays."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode)
+        self.action_space = gym.spaces.Discrete(3, start=1)
+
+
 if "PixelChase-v0" not in gym.registry:
     gym.register("PixelChase-v0", entry_point=PixelChase, max_episode_steps=40)
     gym.register("PixelChaseDict-v0", entry_point=PixelChaseDict, max_episode_steps=40)
+    gym.register("PixelChaseFromOne-v0", entry_point=PixelChaseFromOne)
 
 ENV_ID = "test_generic_game:PixelChase-v0"
 
@@ -118,6 +127,13 @@ def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
         game_from_env(ENV_ID, colour="red")
     with pytest.raises(ValueError, match="z_dim must be in"):
         game_from_env(ENV_ID, z_dim=10**9)
+    assert game_from_env(ENV_ID, name="chase-default").spec["max_episode_steps"] == 40  # the env's cap, recorded
+    with pytest.raises(ValueError, match="alive_reward must be a finite number"):
+        game_from_env(ENV_ID, alive_reward=float("nan"))
+    with pytest.raises(ValueError, match=r"bottom <= 48 \(the height"):
+        game_from_env(ENV_ID, crop_rows=[0, 60])
+    with pytest.raises(ValueError, match="Discrete actions numbered from 0 or a 1-D float Box"):
+        game_from_env("test_generic_game:PixelChaseFromOne-v0")
 
 
 def test_a_file_cannot_make_dreamgym_import_a_package_it_names(monkeypatch):
@@ -127,7 +143,7 @@ def test_a_file_cannot_make_dreamgym_import_a_package_it_names(monkeypatch):
     with pytest.raises(ValueError, match="add it to DREAMGYM_ENV_PACKAGES, or import .* in your own code first"):
         game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
     monkeypatch.setenv("DREAMGYM_ENV_PACKAGES", "a_package_nobody_imported")  # the user's word: imported, if it exists
-    with pytest.raises(ImportError, match="needs the package 'a_package_nobody_imported'"):
+    with pytest.raises(ValueError, match="needs the package 'a_package_nobody_imported'"):
         game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
 
 
@@ -184,12 +200,17 @@ def test_a_shipped_dream_of_another_game_is_registered_on_import(pixel_run, tmp_
     import subprocess
     import sys
 
-    shutil.copytree(pixel_run / "model", tmp_path / "pretrained" / "pixel_chase")
+    shipped = tmp_path / "pretrained" / "pixel_chase"
+    shutil.copytree(pixel_run / "model", shipped)
+    shutil.copytree(pixel_run / "model", tmp_path / "pretrained" / "pixel_chase_2")  # a second of the same game
     script = (
         "import warnings, gymnasium as gym, dreamgym\n"
         "from gymnasium.utils.env_checker import check_env\n"
         "assert dreamgym.ENV_IDS['pixelchase'] == ('DreamPixelChase-v0', 'LatentPixelChase-v0'), dreamgym.ENV_IDS\n"
         "assert gym.spec('DreamPixelChase-v0').max_episode_steps == 40\n"
+        "assert gym.spec('DreamPixelChase-v0').kwargs['world_model'] == 'pixel_chase'  # the first one wins\n"
+        f"assert dreamgym.register({str(shipped / '..' / 'pixel_chase_2')!r}) == dreamgym.ENV_IDS['pixelchase']\n"
+        "assert gym.spec('DreamPixelChase-v0').kwargs['world_model'].endswith('pixel_chase_2')  # re-pointed\n"
         "warnings.filterwarnings('ignore', message='.*(infinity|symmetric and normalized).*')\n"
         "for env_id in dreamgym.ENV_IDS['pixelchase']:\n"
         "    check_env(gym.make(env_id).unwrapped, skip_render_check=True)\n"
