@@ -82,10 +82,23 @@ class PixelChaseFromOne(PixelChase):
         self.action_space = gym.spaces.Discrete(3, start=1)
 
 
+class PixelSteer(PixelChase):
+    """The same game steered with a speed in [-2, 2] (a 1-D float Box)."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.x = int(np.clip(self.x + round(2 * float(action[0])), 0, SIZE - BLOCK))
+        return self.frame(), float(self.x >= SIZE - BLOCK - STEP), False, False, {}
+
+
 if "PixelChase-v0" not in gym.registry:
     gym.register("PixelChase-v0", entry_point=PixelChase, max_episode_steps=40)
     gym.register("PixelChaseDict-v0", entry_point=PixelChaseDict, max_episode_steps=40)
     gym.register("PixelChaseFromOne-v0", entry_point=PixelChaseFromOne)
+    gym.register("PixelSteer-v0", entry_point=PixelSteer, max_episode_steps=40)
 
 ENV_ID = "test_generic_game:PixelChase-v0"
 
@@ -134,6 +147,25 @@ def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
         game_from_env(ENV_ID, crop_rows=[0, 60])
     with pytest.raises(ValueError, match="Discrete actions numbered from 0 or a 1-D float Box"):
         game_from_env("test_generic_game:PixelChaseFromOne-v0")
+
+
+def test_a_game_with_box_actions_explores_and_is_steered_within_its_bounds():
+    import torch
+
+    from dreamgym.games import game_from_env
+
+    game = game_from_env("test_generic_game:PixelSteer-v0")
+    assert not game.discrete and game.action_dim == game.controller_output_dim == 1
+    env = game.make_real_env()
+    explorer = game.explorer(np.random.default_rng(0), env)
+    observation, _ = env.reset(seed=0)
+    actions = np.array([explorer(observation) for _ in range(200)])
+    assert actions.shape == (200, 1) and actions.dtype == np.float32 and np.all(np.abs(actions) <= 2)
+    assert len(np.unique(actions)) > 10 and (np.diff(actions[:, 0]) == 0).mean() > 0.5  # held 1-10 steps
+    assert np.array_equal(game.encode_actions(actions), actions)
+    mapped = game.controller_actions(torch.tensor([[-1.0], [0.0], [1.0]]))
+    assert torch.allclose(mapped, torch.tensor([[-2.0], [0.0], [2.0]]))  # tanh outputs scaled to the bounds
+    env.close()
 
 
 def test_a_file_cannot_make_dreamgym_import_a_package_it_names(monkeypatch):
