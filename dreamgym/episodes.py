@@ -21,7 +21,10 @@ misshapen frame ever reaches a model.
 from __future__ import annotations
 
 import collections
+import io
+import math
 import os
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +42,13 @@ MAX_LOGVAR = 30.0
 """|log σ²| above this is no posterior V can produce; such a file is refused."""
 DATA_READERS = min(8, os.cpu_count() or 1)
 """Threads that read and decompress files for V's and M's training."""
+MAX_ARRAY_BYTES = 4 << 30
+"""The largest array a file may hold (an Atari episode of 27,000 steps is 0.33 GiB of frames)."""
+_HEADER_LOCK = threading.Lock()
+"""numpy parses an .npy header with ``ast.literal_eval``, and CPython before 3.11.8 counts the AST
+converter's recursion per interpreter, not per thread: two threads parsing at once can fail with
+``SystemError: AST constructor recursion depth mismatch``. Reader threads decompress in parallel
+and parse headers one at a time."""
 
 
 class EpisodeFileError(DamagedFileError):
@@ -81,15 +91,37 @@ def episode_bytes(frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Every array of an npz file (never unpickled), or EpisodeFileError naming the file and the damage."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in keys if key not in data.files]
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            missing = [key for key in keys if key not in members]
             if missing:
                 raise EpisodeFileError(f"{path}: missing arrays {missing}")
-            return {key: data[key] for key in data.files}
+            arrays = {}
+            for key, info in members.items():
+                if info.file_size > MAX_ARRAY_BYTES:
+                    raise EpisodeFileError(f"{path}: array {key!r} is {info.file_size} bytes, "
+                                           f"more than the {MAX_ARRAY_BYTES} a file may hold")
+                arrays[key] = _npy_array(archive.read(info))  # zlib releases the GIL: readers run in parallel
+            return arrays
     except EpisodeFileError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
         raise EpisodeFileError(f"{path} is damaged or truncated ({type(error).__name__}: {error})") from error
+
+
+def _npy_array(raw: bytes) -> np.ndarray:
+    """The array of an .npy file's bytes: never unpickled, never larger than the bytes it came in."""
+    stream = io.BytesIO(raw)
+    with _HEADER_LOCK:
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+        if read_header is None:
+            raise ValueError(f".npy format version {major} is not one numpy's savez writes (1 or 2)")
+        shape, fortran_order, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise ValueError(f"arrays of Python objects ({dtype}) are refused")
+    array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran_order else "C").copy()
 
 
 def read_episode(path: Path, game: Game | None = None) -> dict[str, np.ndarray]:

@@ -3,11 +3,18 @@ it, and the stages skip it like a truncated one, so no NaN or misshapen frame re
 
 from __future__ import annotations
 
+import gc
+import io
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
 
-from dreamgym.episodes import EpisodeFileError, read_episode, read_latents
+from dreamgym.episodes import EpisodeFileError, read_episode, read_latents, read_npz
 from dreamgym.files import npz_bytes
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import LatentEpisodes
@@ -94,6 +101,59 @@ def test_well_formed_files_are_read_unchanged(tmp_path):
         assert all(np.array_equal(read[key], arrays[key]) for key in arrays)
     read = read_latents(write(tmp_path / "episode_000009.npz", latents()), DOOM)
     assert read["mu"].shape == (5, 3)
+
+
+def npy_bytes(header: str, data: bytes) -> bytes:
+    header = header.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
+
+
+@pytest.mark.parametrize("member, damage", [
+    (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", bytes(16)), "smaller"),
+    (npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", bytes(8)), "Python objects"),
+    (b"\x93NUMPY\x09\x00" + bytes(200), "version"),
+])
+def test_an_array_is_never_larger_than_its_bytes_nor_unpickled(member, damage, tmp_path):
+    path = tmp_path / "episode_000005.npz"
+    arrays = episode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            archive.writestr(f"{key}.npy", member if key == "rewards" else buffer.getvalue())
+    with pytest.raises(EpisodeFileError, match=f"episode_000005.npz.*{damage}"):
+        read_episode(path, DOOM)
+
+
+class _SwitchesThreadsWhenCollected:
+    def __del__(self):
+        time.sleep(0)
+
+
+def test_reader_threads_at_different_depths_read_at_once(tmp_path):
+    """numpy parses .npy headers with the AST, whose recursion count CPython 3.11.7 shares between
+    threads; a collection running a finalizer mid-parse hands the GIL over. Without the header lock
+    this fails with SystemError in most runs (it cannot pass falsely: the lock is what holds)."""
+    path = write(tmp_path / "episode_000001.npz", {"a": np.zeros(3)})
+
+    def read_at_depth(depth: int) -> int:
+        if depth:
+            return read_at_depth(depth - 1)
+        for _ in range(1000):
+            garbage = _SwitchesThreadsWhenCollected()
+            garbage.cycle = garbage
+            read_npz(path, ("a",))
+        return 0
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(100)
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(read_at_depth, range(0, 40, 5))) == [0] * 8
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
 
 
 def test_ms_data_and_vs_batches_skip_malformed_files_and_say_which(tmp_path):
