@@ -80,6 +80,14 @@ def register(world_model: str | os.PathLike) -> tuple[str, str]:
                          _limits(game), replace=True)
 
 
+def _ensure_registered(env_id: str, world_model: Any) -> None:
+    """Register ``world_model``'s ids when ``env_id`` is not registered yet (the dream of a game
+    made by ``game_from_env``, in a process that has not called ``register`` for it: a spawned
+    worker, or ``train_sb3`` given the model directory)."""
+    if env_id not in registry and isinstance(world_model, (str, os.PathLike)):
+        register(world_model)
+
+
 def _shipped_limits(env: dict[str, Any]) -> dict[str, Any] | None:
     """The episode cap and reward threshold a shipped model's env entry records, or None when
     they are missing or out of range (loading the model by name then says what is wrong)."""

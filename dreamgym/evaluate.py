@@ -133,9 +133,7 @@ def check_env_id(env_id: str, env_kwargs: dict[str, Any]) -> None:
     registered its model yet, e.g. a spawned worker)."""
     import dreamgym  # registers the shipped ids
 
-    model = env_kwargs.get("world_model")
-    if env_id not in gym.registry and isinstance(model, (str, os.PathLike)):
-        dreamgym.register(model)
+    dreamgym._ensure_registered(env_id, env_kwargs.get("world_model"))
     gym.spec(env_id)
 
 

@@ -252,3 +252,20 @@ def test_a_shipped_dream_of_another_game_is_registered_on_import(pixel_run, tmp_
     env = {**os.environ, "DREAMGYM_PRETRAINED": str(tmp_path / "pretrained")}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "pixelchase", result.stderr[-3000:]
+
+
+def test_iterate_trains_ppo_in_the_dream_of_a_game_made_from_an_env_id(pixel_run, tmp_path):
+    """`dreamgym iterate --env ... --agent ppo` in a new process, which has registered no id of
+    the game: PPO in round 0's dream, a round of the agent's own episodes, its table."""
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(pixel_run, start)
+    result = dreamgym_cli("iterate", "--env", ENV_ID, "--env-setting", "max_episode_steps=40", "--out",
+                          str(tmp_path / "iter"), "--start", str(start), "--agent", "ppo", "--trust-zip", "--rounds", "2",
+                          "--episodes", "4", "--agent-steps", "256", "--eval-episodes", "2", "--refine-epochs", "1",
+                          "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads((tmp_path / "iter" / "rounds.json").read_text())
+    assert [row["round"] for row in rounds] == [0, 1]
+    assert (tmp_path / "iter" / "round_1" / "agent.zip").exists()

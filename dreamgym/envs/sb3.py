@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+import dreamgym
 from dreamgym.envs.vector import DreamVectorEnv
 
 
@@ -84,8 +85,9 @@ def make_sb3_vec_env(env_id: str, num_envs: int, *, device: str = "auto", **kwar
     ``world_model``, ...)."""
     if "autoreset_mode" in kwargs:
         raise ValueError("make_sb3_vec_env always uses same-step reset, as SB3 expects")
+    dreamgym._ensure_registered(env_id, kwargs.get("world_model"))
     spec = gym.spec(env_id)
     if spec.vector_entry_point is None or "Dream" not in env_id:
-        raise ValueError(f"{env_id} is not a dreamgym dream id; expected one of DreamCarRacing-v0, DreamDoomTakeCover-v0")
+        raise ValueError(f"{env_id} is not a dreamgym dream id; expected a Dream*-v0 id such as DreamDoomTakeCover-v0")
     vector_env = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, device=device, **kwargs)
     return VecMonitor(DreamSB3VecEnv(vector_env))
