@@ -488,13 +488,21 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
     return metadata
 
 
+def pipeline_command(config: RunConfig) -> str:
+    """The command that builds a run like ``config`` (its game by name, or the env it was made from)."""
+    if config.env is None:
+        return f"dreamgym pipeline {config.game} --preset {config.preset}"
+    settings = "".join(f" --env-setting {key}={json.dumps(value)}" for key, value in config.env.items() if key != "env_id")
+    return f"dreamgym pipeline --env {config.env['env_id']}{settings} --preset {config.preset}"
+
+
 def model_card(run_dir: Path, model: WorldModel) -> str:
     meta = run_metadata(run_dir)
     config = RunConfig.load(run_dir)
     lines = [
         f"# dreamgym world model: {config.game}",
         "",
-        f"Built with `dreamgym pipeline {config.game} --preset {config.preset}` (settings in config.json).",
+        f"Built with `{pipeline_command(config)}` (settings in config.json).",
         "",
         "## Sizes",
         f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",

@@ -187,6 +187,8 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     run_json = json.loads((pixel_run / "run.json").read_text())
     assert run_json["game"] == "pixelchase" and run_json["env"] == {"env_id": ENV_ID, "max_episode_steps": 40}
     assert json.loads((pixel_run / "model" / "config.json").read_text())["env"] == run_json["env"]
+    card = (pixel_run / "model" / "MODEL_CARD.md").read_text()
+    assert f"`dreamgym pipeline --env {ENV_ID} --env-setting max_episode_steps=40 --preset tiny`" in card
 
     exported = tmp_path / "half"
     assert dreamgym_cli("export", str(pixel_run), "--to", str(exported), "--float16", cwd=tmp_path).returncode == 0
