@@ -2,7 +2,8 @@
 several training seeds, each tested on real Boxing bouts against uniform random play.
 
     pip install "dreamgym[atari]"
-    python examples/ppo_boxing.py [--world-model boxing] [--steps 3000000] [--seeds 0,1,2] [--episodes 100]
+    dreamgym pipeline --env ale_py:ALE/Boxing-v5 --env-setting max_episode_steps=2000 --out runs/boxing
+    python examples/ppo_boxing.py --world-model runs/boxing/model [--steps 3000000] [--seeds 0,1,2] [--episodes 100]
 """
 
 import argparse
@@ -15,7 +16,7 @@ from dreamgym.evaluate import evaluate
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--world-model", default="boxing", help="a model directory, or a shipped model's name")
+    parser.add_argument("--world-model", required=True, help="a Boxing model directory (or a shipped model's name)")
     parser.add_argument("--steps", type=int, default=3_000_000, help="dream steps per training seed")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--episodes", type=int, default=100, help="real bouts per evaluation")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamgym.checkpoint import save_world_model
+from dreamgym.checkpoint import SHIPPED_MODELS, resolve_model_dir, save_world_model
 from dreamgym.config import DreamSettings
 from dreamgym.games import get_game
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
@@ -62,9 +62,11 @@ def defended_world_model(game_name: str, members: int = 3, defaults: DreamSettin
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """game name -> a model directory holding a small untrained world model."""
+    """game name -> a model directory: a small untrained world model of each game dreamgym
+    defines; the shipped dream itself for each game made from an env id (none is shipped yet)."""
     root = tmp_path_factory.mktemp("models")
-    return {name: save_world_model(small_world_model(name), root / name) for name in ("carracing", "doom")}
+    dirs = {name: save_world_model(small_world_model(name), root / name) for name in ("carracing", "doom")}
+    return {**dirs, **{game: resolve_model_dir(model) for model, game in SHIPPED_MODELS.items() if game not in dirs}}
 
 
 def run_command(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
