@@ -252,7 +252,9 @@ def train_vae_stage(run_dir: str | Path, *, resume: bool = False, force: bool = 
                               device=device, init=init)
         last = result.history[-1]
         verb = "trained" if result.trained_epochs else "already finished"
-        return f"V {verb}: {result.epochs} epochs, loss {last['loss']:.1f} (reconstruction {last['reconstruction']:.1f})"
+        # A V imported from another model carries a history without per-term losses.
+        return (f"V {verb}: {result.epochs} epochs, loss {last.get('loss', float('nan')):.1f} "
+                f"(reconstruction {last.get('reconstruction', float('nan')):.1f})")
 
     return _timed(run_dir, "train-vae", work)
 
