@@ -23,6 +23,7 @@ from dreamgym.games import GAMES, SPEC_SETTINGS, game_from_env, get_game, regist
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
+    START_EPISODES,
     collect_stage,
     encode_stage,
     export_stage,
@@ -168,7 +169,7 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    _print(str(export_stage(args.run, args.to, float16=args.float16, report=_print)))
+    _print(str(export_stage(args.run, args.to, float16=args.float16, starts=args.start_episodes, report=_print)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--to", required=True, help="the model directory to write (world_model=DIR loads it)")
     p.add_argument("--float16", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--start-episodes", type=int, default=None, metavar="N",
+                   help=f"real episodes stored for the dreams' starts='data' (default {START_EPISODES}; 0: none, "
+                        "a leaner model whose dreams start only from first frames)")
 
     p = command("evaluate", "run a policy for N episodes on a registered env", cmd_evaluate)
     p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")

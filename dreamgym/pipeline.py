@@ -314,8 +314,10 @@ def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool
     return _timed(run_dir, "train-mdnrnn", work)
 
 
-def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> WorldModel:
-    """Assemble V, M, the first-frame latents and (if trained) the controller of a run."""
+def world_model_from_run(run_dir: str | Path, report: Report = no_report, starts: int | None = None) -> WorldModel:
+    """Assemble V, M, the first-frame latents, ``starts`` real episodes' latents for
+    ``starts="data"`` (default :data:`START_EPISODES`; 0: none) and (if trained) the controller
+    of a run."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
     game = get_game(config.game)
@@ -328,7 +330,9 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report) -> Wor
     controller_file = run_dir / "controller" / BEST_FILE
     controller = load_controller(controller_file) if controller_file.exists() else None
     return WorldModel(game, vae, members[0], torch.from_numpy(mu), torch.from_numpy(logvar), controller,
-                      members=members[1:], start_episodes=start_episodes(run_dir, game, report=report),
+                      members=members[1:],
+                      start_episodes=start_episodes(run_dir, game, START_EPISODES if starts is None else starts, report)
+                      if starts != 0 else None,
                       dream_defaults=config.dream)
 
 
@@ -397,11 +401,16 @@ def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, fo
     return _timed(run_dir, "train-controller-real", work)
 
 
-def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, report: Report = no_report) -> StageReport:
+def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, starts: int | None = None,
+                 report: Report = no_report) -> StageReport:
+    """Write the run's model directory; ``starts``: real episodes kept for ``starts="data"``
+    (default :data:`START_EPISODES`; 0 leaves them out, for a lean shipped model)."""
     run_dir, to = Path(run_dir), Path(to)
+    if starts is not None and (isinstance(starts, bool) or not isinstance(starts, int) or starts < 0):
+        raise ValueError(f"starts must be a whole number of episodes >= 0 (0: none), got {starts!r}")
 
     def work() -> str:
-        model = world_model_from_run(run_dir, report)
+        model = world_model_from_run(run_dir, report, starts)
         model.metadata = run_metadata(run_dir)
         save_world_model(model, to, model_card=model_card(run_dir, model), weights_dtype=torch.float16 if float16 else None)
         pictures = to / "pictures"

@@ -205,7 +205,7 @@ class WorldModel:
                              f"a model with 2 or more M members; this one has {K} (train it with mdnrnn.members >= 2)")
         if chosen.starts == "data" and self.start_episodes is None:
             raise ValueError('starts="data" needs a model directory that stores real episodes to start from '
-                             "(exported by this version of dreamgym); this one has none")
+                             "(`dreamgym export` without --start-episodes 0); this one has none")
         return chosen
 
     def runs_members(self, settings: DreamSettings) -> bool:

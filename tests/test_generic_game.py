@@ -190,8 +190,11 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     card = (pixel_run / "model" / "MODEL_CARD.md").read_text()
     assert f"`dreamgym pipeline --env {ENV_ID} --env-setting max_episode_steps=40 --preset tiny`" in card
 
-    exported = tmp_path / "half"
-    assert dreamgym_cli("export", str(pixel_run), "--to", str(exported), "--float16", cwd=tmp_path).returncode == 0
+    exported = tmp_path / "half"  # lean, as a shipped dream of an env id: float16, no start episodes
+    assert dreamgym_cli("export", str(pixel_run), "--to", str(exported), "--float16", "--start-episodes", "0",
+                        cwd=tmp_path).returncode == 0
+    assert (pixel_run / "model" / "start_episodes.safetensors").is_file()
+    assert not (exported / "start_episodes.safetensors").exists()
     dream_id, latent_id = dreamgym.register(pixel_run / "model")
     assert (dream_id, latent_id) == ("DreamPixelChase-v0", "LatentPixelChase-v0")
     assert dreamgym.register(pixel_run / "model") == (dream_id, latent_id)  # again: the same ids
@@ -201,6 +204,8 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
             for kwargs in ({}, {"world_model": str(exported)}):
                 gymnasium_check_env(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
                 sb3_check_env(gym.make(env_id, **kwargs), warn=False)
+    with pytest.raises(ValueError, match="stores real episodes to start from"):
+        gym.make(dream_id, world_model=str(exported), starts="data")
     with pytest.raises(ValueError, match="pixelchase has no shipped model: pass world_model="):
         gym.make(dream_id, world_model=None)
     dream = gym.make(dream_id, temperature=1.3)
