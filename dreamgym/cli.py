@@ -169,7 +169,10 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    _print(str(export_stage(args.run, args.to, float16=args.float16, starts=args.start_episodes, report=_print)))
+    from dreamgym.iterate import round_origin
+
+    _print(str(export_stage(args.run, args.to, float16=args.float16, starts=args.start_episodes,
+                            built_with=round_origin(Path(args.run)), report=_print)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

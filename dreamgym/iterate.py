@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -47,9 +48,11 @@ from dreamgym.pipeline import (
     collect_stage,
     encode_stage,
     export_stage,
+    game_arguments,
     init_run,
     load_vae,
     next_round,
+    pipeline_command,
     record_time,
     train_mdnrnn_stage,
     train_vae_stage,
@@ -188,6 +191,41 @@ def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> N
                                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")
 
 
+def iterate_command(run: Path) -> str:
+    """The command that made RUN, with every setting that is not the default (paths shortened to
+    their names), and the pipeline its round 0 came from."""
+    path = run / SETTINGS_FILE
+    try:
+        stored = json.loads(path.read_text())
+        config, game, preset = IterateConfig(**stored["settings"]), stored["game"], stored["preset"]
+        arguments = [f"dreamgym iterate {game_arguments(game, stored.get('env'))} --out RUN"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
+    default = IterateConfig()
+    for spec in dataclasses.fields(IterateConfig):
+        value = getattr(config, spec.name)
+        if spec.name in ("start", "workers") or value == getattr(default, spec.name):
+            continue
+        if spec.name == "dream":
+            arguments += [f"--dream {key}={json.dumps(setting)}" for key, setting in value.items()]
+        else:
+            arguments.append(f"--{spec.name.replace('_', '-')} {Path(value).name if spec.name == 'agent' else value}")
+    if config.agent != "cmaes":
+        arguments.append("--trust-zip")
+    if config.start is None:
+        return " ".join(arguments) + f" --preset {preset}"
+    return f"{' '.join(arguments)} --start RUN0`, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}"
+
+
+def round_origin(rdir: Path) -> str | None:
+    """How round directory ``rdir`` of a ``dreamgym iterate`` run was made, for its model card
+    ("round K of `dreamgym iterate ...`"); None for any other run directory."""
+    match = re.fullmatch(r"round_(\d+)", rdir.name)
+    if match is None or not (rdir.parent / SETTINGS_FILE).is_file():
+        return None
+    return f"round {match[1]} of `{iterate_command(rdir.parent)}`"
+
+
 def stored_game(run: Path) -> str:
     """The game RUN iterates (built again from its env entry when it is one of ``game_from_env``)."""
     path = run / SETTINGS_FILE
@@ -318,7 +356,7 @@ def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Re
             model, rdir / "controller", RunConfig.load(rdir).controller, resume=True, progress=progress, report=report,
             x0=x0))
         dream_mean = result.best_score
-        export_stage(rdir, rdir / "model", report=report)  # the model directory now holds the controller
+        export_stage(rdir, rdir / "model", built_with=round_origin(rdir), report=report)  # now with the controller
     elif parent is None and config.agent.endswith(".zip"):  # the given agent, as it is: its score in this dream
         dream_mean = _timed_part(rdir, "train-agent", lambda: given_agent_dream_score(rdir, config, device))
     else:
@@ -383,7 +421,7 @@ def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, 
         lambda: encode_stage(rdir, progress=progress, report=report, device=device),
         lambda: train_mdnrnn_stage(rdir, resume=True, progress=progress, report=report, device=device,
                                    refine_from=parent),
-        lambda: export_stage(rdir, rdir / "model", report=report),
+        lambda: export_stage(rdir, rdir / "model", built_with=round_origin(rdir), report=report),
     ):
         report(f"round {k} {stage()}")
     dream_mean = train_agent(rdir, k, run, config, report, progress, device)

@@ -402,9 +402,10 @@ def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, fo
 
 
 def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, starts: int | None = None,
-                 report: Report = no_report) -> StageReport:
+                 built_with: str | None = None, report: Report = no_report) -> StageReport:
     """Write the run's model directory; ``starts``: real episodes kept for ``starts="data"``
-    (default :data:`START_EPISODES`; 0 leaves them out, for a lean shipped model)."""
+    (default :data:`START_EPISODES`; 0 leaves them out, for a lean shipped model);
+    ``built_with``: see :func:`model_card`."""
     run_dir, to = Path(run_dir), Path(to)
     if starts is not None and (isinstance(starts, bool) or not isinstance(starts, int) or starts < 0):
         raise ValueError(f"starts must be a whole number of episodes >= 0 (0: none), got {starts!r}")
@@ -412,7 +413,7 @@ def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, 
     def work() -> str:
         model = world_model_from_run(run_dir, report, starts)
         model.metadata = run_metadata(run_dir)
-        save_world_model(model, to, model_card=model_card(run_dir, model), weights_dtype=torch.float16 if float16 else None)
+        save_world_model(model, to, model_card=model_card(run_dir, model, built_with), weights_dtype=torch.float16 if float16 else None)
         pictures = to / "pictures"
         pictures.mkdir(exist_ok=True)
         for source in ("episodes.png", "vae/reconstructions.png", "vae/loss.png", "mdnrnn/predictions.png", "mdnrnn/loss.png",
@@ -499,21 +500,28 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
     return metadata
 
 
+def game_arguments(game: str, env: dict[str, Any] | None) -> str:
+    """How a command names a game: by name, or as the env it was made from with its settings."""
+    if env is None:
+        return game
+    settings = "".join(f" --env-setting {key}={json.dumps(value)}" for key, value in env.items() if key != "env_id")
+    return f"--env {env['env_id']}{settings}"
+
+
 def pipeline_command(config: RunConfig) -> str:
     """The command that builds a run like ``config`` (its game by name, or the env it was made from)."""
-    if config.env is None:
-        return f"dreamgym pipeline {config.game} --preset {config.preset}"
-    settings = "".join(f" --env-setting {key}={json.dumps(value)}" for key, value in config.env.items() if key != "env_id")
-    return f"dreamgym pipeline --env {config.env['env_id']}{settings} --preset {config.preset}"
+    return f"dreamgym pipeline {game_arguments(config.game, config.env)} --preset {config.preset}"
 
 
-def model_card(run_dir: Path, model: WorldModel) -> str:
+def model_card(run_dir: Path, model: WorldModel, built_with: str | None = None) -> str:
+    """The card of a run's model directory; ``built_with``: how the run was made, when not by
+    ``pipeline_command`` alone (a round of ``dreamgym iterate``)."""
     meta = run_metadata(run_dir)
     config = RunConfig.load(run_dir)
     lines = [
         f"# dreamgym world model: {config.game}",
         "",
-        f"Built with `{pipeline_command(config)}` (settings in config.json).",
+        f"Built with {built_with or '`' + pipeline_command(config) + '`'} (settings in config.json).",
         "",
         "## Sizes",
         f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",
@@ -545,7 +553,10 @@ def model_card(run_dir: Path, model: WorldModel) -> str:
     lines += ["", "## Scores"]
     if meta["evaluations"]:
         for evaluation in meta["evaluations"]:
-            who = "random actions" if evaluation["policy"] == "random" else "the shipped controller"
+            policy = str(evaluation["policy"])
+            who = ("random actions" if policy == "random" else
+                   f"the SB3 agent {Path(policy).name} (not in this directory)" if policy.endswith(".zip") else
+                   "the shipped controller")
             lines.append(f"- {who} on {evaluation['env_id']}: {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over "
                          f"{evaluation['episodes']} episodes (seeds from {evaluation['seed']})")
     else:

@@ -134,6 +134,8 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     assert (run / "best" / "config.json").is_file() and (run / "best" / best_agent).is_file()
     card = (run / "best" / "MODEL_CARD.md").read_text()
     assert "## Iterative rounds" in card and f"This model is round {best['round']}." in card
+    assert f"Built with round {best['round']} of `dreamgym iterate {game} --out RUN " in card
+    assert "--rounds 2 --episodes 3 " in card and "--preset tiny` (settings in config.json)" in card
     assert (run / "best" / "pictures" / "rounds.png").is_file()
 
     again = run_command(command, cwd=tmp_path)  # finished: nothing is redone
@@ -176,6 +178,13 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
     assert sb3_algorithm(run / "round_1" / "agent.zip") == "A2C"  # trained on as what it is
     assert A2C.load(run / "round_1" / "agent.zip").num_timesteps >= 32 + 64
     assert "a2c from a2c.zip" in (run / "rounds.md").read_text()
+    exported = run_command([sys.executable, "-m", "dreamgym.cli", "export", str(run / "round_1"), "--to",
+                            str(tmp_path / "exported")], cwd=tmp_path)  # after its evaluation: with its score
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()  # how the round was made, and who scored what
+    assert "Built with round 1 of `dreamgym iterate doom --out RUN --agent a2c.zip" in card
+    assert "--trust-zip --start RUN0`, RUN0 made by `dreamgym pipeline doom --preset tiny`" in card
+    assert "- the SB3 agent agent.zip (not in this directory) on LatentDoomTakeCover-v0" in card
 
     wrong = A2C("MlpPolicy", "CartPole-v1", n_steps=8, device="cpu")  # another game's agent
     wrong.save(tmp_path / "cartpole.zip")
