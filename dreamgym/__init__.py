@@ -1,11 +1,13 @@
 """dreamgym: trained World Models (Ha & Schmidhuber 2018) as Gymnasium environments.
 
-Importing the package registers four ids (and imports nothing heavier than Gymnasium: the
-classes below, torch and Stable-Baselines3 load on first use):
+Importing the package registers the shipped dreams' ids (and imports nothing heavier than
+Gymnasium: the classes below, torch and Stable-Baselines3 load on first use):
 
 * ``DreamCarRacing-v0``, ``DreamDoomTakeCover-v0``: the dreams (keyword ``temperature``);
 * ``LatentCarRacing-v0``, ``LatentDoomTakeCover-v0``: the real games seen through V and M,
-  with exactly the dreams' observation and action spaces.
+  with exactly the dreams' observation and action spaces;
+* ``DreamBoxing-v0``, ``LatentBoxing-v0``: the same for Atari Boxing, a game made from its env
+  id (making them needs ``ale-py``: ``pip install "dreamgym[atari]"``).
 
 ``dreamgym.register(model_dir)`` registers the same pair for a model of any other game.
 """
