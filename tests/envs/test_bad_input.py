@@ -40,7 +40,10 @@ def directory_digest(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     "game,env_id,action,error,message",
     [("carracing", env_id, *case) for env_id in dreamgym.ENV_IDS["carracing"] for case in BAD_BOX_ACTIONS]
-    + [("doom", env_id, *case) for env_id in dreamgym.ENV_IDS["doom"] for case in BAD_DISCRETE_ACTIONS],
+    + [("doom", env_id, *case) for env_id in dreamgym.ENV_IDS["doom"] for case in BAD_DISCRETE_ACTIONS]
+    # the shipped dreams of env ids (Boxing: 18 discrete actions)
+    + [(game, env_id, *case) for game, ids in dreamgym.ENV_IDS.items() if game not in ("carracing", "doom")
+       for env_id in ids for case in [(18, ValueError, r"\[0, 17\]"), (-1, ValueError, r"\[0, 17\]"), *BAD_DISCRETE_ACTIONS[2:]]],
 )
 def test_bad_action_is_refused_and_leaves_the_episode_unchanged(model_dirs, game, env_id, action, error, message):
     env = gym.make(env_id, world_model=str(model_dirs[game]))
