@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--to", required=True, help="the model directory to write (world_model=DIR loads it)")
     p.add_argument("--float16", action="store_true", help="store weights as float16 (half the size)")
-    p.add_argument("--start-episodes", type=int, default=None, metavar="N",
+    p.add_argument("--start-episodes", type=int, default=START_EPISODES, metavar="N",
                    help=f"real episodes stored for the dreams' starts='data' (default {START_EPISODES}; 0: none, "
                         "a leaner model whose dreams start only from first frames)")
 

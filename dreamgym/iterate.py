@@ -191,9 +191,9 @@ def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> N
                                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")
 
 
-def iterate_command(run: Path) -> str:
-    """The command that made RUN, with every setting that is not the default (paths shortened to
-    their names), and the pipeline its round 0 came from."""
+def iterate_command(run: Path) -> tuple[str, IterateConfig]:
+    """The command that made RUN (with its last invocation's settings, those that are not the
+    default; paths shortened to their names), and those settings."""
     path = run / SETTINGS_FILE
     try:
         stored = json.loads(path.read_text())
@@ -212,9 +212,8 @@ def iterate_command(run: Path) -> str:
             arguments.append(f"--{spec.name.replace('_', '-')} {Path(value).name if spec.name == 'agent' else value}")
     if config.agent != "cmaes":
         arguments.append("--trust-zip")
-    if config.start is None:
-        return " ".join(arguments) + f" --preset {preset}"
-    return f"{' '.join(arguments)} --start RUN0`, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}"
+    arguments.append("--start RUN0" if config.start else f"--preset {preset}")  # a start brings its own preset
+    return " ".join(arguments), config
 
 
 def round_origin(rdir: Path) -> str | None:
@@ -223,7 +222,9 @@ def round_origin(rdir: Path) -> str | None:
     match = re.fullmatch(r"round_(\d+)", rdir.name)
     if match is None or not (rdir.parent / SETTINGS_FILE).is_file():
         return None
-    return f"round {match[1]} of `{iterate_command(rdir.parent)}`"
+    command, config = iterate_command(rdir.parent)
+    origin = f"round {match[1]} of `{command}`"
+    return origin if config.start is None else f"{origin}, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}`"
 
 
 def stored_game(run: Path) -> str:

@@ -314,10 +314,14 @@ def train_mdnrnn_stage(run_dir: str | Path, *, resume: bool = False, force: bool
     return _timed(run_dir, "train-mdnrnn", work)
 
 
-def world_model_from_run(run_dir: str | Path, report: Report = no_report, starts: int | None = None) -> WorldModel:
+START_EPISODES = 32
+"""Real episodes a model directory stores for ``starts="data"`` (evenly spaced over the run's):
+Doom's take ~1 MB at float16, CarRacing's ~2 MB."""
+
+
+def world_model_from_run(run_dir: str | Path, report: Report = no_report, starts: int = START_EPISODES) -> WorldModel:
     """Assemble V, M, the first-frame latents, ``starts`` real episodes' latents for
-    ``starts="data"`` (default :data:`START_EPISODES`; 0: none) and (if trained) the controller
-    of a run."""
+    ``starts="data"`` (0: none) and (if trained) the controller of a run."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir)
     game = get_game(config.game)
@@ -330,15 +334,8 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report, starts
     controller_file = run_dir / "controller" / BEST_FILE
     controller = load_controller(controller_file) if controller_file.exists() else None
     return WorldModel(game, vae, members[0], torch.from_numpy(mu), torch.from_numpy(logvar), controller,
-                      members=members[1:],
-                      start_episodes=start_episodes(run_dir, game, START_EPISODES if starts is None else starts, report)
-                      if starts != 0 else None,
+                      members=members[1:], start_episodes=start_episodes(run_dir, game, starts, report) if starts else None,
                       dream_defaults=config.dream)
-
-
-START_EPISODES = 32
-"""Real episodes a model directory stores for ``starts="data"`` (evenly spaced over the run's):
-Doom's take ~1 MB at float16, CarRacing's ~2 MB."""
 
 
 def start_episodes(run_dir: Path, game: Game, count: int = START_EPISODES, report: Report = no_report) -> StartEpisodes:
@@ -401,13 +398,12 @@ def train_controller_real_stage(run_dir: str | Path, *, resume: bool = False, fo
     return _timed(run_dir, "train-controller-real", work)
 
 
-def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, starts: int | None = None,
+def export_stage(run_dir: str | Path, to: str | Path, *, float16: bool = False, starts: int = START_EPISODES,
                  built_with: str | None = None, report: Report = no_report) -> StageReport:
     """Write the run's model directory; ``starts``: real episodes kept for ``starts="data"``
-    (default :data:`START_EPISODES`; 0 leaves them out, for a lean shipped model);
-    ``built_with``: see :func:`model_card`."""
+    (0 leaves them out, for a lean shipped model); ``built_with``: see :func:`model_card`."""
     run_dir, to = Path(run_dir), Path(to)
-    if starts is not None and (isinstance(starts, bool) or not isinstance(starts, int) or starts < 0):
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
         raise ValueError(f"starts must be a whole number of episodes >= 0 (0: none), got {starts!r}")
 
     def work() -> str:
