@@ -227,6 +227,10 @@ class DreamSettings(Settings):
     horizon: int | None = setting(None, minimum=1)
     """Truncate dreams after this many steps (None: the game's limit); pair with
     ``starts="data"`` and an agent that bootstraps the rest from a value function."""
+    warmup: int = setting(32, minimum=0)
+    """With ``starts="data"``: each M's state at a start is its state after at most this many
+    real steps before it in its episode, run from zero (a replay burn-in; exact for a step
+    fewer than ``warmup`` steps into its episode)."""
 
 
 @dataclass(frozen=True)

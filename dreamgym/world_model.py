@@ -37,6 +37,7 @@ from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.games import Game
 from dreamgym.mdnrnn import MDNRNN, LSTMState, MDNOutput, dropout_masks, sample_next_z
+from dreamgym.replay import Replay, StartTable
 from dreamgym.vae import ConvVAE, encode_frames, tensor_to_frames
 
 
@@ -107,23 +108,6 @@ class StartEpisodes:
     """(E,) int64, steps of each episode (≥ 1), summing to S"""
 
 
-MAX_STARTS = 2048
-"""Start states kept from the stored episodes (evenly spaced steps): enough variety, and each
-costs 2·K·hidden_dim floats of LSTM state on the device."""
-
-
-class StartTable(NamedTuple):
-    """The states of real steps, as a dream starts there: z = μ of the frame, and each member's
-    (h, c) after the real steps before it."""
-
-    z: torch.Tensor
-    """(N, z_dim)"""
-    h: torch.Tensor
-    """(K, N, hidden_dim)"""
-    c: torch.Tensor
-    """(K, N, hidden_dim)"""
-
-
 @dataclass
 class WorldModel:
     """V, M (one or several members) and the latents of real first frames for one game."""
@@ -147,7 +131,7 @@ class WorldModel:
     """The dream settings the model was built for: what its dreams use unless told otherwise."""
 
     def __post_init__(self) -> None:
-        self._start_table: StartTable | None = None
+        self._replay: Replay | None = None
         self.vae.eval()
         for module in (self.vae, *self.all_members):
             module.eval()
@@ -189,22 +173,32 @@ class WorldModel:
         self.initial_logvar = self.initial_logvar.to(device)
         if self.start_episodes is not None:
             self.start_episodes = StartEpisodes(*(t.to(device) for t in dataclasses.astuple(self.start_episodes)))
-        self._start_table = None
         return self
 
-    def dream_settings(self, settings: DreamSettings | None = None, **overrides: object) -> DreamSettings:
+    def dream_settings(self, settings: DreamSettings | None = None, *, replay: Replay | None = None,
+                       **overrides: object) -> DreamSettings:
         """The dream to run: ``settings`` (default: the model's own defaults) with ``overrides``
         (None values ignored), dropout resolved to a number, and checked against what the model
-        has: an ensemble or a penalty needs two members or more, data starts need stored episodes.
-        TypeError / ValueError say what was expected."""
+        has: an ensemble or a penalty needs two members or more, data starts need stored episodes
+        (the model's own, or ``replay``, which is checked against M's sizes). TypeError /
+        ValueError say what was expected."""
         chosen = override_dream(self.dream_defaults if settings is None else settings, **overrides)
         chosen = dataclasses.replace(chosen, dropout=validate_dropout(chosen.dropout, self.mdnrnn.config.dropout))
         K = len(self.all_members)
         if (chosen.ensemble != "off" or chosen.uncertainty_penalty > 0) and K < 2:
             raise ValueError(f"ensemble={chosen.ensemble!r} and uncertainty_penalty={chosen.uncertainty_penalty} need "
                              f"a model with 2 or more M members; this one has {K} (train it with mdnrnn.members >= 2)")
-        if chosen.starts == "data" and self.start_episodes is None:
-            raise ValueError('starts="data" needs a model directory that stores real episodes to start from '
+        if replay is not None:
+            if not isinstance(replay, Replay):
+                raise TypeError(f"replay must be a dreamgym.replay.Replay, got {type(replay).__name__}")
+            if (replay.z_dim, replay.action_dim) != (self.z_dim, self.game.action_dim):
+                raise ValueError(f"the replay holds z of size {replay.z_dim} and actions of size {replay.action_dim}; "
+                                 f"this model has z {self.z_dim} and actions {self.game.action_dim}")
+            if len(replay) == 0:
+                raise ValueError("the replay holds no episodes yet: add one before a dream starts in it")
+        if chosen.starts == "data" and self.start_episodes is None and replay is None:
+            raise ValueError('starts="data" needs real steps to start from: a replay (replay=RUN or a '
+                             "dreamgym.replay.Replay), or a model directory that stores real episodes "
                              "(`dreamgym export` without --start-episodes 0); this one has none")
         return chosen
 
@@ -222,17 +216,18 @@ class WorldModel:
 
     @torch.no_grad()
     def initial_state(self, batch_size: int, generator: torch.Generator, settings: DreamSettings = PLAIN_DREAM,
-                      check: bool = True) -> DreamState:
+                      check: bool = True, replay: Replay | None = None) -> DreamState:
         """B fresh dreams for ``settings`` (resolved by :meth:`dream_settings`). Draws, in this
         order: the start (a stored first-frame posterior and its noise, or a stored real step),
         the dropout masks (p > 0), the ensemble members (``"episode"``); nothing else, so the
         plain dream's draws are those of earlier versions. ``check`` refuses a non-finite z (read
         back from the device); the batched dream skips it in its per-step draws, whose latents its
-        full reset has checked already."""
+        full reset has checked already. Data starts come from ``replay`` if given, else from the
+        model's stored episodes."""
         K, device = len(self.all_members), self.device
         running = K if self.runs_members(settings) else 1  # the members whose LSTM states the dreams carry
         if settings.starts == "data":
-            table = self.start_table()
+            table = self.start_table(settings, replay)
             index = torch.randint(len(table.z), (batch_size,), generator=generator, device=device)
             z, h, c = table.z[index], table.h[:running, index], table.c[:running, index]
         else:
@@ -302,15 +297,26 @@ class WorldModel:
         new_state = DreamState(z, h, c, member_h, member_c, mask, state.member)
         return DreamStep(new_state, reward, done, done_probability, uncertainty)
 
-    @torch.no_grad()
-    def start_table(self) -> StartTable:
-        """The start states of ``starts="data"``, computed once (each member run over the stored
-        real episodes) and kept on the model's device."""
-        if self._start_table is None:
+    def start_table(self, settings: DreamSettings | None = None, replay: Replay | None = None) -> StartTable:
+        """The start states of ``starts="data"`` for ``settings``' warm-up (default: the model's
+        own): every member run on the real steps before each start of ``replay`` (default: the
+        model's stored episodes), kept on the model's device until the replay changes."""
+        warmup = (self.dream_defaults if settings is None else settings).warmup
+        return (replay or self.stored_replay()).start_table(self.all_members, warmup, self.device)
+
+    def stored_replay(self) -> Replay:
+        """The model directory's stored real episodes as a :class:`~dreamgym.replay.Replay`."""
+        if self._replay is None:
             if self.start_episodes is None:
-                raise ValueError("this model stores no real episodes to start dreams from")
-            self._start_table = warm_up(self.all_members, self.start_episodes)
-        return self._start_table
+                raise ValueError("this model stores no real episodes to start dreams from; pass a replay")
+            episodes = self.start_episodes
+            replay = Replay(self.z_dim, self.game.action_dim, capacity=max(1, int(episodes.lengths.sum())))
+            first = 0
+            for length in episodes.lengths.tolist():
+                replay.add(episodes.mu[first:first + length], episodes.actions[first:first + length])
+                first += length
+            self._replay = replay
+        return self._replay
 
     @torch.no_grad()
     def advance(self, state: LSTMState, z: torch.Tensor, actions: torch.Tensor) -> LSTMState:
@@ -338,35 +344,6 @@ def disagreement(outputs: MDNOutput) -> torch.Tensor:
     member's expected z (its mixture mean)."""
     expected = (torch.softmax(outputs.logits, dim=-1) * outputs.mu).sum(-1)  # (K, B, z_dim)
     return expected.var(dim=0, unbiased=False).mean(-1).sqrt()
-
-
-@torch.no_grad()
-def warm_up(members: list[MDNRNN], episodes: StartEpisodes, max_starts: int = MAX_STARTS) -> StartTable:
-    """Start states at evenly spaced steps of the stored episodes (at most ``max_starts``): z is
-    the step's μ and each member's (h, c) is its state after the episode's steps before it,
-    exactly as the latent twin computes it on the real game."""
-    lengths = episodes.lengths.tolist()
-    stride = max(1, math.ceil(sum(lengths) / max_starts))
-    device = episodes.mu.device
-    first = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), dtype=torch.int64, device=device)
-    last = first + episodes.lengths.to(device) - 1
-    starts = [(e, t) for t in range(0, max(lengths), stride) for e, length in enumerate(lengths) if t < length]
-    table_h, table_c = [], []
-    for member in members:
-        h, c = member.initial_state(len(lengths), device)
-        kept_h, kept_c = [], []
-        for t in range(max(lengths)):
-            if t % stride == 0:
-                live = torch.as_tensor([e for e, length in enumerate(lengths) if t < length], device=device)
-                kept_h.append(h[live])
-                kept_c.append(c[live])
-            index = torch.minimum(first + t, last)  # an episode past its end repeats its last step: never kept
-            _, (h, c) = member.step(episodes.mu[index], episodes.actions[index], (h, c))
-        table_h.append(torch.cat(kept_h))
-        table_c.append(torch.cat(kept_c))
-    rows = torch.as_tensor([int(first[e]) + t for e, t in starts], device=device)
-    z = episodes.mu[rows]
-    return StartTable(z, torch.stack(table_h), torch.stack(table_c))
 
 
 def override_dream(settings: DreamSettings, **overrides: object) -> DreamSettings:

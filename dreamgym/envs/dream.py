@@ -13,6 +13,7 @@ from gymnasium.utils import EzPickle
 from dreamgym.checkpoint import SHIPPED_MODELS, env_game, load_world_model
 from dreamgym.config import DreamSettings
 from dreamgym.games import get_game
+from dreamgym.replay import Replay, as_replay
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
@@ -60,16 +61,20 @@ def get_world_model(
 
 def load_dream(
     game: str, world_model: WorldModel | str | os.PathLike | None, device: str | torch.device, plain: object,
-    **defences: object,
-) -> tuple[WorldModel, DreamSettings]:
-    """The model of a dream env and the dream's settings: ``defences`` (the env's keyword
-    arguments; None keeps the model's default) on top of the model's defaults, or of the plain
-    dream with ``plain``. Bad values are refused before the model is loaded."""
+    replay: Replay | str | os.PathLike | None = None, **defences: object,
+) -> tuple[WorldModel, DreamSettings, Replay | None]:
+    """The model of a dream env, the dream's settings and its replay: ``defences`` (the env's
+    keyword arguments; None keeps the model's default) on top of the model's defaults, or of the
+    plain dream with ``plain``; ``replay`` a :class:`~dreamgym.replay.Replay` or a run directory
+    (see :func:`~dreamgym.replay.as_replay`). Bad values are refused before the model is loaded."""
     if not isinstance(plain, (bool, np.bool_)):
         raise TypeError(f"plain must be True or False, got {type(plain).__name__} {plain!r}")
     override_dream(DreamSettings(), **defences)
+    if replay is not None and not isinstance(replay, (Replay, str, os.PathLike)):
+        raise TypeError(f"replay must be a dreamgym.replay.Replay or a run directory, got {type(replay).__name__}")
     model = get_world_model(game, world_model, device)
-    return model, model.dream_settings(PLAIN_DREAM if plain else None, **defences)
+    replay = as_replay(replay, model.game)
+    return model, model.dream_settings(PLAIN_DREAM if plain else None, replay=replay, **defences), replay
 
 
 def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
@@ -165,8 +170,8 @@ class DreamEnv(gym.Env, EzPickle):
     ## Starting State
     z is drawn from the posterior of the first frame of a random stored real episode; h = 0.
     With ``starts="data"``, the dream starts at a random stored real step instead: z is that
-    frame's μ and h is M's state after the real steps before it (what the latent twin would
-    show there). Then, at p > 0, the episode's dropout mask is drawn, and with
+    frame's μ and h is M's state after the ``warmup`` real steps before it (what the latent twin
+    would show there, exactly so for a step fewer than ``warmup`` steps into its episode). Then, at p > 0, the episode's dropout mask is drawn, and with
     ``ensemble="episode"`` the member that moves it; both are kept until the next reset.
 
     ## Episode End
@@ -217,10 +222,16 @@ class DreamEnv(gym.Env, EzPickle):
       (the shipped Doom model, trained with a 10× weight on deaths and no offset, ends at a
       calibrated p of about 1/11).
     * ``starts``: ``"first"`` (the paper's) or ``"data"``: start at stored real steps (see Starting
-      State); needs a model directory that stores real episodes (exported by dreamgym ≥ 0.2).
+      State); needs a ``replay`` or a model directory that stores real episodes.
     * ``horizon``: truncate each episode after this many steps (≥ 1; ``None``: the model's
       default, else the game's limit). Short dreams from real starts suit agents with a value
       function, which bootstrap the rest (SB3 does at truncation).
+    * ``replay``: where data starts come from instead of the model's stored episodes: a run
+      directory (every encoded episode in ``RUN/latents``) or a :class:`~dreamgym.replay.Replay`,
+      which may grow while an agent trains (``replay.add(mu, actions)``: the next reset can start
+      in the new episode). Many envs can share one.
+    * ``warmup``: with data starts, M's state at a start is its state after at most this many real
+      steps before it (default 32), run from zero.
 
     ## Version History
     * v0: initial release; ``dropout``, ``ensemble``, ``uncertainty_penalty``, ``done_threshold``,
@@ -244,9 +255,11 @@ class DreamEnv(gym.Env, EzPickle):
         starts: str | None = None,
         horizon: int | None = None,
         plain: bool = False,
+        warmup: int | None = None,
+        replay: Replay | str | os.PathLike | None = None,
     ) -> None:
         EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout, ensemble,
-                          uncertainty_penalty, done_threshold, starts, horizon, plain)
+                          uncertainty_penalty, done_threshold, starts, horizon, plain, warmup, replay)
         self.game = env_game(game, world_model)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -254,9 +267,10 @@ class DreamEnv(gym.Env, EzPickle):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.game.render_fps}
         self.sample_done = bool(sample_done)
-        self.model, self.settings = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
+        self.model, self.settings, self.replay = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
                                                ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
-                                               done_threshold=done_threshold, starts=starts, horizon=horizon)
+                                               done_threshold=done_threshold, starts=starts, horizon=horizon,
+                                               warmup=warmup, replay=replay)
         """The dream's defences: the model's defaults with this env's keyword arguments."""
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()
@@ -269,7 +283,7 @@ class DreamEnv(gym.Env, EzPickle):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
-        self._state = self.model.initial_state(1, self._generator, self.settings)
+        self._state = self.model.initial_state(1, self._generator, self.settings, replay=self.replay)
         self._steps = 0
         if self.render_mode == "human":
             self.render()

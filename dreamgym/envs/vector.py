@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.checkpoint import env_game
 from dreamgym.envs.dream import load_dream
+from dreamgym.replay import Replay
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
@@ -86,7 +87,8 @@ class DreamVectorEnv(VectorEnv):
     * ``world_model``, ``temperature``, ``sample_done``, ``render_mode``: as in
       :class:`~dreamgym.envs.dream.DreamEnv`.
     * ``dropout``, ``ensemble``, ``uncertainty_penalty``, ``done_threshold``, ``starts``,
-      ``horizon``: the defences, as in :class:`~dreamgym.envs.dream.DreamEnv` (None: the model's
+      ``horizon``, ``warmup``, ``replay``: the defences and where data starts come from, as in
+      :class:`~dreamgym.envs.dream.DreamEnv` (None: the model's
       default; ``envs.settings`` shows the result). ``envs.dropout_mask`` is the (N, hidden_dim)
       masks of the current episodes, ``envs.member`` the (N,) members, on the env's device, or
       None; with an ensemble in play ``info["uncertainty"]`` is (N,). Episodes are truncated at
@@ -123,6 +125,8 @@ class DreamVectorEnv(VectorEnv):
         starts: str | None = None,
         horizon: int | None = None,
         plain: bool = False,
+        warmup: int | None = None,
+        replay: Replay | str | os.PathLike | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -141,9 +145,10 @@ class DreamVectorEnv(VectorEnv):
                 max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
-        self.model, self.settings = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
+        self.model, self.settings, self.replay = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
                                                ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
-                                               done_threshold=done_threshold, starts=starts, horizon=horizon)
+                                               done_threshold=done_threshold, starts=starts, horizon=horizon,
+                                               warmup=warmup, replay=replay)
         if self.settings.horizon is not None:
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device
@@ -304,7 +309,8 @@ class DreamVectorEnv(VectorEnv):
         reset and nothing waits for the device."""
         # Checked for NaN at a full reset only: a per-step check would read back from the device
         # every step, and a NaN z drawn later still stops at M's own check in the next step.
-        fresh = self.model.initial_state(self.num_envs, self._generator, self.settings, check=mask is None)
+        fresh = self.model.initial_state(self.num_envs, self._generator, self.settings, check=mask is None,
+                                         replay=self.replay)
         if self._state is None or mask is None:
             self._state = fresh
             self._steps = torch.zeros_like(self._steps)

@@ -24,7 +24,7 @@ from dreamgym.config import DreamSettings, RunConfig, preset
 from dreamgym.envs.vector import DreamVectorEnv
 from dreamgym.files import sha256_of
 from dreamgym.mdnrnn import sample_next_z
-from dreamgym.world_model import warm_up
+from dreamgym.replay import Replay
 
 
 def doom_env(**kwargs) -> dreamgym.DreamEnv:
@@ -232,8 +232,15 @@ def test_every_member_starts_warmed_up_on_the_same_real_steps():
 
 def test_the_start_table_is_capped_and_spread_over_the_episodes():
     model = defended_world_model("doom")
-    table = warm_up(model.all_members, model.start_episodes, max_starts=8)
-    assert 8 <= len(table.z) <= 8 + len(model.start_episodes.lengths)
+    replay = model.stored_replay()
+    table = replay.start_table(model.all_members, 32, model.device, max_starts=8)
+    assert len(table.z) in (8, 9)
+    mu, _, _ = replay.arrays()
+    rows = [int(np.flatnonzero((mu.numpy() == z).all(axis=1))[0]) for z in table.z.numpy()]
+    assert rows == sorted(rows) and rows[-1] - rows[0] >= len(mu) - 4  # spread over every episode
+    replay.refresh()  # the grid moves: the next table starts at other steps
+    moved = replay.start_table(model.all_members, 32, model.device, max_starts=8)
+    assert not torch.equal(moved.z, table.z)
 
 
 # --------------------------------------------------------------------------- a horizon
