@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dreamgym.config import ITERATE_AGENTS, IterateConfig, RunConfig
+from dreamgym.config import ITERATE_AGENTS, IterateConfig, OnlineConfig, RunConfig, field_docs
 from dreamgym.demo import run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
@@ -118,6 +118,10 @@ def chosen_game(args: argparse.Namespace) -> str:
         from dreamgym.iterate import stored_game
 
         return stored_game(out)
+    if (out / "online.json").is_file():
+        from dreamgym.online import stored_game as online_game
+
+        return online_game(out)
     if (out / "run.json").is_file():
         return RunConfig.load(out).game
     raise ValueError(f"which game? give one of {sorted(GAMES)}, --env ENV_ID, or an --out run that exists")
@@ -209,6 +213,14 @@ def cmd_iterate(args: argparse.Namespace) -> None:
             trust_zip=args.trust_zip, **settings)
 
 
+def cmd_online(args: argparse.Namespace) -> None:
+    from dreamgym.online import online
+
+    args.game = chosen_game(args)
+    settings = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(OnlineConfig)}
+    online(args.out, args.game, report=_print, trust_zip=args.trust_zip, **settings)
+
+
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
     rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
                              population=args.population, trials=args.trials, episodes=args.episodes,
@@ -285,6 +297,22 @@ ITERATE = IterateConfig()
 """The defaults ``dreamgym iterate --help`` shows."""
 
 PRESET_HELP = "sizes of every stage: tiny (a smoke test), cpu (the shipped models), paper (the paper's)"
+
+
+def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the settings dataclass ``cls`` (``--field-name``), its help the
+    field's docstring and its default the field's: nothing restated here. Every option defaults
+    to None (keep the stored or default value); the dataclass checks the values."""
+    docs = field_docs(cls)
+    for spec in dataclasses.fields(cls):
+        if spec.name in skip:
+            continue
+        kind = str(spec.type)
+        parse = int if kind.startswith("int") else float if kind.startswith("float") else str
+        default = spec.default if spec.default is not dataclasses.MISSING else None
+        shown = f"{default:,}" if isinstance(default, int) and not isinstance(default, bool) else default
+        p.add_argument(f"--{spec.name.replace('_', '-')}", type=parse, metavar=spec.name.upper(),
+                       help=f"{docs.get(spec.name, '')} (default: {shown})".replace("%", "%%"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -416,6 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_argument(p, "V, M, the dreams and the latent twins")
     p.add_argument("--trust-zip", action="store_true",
                    help=f"consent to load the SB3 agents (ppo, dqn) this run saves, round after round: {SB3_ZIP_WARNING}")
+
+    p = command("online", "learn online: a few real episodes a round, M refined on them, PPO continued in short "
+                          "dreams that start at real steps; resumes where it stopped", cmd_online)
+    add_game_arguments(p, games)
+    p.add_argument("--out", required=True, help="run directory (episodes, latents, model/, agent.zip, rounds.json, "
+                                                "curve.png, best/)")
+    add_settings_options(p, OnlineConfig)
+    p.add_argument("--trust-zip", action="store_true",
+                   help=f"consent to load the SB3 agent this run saved when it resumes: {SB3_ZIP_WARNING}")
 
     p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
                               "then retrain M and the controller on old + new data (the next pipeline computes)",

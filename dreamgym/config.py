@@ -40,6 +40,23 @@ class Settings:
             _check_setting(type(self).__name__, spec, getattr(self, spec.name))
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a settings dataclass (the string under each field), by field
+    name: one home for every setting's help, read by the CLI."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
 def setting(default: Any, *, minimum: float | None = None, maximum: float | None = None,
             above: float | None = None, below: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with its allowed values: ``minimum``/``maximum`` inclusive, ``above``/``below``
@@ -413,6 +430,55 @@ class IterateConfig(Settings):
         if self.agent.endswith(".zip") and self.start is None:
             raise ValueError(f"IterateConfig.agent {self.agent} needs start: the run directory whose dream it was "
                              "trained in (its V and M give the agent its observation)")
+
+
+@dataclass(frozen=True)
+class OnlineConfig(Settings):
+    """The rounds of ``dreamgym online`` (``dreamgym.online``): a few real episodes a round, M
+    refined on them, PPO continued in short dreams that start at real steps."""
+
+    world_model: str | None = None
+    """The model directory (or shipped name) the run starts from: its V, and the M it refines."""
+    rounds: int = setting(300, minimum=1, maximum=100_000)
+    """Stop after this many rounds."""
+    max_real_steps: int = setting(600_000, minimum=0)
+    """Stop once the real steps (recorded episodes and tuning evaluations) reach this; 0: never."""
+    explore_episodes: int = setting(10, minimum=1)
+    """Real episodes of round 0, played by the game's exploration policy (they fill the replay)."""
+    episodes: int = setting(2, minimum=1)
+    """Real episodes each later round records with the agent."""
+    noise: float = setting(0.1, minimum=0)
+    """Exploration added to the agent's actions (see ``CollectConfig.noise``)."""
+    max_steps: int | None = setting(None, minimum=1)
+    """Cap on the steps of a real episode (None: the game's own limit)."""
+    m_steps: int = setting(200, minimum=0)
+    """Adam steps on M per round."""
+    m_batch_size: int = setting(16, minimum=1)
+    """Windows per M step: half from the most recent episodes, half from all."""
+    m_window: int = setting(96, minimum=2)
+    """Steps per window."""
+    m_learning_rate: float = setting(1e-4, above=0)
+    """M's Adam step size in the rounds."""
+    recent_episodes: int = setting(10, minimum=1)
+    """The episodes that count as recent (half of M's windows come from them)."""
+    agent_steps: int = setting(100_000, minimum=1)
+    """Dream steps PPO learns from per round."""
+    horizon: int = setting(15, minimum=1)
+    """Each dream is cut (truncated: PPO bootstraps its value) after this many steps."""
+    warmup: int = setting(32, minimum=0)
+    """M's state at a dream's start: run over at most this many real steps before it."""
+    temperature: float | None = setting(None, above=0)
+    """Dream temperature (None: the game's)."""
+    replay_capacity: int = setting(2_000_000, minimum=1)
+    """Real steps the replay keeps (the oldest episodes go first)."""
+    eval_every: int = setting(10, minimum=1)
+    """Score the deterministic agent on the real game every this many rounds (and choose ``best/``)."""
+    eval_episodes: int = setting(5, minimum=1)
+    """Real episodes of that score (tuning seeds; counted as real steps)."""
+    eval_seed: int = setting(20_000, minimum=0)
+    """Tuning episode i is seeded eval_seed + i (the same every time)."""
+    seed: int = setting(0, minimum=0)
+    """Seeds the agent, M's refinement and the recorded episodes (episode i: seed·10⁶ + i)."""
 
 
 PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {

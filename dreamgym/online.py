@@ -1,0 +1,445 @@
+"""Learning online in short dreams: the loop of the agents that learn in imagination and still
+work on the real game (DreamerV3, MBPO, RWM), built from dreamgym's parts.
+
+Every round:
+
+1. the current agent plays a few real episodes through the latent twin (with exploration
+   noise); each is encoded with V and added to the run's replay and to M's training data;
+2. M is refined for a bounded number of gradient steps on windows of real play, half of them
+   from the most recent episodes (the agent's own mistakes are what M must learn);
+3. the agent (Stable-Baselines3 PPO) goes on learning in short dreams that start at real steps
+   of the replay (``starts="data"``) and are cut at ``horizon`` steps as a truncation, where
+   PPO's critic bootstraps the value of the rest;
+4. every ``eval_every`` rounds the deterministic agent plays ``eval_episodes`` real episodes on
+   tuning seeds; the best of those scores chooses the agent kept in ``best/`` (a measure an
+   agent that exploits M cannot inflate). Every real step is counted.
+
+Layout of ``RUN``::
+
+    online.json      the settings (``OnlineConfig``) and the game
+    episodes/        every real episode (frames), as ``dreamgym collect`` writes them
+    latents/         their encodings, the replay and M's data (a resumed run reads them back)
+    model/           the world model now (V, M); agent.zip the agent now (SB3)
+    rounds.json      one row per finished round (``OnlineRound``); curve.png the learning curve
+    best/            the model directory and agent.zip of the best tuning score
+
+A round's state is written once it is complete: a run killed mid-round resumes from the last
+complete round, keeping the real episodes the lost round recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamgym.checkpoint import load_world_model, save_world_model
+from dreamgym.config import OnlineConfig
+from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
+from dreamgym.files import atomic_write, atomic_write_text, npz_bytes
+from dreamgym.games import Game, game_record, get_game
+from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
+from dreamgym.replay import Replay
+from dreamgym.training import Report, StageError, no_report
+from dreamgym.vae import encode_frames, frames_to_tensor
+from dreamgym.world_model import WorldModel
+
+SETTINGS_FILE = "online.json"
+ROUNDS_FILE = "rounds.json"
+AGENT_FILE = "agent.zip"
+
+
+@dataclass(frozen=True)
+class OnlineRound:
+    """One finished round."""
+
+    round: int
+    episodes: int
+    """Real episodes recorded so far (the data of V and M)."""
+    data_steps: int
+    """Their real steps."""
+    eval_steps: int
+    """Real steps of the tuning evaluations so far."""
+    train_return: float
+    """Mean real return of this round's recorded episodes (the agent with exploration noise)."""
+    dream_return: float
+    """Mean return of the agent's last dreams (short: ``horizon`` steps)."""
+    agent_steps: int
+    """Dream steps the agent has learned from so far."""
+    m_loss: float
+    """M's mean training loss over this round's refinement."""
+    v_error: float
+    """V's mean summed squared reconstruction error on this round's new frames."""
+    eval_mean: float | None = None
+    """Tuning score of the deterministic agent (``eval_episodes`` real episodes), if evaluated."""
+    eval_std: float | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def real_steps(self) -> int:
+        return self.data_steps + self.eval_steps
+
+
+# --------------------------------------------------------------------------- M's data
+
+
+class TrainingData:
+    """Every real episode as M's training data (μ, log σ², actions, rewards, ends), in memory,
+    with the order episodes arrived in (recent ones are weighted up)."""
+
+    def __init__(self) -> None:
+        self.episodes: list[dict[str, np.ndarray]] = []
+
+    def add(self, latents: dict[str, np.ndarray], game: Game) -> None:
+        self.episodes.append({"mu": latents["mu"].astype(np.float32), "logvar": latents["logvar"].astype(np.float32),
+                              "actions": game.encode_actions(latents["actions"]),
+                              "rewards": latents["rewards"].astype(np.float32),
+                              "dones": latents["dones"].astype(np.float32)})
+
+    @property
+    def steps(self) -> int:
+        return sum(len(e["actions"]) for e in self.episodes)
+
+    def batch(self, batch_size: int, window: int, burn_in: int, recent: int, rng: np.random.Generator,
+              generator: torch.Generator, device: torch.device) -> SequenceBatch:
+        """``batch_size`` windows of ``window`` steps: half from the last ``recent`` episodes, half
+        from all. A window that starts inside an episode leaves its first ``burn_in`` steps out of
+        the loss (M's state is warming up there, as at a dream's data start)."""
+        count = len(self.episodes)
+        recent_first = max(0, count - recent)
+        chosen = [int(rng.integers(recent_first, count)) if i % 2 == 0 else int(rng.integers(count))
+                  for i in range(batch_size)]
+        z, actions, next_z, rewards, dones, mask = [], [], [], [], [], []
+        for index in chosen:
+            episode = self.episodes[index]
+            steps = len(episode["actions"])
+            start = int(rng.integers(0, max(1, steps - window + 1)))
+            end = min(steps, start + window)
+            rows = slice(start, end)
+            noise = torch.randn((end - start + 1, episode["mu"].shape[1]), generator=generator)
+            mu = torch.from_numpy(episode["mu"][start : end + 1])
+            sampled = mu + torch.exp(0.5 * torch.from_numpy(episode["logvar"][start : end + 1])) * noise
+            pad = window - (end - start)
+            valid = torch.ones(end - start)
+            if start > 0:
+                valid[:burn_in] = 0.0
+            z.append(_pad(sampled[:-1], pad))
+            next_z.append(_pad(sampled[1:], pad))
+            actions.append(_pad(torch.from_numpy(episode["actions"][rows]), pad))
+            rewards.append(_pad(torch.from_numpy(episode["rewards"][rows]), pad))
+            dones.append(_pad(torch.from_numpy(episode["dones"][rows]), pad))
+            mask.append(_pad(valid, pad))
+        stack = [torch.stack(part).to(device) for part in (z, actions, next_z, rewards, dones, mask)]
+        batch = SequenceBatch(*stack)
+        return batch._replace(rewards=batch.rewards * batch.mask, dones=batch.dones * batch.mask)
+
+
+def _pad(tensor: torch.Tensor, pad: int) -> torch.Tensor:
+    if pad == 0:
+        return tensor
+    return torch.cat([tensor, torch.zeros((pad, *tensor.shape[1:]), dtype=tensor.dtype)])
+
+
+def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_index: int) -> float:
+    """``config.m_steps`` Adam steps on M (member 0) -> the mean loss; the dream's M gets the
+    new weights."""
+    trainer = MDNRNN(model.mdnrnn.config)
+    trainer.load_state_dict(model.mdnrnn.state_dict())
+    trainer.train()
+    optimizer = torch.optim.Adam(trainer.parameters(), lr=config.m_learning_rate)
+    rng = np.random.default_rng([config.seed, round_index, 11])
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + round_index)
+    pos_weight = math.exp(model.mdnrnn.config.done_logit_offset)  # the weight its done head was trained with
+    losses = []
+    for _ in range(config.m_steps):
+        batch = data.batch(config.m_batch_size, config.m_window, config.warmup, config.recent_episodes, rng,
+                           generator, torch.device("cpu"))
+        parts = mdnrnn_losses(trainer, batch, pos_weight, generator)
+        loss = parts["nll"] + parts["reward"] + parts["done"]
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    model.mdnrnn.load_state_dict(trainer.state_dict())
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+# --------------------------------------------------------------------------- real play
+
+
+def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps: int | None = None
+              ) -> dict[str, np.ndarray]:
+    """One real episode (at most ``max_steps``) through the latent twin with ``agent`` (None: the
+    game's exploration policy) and exploration ``noise`` -> frames, actions, rewards and ends."""
+    from dreamgym.collect import NoisyPolicy
+    from dreamgym.envs.latent import LatentObservation
+
+    game = model.game
+    rng = np.random.default_rng(seed)
+    real = game.make_real_env()
+    env = LatentObservation(real, model, keep_frame=True)
+    policy = game.explorer(rng, real) if agent is None else NoisyPolicy(agent, game, noise, rng)
+    try:
+        observation, info = env.reset(seed=seed)
+        frames, actions, rewards, dones = [info["frame"]], [], [], []
+        for _ in range(max_steps or game.max_episode_steps):
+            action = policy(observation)
+            observation, reward, terminated, truncated, info = env.step(action)
+            frames.append(info["frame"])
+            actions.append(action)
+            rewards.append(reward)
+            dones.append(terminated)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return {"frames": np.stack(frames), "actions": np.array(actions, dtype=np.int64 if game.discrete else np.float32),
+            "rewards": np.array(rewards, np.float32), "dones": np.array(dones, bool)}
+
+
+def real_score(model: WorldModel, agent: Any, seeds: range, max_steps: int | None = None
+               ) -> tuple[list[float], list[int]]:
+    """Returns and lengths of the deterministic ``agent`` on real episodes seeded ``seeds``."""
+    returns, lengths = [], []
+    for seed in seeds:
+        episode = play_real(model, agent, seed, 0.0, max_steps)
+        returns.append(float(episode["rewards"].sum()))
+        lengths.append(len(episode["actions"]))
+    return returns, lengths
+
+
+@torch.no_grad()
+def v_error(model: WorldModel, frames: np.ndarray, max_frames: int = 200) -> float:
+    """V's mean summed squared error on up to ``max_frames`` evenly spaced frames."""
+    picked = frames[np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int))]
+    images = frames_to_tensor(picked, model.device)
+    mu, _ = model.vae.encode(images)
+    return float((model.vae.decode(mu) - images).pow(2).flatten(1).sum(1).mean())
+
+
+def record(run: Path, model: WorldModel, index: int, episode: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Write a real episode and its latents (the episode file first: a latent file always has
+    its episode) -> the latents."""
+    payload = episode_bytes(episode["frames"], episode["actions"], episode["rewards"], episode["dones"])
+    atomic_write(episode_path(run / "episodes", index), lambda tmp: tmp.write_bytes(payload))
+    mu, logvar = encode_frames(model.vae, episode["frames"])
+    latents = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
+    atomic_write(episode_path(run / "latents", index), lambda tmp: tmp.write_bytes(npz_bytes(latents)))
+    return latents
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Path | None) -> Any:
+    """PPO in short dreams of ``model`` started from ``replay``: the saved agent ``init`` (a
+    resumed run), else a fresh one of the game's recipe."""
+    from stable_baselines3 import PPO
+
+    from dreamgym.agents import recipe
+    from dreamgym.envs.sb3 import make_sb3_vec_env
+
+    settings = recipe("ppo", model.game.name)
+    num_envs = settings.pop("num_envs")
+    settings["n_steps"] = max(config.horizon, settings.get("n_steps", 128))
+    temperature = model.game.dream_temperature if config.temperature is None else config.temperature
+    venv = make_sb3_vec_env(model.game.dream_env_id, num_envs, world_model=model, temperature=temperature,
+                            starts="data", horizon=config.horizon, warmup=config.warmup, replay=replay, device="cpu")
+    if init is not None:
+        return PPO.load(init, env=venv, device="cpu")
+    return PPO("MlpPolicy", venv, seed=config.seed, device="cpu", **settings)
+
+
+def dream_return(agent: Any) -> float:
+    buffer = agent.ep_info_buffer or []
+    return float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConfig:
+    """RUN's stored settings with ``overrides`` (None: keep) on top; a new run takes the defaults."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    path = run / SETTINGS_FILE
+    if not path.exists():
+        if "world_model" not in overrides:
+            raise StageError("a new online run needs --world-model: the model directory (or shipped name) it starts from")
+        return OnlineConfig(**overrides)
+    try:
+        stored = json.loads(path.read_text())
+        config = OnlineConfig(**stored["settings"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+    if stored.get("game") != get_game(game).name:
+        raise StageError(f"{run} learns {stored.get('game')}, not {game}")
+    for name in ("world_model", "seed", "eval_seed", "eval_episodes"):
+        if name in overrides and overrides[name] != getattr(config, name):
+            raise StageError(f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "
+                             "run; give a new RUN")
+    return dataclasses.replace(config, **overrides)
+
+
+def stored_game(run: Path) -> str:
+    """The game RUN learns."""
+    path = run / SETTINGS_FILE
+    try:
+        return get_game(json.loads(path.read_text())["game"]).name
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+
+def read_rounds(run: Path) -> list[OnlineRound]:
+    path = run / ROUNDS_FILE
+    if not path.exists():
+        return []
+    try:
+        return [OnlineRound(**row) for row in json.loads(path.read_text())]
+    except (ValueError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+
+def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
+    if len(rows) >= config.rounds:
+        return f"{config.rounds} rounds done"
+    if config.max_real_steps and rows and rows[-1].real_steps >= config.max_real_steps:
+        return f"real-step budget reached ({rows[-1].real_steps:,} ≥ {config.max_real_steps:,})"
+    return None
+
+
+def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]) -> None:
+    """The round's model, agent and rows, in that order (the rows say the round is complete)."""
+    save_world_model(model, run / "model")
+    atomic_write(run / AGENT_FILE, lambda tmp: agent.save(tmp))
+    atomic_write_text(run / ROUNDS_FILE, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+
+
+def keep_best(run: Path) -> None:
+    """Copy the current model and agent to RUN/best, replacing the last best only once complete."""
+    staging = run / ".best.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run / "model", staging)
+    shutil.copyfile(run / AGENT_FILE, staging / AGENT_FILE)
+    old = run / ".best.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (run / "best").exists():
+        (run / "best").rename(old)
+    staging.rename(run / "best")
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
+    """Real return against real steps: the recorded episodes (with noise), the tuning scores,
+    and the dream's own return beside them."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
+    steps = [r.real_steps for r in rows]
+    axis.plot(steps, [r.train_return for r in rows], ".", alpha=0.4, label="real: recorded episodes (with noise)")
+    scored = [r for r in rows if r.eval_mean is not None]
+    if scored:
+        axis.errorbar([r.real_steps for r in scored], [r.eval_mean for r in scored],
+                      yerr=[r.eval_std or 0.0 for r in scored], marker="o", capsize=3, label="real: tuning score")
+    dream_axis = axis.twinx()
+    dream_axis.plot(steps, [r.dream_return for r in rows], color="tab:green", alpha=0.6, label="dream (short)")
+    dream_axis.set_ylabel("dream return (per short dream)")
+    axis.set_xlabel("real game steps used")
+    axis.set_ylabel("real return")
+    axis.grid(alpha=0.3)
+    handles = axis.get_legend_handles_labels()[0] + dream_axis.get_legend_handles_labels()[0]
+    axis.legend(handles=handles, fontsize=8, loc="upper left")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(run / "curve.png", dpi=100)
+
+
+def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip: bool = False,
+           **settings: Any) -> list[OnlineRound]:
+    """Run rounds until ``rounds`` or the real-step budget is spent; resumes RUN. ``settings``:
+    ``OnlineConfig`` values (None: keep the stored or default one). The agent is saved as an SB3
+    ``.zip`` and loaded back on resume, which runs code from it: a run with rounds needs
+    ``trust_zip`` (the consent to load the agent this run saved). The CLI holds RUN's lock
+    (``dreamgym.files.run_lock``) while it runs."""
+    run = Path(run)
+    game_spec = get_game(game)
+    config = load_settings(run, game_spec.name, settings)
+    rows = read_rounds(run)
+    if rows and not trust_zip:
+        raise StageError(f"{run} resumes from its agent {run / AGENT_FILE}, an SB3 .zip whose loading runs code "
+                         "from the file: pass --trust-zip (trust_zip=True) to continue a run you made")
+    model = load_world_model(run / "model" if rows else config.world_model, device="cpu")  # checked before any write
+    if model.game.name != game_spec.name:
+        raise StageError(f"world model {config.world_model} is a {model.game.name} model, not {game_spec.name}")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(game_spec), "settings": dataclasses.asdict(config)},
+                                                      indent=2) + "\n")
+    data, replay = TrainingData(), Replay(model.z_dim, model.game.action_dim, capacity=config.replay_capacity)
+    for path in latent_files(run):  # every episode recorded so far, the lost round's included
+        latents = read_latents(path, model.game)
+        data.add(latents, model.game)
+        replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
+    agent = make_agent(model, replay, config, run / AGENT_FILE if rows else None) if rows else None
+    while (stop := stop_reason(rows, config)) is None:
+        k = len(rows)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        wanted = config.explore_episodes if k == 0 else config.episodes
+        first = rows[-1].episodes if rows else 0
+        new_returns, new_errors = [], []
+        for index in range(first, first + wanted):
+            path = episode_path(run / "latents", index)
+            if path.exists():  # recorded by a round that was killed: real data, kept
+                latents = read_latents(path, model.game)
+                new_returns.append(float(latents["rewards"].sum()))
+                continue
+            episode = play_real(model, agent, config.seed * 1_000_000 + index, config.noise, config.max_steps)
+            new_errors.append(v_error(model, episode["frames"]))
+            latents = record(run, model, index, episode)
+            data.add(latents, model.game)
+            replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
+            new_returns.append(float(episode["rewards"].sum()))
+        timings["collect"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        m_loss = refine_m(model, data, config, k)
+        replay.refresh()  # M changed: the start states are warmed up again
+        timings["M"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        if agent is None:
+            agent = make_agent(model, replay, config, None)
+        agent.learn(config.agent_steps, reset_num_timesteps=False)
+        timings["agent"] = time.perf_counter() - clock
+        eval_steps = rows[-1].eval_steps if rows else 0
+        eval_mean = eval_std = None
+        if (k + 1) % config.eval_every == 0:
+            clock = time.perf_counter()
+            returns, lengths = real_score(model, agent, range(config.eval_seed, config.eval_seed + config.eval_episodes),
+                                         config.max_steps)
+            eval_mean, eval_std, eval_steps = float(np.mean(returns)), float(np.std(returns)), eval_steps + sum(lengths)
+            timings["evaluate"] = time.perf_counter() - clock
+        row = OnlineRound(round=k, episodes=first + wanted, data_steps=data.steps, eval_steps=eval_steps,
+                          train_return=float(np.mean(new_returns)), dream_return=dream_return(agent),
+                          agent_steps=int(agent.num_timesteps), m_loss=m_loss,
+                          v_error=float(np.mean(new_errors)) if new_errors else float("nan"),
+                          eval_mean=eval_mean, eval_std=eval_std,
+                          seconds={key: round(value, 1) for key, value in timings.items()})
+        best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
+        rows.append(row)
+        save_round(run, model, agent, rows)
+        if eval_mean is not None and eval_mean > best:
+            keep_best(run)
+        plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")
+        report(f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
+               f"{row.dream_return:.1f}" + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f}")
+               + f" ({sum(timings.values()):.0f} s)")
+    report(f"stopped: {stop}")
+    return rows

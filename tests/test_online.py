@@ -1,0 +1,102 @@
+"""`dreamgym online`: rounds of a few real episodes, M refined on them, PPO continued in short
+dreams from the replay; on the real games, killed and resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_command, small_world_model
+
+from dreamgym.config import OnlineConfig
+from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason
+
+
+def online_command(game, run, model_dir, *extra):
+    return [sys.executable, "-m", "dreamgym.cli", "online", game, "--out", str(run), "--world-model", str(model_dir),
+            "--rounds", "3", "--explore-episodes", "2", "--episodes", "1", "--max-steps", "25", "--m-steps", "3",
+            "--m-window", "8", "--m-batch-size", "4", "--warmup", "4", "--horizon", "5", "--agent-steps", "64",
+            "--eval-every", "2", "--eval-episodes", "1", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("game", ["carracing", "doom"])
+def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_that_round(tmp_path, model_dirs, game):
+    run = tmp_path / "run"
+    command = online_command(game, run, model_dirs[game])
+    process = subprocess.Popen([*command, "--trust-zip"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        if (run / "rounds.json").exists() and len(json.loads((run / "rounds.json").read_text())) == 1:
+            break
+    os.killpg(process.pid, signal.SIGKILL)  # in round 1: round 0 is complete
+    process.wait()
+    before = json.loads((run / "rounds.json").read_text())
+    assert len(before) == 1 and before[0]["episodes"] == 2
+    recorded = {p.name: p.stat().st_mtime_ns for p in (run / "episodes").glob("episode_*.npz")}
+
+    refused = run_command(command, cwd=tmp_path)  # loading the saved agent runs code from it: consent first
+    assert refused.returncode == 1 and "--trust-zip" in refused.stderr, refused.stderr[-2000:]
+    result = run_command([*command, "--trust-zip"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((run / "rounds.json").read_text())
+    assert rows[0] == before[0]  # the finished round is kept as it was
+    assert [r["round"] for r in rows] == [0, 1, 2] and [r["episodes"] for r in rows] == [2, 3, 4]
+    assert sorted(p.name for p in (run / "episodes").glob("episode_*.npz")) == [f"episode_{i:06d}.npz" for i in range(4)]
+    assert all((run / "episodes" / name).stat().st_mtime_ns == mtime for name, mtime in recorded.items())  # not redone
+    assert rows[-1]["data_steps"] == sum(len(np.load(p)["actions"]) for p in (run / "episodes").glob("*.npz"))
+    assert rows[1]["eval_mean"] is not None and rows[1]["eval_steps"] > 0 and rows[0]["eval_mean"] is None
+    assert rows[2]["eval_steps"] == rows[1]["eval_steps"] and rows[2]["agent_steps"] > rows[1]["agent_steps"]
+    assert (run / "curve.png").stat().st_size > 0 and (run / "best" / "agent.zip").is_file()
+    assert (run / "best" / "config.json").is_file()
+    again = run_command([*command, "--trust-zip"], cwd=tmp_path)  # finished: nothing is redone
+    assert again.returncode == 0 and "stopped: 3 rounds done" in again.stdout
+    assert json.loads((run / "rounds.json").read_text()) == rows
+
+
+def test_a_new_run_is_refused_before_anything_is_written(tmp_path, model_dirs):
+    run = tmp_path / "run"
+    result = run_command(online_command("carracing", run, tmp_path / "nowhere"), cwd=tmp_path)
+    assert result.returncode == 1 and not run.exists()
+    result = run_command(online_command("doom", run, model_dirs["carracing"]), cwd=tmp_path)
+    assert result.returncode == 1 and "carracing model, not doom" in result.stderr and not run.exists()
+    result = run_command([*online_command("doom", run, model_dirs["doom"]), "--horizon", "0"], cwd=tmp_path)
+    assert result.returncode == 1 and "horizon must be >= 1" in result.stderr and not run.exists()
+
+
+def test_m_learns_from_the_windows_of_real_play():
+    model = small_world_model("doom")
+    data = TrainingData()
+    rng = np.random.default_rng(0)
+    for length in (40, 60):
+        mu = np.cumsum(rng.normal(size=(length + 1, model.z_dim)), axis=0).astype(np.float32) * 0.1
+        data.add({"mu": mu, "logvar": np.full_like(mu, -4.0), "actions": rng.integers(0, 3, length),
+                  "rewards": np.ones(length, np.float32), "dones": np.zeros(length, bool)}, model.game)
+    before = {k: v.clone() for k, v in model.mdnrnn.state_dict().items()}
+    config = OnlineConfig(world_model="x", m_steps=30, m_window=16, m_batch_size=4, m_learning_rate=1e-3, warmup=4)
+    first = refine_m(model, data, dataclasses.replace(config, m_steps=1), 0)
+    last = refine_m(model, data, config, 1)
+    assert last < first  # the loss falls
+    assert any(not torch.equal(before[k], v) for k, v in model.mdnrnn.state_dict().items())  # the dream's M changed
+    assert not any(p.requires_grad for p in model.mdnrnn.parameters())  # and stays frozen for the dreams
+    batch = data.batch(8, 16, 4, 1, np.random.default_rng(1), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert batch.z.shape == (8, 16, model.z_dim) and batch.mask.shape == (8, 16)
+
+
+def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
+    config = OnlineConfig(world_model="x", rounds=3, max_real_steps=5000)
+    row = OnlineRound(round=0, episodes=1, data_steps=1000, eval_steps=0, train_return=0.0, dream_return=0.0,
+                      agent_steps=0, m_loss=0.0, v_error=0.0)
+    assert stop_reason([], config) is None and stop_reason([row], config) is None
+    assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
+    assert stop_reason([row] * 3, config) == "3 rounds done"
