@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dreamgym.checkpoint import CONFIG_FILE, load_controller, load_world_model
+from dreamgym.checkpoint import CONFIG_FILE, SHIPPED_MODELS, load_controller, load_world_model, resolve_model_dir
 from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
 from dreamgym.games import game_of_env
@@ -86,15 +86,25 @@ def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[
     A model directory or controller file is plain safetensors and JSON. An SB3 ``.zip`` is
     loaded by Stable-Baselines3, which unpickles parts of it: that runs code from the file, so
     pass only archives you made or trust (the CLI asks for ``--trust-zip``)."""
+    from dreamgym.policy import AGENT_FILE, FORMAT, load_policy_file
+
     path = Path(path)
+    if not path.exists() and os.fspath(path) in SHIPPED_MODELS:  # a shipped model by name, as gym.make takes it
+        path = resolve_model_dir(os.fspath(path))
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise ValueError(f"{path} is a directory but not a dreamgym model directory (no {CONFIG_FILE})")
+        if (path / AGENT_FILE).is_file():  # the agent a model directory ships comes first
+            load_world_model(path)  # the directory itself is checked, as for a controller
+            return load_policy_file(path / AGENT_FILE), os.fspath(path)
         model = load_world_model(path)
         if model.controller is None:
-            raise ValueError(f"model directory {path} has no controller: train one with `dreamgym train-controller`")
+            raise ValueError(f"model directory {path} has no controller or agent: train one with `dreamgym "
+                             "train-controller` or `dreamgym online`")
         return model.controller, os.fspath(path)
     if path.suffix == ".safetensors":
+        if _safetensors_format(path) == FORMAT:
+            return load_policy_file(path), None
         return load_controller(path), None
     if path.suffix == ".zip":
         import stable_baselines3
@@ -104,6 +114,17 @@ def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[
             raise ValueError(f"unknown SB3 algorithm {algorithm!r}; expected one of {', '.join(SB3_ALGORITHMS)}")
         return getattr(stable_baselines3, name).load(path, device="cpu"), None
     raise ValueError(f"unknown policy {path}: expected a model directory, a controller .safetensors or an SB3 .zip")
+
+
+def _safetensors_format(path: Path) -> str | None:
+    """The ``format`` a safetensors file's header names (None when unreadable: the loader says why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format")
+    except Exception:  # damaged: load_controller reports it
+        return None
 
 
 def act(policy: Any, observation: np.ndarray) -> Any:

@@ -19,7 +19,8 @@ Layout of ``RUN``::
     online.json      the settings (``OnlineConfig``) and the game
     episodes/        every real episode (frames), as ``dreamgym collect`` writes them
     latents/         their encodings, the replay and M's data (a resumed run reads them back)
-    model/           the world model now (V, M); agent.zip the agent now (SB3)
+    model/           the world model now (V, M) with the agent's policy (agent.safetensors, no pickle)
+    agent.zip        the agent now, with its optimiser (SB3's own format: what a resumed run loads)
     rounds.json      one row per finished round (``OnlineRound``); curve.png the learning curve
     best/            the model directory and agent.zip of the best tuning score
 
@@ -47,6 +48,8 @@ from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_la
 from dreamgym.files import atomic_write, atomic_write_text, npz_bytes
 from dreamgym.games import Game, game_record, get_game
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
+from dreamgym.policy import AGENT_FILE as POLICY_FILE
+from dreamgym.policy import save_policy
 from dreamgym.replay import Replay
 from dreamgym.training import Report, StageError, no_report
 from dreamgym.vae import encode_frames, frames_to_tensor
@@ -185,6 +188,8 @@ def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps:
 
     game = model.game
     rng = np.random.default_rng(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one frame and one LSTM step at a time: more threads only wait on each other
     real = game.make_real_env()
     env = LatentObservation(real, model, keep_frame=True)
     policy = game.explorer(rng, real) if agent is None else NoisyPolicy(agent, game, noise, rng)
@@ -202,6 +207,7 @@ def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps:
                 break
     finally:
         env.close()
+        torch.set_num_threads(threads)
     return {"frames": np.stack(frames), "actions": np.array(actions, dtype=np.int64 if game.discrete else np.float32),
             "rewards": np.array(rewards, np.float32), "dones": np.array(dones, bool)}
 
@@ -319,6 +325,7 @@ def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
 def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]) -> None:
     """The round's model, agent and rows, in that order (the rows say the round is complete)."""
     save_world_model(model, run / "model")
+    save_policy(agent, run / "model" / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
     atomic_write(run / AGENT_FILE, lambda tmp: agent.save(tmp))
     atomic_write_text(run / ROUNDS_FILE, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
 
