@@ -204,7 +204,7 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
             for kwargs in ({}, {"world_model": str(exported)}):
                 gymnasium_check_env(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
                 sb3_check_env(gym.make(env_id, **kwargs), warn=False)
-    with pytest.raises(ValueError, match="stores real episodes to start from"):
+    with pytest.raises(ValueError, match="a model directory that stores real episodes"):
         gym.make(dream_id, world_model=str(exported), starts="data")
     with pytest.raises(ValueError, match="pixelchase has no shipped model: pass world_model="):
         gym.make(dream_id, world_model=None)
