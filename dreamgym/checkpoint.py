@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
-from dreamgym.files import DamagedFileError, atomic_write, sha256_of
+from dreamgym.files import LOCK_FILE, DamagedFileError, atomic_write, check_destination, sha256_of
 from dreamgym.games import GAMES, Game, game_record, get_game, pretrained_root, resolve_game, shipped_models
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
@@ -58,6 +58,9 @@ START_FILE = "start_episodes.safetensors"
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
+PICTURES_DIR = "pictures"
+MAX_CONFIG_BYTES = 1 << 24
+"""A config.json larger than this (16 MiB) is no model dreamgym wrote: it is not read."""
 
 SHIPPED_MODELS = {name: game for name, (game, _) in shipped_models().items()}
 """Names accepted by ``world_model=`` -> game; their directories live in ``pretrained/``."""
@@ -125,7 +128,12 @@ def save_world_model(
     (0o777 and 0o666 less the umask: ``drwxr-xr-x`` and ``-rw-r--r--`` under the usual umask 022),
     so that a model can be shared or copied like other files.
     """
-    directory = Path(directory)
+    directory = check_destination(directory, "a dreamgym model directory", is_model_directory)
+    if model.controller is not None and (model.controller.game.name != model.game.name
+                                         or model.controller.obs_dim != model.z_dim + model.hidden_dim):
+        raise ValueError(f"cannot save {directory}: its controller reads {model.controller.obs_dim} inputs of "
+                         f"{model.controller.game.name}, but this {model.game.name} model gives z + h = "
+                         f"{model.z_dim + model.hidden_dim} (was it trained in another dream?)")
     directory.parent.mkdir(parents=True, exist_ok=True)
     # A plain mkdir, not tempfile.mkdtemp (which makes it private, 0o700): its mode is 0o777 & ~umask.
     staging = directory.parent / f".{directory.name}.{os.getpid()}-{secrets.token_hex(4)}"
@@ -183,6 +191,17 @@ def save_world_model(
     return directory
 
 
+def is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` is a model directory dreamgym may replace: a readable model config,
+    and nothing in it but a model's files (anything else would be lost in the swap)."""
+    try:
+        read_model_config(directory)
+    except ModelFileError:
+        return False
+    return all(entry.name in (CONFIG_FILE, MODEL_CARD_FILE, PICTURES_DIR, LOCK_FILE) or entry.name.endswith(".safetensors")
+               for entry in directory.iterdir())
+
+
 def _swap_in(staging: Path, directory: Path) -> None:
     """Replace ``directory`` by ``staging`` with renames only."""
     if directory.exists():
@@ -233,6 +252,9 @@ def read_model_config(directory: str | Path) -> dict:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise ModelFileError(f"{directory} is not a dreamgym model directory: {CONFIG_FILE} is missing")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{path} is {size} bytes: a model config is at most {MAX_CONFIG_BYTES}")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

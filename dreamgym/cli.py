@@ -15,7 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from dreamgym.config import ITERATE_AGENTS, IterateConfig, OnlineConfig, RunConfig, field_docs
-from dreamgym.demo import run_demo
+from dreamgym.demo import GENERATIONS, run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
@@ -239,8 +239,8 @@ def cmd_next_round(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    run_demo(args.world_model, Path(args.out), minutes=args.minutes, episodes=args.episodes, report=_print,
-             device=args.device)
+    run_demo(args.world_model, Path(args.out), generations=args.generations, episodes=args.episodes, report=_print,
+             progress=args.progress, device=args.device)
 
 
 def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], float]:
@@ -483,8 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
     p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
-    p.add_argument("--out", default="demo_output", help="where the controller and the GIF go")
-    p.add_argument("--minutes", type=positive_number, default=3.0, help="CMA-ES time budget in the dream")
+    p.add_argument("--out", default="demo_output", help="where the controller, the GIF and demo.json go (absent, empty, "
+                   "or an earlier demo's output)")
+    p.add_argument("--generations", type=count, default=GENERATIONS,
+                   help="CMA-ES generations in the dream (32 candidates x 8 dreams each)")
     p.add_argument("--episodes", type=count, default=20, help="real episodes for the transfer test")
     add_device_argument(p, "the dream and the latent twin")
     return parser

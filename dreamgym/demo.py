@@ -1,13 +1,17 @@
 """The main job: train a fresh controller in a dream for a few minutes, then test it on reality.
 
 1. load the world model (the shipped Doom dream by default);
-2. CMA-ES inside the dream at τ = 1.15 for ``minutes``;
+2. CMA-ES inside the dream at τ = 1.15 for ``generations`` (a budget of work, so that the result
+   does not depend on how fast or busy the machine is);
 3. score it in the dream, on the real game (latent twin) and against random play;
-4. write a GIF of a dream episode (V's decoding) beside a real one (the real frames).
+4. write a GIF of a dream episode (V's decoding) beside a real one (the real frames), and the
+   scores to ``demo.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +25,16 @@ from dreamgym.config import ControllerTrainConfig
 from dreamgym.envs.dream import DreamEnv
 from dreamgym.envs.latent import LatentObservation
 from dreamgym.evaluate import EvalResult, act, evaluate
+from dreamgym.files import LOCK_FILE, atomic_write_text, check_destination
 from dreamgym.plots import side_by_side_gif
-from dreamgym.training import Report, no_report
+from dreamgym.training import Progress, Report, no_progress, no_report
 
 TEMPERATURE = 1.15
 GIF_STEPS = 300
+GENERATIONS = 30
+"""CMA-ES generations of 32 candidates × 8 dreams: ~6 s each on one busy CPU core."""
+CONTROLLER_DIR, GIF_FILE, RESULT_FILE = "controller", "dream_vs_real.gif", "demo.json"
+DEMO_ENTRIES = (CONTROLLER_DIR, GIF_FILE, RESULT_FILE)
 
 
 @dataclass
@@ -40,12 +49,18 @@ def run_demo(
     world_model: str | os.PathLike = "doom_take_cover",
     out_dir: Path = Path("demo_output"),
     *,
-    minutes: float = 3.0,
+    generations: int = GENERATIONS,
     episodes: int = 20,
     seed: int = 20_000,
     report: Report = no_report,
+    progress: Progress = no_progress,
     device: str = "auto",
 ) -> DemoResult:
+    """The demo in ``out_dir``: an absent or empty directory, or the output of an earlier demo
+    (which it replaces); anything else is refused before anything is written."""
+    out_dir = check_destination(out_dir, "the output of an earlier demo", is_demo_output)
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
+        raise ValueError(f"generations must be a whole number >= 1, got {generations!r}")
     try:
         model_dir = resolve_model_dir(world_model)
     except FileNotFoundError as error:
@@ -54,32 +69,41 @@ def run_demo(
     env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
-    config = ControllerTrainConfig(generations=10_000, population=32, trials=8, temperature=TEMPERATURE,
+    config = ControllerTrainConfig(generations=generations, population=32, trials=8, temperature=TEMPERATURE,
                                    eval_every=5, eval_trials=128, seed=seed)
-    report(f"1/3 training a fresh controller inside the dream for {minutes:g} minutes (CMA-ES, τ = {TEMPERATURE})")
-    trained = train_controller(model, out_dir / "controller", config, force=True,
-                               report=report, max_seconds=60 * minutes)
-    controller_file = out_dir / "controller" / BEST_FILE
+    report(f"1/3 training a fresh controller inside the dream: {generations} generations of CMA-ES (τ = {TEMPERATURE})")
+    trained = train_controller(model, out_dir / CONTROLLER_DIR, config, force=True, progress=progress, report=report)
+    controller_file = out_dir / CONTROLLER_DIR / BEST_FILE
     save_controller(trained.controller, controller_file, {"generations": trained.generations})
 
     generator = torch.Generator(device=model.device).manual_seed(seed)
     dream = dream_returns(model, trained.controller.flat()[None], 100, TEMPERATURE, generator, model.game.max_episode_steps)[0]
     report(f"2/3 testing on the real game: {episodes} episodes, and random play for comparison")
     env_kwargs = {"world_model": os.fspath(model_dir), "device": str(model.device)}
-    real = evaluate(env_id, controller_file, episodes, seed, env_kwargs=env_kwargs)
-    random = evaluate(env_id, "random", episodes, seed, env_kwargs=env_kwargs)
+    real = evaluate(env_id, controller_file, episodes, seed, env_kwargs=env_kwargs, progress=progress)
+    random = evaluate(env_id, "random", episodes, seed, env_kwargs=env_kwargs, progress=progress)
 
     report("3/3 recording a dream episode beside a real one")
-    gif = out_dir / "dream_vs_real.gif"
+    gif = out_dir / GIF_FILE
     side_by_side_gif(_dream_frames(model, trained.controller, seed), _real_frames(model, trained.controller, seed), gif)
+    result = DemoResult((float(dream.mean()), float(dream.std())), real, random, gif)
+    atomic_write_text(out_dir / RESULT_FILE, json.dumps(
+        {"world_model": os.fspath(model_dir), "generations": generations, "temperature": TEMPERATURE,
+         "dream": {"mean": result.dream[0], "std": result.dream[1], "episodes": 100},
+         "real": dataclasses.asdict(real), "random": dataclasses.asdict(random)}, indent=2) + "\n")
 
     report("")
     report(f"{'':24}{'mean':>9}{'± std':>9}  episodes")
     report(f"{'dream (τ = 1.15)':24}{dream.mean():9.1f}{dream.std():9.1f}  100")
     report(f"{'real game':24}{real.mean:9.1f}{real.std:9.1f}  {episodes}")
     report(f"{'random play (real)':24}{random.mean:9.1f}{random.std:9.1f}  {episodes}")
-    report(f"GIF (left: dream, V's decoding; right: real frames): {gif}")
-    return DemoResult((float(dream.mean()), float(dream.std())), real, random, gif)
+    report(f"GIF (left: dream, V's decoding; right: real frames): {gif}; scores: {out_dir / RESULT_FILE}")
+    return result
+
+
+def is_demo_output(directory: Path) -> bool:
+    """Whether ``directory`` holds nothing but what a demo writes (so a new demo may replace it)."""
+    return all(entry.name in (*DEMO_ENTRIES, LOCK_FILE) for entry in directory.iterdir())
 
 
 def _dream_frames(model, controller, seed: int) -> np.ndarray:

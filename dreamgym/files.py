@@ -71,6 +71,30 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+class DestinationError(ValueError):
+    """A command was pointed at a place it does not own; nothing there was touched."""
+
+
+LOCK_FILE = ".lock"
+
+
+def check_destination(path: str | Path, what: str, owned: Callable[[Path], bool]) -> Path:
+    """``path`` if a command that writes ``what`` may write there: an absent path, an empty
+    directory (the command's own lock file aside), or a directory ``owned`` says is ``what``
+    already. Anything else (a file, a directory of other things) raises DestinationError
+    before anything is moved or written."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not path.is_dir():
+        raise DestinationError(f"{path} exists and is not a directory: expected an absent path, an empty directory "
+                               f"or {what}; nothing was written")
+    if any(entry.name != LOCK_FILE for entry in path.iterdir()) and not owned(path):
+        raise DestinationError(f"{path} is not empty and is not {what}: refusing to write there, so that nothing in it "
+                               f"is lost; give an absent path, an empty directory or {what}")
+    return path
+
+
 class RunLockedError(RuntimeError):
     """Another process is working on the same run directory."""
 
@@ -84,7 +108,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     the operating system if the holder dies, even by SIGKILL. A directory the lock had to create
     is removed again if the block left nothing in it (a refused command leaves no empty run).
     """
-    path = Path(run_dir) / ".lock"
+    path = Path(run_dir) / LOCK_FILE
     created = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

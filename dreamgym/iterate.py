@@ -41,7 +41,7 @@ from dreamgym.cmaes import BEST_FILE, train_controller
 from dreamgym.config import CollectConfig, IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
-from dreamgym.files import atomic_write, atomic_write_text
+from dreamgym.files import atomic_write, atomic_write_text, check_destination
 from dreamgym.games import game_record, get_game, resolve_game
 from dreamgym.pipeline import (
     adopt_run,
@@ -186,6 +186,7 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
 
 
 def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
+    check_destination(run, "a dreamgym iterate run", lambda path: (path / SETTINGS_FILE).is_file())
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(get_game(game)), "preset": preset,
                                                        "settings": dataclasses.asdict(config)}, indent=2) + "\n")

@@ -45,7 +45,7 @@ import torch
 from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.config import OnlineConfig
 from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
-from dreamgym.files import atomic_write, atomic_write_text, npz_bytes
+from dreamgym.files import atomic_write, atomic_write_text, check_destination, npz_bytes
 from dreamgym.games import Game, game_record, get_game
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
 from dreamgym.policy import AGENT_FILE as POLICY_FILE
@@ -387,6 +387,7 @@ def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip:
     model = load_world_model(run / "model" if rows else config.world_model, device="cpu")  # checked before any write
     if model.game.name != game_spec.name:
         raise StageError(f"world model {config.world_model} is a {model.game.name} model, not {game_spec.name}")
+    check_destination(run, "a dreamgym online run", lambda path: (path / SETTINGS_FILE).is_file())
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(game_spec), "settings": dataclasses.asdict(config)},
                                                       indent=2) + "\n")

@@ -59,7 +59,7 @@ from dreamgym.episodes import (
     read_latents,
 )
 from dreamgym.evaluate import check_trusted, evaluate
-from dreamgym.files import atomic_write_text, load_torch_checkpoint
+from dreamgym.files import atomic_write_text, check_destination, load_torch_checkpoint
 from dreamgym.games import Game, get_game
 from dreamgym.mdnrnn import build_mdnrnn, member_dir, train_mdnrnn
 from dreamgym.plots import frame_grid
@@ -121,6 +121,7 @@ def init_run(run_dir: str | Path, game: str, preset_name: str | None = None, **c
             raise StageError(f"{run_dir} was made with preset {config.preset!r}, not {preset_name!r}: drop --preset to "
                              f"continue it, or give a new --out for a {preset_name!r} run")
     else:
+        check_destination(run_dir, "a dreamgym run", lambda path: False)
         config = preset(game, preset_name or "cpu")
     config = config.with_overrides("collect", **collect_overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,7 @@ def next_round(parent_dir: str | Path, run_dir: str | Path, episodes: int, noise
                          f"parent's V, so train it first (dreamgym pipeline {parent.game} --out {parent_dir})")
     if (run_dir / "run.json").exists():
         raise StageError(f"{run_dir} is already a run directory: choose a new one for the next round")
+    check_destination(run_dir, "a new run directory", lambda path: False)
     if episodes < 1 or noise < 0:
         raise ValueError(f"a round needs episodes >= 1 and noise >= 0, got episodes={episodes}, noise={noise}")
     old_episodes = episode_files(parent_dir / "episodes")
