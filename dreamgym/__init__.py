@@ -47,9 +47,14 @@ ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES
 def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any], replace: bool = False) -> tuple[str, str]:
     """Register a dream (with its vector entry point) and its latent twin, both made with
     ``kwargs``. An id registered already for the same game is kept, or with ``replace`` made
-    anew for these ``kwargs`` (another model of that game); for another game it is an error."""
-    for env_id, entry_point, vector in ((ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv"),
-                                        (ids[1], "dreamgym.envs.latent:make_latent_env", None)):
+    anew for these ``kwargs`` (another model of that game, with a warning, as Gymnasium gives
+    on an override); for another game it is an error. The dream gets no ``reward_threshold``:
+    the real game's would tell SB3's ``StopTrainingOnRewardThreshold`` to stop on dream scores."""
+    dream_limits = {**limits, "reward_threshold": None}
+    replaced: list[tuple[str, str]] = []
+    for env_id, entry_point, vector, env_limits in (
+            (ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv", dream_limits),
+            (ids[1], "dreamgym.envs.latent:make_latent_env", None, limits)):
         if env_id in registry:
             if registry[env_id].kwargs.get("game") != kwargs["game"]:
                 raise ValueError(f"{env_id} is registered already for the game {registry[env_id].kwargs.get('game')!r}: "
@@ -57,8 +62,12 @@ def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str
                                  "(--env-setting name=... or game_from_env(name=...))")
             if not replace or registry[env_id].kwargs == kwargs:
                 continue
+            replaced.append((env_id, registry[env_id].kwargs.get("world_model") or f"the shipped {kwargs['game']} model"))
             del registry[env_id]
-        register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **limits)
+        register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **env_limits)
+    if replaced:
+        warnings.warn(f"{' and '.join(env_id for env_id, _ in replaced)} now use the world model {kwargs.get('world_model')} "
+                      f"(they used {replaced[0][1]})", stacklevel=3)
     return ids
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,12 +16,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dreamgym import ENV_IDS, __version__
+from dreamgym.checkpoint import MODEL_CARD_FILE, resolve_model_dir
 from dreamgym.config import ITERATE_AGENTS, IterateConfig, OnlineConfig, RunConfig, field_docs
 from dreamgym.demo import GENERATIONS, run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
-from dreamgym.games import GAMES, SPEC_SETTINGS, game_from_env, get_game, register_game
+from dreamgym.games import GAMES, SPEC_SETTINGS, game_from_env, get_game, pretrained_root, register_game, shipped_models
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
@@ -181,7 +185,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     check_trusted(args.policy, args.trust_zip)
-    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    env_kwargs = dict(args.env_kwargs or {})
     if args.world_model:
         env_kwargs["world_model"] = args.world_model
     if args.temperature is not None:
@@ -241,6 +245,51 @@ def cmd_next_round(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.world_model, Path(args.out), generations=args.generations, episodes=args.episodes, report=_print,
              progress=args.progress, device=args.device)
+
+
+def card_scores(card: str) -> list[str]:
+    """The bullet lines of a model card's "Scores" section."""
+    lines = card.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().lower() == "## scores"), None)
+    if start is None:
+        return []
+    section = itertools.takewhile(lambda line: not line.startswith("#"), lines[start + 1:])
+    return [line.lstrip("- ").strip() for line in section if line.startswith("- ")]
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    if args.name is not None:
+        card = resolve_model_dir(args.name) / MODEL_CARD_FILE
+        if not card.is_file():
+            raise FileNotFoundError(f"{card} is missing: this model directory has no card")
+        _print(card.read_text(errors="replace")[:MAX_CARD_CHARS])
+        return
+    for name, (game, _) in shipped_models().items():
+        directory = pretrained_root() / name
+        card = directory / MODEL_CARD_FILE
+        scores = card_scores(card.read_text(errors="replace")[:MAX_CARD_CHARS]) if card.is_file() else []
+        ids = ", ".join(ENV_IDS.get(game, ("not registered: see its card",)))
+        installed = "" if (directory / MODEL_CARD_FILE).is_file() else " (not installed)"
+        _print(f"{name}{installed}: {game}; {ids}")
+        for line in scores[:2]:
+            _print(f"    {line}")
+    _print("`dreamgym models NAME` shows a model's card; world_model=NAME loads it.")
+
+
+MAX_CARD_CHARS = 200_000
+"""What ``dreamgym models NAME`` prints of a card at most."""
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A command-line JSON object (argparse names the flag when this raises)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): expected an object like "
+                                         "'{\"temperature\": 1.0}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"temperature\": 1.0}}', got {text!r}")
+    return value
 
 
 def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], float]:
@@ -317,6 +366,7 @@ def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamgym", description="World Models: build a dream, train in it, test on reality.")
+    parser.add_argument("--version", action="version", version=f"dreamgym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     games = sorted(GAMES)
 
@@ -389,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result here (and a histogram PNG beside it)")
     p.add_argument("--world-model", help="world model of the env (default: the policy's, or the shipped one)")
     p.add_argument("--temperature", type=positive_number, help="dream temperature (default: the env's, 1.0)")
-    p.add_argument("--env-kwargs", help="more keyword arguments for gym.make, as JSON")
+    p.add_argument("--env-kwargs", type=json_object, help="more keyword arguments for gym.make, as a JSON object")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
     add_device_argument(p, "the env's V and M (dream and latent ids)")
     add_backend_arguments(p)
@@ -481,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_number, help="first evaluation seed (default: the run's)")
     add_device_argument(p, "the dream and the latent twins")
 
+    p = command("models", "list the installed world models with their scores, or show one's model card", cmd_models)
+    p.add_argument("name", nargs="?", help="a shipped model name or a model directory: print its MODEL_CARD.md")
+
     p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
     p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
     p.add_argument("--out", default="demo_output", help="where the controller, the GIF and demo.json go (absent, empty, "
@@ -501,6 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StageError, DamagedFileError, FileNotFoundError, ValueError, RunLockedError, WriteError) as error:
         print(f"dreamgym {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `dreamgym models NAME | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

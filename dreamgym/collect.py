@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from dreamgym.checkpoint import load_world_model
@@ -25,7 +26,7 @@ from dreamgym.evaluate import act, load_policy
 from dreamgym.files import atomic_write
 from dreamgym.games import Game, RandomHold, get_game
 from dreamgym.parallel import close_worker_cache, run_parallel, worker_cached
-from dreamgym.training import Progress, no_progress
+from dreamgym.training import Progress, episode_errors, no_progress
 
 # --------------------------------------------------------------------------- policies
 
@@ -95,7 +96,21 @@ def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple
     game = get_game(game) if isinstance(game, str) else game
     seed = config.seed + index
     rng = np.random.default_rng(seed)
-    env = game.make_real_env()
+    with episode_errors(game.real_env_id, index, seed):
+        env = game.make_real_env()
+        try:
+            actions, frames, rewards, dones = _play_recorded(game, env, config, rng, seed)
+        finally:
+            env.close()
+    action_array = np.array(actions, dtype=np.int64 if game.discrete else np.float32)
+    payload = episode_bytes(np.stack(frames), action_array, np.array(rewards, np.float32), np.array(dones, bool))
+    return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start), payload
+
+
+def _play_recorded(game: Game, env: gym.Env, config: CollectConfig, rng: np.random.Generator,
+                   seed: int) -> tuple[list, list, list, list]:
+    """One episode of ``env`` by the exploration policy or ``config.policy``: actions, frames,
+    rewards and terminations."""
     if config.policy is None:
         policy = game.explorer(rng, env)
     else:
@@ -104,25 +119,19 @@ def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple
         agent, world_model = worker_cached(("agent", config.policy, config.world_model), lambda: acting_agent(game, config))
         env = LatentObservation(env, world_model, device="cpu", keep_frame=True)  # one frame a step: the CPU is enough
         policy = NoisyPolicy(agent, game, config.noise, rng)
-    try:
-        observation, info = env.reset(seed=seed)
-        frames = [info["frame"] if "frame" in info else game.preprocess(observation)]
-        actions, rewards, dones = [], [], []
-        limit = config.max_steps or game.max_episode_steps
-        for _ in range(limit):
-            action = policy(observation)
-            observation, reward, terminated, truncated, info = env.step(action)
-            frames.append(info["frame"] if "frame" in info else game.preprocess(observation))
-            actions.append(action)
-            rewards.append(reward)
-            dones.append(terminated)
-            if terminated or truncated:
-                break
-    finally:
-        env.close()
-    action_array = np.array(actions, dtype=np.int64 if game.discrete else np.float32)
-    payload = episode_bytes(np.stack(frames), action_array, np.array(rewards, np.float32), np.array(dones, bool))
-    return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start), payload
+    observation, info = env.reset(seed=seed)
+    frames = [info["frame"] if "frame" in info else game.preprocess(observation)]
+    actions, rewards, dones = [], [], []
+    for _ in range(config.max_steps or game.max_episode_steps):
+        action = policy(observation)
+        observation, reward, terminated, truncated, info = env.step(action)
+        frames.append(info["frame"] if "frame" in info else game.preprocess(observation))
+        actions.append(action)
+        rewards.append(reward)
+        dones.append(terminated)
+        if terminated or truncated:
+            break
+    return actions, frames, rewards, dones
 
 
 def _record(args: tuple) -> tuple[EpisodeSummary, bytes]:

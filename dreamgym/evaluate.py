@@ -23,7 +23,7 @@ from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
 from dreamgym.games import game_of_env
 from dreamgym.parallel import WorkerPool, close_worker_cache, run_parallel, worker_cached
-from dreamgym.training import Progress, no_progress
+from dreamgym.training import Progress, episode_errors, no_progress
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
 
@@ -155,7 +155,12 @@ def check_env_id(env_id: str, env_kwargs: dict[str, Any]) -> None:
     import dreamgym  # registers the shipped ids
 
     dreamgym._ensure_registered(env_id, env_kwargs.get("world_model"))
-    gym.spec(env_id)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        ids = sorted(i for pair in dreamgym.ENV_IDS.values() for i in pair)
+        raise ValueError(f"unknown env id {env_id!r} ({error}): dreamgym registers {ids}; an id of your own "
+                         "package is found as 'module:EnvId-v0'") from None
 
 
 def cached_env(env_id: str, env_kwargs_json: str) -> gym.Env:
@@ -184,13 +189,14 @@ def play(env: gym.Env, policy: Any, seed: int) -> tuple[float, int]:
 def run_episode(job: tuple) -> tuple[int, float, int]:
     """(index, return, length) of episode ``index``; the policy and env are made once per process."""
     env_id, env_kwargs_json, policy_path, algorithm, seed, index = job
-    env = cached_env(env_id, env_kwargs_json)
-    if policy_path == "random":
-        policy = RandomPolicy(env.action_space)
-        policy.seed(seed + index)
-    else:
-        policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
-    return (index, *play(env, policy, seed + index))
+    with episode_errors(env_id, index, seed + index):
+        env = cached_env(env_id, env_kwargs_json)
+        if policy_path == "random":
+            policy = RandomPolicy(env.action_space)
+            policy.seed(seed + index)
+        else:
+            policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
+        return (index, *play(env, policy, seed + index))
 
 
 def run_controller_episode(job: tuple) -> tuple[int, int, float]:

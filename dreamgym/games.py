@@ -184,9 +184,13 @@ class Game:
         return (self.exploration or (lambda rng, env: RandomHold(self.action_space(), rng)))(rng, env)
 
     def make_real_env(self, render_mode: str | None = None) -> gym.Env:
-        """The real game, with the same time limit as the dream."""
+        """The real game, with the same time limit as the dream. ``render_mode`` is passed only
+        when set, so that an env whose factory fixes its own (``rgb_array`` for its pixels) or
+        takes none is made as its author wrote it."""
         kwargs = {**(self.setup() if self.setup else {}), **self.real_env_kwargs}
-        return gym.make(self.real_env_id, render_mode=render_mode, max_episode_steps=self.max_episode_steps, **kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        return gym.make(self.real_env_id, max_episode_steps=self.max_episode_steps, **kwargs)
 
     def frame_of(self, observation: Any) -> np.ndarray:
         """The RGB screen inside a real observation."""

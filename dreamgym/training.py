@@ -12,6 +12,7 @@ temporary file left by a write that was killed is removed by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -51,6 +52,22 @@ def no_progress(task: str, done: int, total: int) -> None:
 
 class StageError(RuntimeError):
     """A stage cannot run as asked (unfinished checkpoint without --resume, missing input...)."""
+
+
+class EpisodeError(StageError):
+    """An episode failed inside the env or the policy; the message names the env and the episode."""
+
+
+@contextlib.contextmanager
+def episode_errors(env_id: str, index: int, seed: int) -> Iterator[None]:
+    """Turn a failure of a user's env (or of the policy playing it) into one EpisodeError line
+    that names ``env_id`` and the episode; dreamgym's own clear errors pass unchanged."""
+    try:
+        yield
+    except (StageError, DamagedFileError):
+        raise
+    except Exception as error:
+        raise EpisodeError(f"{env_id}, episode {index} (seed {seed}): {type(error).__name__}: {error}") from error
 
 
 @dataclass

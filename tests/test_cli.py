@@ -102,3 +102,50 @@ def test_progress_bars_follow_the_protocol_and_close_when_a_task_is_done():
         bars("V epoch 1/2", 5, 0)  # total unknown
         assert bars.bars["V epoch 1/2"].total is None
     assert bars.bars == {}
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    import dreamgym
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"dreamgym {dreamgym.__version__}"
+    result = subprocess.run([sys.executable, "-m", "dreamgym", "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"dreamgym {dreamgym.__version__}"
+
+
+def test_models_lists_the_shipped_models_with_their_ids_and_scores_and_shows_a_card(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    for name, ids in (("doom_take_cover", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),
+                      ("car_racing", "DreamCarRacing-v0, LatentCarRacing-v0"), ("boxing", "DreamBoxing-v0, LatentBoxing-v0")):
+        assert f"{name}: " in listing and ids in listing
+    assert "735.4 ± 357.9 over 100 episodes" in listing  # from the Doom card's scores
+    assert main(["models", "doom_take_cover"]) == 0
+    assert capsys.readouterr().out.startswith("# dreamgym world model: doom")
+    assert main(["models", "no_such_model"]) == 1
+    assert "unknown world_model 'no_such_model'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs,words", [("{bad json", "argument --env-kwargs: not valid JSON"),
+                                          ("[1]", "argument --env-kwargs: expected a JSON object")])
+def test_env_kwargs_that_are_not_a_json_object_name_the_flag(kwargs, words, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--env-kwargs", kwargs])
+    assert words in capsys.readouterr().err
+
+
+def test_an_unknown_env_id_is_one_line_that_lists_the_ids(capsys):
+    assert main(["evaluate", "NoSuchEnv-v0", "--policy", "random", "--episodes", "1", "--workers", "1"]) == 1
+    error = capsys.readouterr().err
+    assert "unknown env id 'NoSuchEnv-v0'" in error and "DreamDoomTakeCover-v0" in error and "Traceback" not in error
+
+
+def test_an_env_that_refuses_its_keywords_is_one_line_naming_the_episode(capsys):
+    code = main(["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--episodes", "1", "--workers", "1",
+                 "--env-kwargs", '{"bogus": 1}'])
+    assert code == 1
+    assert "LatentDoomTakeCover-v0, episode 0 (seed 10000): TypeError" in capsys.readouterr().err

@@ -110,3 +110,18 @@ def test_commands_that_make_a_run_refuse_a_directory_of_other_files(run, tmp_pat
     with pytest.raises(DestinationError):
         iterate(mine, "doom", preset="tiny")
     assert listing(mine) == {"thesis.tex": b"years of work"}
+
+
+def test_the_demo_writes_its_scores_and_may_be_run_again_over_its_own_output(tmp_path):
+    import json
+
+    from dreamgym.demo import is_demo_output
+
+    out = tmp_path / "demo"
+    result = run_demo("doom_take_cover", out, generations=1, episodes=2, device="cpu")
+    scores = json.loads((out / "demo.json").read_text())
+    assert scores["generations"] == 1 and scores["real"]["episodes"] == scores["random"]["episodes"] == 2
+    assert scores["real"]["mean"] == result.real.mean and result.gif.is_file()
+    assert is_demo_output(out)  # so a second demo replaces it, and nothing else
+    with pytest.raises(ValueError, match="generations must be a whole number >= 1"):
+        run_demo("doom_take_cover", out, generations=0)

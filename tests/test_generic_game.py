@@ -94,11 +94,36 @@ class PixelSteer(PixelChase):
         return self.frame(), float(self.x >= SIZE - BLOCK - STEP), False, False, {}
 
 
+class PixelChaseNoRenderMode(PixelChase):
+    """The same game from an author who left ``render_mode`` out of the constructor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class PixelChaseBroken(PixelChase):
+    """The same game with a bug: step 5 raises."""
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == 5:
+            raise KeyError("score")
+        return super().step(action)
+
+
+def pixel_chase_rgb(**kwargs) -> PixelChase:
+    """The usual pixel factory: it fixes its own render mode."""
+    return PixelChase(render_mode="rgb_array", **kwargs)
+
+
 if "PixelChase-v0" not in gym.registry:
     gym.register("PixelChase-v0", entry_point=PixelChase, max_episode_steps=40)
     gym.register("PixelChaseDict-v0", entry_point=PixelChaseDict, max_episode_steps=40)
     gym.register("PixelChaseFromOne-v0", entry_point=PixelChaseFromOne)
     gym.register("PixelSteer-v0", entry_point=PixelSteer, max_episode_steps=40)
+    gym.register("PixelChaseRGB-v0", entry_point=pixel_chase_rgb, max_episode_steps=40)
+    gym.register("PixelChaseNoRenderMode-v0", entry_point=PixelChaseNoRenderMode, max_episode_steps=40)
+    gym.register("PixelChaseBroken-v0", entry_point=PixelChaseBroken, max_episode_steps=40)
 
 ENV_ID = "test_generic_game:PixelChase-v0"
 
@@ -147,6 +172,27 @@ def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
         game_from_env(ENV_ID, crop_rows=[0, 60])
     with pytest.raises(ValueError, match="Discrete actions numbered from 0 or a 1-D float Box"):
         game_from_env("test_generic_game:PixelChaseFromOne-v0")
+
+
+@pytest.mark.parametrize("env_id", ["PixelChaseRGB-v0", "PixelChaseNoRenderMode-v0"])
+def test_an_env_is_made_as_its_author_wrote_it_whatever_it_does_with_render_mode(env_id):
+    from dreamgym.collect import record_episode
+    from dreamgym.config import CollectConfig
+    from dreamgym.games import game_from_env
+
+    summary, payload = record_episode(game_from_env(f"test_generic_game:{env_id}"), 0, CollectConfig())
+    assert summary.steps == 40 and payload
+
+
+def test_an_env_that_fails_mid_episode_is_one_error_naming_it_and_the_episode():
+    from dreamgym.collect import record_episode
+    from dreamgym.config import CollectConfig
+    from dreamgym.games import game_from_env
+    from dreamgym.training import EpisodeError
+
+    game = game_from_env("test_generic_game:PixelChaseBroken-v0")
+    with pytest.raises(EpisodeError, match=r"PixelChaseBroken-v0, episode 3 \(seed 10\): KeyError: 'score'"):
+        record_episode(game, 3, CollectConfig(seed=7))
 
 
 def test_a_game_with_box_actions_explores_and_is_steered_within_its_bounds():
