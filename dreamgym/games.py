@@ -556,20 +556,85 @@ def _frame_key(space: gym.spaces.Space, env_id: str, wanted: str | None = None) 
                      "rendering first)")
 
 
+MAX_TRUST_FILE_BYTES = 1 << 16
+
+
+def trust_file() -> Path:
+    """Where dreamgym remembers the env modules this user named themselves (on the command line or
+    in their code): ``$XDG_CONFIG_HOME/dreamgym/env_packages.json`` (``~/.config`` by default).
+    It lives with the user, not with any run or model, so a downloaded directory cannot add to it."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "dreamgym" / "env_packages.json"
+
+
+def trusted_modules() -> dict[str, str]:
+    """Module -> the directory it was imported from, for each module this user named."""
+    import json
+
+    path = trust_file()
+    if not path.is_file():
+        return {}
+    try:
+        if path.stat().st_size > MAX_TRUST_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_TRUST_FILE_BYTES} bytes")
+        modules = json.loads(path.read_text())
+        if not isinstance(modules, dict) or not all(isinstance(v, str) for v in modules.values()):
+            raise ValueError("expected a JSON object of module -> directory")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is damaged ({error}): delete it, then name your env modules again") from None
+    return modules
+
+
+def _remember(module: str) -> None:
+    """Record that the user named ``module``, with the directory it came from, so that later
+    commands on runs and models of its game import it without an environment variable."""
+    import importlib.util
+    import json
+    import warnings
+
+    from dreamgym.files import atomic_write_text
+
+    root = module.partition(".")[0]
+    spec = importlib.util.find_spec(root)
+    if spec is None or spec.origin is None:
+        return
+    origin = Path(spec.origin).resolve()
+    directory = str(origin.parent.parent if spec.submodule_search_locations else origin.parent)
+    modules = trusted_modules()
+    if modules.get(module) == directory:
+        return
+    try:
+        atomic_write_text(trust_file(), json.dumps({**modules, module: directory}, indent=2, sort_keys=True) + "\n")
+    except OSError as error:
+        warnings.warn(f"could not remember {module!r} as yours ({error}): later commands will need "
+                      f"DREAMGYM_ENV_PACKAGES={module}", stacklevel=3)
+
+
 def import_env_package(module: str, trusted: bool) -> None:
     """Import the package that registers an env id (``ale_py`` for ``ALE/...``). ``trusted``:
-    named by the caller's own code or command line, not by a file."""
+    named by the caller's own code or command line, not by a file; such a module is also found
+    in the current directory (as ``python -m`` would). On a file's word alone, only
+    :data:`ENV_PACKAGES`, ``$DREAMGYM_ENV_PACKAGES`` and the remembered modules are imported."""
     import importlib
     import sys
 
     if module in sys.modules:
         return
-    allowed = [*ENV_PACKAGES, *filter(None, (p.strip() for p in os.environ.get("DREAMGYM_ENV_PACKAGES", "").split(",")))]
+    remembered = trusted_modules()
+    allowed = [*ENV_PACKAGES, *filter(None, (p.strip() for p in os.environ.get("DREAMGYM_ENV_PACKAGES", "").split(","))),
+               *remembered]
     if not trusted and module not in allowed:
         raise ValueError(f"a file asks dreamgym to import {module!r} to make its game; only {allowed} are imported on "
-                         f"a file's word: add it to DREAMGYM_ENV_PACKAGES, or import {module} in your own code first")
+                         f"a file's word: name it yourself once (dreamgym ... --env {module}:ENV_ID, or game_from_env in "
+                         f"your code), add it to DREAMGYM_ENV_PACKAGES, or import {module} in your own code first")
+    places = [p for p in (remembered.get(module), os.getcwd() if trusted else None) if p and p not in sys.path]
     try:
-        importlib.import_module(module)  # importing it registers its ids
+        try:
+            importlib.import_module(module)  # importing it registers its ids
+        except ModuleNotFoundError as error:
+            if error.name != module.partition(".")[0] or not places:
+                raise
+            sys.path.extend(places)  # where the user keeps it (spawned workers inherit sys.path)
+            importlib.import_module(module)
     except ImportError as error:  # a ValueError: the command line reports it as a bad input
         extra = ' (pip install "dreamgym[atari]")' if module == "ale_py" else ""
         raise ValueError(f"the game needs the package {module!r}{extra}: {error}") from error
@@ -626,6 +691,8 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     module, _, bare_id = env_id.rpartition(":")
     if module:
         import_env_package(module, trusted)
+        if trusted and module not in ENV_PACKAGES:
+            _remember(module)  # named by the user: later commands on its runs and models may import it
     try:
         env = gym.make(bare_id)
     except gym.error.Error as error:

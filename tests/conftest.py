@@ -22,6 +22,8 @@ from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
 
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="dreamgym-config-")  # the env modules tests name stay here
+
 SMALL_Z = 8
 SMALL_HIDDEN = 16
 

@@ -322,3 +322,75 @@ def test_iterate_trains_ppo_in_the_dream_of_a_game_made_from_an_env_id(pixel_run
     rounds = json.loads((tmp_path / "iter" / "rounds.json").read_text())
     assert [row["round"] for row in rounds] == [0, 1]
     assert (tmp_path / "iter" / "round_1" / "agent.zip").exists()
+
+
+USER_MODULE = '''
+import gymnasium as gym
+import numpy as np
+
+
+class Blink(gym.Env):
+    """A screen that is bright on even steps; action 1 on a bright screen pays 1."""
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, render_mode=None):
+        self.observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self.render_mode, self.t = render_mode, 0
+
+    def frame(self):
+        return np.full((32, 32, 3), 200 if self.t % 2 == 0 else 30, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.frame(), {}
+
+    def step(self, action):
+        reward = float(action == 1 and self.t % 2 == 0)
+        self.t += 1
+        return self.frame(), reward, False, False, {}
+
+    def render(self):
+        return self.frame()
+
+
+gym.register("Blink-v0", entry_point=lambda **kwargs: Blink(render_mode="rgb_array", **kwargs), max_episode_steps=30)
+'''
+
+
+def test_a_users_module_in_the_current_directory_needs_no_environment_variable(tmp_path, monkeypatch):
+    """mygame.py beside the user: pipeline names it, and export, evaluate and dreamgym.register
+    on what it built work from elsewhere with nothing set; a model alone cannot name a module."""
+    import subprocess
+    import sys
+
+    from conftest import run_command
+
+    for key in ("PYTHONPATH", "DREAMGYM_ENV_PACKAGES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "mygame.py").write_text(USER_MODULE)
+    dreamgym = str(Path(sys.executable).parent / "dreamgym")  # the console script: no current directory on its path
+
+    def ok(result: subprocess.CompletedProcess) -> str:
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        return result.stdout
+
+    ok(run_command([dreamgym, "pipeline", "--env", "mygame:Blink-v0", "--preset", "tiny", "--out", "runs/blink",
+                    "--device", "cpu"], cwd=project))
+    model = project / "runs" / "blink" / "model"
+    ok(run_command([dreamgym, "export", str(project / "runs" / "blink"), "--to", "blink_model"], cwd=elsewhere))
+    out = ok(run_command([dreamgym, "evaluate", "LatentBlink-v0", "--policy", "random", "--world-model", str(model),
+                          "--episodes", "2", "--workers", "2"], cwd=elsewhere))
+    assert "LatentBlink-v0:" in out
+    ok(run_command([sys.executable, "-c", f"import dreamgym, gymnasium as gym; ids = dreamgym.register({str(model)!r}); "
+                    "env = gym.make(ids[0]); env.reset(seed=0); print(env.step(1)[1])"], cwd=elsewhere))
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "someone_else"))  # a user who never named mygame
+    refused = run_command([dreamgym, "evaluate", "LatentBlink-v0", "--policy", "random", "--world-model",
+                           str(elsewhere / "blink_model"), "--episodes", "1"], cwd=project)
+    assert refused.returncode == 1 and "a file asks dreamgym to import 'mygame'" in refused.stderr
