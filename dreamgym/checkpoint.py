@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
-from dreamgym.files import LOCK_FILE, DamagedFileError, atomic_write, check_destination, sha256_of
+from dreamgym.files import LOCK_FILE, DamagedFileError, WriteError, atomic_write, check_destination, sha256_of, write_safetensors
 from dreamgym.games import GAMES, Game, game_record, get_game, pretrained_root, resolve_game, shipped_models
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
@@ -137,8 +137,8 @@ def save_world_model(
     directory.parent.mkdir(parents=True, exist_ok=True)
     # A plain mkdir, not tempfile.mkdtemp (which makes it private, 0o700): its mode is 0o777 & ~umask.
     staging = directory.parent / f".{directory.name}.{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()
     try:
+        staging.mkdir()
         tensors = {
             "vae.safetensors": _tensors_to_cpu(model.vae.state_dict(), weights_dtype),
             "mdnrnn.safetensors": _tensors_to_cpu(model.mdnrnn.state_dict(), weights_dtype),
@@ -159,7 +159,7 @@ def save_world_model(
             }
         files = {}
         for name, content in tensors.items():
-            save_file(content, str(staging / name))
+            write_safetensors(content, staging / name)
             files[name] = {"sha256": sha256_of(staging / name), "bytes": (staging / name).stat().st_size}
         for name, content in tensors.items():
             broken = [key for key, tensor in content.items() if not bool(torch.isfinite(tensor).all())]
@@ -185,8 +185,11 @@ def save_world_model(
         for path in staging.iterdir():
             path.chmod(file_mode)  # safetensors writes its files 0o600
         _swap_in(staging, directory)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            kept = "the model there is untouched" if directory.exists() else "nothing was written"
+            raise WriteError(error.errno, f"cannot write {directory}: {error.strerror or error}; {kept}") from error
         raise
     return directory
 
@@ -469,7 +472,7 @@ def save_controller(controller: LinearController, path: str | Path, metadata: di
     header = {"format": "dreamgym-controller", "metadata": json.dumps(metadata or {}),
               **{key: value if key == "game" else json.dumps(value) for key, value in game_record(controller.game).items()}}
     tensors = {"weight": torch.from_numpy(controller.weight), "bias": torch.from_numpy(controller.bias)}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write(path, lambda tmp: write_safetensors(tensors, tmp, metadata=header))
 
 
 def load_controller(path: str | Path) -> LinearController:

@@ -89,19 +89,28 @@ def episode_bytes(frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, 
 
 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Every array of an npz file (never unpickled), or EpisodeFileError naming the file and the damage."""
+    """The arrays ``keys`` of an npz file (never unpickled; other members are not read), or
+    EpisodeFileError naming the file and the damage. What is decompressed is bounded by the
+    sizes the archive declares, and those by MAX_ARRAY_BYTES, each and together."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             missing = [key for key in keys if key not in members]
             if missing:
                 raise EpisodeFileError(f"{path}: missing arrays {missing}")
+            total = sum(members[key].file_size for key in keys)
+            if total > MAX_ARRAY_BYTES:
+                raise EpisodeFileError(f"{path}: arrays {list(keys)} are {total} bytes together, "
+                                       f"more than the {MAX_ARRAY_BYTES} a file may hold")
             arrays = {}
-            for key, info in members.items():
-                if info.file_size > MAX_ARRAY_BYTES:
-                    raise EpisodeFileError(f"{path}: array {key!r} is {info.file_size} bytes, "
-                                           f"more than the {MAX_ARRAY_BYTES} a file may hold")
-                arrays[key] = _npy_array(archive.read(info))  # zlib releases the GIL: readers run in parallel
+            for key in keys:
+                info = members[key]
+                with archive.open(info) as member:  # zlib releases the GIL: readers run in parallel
+                    raw = member.read(info.file_size + 1)
+                if len(raw) != info.file_size:
+                    raise EpisodeFileError(f"{path}: array {key!r} holds {'more' if len(raw) > info.file_size else 'less'} "
+                                           f"than the {info.file_size} bytes its archive entry declares")
+                arrays[key] = _npy_array(raw)
             return arrays
     except EpisodeFileError:
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 
 
 class DamagedFileError(ValueError):
@@ -22,6 +25,9 @@ class DamagedFileError(ValueError):
 
 class WriteError(OSError):
     """A file could not be written (disk full, no permission...); its previous version is intact."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # the sentence, without OSError's "[Errno N]"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -52,7 +58,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_save_torch(obj: Any, path: str | Path) -> None:
     """torch.save through a temporary file (training checkpoints of a run directory)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as error:  # torch's writer reports a full disk as "unexpected pos ..."
+            raise OSError(errno.EIO, f"torch.save failed ({error})") from error
+
+    atomic_write(path, write)
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, its failures (a full disk, a size limit) raised as OSError."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as error:
+        raise OSError(errno.EIO, f"{Path(path).name}: {error}") from error
 
 
 def load_torch_checkpoint(path: str | Path) -> dict:

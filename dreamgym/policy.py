@@ -22,9 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from dreamgym.files import atomic_write
+from dreamgym.files import atomic_write, write_safetensors
 
 AGENT_FILE = "agent.safetensors"
 FORMAT = "dreamgym-sb3-policy"
@@ -67,7 +66,7 @@ def save_policy(agent: Any, path: str | os.PathLike, metadata: dict[str, Any] | 
     tensors = {key: value.detach().cpu().contiguous() for key, value in policy.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write(path, lambda tmp: write_safetensors(tensors, tmp, metadata=header))
     return path
 
 

@@ -65,8 +65,8 @@ def test_failed_save_leaves_the_previous_directory_intact(tmp_path, monkeypatch)
             raise OSError("disk full")
         return real_save(tensors, path, metadata=metadata)
 
-    real_save = checkpoint.save_file
-    monkeypatch.setattr(checkpoint, "save_file", failing_save)
+    real_save = checkpoint.write_safetensors
+    monkeypatch.setattr(checkpoint, "write_safetensors", failing_save)
     with pytest.raises(OSError, match="disk full"):
         save_world_model(small_world_model("doom", seed=2), target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
@@ -216,3 +216,37 @@ def test_the_dropout_rate_m_was_trained_with_is_stored_and_old_directories_read_
     del config["mdnrnn"]["dropout"]  # as written before the setting existed
     _write_config(directory, config)
     assert load_world_model(directory, device="cpu").mdnrnn.config.dropout == 0.0
+
+
+def test_saves_that_hit_a_file_size_limit_are_clear_errors_and_keep_the_old_files(tmp_path):
+    """A real limit (``ulimit -f``), in a process of its own: safetensors and torch.save fail
+    as they would on a full disk."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = save_world_model(small_world_model("doom"), tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    script = f"""
+import resource, signal, sys, torch
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import small_world_model
+from dreamgym.checkpoint import save_world_model
+from dreamgym.files import WriteError, atomic_save_torch
+model = small_world_model("doom", seed=1)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+for save in (lambda: save_world_model(model, {str(target)!r}),
+             lambda: atomic_save_torch({{"w": torch.zeros(1 << 20)}}, {str(tmp_path / "checkpoint.pt")!r})):
+    try:
+        save()
+    except WriteError as error:
+        print("WriteError:", error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == 2, result.stderr[-2000:]
+    assert lines[0].startswith(f"WriteError: cannot write {target}: ") and "the model there is untouched" in lines[0]
+    assert lines[1].startswith(f"WriteError: cannot write {tmp_path / 'checkpoint.pt'}: ") and "nothing was written" in lines[1]
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging directory, no temporary file

@@ -190,3 +190,24 @@ def test_vs_batches_draw_exactly_the_frames_asked_for_repeating_a_small_dataset(
 def test_vs_batches_stop_when_no_file_is_readable(tmp_path):
     bad = write(tmp_path / "episode_000000.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))
     assert list(frame_batches([bad], 2, np.random.default_rng(0), 100, limit=10)) == []
+
+
+def test_an_extra_member_is_never_decompressed_and_the_sizes_are_bounded_together(tmp_path, monkeypatch):
+    import dreamgym.episodes as episodes
+
+    path = tmp_path / "episode_000000.npz"
+    path.write_bytes(npz_bytes(episode()))
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:  # a 256 MiB member that compresses to ~0.25 MB
+        with archive.open("padding.npy", "w", force_zip64=True) as member:
+            block = np.zeros(1 << 24, np.uint8).tobytes()
+            for _ in range(16):
+                member.write(block)
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(getattr(name, "filename", name))
+                        or real_open(self, name, *a, **k))
+    assert sorted(read_episode(path)) == ["actions", "dones", "frames", "rewards"]
+    assert "padding.npy" not in opened
+    monkeypatch.setattr(episodes, "MAX_ARRAY_BYTES", 64 * 64 * 3 * 5 + 100)  # each array fits, all of them do not
+    with pytest.raises(EpisodeFileError, match="bytes together"):
+        read_episode(path)
