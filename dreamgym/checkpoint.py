@@ -54,6 +54,8 @@ MAX_START_STEPS = 200_000
 MAX_START_EPISODES = 1024
 """More stored real steps or episodes for ``starts="data"`` than these is no model dreamgym wrote
 (it stores 32 episodes); they bound the warm-up's work and memory."""
+MAX_M_PARAMETERS = 400_000_000
+"""Weights of all of a model's M together (1.6 GB as float32; the paper's Doom M has 1.7 million)."""
 START_FILE = "start_episodes.safetensors"
 WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_FILE = "config.json"
@@ -375,8 +377,12 @@ def load_world_model(
         raise ModelFileError(f"{path}: members must be an integer in [1, {MAX_MEMBERS}], got {count!r}")
     dream = _dream_settings(path, config.get("dream", {}))
     member_files = [f"mdnrnn_member_{k}.safetensors" for k in range(1, count)]
-    for name in member_files:  # before any member is allocated: a config cannot ask for memory its files lack
-        _check_weights_size(directory, name, config, mdnrnn_parameter_count(mdnrnn_config))
+    parameters = mdnrnn_parameter_count(mdnrnn_config)
+    if count * parameters > MAX_M_PARAMETERS:  # sizes that pass one by one can still ask too much together
+        raise ModelFileError(f"{path}: {count} M of {parameters:,} weights each ({count * parameters:,} in all) is more "
+                             f"than the {MAX_M_PARAMETERS:,} a model may hold")
+    for name in ("mdnrnn.safetensors", *member_files):  # before any M is allocated: a config cannot ask for memory its files lack
+        _check_weights_size(directory, name, config, parameters)
     vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
     named = [(vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")]
     members = []

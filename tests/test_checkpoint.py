@@ -250,3 +250,22 @@ for save in (lambda: save_world_model(model, {str(target)!r}),
     assert lines[1].startswith(f"WriteError: cannot write {tmp_path / 'checkpoint.pt'}: ") and "nothing was written" in lines[1]
     assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging directory, no temporary file
+
+
+@pytest.mark.parametrize("sizes, words", [
+    ({"z_dim": 4096, "hidden_dim": 8192, "num_mixtures": 64}, "more than the 400,000,000 a model may hold"),  # ~26 GB
+    ({"hidden_dim": 2048}, "mdnrnn.safetensors holds .* bytes, too few"),  # fits the bound, not the file
+])
+def test_sizes_that_each_pass_are_refused_together_or_against_the_file_before_m_is_built(tmp_path, monkeypatch,
+                                                                                         sizes, words):
+    directory = _copy(tmp_path)
+    config = _config(directory)
+    for key, value in sizes.items():
+        config["mdnrnn"][key] = value
+        if key == "z_dim":
+            config["vae"]["z_dim"] = value
+    _write_config(directory, config)
+    monkeypatch.setattr(checkpoint, "MDNRNN", lambda config: pytest.fail("an M was allocated"))
+    monkeypatch.setattr(checkpoint, "ConvVAE", lambda config: pytest.fail("V was allocated"))
+    with pytest.raises(ModelFileError, match=words):
+        load_world_model(directory, device="cpu")
