@@ -193,7 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("device", args.device)
     result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
-                      progress=args.progress, backend=args.backend, address=args.address)
+                      progress=args.progress, backend=args.backend, address=args.address, noise=args.noise)
     _print(result.summary())
     if args.json:
         result.save(args.json)
@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=positive_number, help="dream temperature (default: the env's, 1.0)")
     p.add_argument("--env-kwargs", type=json_object, help="more keyword arguments for gym.make, as a JSON object")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
+    p.add_argument("--noise", type=_number(float, lambda x: 0 <= x <= 1, "a number in [0, 1]"), default=0.0,
+                   help="play the policy with exploration noise, as rounds record it: std of Gaussian noise on "
+                        "each Box action component, or the chance of a random held Discrete action (0: deterministic)")
     add_device_argument(p, "the env's V and M (dream and latent ids)")
     add_backend_arguments(p)
 

@@ -22,33 +22,13 @@ import numpy as np
 from dreamgym.checkpoint import load_world_model
 from dreamgym.config import CollectConfig
 from dreamgym.episodes import episode_bytes, episode_path
-from dreamgym.evaluate import act, load_policy
+from dreamgym.evaluate import NoisyPolicy, load_policy
 from dreamgym.files import atomic_write
-from dreamgym.games import Game, RandomHold, get_game
+from dreamgym.games import Game, get_game
 from dreamgym.parallel import close_worker_cache, run_parallel, worker_cached
 from dreamgym.training import Progress, episode_errors, no_progress
 
 # --------------------------------------------------------------------------- policies
-
-
-class NoisyPolicy:
-    """A trained agent on the latent twin (a dreamgym controller or an SB3 model), with
-    exploration noise (iterative rounds)."""
-
-    def __init__(self, agent: Any, game: Game, noise: float, rng: np.random.Generator) -> None:
-        self.agent, self.game, self.noise, self.rng = agent, game, noise, rng
-        self.explore = RandomHold(game.action_space(), rng) if game.discrete else None
-
-    def __call__(self, observation: np.ndarray) -> Any:
-        action = act(self.agent, observation)
-        if self.game.discrete:
-            assert self.explore is not None
-            if self.explore.remaining > 0 or self.rng.random() < self.noise:
-                return self.explore(observation)
-            return action
-        space = self.game.action_space()
-        noisy = np.asarray(action, dtype=np.float64) + self.rng.normal(0.0, self.noise, size=space.shape)
-        return np.clip(noisy, space.low, space.high).astype(np.float32)
 
 
 def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:

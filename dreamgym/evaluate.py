@@ -21,7 +21,7 @@ import numpy as np
 from dreamgym.checkpoint import CONFIG_FILE, SHIPPED_MODELS, load_controller, load_world_model, resolve_model_dir
 from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
-from dreamgym.games import game_of_env
+from dreamgym.games import Game, RandomHold, game_of_env
 from dreamgym.parallel import WorkerPool, close_worker_cache, run_parallel, worker_cached
 from dreamgym.training import Progress, episode_errors, no_progress
 
@@ -40,9 +40,13 @@ class EvalResult:
     policy: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    noise: float = 0.0
+    """Exploration noise the policy played with (see :class:`NoisyPolicy`; 0: deterministic)."""
 
     def summary(self) -> str:
-        return f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes (seeds {self.seed}..{self.seed + self.episodes - 1})"
+        played = f", noise {self.noise:g}" if self.noise else ""
+        return (f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes "
+                f"(seeds {self.seed}..{self.seed + self.episodes - 1}{played})")
 
     def save(self, path: str | Path) -> None:
         """JSON at ``path`` and a histogram of the returns beside it (same name, .png)."""
@@ -135,6 +139,31 @@ def act(policy: Any, observation: np.ndarray) -> Any:
     return action
 
 
+class NoisyPolicy:
+    """A trained agent (a dreamgym controller or an SB3 model) with exploration noise: Gaussian
+    noise of std ``noise`` on each action component, clipped to the bounds (Box actions), or
+    with probability ``noise`` a random action held 1-10 steps (Discrete). It acts through
+    :func:`act` like the agent itself."""
+
+    def __init__(self, agent: Any, game: Game, noise: float, rng: np.random.Generator) -> None:
+        self.agent, self.game, self.noise, self.rng = agent, game, noise, rng
+        self.explore = RandomHold(game.action_space(), rng) if game.discrete else None
+
+    def predict(self, observation: np.ndarray, deterministic: bool = True) -> tuple[Any, None]:
+        return self(observation), None
+
+    def __call__(self, observation: np.ndarray) -> Any:
+        action = act(self.agent, observation)
+        if self.game.discrete:
+            assert self.explore is not None
+            if self.explore.remaining > 0 or self.rng.random() < self.noise:
+                return self.explore(observation)
+            return action
+        space = self.game.action_space()
+        noisy = np.asarray(action, dtype=np.float64) + self.rng.normal(0.0, self.noise, size=space.shape)
+        return np.clip(noisy, space.low, space.high).astype(np.float32)
+
+
 class RandomPolicy:
     """Uniformly random actions from the env's action space (the baseline)."""
 
@@ -188,7 +217,7 @@ def play(env: gym.Env, policy: Any, seed: int) -> tuple[float, int]:
 
 def run_episode(job: tuple) -> tuple[int, float, int]:
     """(index, return, length) of episode ``index``; the policy and env are made once per process."""
-    env_id, env_kwargs_json, policy_path, algorithm, seed, index = job
+    env_id, env_kwargs_json, policy_path, algorithm, seed, index, noise = job
     with episode_errors(env_id, index, seed + index):
         env = cached_env(env_id, env_kwargs_json)
         if policy_path == "random":
@@ -196,6 +225,8 @@ def run_episode(job: tuple) -> tuple[int, float, int]:
             policy.seed(seed + index)
         else:
             policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
+            if noise > 0:
+                policy = NoisyPolicy(policy, game_of_env(env_id), noise, np.random.default_rng(seed + index))
         return (index, *play(env, policy, seed + index))
 
 
@@ -231,6 +262,7 @@ def evaluate(
     progress: Progress = no_progress,
     backend: str = "local",
     address: str | None = None,
+    noise: float = 0.0,
 ) -> EvalResult:
     """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` workers
     (processes here, or Ray actors with ``backend="ray"``: see :mod:`dreamgym.parallel`).
@@ -239,9 +271,13 @@ def evaluate(
 
     If ``policy`` is a model directory, the env uses that world model unless ``env_kwargs``
     names another. ``progress("evaluate ENV_ID", done, total)`` is called after each episode.
+    ``noise`` > 0 plays the policy with exploration noise (:class:`NoisyPolicy`, seeded by the
+    episode's seed), as rounds record it.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
+        raise ValueError(f"noise must be a number in [0, 1], got {noise!r}")
     start = time.perf_counter()
     env_kwargs = dict(env_kwargs or {})
     model_dir = None if policy == "random" else load_policy(policy, algorithm)[1]
@@ -252,7 +288,7 @@ def evaluate(
     if registered_model is not None:  # a worker may not have the registration that names it (dreamgym.register)
         env_kwargs.setdefault("world_model", registered_model)
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
-    jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i) for i in range(episodes)]
+    jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i, float(noise)) for i in range(episodes)]
     results = []
     for result in run_parallel(run_episode, jobs, workers, backend, address):
         results.append(result)
@@ -271,4 +307,5 @@ def evaluate(
         policy=os.fspath(policy),
         env_kwargs=env_kwargs,
         seconds=time.perf_counter() - start,
+        noise=float(noise) if policy != "random" else 0.0,
     )

@@ -10,8 +10,8 @@ Every round:
 3. the agent (Stable-Baselines3 PPO) goes on learning in short dreams that start at real steps
    of the replay (``starts="data"``) and are cut at ``horizon`` steps as a truncation, where
    PPO's critic bootstraps the value of the rest;
-4. every ``eval_every`` rounds the deterministic agent plays ``eval_episodes`` real episodes on
-   tuning seeds; the best of those scores chooses the agent kept in ``best/`` (a measure an
+4. every ``eval_every`` rounds the agent plays ``eval_episodes`` real episodes on tuning seeds
+   (with its exploration noise unless ``eval_noise`` says otherwise); the best of those scores chooses the agent kept in ``best/`` (a measure an
    agent that exploits M cannot inflate). Every real step is counted.
 
 Layout of ``RUN``::
@@ -45,6 +45,7 @@ import torch
 from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.config import OnlineConfig
 from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
+from dreamgym.evaluate import NoisyPolicy
 from dreamgym.files import atomic_write, atomic_write_text, check_destination, npz_bytes
 from dreamgym.games import Game, game_record, get_game
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
@@ -82,7 +83,7 @@ class OnlineRound:
     v_error: float
     """V's mean summed squared reconstruction error on this round's new frames."""
     eval_mean: float | None = None
-    """Tuning score of the deterministic agent (``eval_episodes`` real episodes), if evaluated."""
+    """Tuning score of the agent (``eval_episodes`` real episodes, ``eval_noise``), if evaluated."""
     eval_std: float | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -183,7 +184,6 @@ def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps:
               ) -> dict[str, np.ndarray]:
     """One real episode (at most ``max_steps``) through the latent twin with ``agent`` (None: the
     game's exploration policy) and exploration ``noise`` -> frames, actions, rewards and ends."""
-    from dreamgym.collect import NoisyPolicy
     from dreamgym.envs.latent import LatentObservation
 
     game = model.game
@@ -212,12 +212,12 @@ def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps:
             "rewards": np.array(rewards, np.float32), "dones": np.array(dones, bool)}
 
 
-def real_score(model: WorldModel, agent: Any, seeds: range, max_steps: int | None = None
+def real_score(model: WorldModel, agent: Any, seeds: range, noise: float = 0.0, max_steps: int | None = None
                ) -> tuple[list[float], list[int]]:
-    """Returns and lengths of the deterministic ``agent`` on real episodes seeded ``seeds``."""
+    """Returns and lengths of ``agent`` (with exploration ``noise``) on real episodes seeded ``seeds``."""
     returns, lengths = [], []
     for seed in seeds:
-        episode = play_real(model, agent, seed, 0.0, max_steps)
+        episode = play_real(model, agent, seed, noise, max_steps)
         returns.append(float(episode["rewards"].sum()))
         lengths.append(len(episode["actions"]))
     return returns, lengths
@@ -288,7 +288,7 @@ def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConf
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
     if stored.get("game") != get_game(game).name:
         raise StageError(f"{run} learns {stored.get('game')}, not {game}")
-    for name in ("world_model", "seed", "eval_seed", "eval_episodes"):
+    for name in ("world_model", "seed", "eval_seed", "eval_episodes", "eval_noise"):
         if name in overrides and overrides[name] != getattr(config, name):
             raise StageError(f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "
                              "run; give a new RUN")
@@ -430,8 +430,9 @@ def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip:
         eval_mean = eval_std = None
         if (k + 1) % config.eval_every == 0:
             clock = time.perf_counter()
+            noise = config.noise if config.eval_noise is None else config.eval_noise
             returns, lengths = real_score(model, agent, range(config.eval_seed, config.eval_seed + config.eval_episodes),
-                                         config.max_steps)
+                                         noise, config.max_steps)
             eval_mean, eval_std, eval_steps = float(np.mean(returns)), float(np.std(returns)), eval_steps + sum(lengths)
             timings["evaluate"] = time.perf_counter() - clock
         row = OnlineRound(round=k, episodes=first + wanted, data_steps=data.steps, eval_steps=eval_steps,

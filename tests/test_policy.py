@@ -107,3 +107,27 @@ def test_broken_weights_and_missing_files_are_clear_errors(tmp_path, model_dirs)
         from stable_baselines3 import DQN
 
         save_policy(DQN("MlpPolicy", venv, device="cpu", buffer_size=100), tmp_path / "dqn.safetensors")
+
+
+def test_evaluate_plays_a_policy_with_the_noise_its_rounds_record_it_with(tmp_path, model_dirs):
+    from dreamgym.checkpoint import load_world_model, save_controller
+    from dreamgym.controller import LinearController
+    from dreamgym.evaluate import NoisyPolicy, evaluate
+
+    model = load_world_model(model_dirs["carracing"], device="cpu")
+    controller = LinearController.zeros(model.game, model.observation_dim)
+    path = tmp_path / "controller.safetensors"
+    save_controller(controller, path)
+    observation = np.zeros(model.observation_dim, np.float32)
+    noisy = NoisyPolicy(controller, model.game, 0.5, np.random.default_rng(0))
+    actions = np.array([noisy.predict(observation)[0] for _ in range(200)])
+    space = model.game.action_space()
+    assert np.all((actions >= space.low) & (actions <= space.high)) and actions.std(0).min() > 0.1
+    kwargs = {"world_model": str(model_dirs["carracing"]), "device": "cpu"}
+    plain = evaluate("DreamCarRacing-v0", path, 2, seed=5, workers=1, env_kwargs=kwargs)
+    shaken = evaluate("DreamCarRacing-v0", path, 2, seed=5, workers=1, env_kwargs=kwargs, noise=0.5)
+    again = evaluate("DreamCarRacing-v0", path, 2, seed=5, workers=1, env_kwargs=kwargs, noise=0.5)
+    assert (plain.noise, shaken.noise) == (0.0, 0.5) and "noise 0.5" in shaken.summary()
+    assert shaken.returns != plain.returns and shaken.returns == again.returns  # seeded by the episode
+    with pytest.raises(ValueError, match="noise must be a number in"):
+        evaluate("DreamCarRacing-v0", path, 1, env_kwargs=kwargs, noise=2.0)
