@@ -47,14 +47,30 @@ def check_actions(space: gym.spaces.Space, actions: Any, num_envs: int) -> np.nd
     return array
 
 
+def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
+    """An AutoresetMode from itself or its name in any spelling: "same_step", "SAME_STEP", "SameStep"."""
+    if isinstance(value, AutoresetMode):
+        return value
+    key = str(value).replace("_", "").lower()
+    for mode in AutoresetMode:
+        if key in (mode.value.lower(), mode.name.replace("_", "").lower()):
+            return mode
+    raise ValueError(f"autoreset_mode must be one of {[mode.name.lower() for mode in AutoresetMode]} "
+                     f"(or gymnasium.vector.AutoresetMode), got {value!r}")
+
+
 class DreamVectorEnv(VectorEnv):
     """``gym.make_vec("DreamDoomTakeCover-v0", num_envs=N)``: N dreams, one M call per step.
 
     Same per-env semantics as :class:`~dreamgym.envs.dream.DreamEnv` (observation [z, h],
     the real game's actions, reward and end from M's heads, truncation at the game's limit,
     which this env enforces itself). ``autoreset_mode`` is ``NEXT_STEP`` (default: an env that
-    ended is reset on the following ``step``, whose action it ignores) or ``SAME_STEP`` (reset
-    at once; the last observation is in ``info["final_obs"]``).
+    ended is reset on the following ``step``, whose action it ignores), ``SAME_STEP`` (reset
+    at once; the last observation is in ``info["final_obs"]``) or ``DISABLED`` (never reset by
+    ``step``: call ``reset(options={"reset_mask": ended})``). With ``gym.make_vec``, give it as a
+    keyword, ``gym.make_vec(id, n, autoreset_mode="same_step")``: Gymnasium passes no
+    ``vector_kwargs`` to a vector entry point. TorchRL's ``GymWrapper`` of a vector env wants
+    ``SAME_STEP``.
 
     ## Two ways to step
     :meth:`reset` / :meth:`step` take and return numpy arrays, as every Gymnasium vector env.
@@ -133,9 +149,7 @@ class DreamVectorEnv(VectorEnv):
         self.game = env_game(game, world_model)
         self.num_envs = int(num_envs)
         self.temperature = validate_temperature(temperature)
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
-        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {self.autoreset_mode}")
+        self.autoreset_mode = autoreset_mode_of(autoreset_mode)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
@@ -297,10 +311,10 @@ class DreamVectorEnv(VectorEnv):
                 info["final_info"].update(uncertainty=step.uncertainty, _uncertainty=ended)
             info["_final_info"] = ended
             self._reset_envs(ended)
-        else:
+        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._reset_envs(restarting)
             self._needs_reset = ended
-        return self._state.observation(), rewards, terminated, truncated, info
+        return self._state.observation(), rewards, terminated, truncated, info  # DISABLED: reset(options=...) does it
 
     def _reset_envs(self, mask: torch.Tensor | None) -> None:
         """Fresh starts (with their dropout masks and members) and zero step counts for the envs

@@ -305,3 +305,21 @@ def test_sb3_ppo_trained_in_the_dream_loads_on_the_latent_twin(model_dirs, tmp_p
 def test_bad_vector_settings_are_refused(model_dirs, kwargs, words):
     with pytest.raises(ValueError, match=words):
         DreamVectorEnv("doom", world_model=str(model_dirs["doom"]), device="cpu", **kwargs)
+
+
+def test_autoreset_disabled_leaves_ended_envs_to_the_callers_reset(model_dirs):
+    envs = gym.make_vec("DreamDoomTakeCover-v0", num_envs=2, world_model=str(model_dirs["doom"]), device="cpu",
+                        max_episode_steps=3, autoreset_mode="disabled")
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.DISABLED
+    envs.reset(seed=0)
+    for _ in range(3):
+        _, _, terminated, truncated, _ = envs.step(np.zeros(2, np.int64))
+    ended = terminated | truncated
+    assert ended.all()
+    _, rewards, terminated, truncated, _ = envs.step(np.zeros(2, np.int64))  # not reset by step: still over the cap
+    assert (truncated | terminated).all()
+    envs.reset(options={"reset_mask": np.array([True, False])})
+    _, _, terminated, truncated, _ = envs.step(np.zeros(2, np.int64))
+    assert not truncated[0] and (truncated[1] or terminated[1])
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        gym.make_vec("DreamDoomTakeCover-v0", num_envs=2, world_model=str(model_dirs["doom"]), autoreset_mode="sometimes")
