@@ -7,6 +7,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -54,6 +55,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+MAX_JSON_BYTES = 1 << 26
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file dreamgym wrote (a record, a table, settings); DamagedFileError names the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DamagedFileError(f"{path} is {size} bytes: more than the {max_bytes} such a file may hold")
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedFileError(f"{path} is not valid JSON ({error}): delete it, or restore it") from None
+    except FileNotFoundError:
+        raise DamagedFileError(f"{path} is missing") from None
 
 
 def atomic_save_torch(obj: Any, path: str | Path) -> None:

@@ -13,6 +13,7 @@ A run directory::
     controller/         CMA-ES state, controller.safetensors, fitness.csv, fitness.png
     model/              the exported model directory (what world_model=DIR loads)
     eval/               evaluation JSON + histograms
+    evaluated.json      what eval/ scored (the weights' sha256 records, episodes, seed): the same is not played again
 
 Every stage is a no-op when already finished (unless ``force``), resumes after a crash, and
 returns what it did and how long it took.
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamgym.checkpoint import load_controller, save_controller, save_world_model
+from dreamgym.checkpoint import load_controller, read_model_config, save_controller, save_world_model
 from dreamgym.cmaes import (
     BEST_FILE,
     dream_returns,
@@ -58,8 +59,8 @@ from dreamgym.episodes import (
     read_episode,
     read_latents,
 )
-from dreamgym.evaluate import check_trusted, evaluate
-from dreamgym.files import atomic_write_text, check_destination, load_torch_checkpoint
+from dreamgym.evaluate import EvalResult, check_trusted, evaluate
+from dreamgym.files import atomic_write_text, check_destination, load_torch_checkpoint, read_json
 from dreamgym.games import Game, get_game
 from dreamgym.mdnrnn import build_mdnrnn, member_dir, train_mdnrnn
 from dreamgym.plots import frame_grid
@@ -431,13 +432,21 @@ def evaluate_stage(run_dir: str | Path, *, episodes: int | None = None, seed: in
     env_id = get_game(config.game).latent_env_id
 
     def work() -> str:
+        # What was evaluated: the weights (their sha256 records, which a re-export with new scores
+        # in its card keeps) and the episodes. The same again is not played again.
+        evaluated = {"files": read_model_config(run_dir / "model")["files"], "episodes": config.evaluate.episodes,
+                     "seed": config.evaluate.seed}
+        record, results = run_dir / "evaluated.json", run_dir / "eval" / f"{env_id}.json"
+        if record.is_file() and results.is_file() and read_json(record) == evaluated:
+            return f"already evaluated: {results} ({EvalResult(**read_json(results)).summary()})"
         env_kwargs = {"world_model": str(run_dir / "model"), "device": device}
         result = evaluate(env_id, run_dir / "model", config.evaluate.episodes, config.evaluate.seed,
                           config.evaluate.workers, env_kwargs, progress=progress)
-        result.save(run_dir / "eval" / f"{env_id}.json")
+        result.save(results)
         baseline = evaluate(env_id, "random", config.evaluate.episodes, config.evaluate.seed, config.evaluate.workers,
                             env_kwargs=env_kwargs)
         baseline.save(run_dir / "eval" / f"random_{env_id}.json")
+        atomic_write_text(record, json.dumps(evaluated, indent=2) + "\n")
         return f"{result.summary()}; random actions: {baseline.mean:.1f} ± {baseline.std:.1f}"
 
     return _timed(run_dir, "evaluate", work)

@@ -333,3 +333,17 @@ def test_next_round_refuses_noise_with_explore(tiny_runs, tmp_path):
                           cwd=tmp_path)
     assert result.returncode == 1 and "give one of them" in result.stderr
     assert not (tmp_path / "round2").exists()
+
+
+def test_a_finished_run_is_not_evaluated_again_unless_its_weights_change(tiny_runs, tmp_path):
+    from dreamgym.pipeline import evaluate_stage, export_stage
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs("doom"), run)
+    again = evaluate_stage(run)
+    assert again.summary.startswith("already evaluated") and again.seconds < 5
+    export_stage(run, run / "model")  # a re-export (new card, same weights) keeps the result
+    assert evaluate_stage(run).summary.startswith("already evaluated")
+    (run / "evaluated.json").write_text("{not json")
+    with pytest.raises(Exception, match="evaluated.json is not valid JSON"):
+        evaluate_stage(run)
