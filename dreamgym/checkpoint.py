@@ -38,7 +38,15 @@ from safetensors.torch import load_file
 from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
-from dreamgym.files import LOCK_FILE, DamagedFileError, WriteError, atomic_write, check_destination, sha256_of, write_safetensors
+from dreamgym.files import (
+    LOCK_FILE,
+    DamagedFileError,
+    WriteError,
+    atomic_write,
+    check_destination,
+    sha256_of,
+    write_safetensors,
+)
 from dreamgym.games import GAMES, Game, game_record, get_game, pretrained_root, resolve_game, shipped_models
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig

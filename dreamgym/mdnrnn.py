@@ -47,11 +47,11 @@ from dreamgym.episodes import DATA_READERS, iter_valid, latent_files, read_laten
 from dreamgym.games import Game
 from dreamgym.plots import frame_grid, plot_curves
 from dreamgym.training import (
+    Progress,
     Report,
     StageError,
     StageResult,
     load_trained,
-    Progress,
     no_progress,
     no_report,
     train_epochs,

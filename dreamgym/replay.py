@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np

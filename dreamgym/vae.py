@@ -18,11 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_episode, split_files
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
+from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_episode, split_files
 from dreamgym.plots import frame_grid, plot_curves
-from dreamgym.training import Progress, Report, StageError, StageResult, load_trained, no_progress, no_report, prefetch, train_epochs
+from dreamgym.training import (
+    Progress,
+    Report,
+    StageError,
+    StageResult,
+    load_trained,
+    no_progress,
+    no_report,
+    prefetch,
+    train_epochs,
+)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,10 @@ from stable_baselines3 import PPO
 
 import dreamgym  # noqa: F401  (registers the ids)
 from dreamgym.collect import collect
-from dreamgym.games import CarRacingPilot, on_road, signed_angle
 from dreamgym.config import CollectConfig, RunConfig
 from dreamgym.episodes import episode_files, read_episode
 from dreamgym.evaluate import act
-from dreamgym.games import get_game
+from dreamgym.games import CarRacingPilot, get_game, on_road, signed_angle
 from dreamgym.pipeline import collect_stage, init_run
 from dreamgym.training import StageError
 

@@ -16,8 +16,8 @@ import safetensors.numpy
 from conftest import run_command, small_world_model
 
 from dreamgym.cmaes import STATE_FILE, train_controller
-from dreamgym.episodes import episode_files, read_episode
 from dreamgym.config import ControllerTrainConfig
+from dreamgym.episodes import episode_files, read_episode
 from dreamgym.files import DamagedFileError
 from dreamgym.parallel import run_parallel
 

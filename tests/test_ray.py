@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from dreamgym.collect import collect
-from dreamgym.episodes import episode_files, read_episode
 from dreamgym.config import CollectConfig, ControllerTrainConfig
+from dreamgym.episodes import episode_files, read_episode
 from dreamgym.evaluate import evaluate, run_episode
 from dreamgym.parallel import run_parallel
 

@@ -15,9 +15,9 @@ from dreamgym.config import DreamSettings
 from dreamgym.games import get_game
 from dreamgym.replay import Replay, as_replay
 from dreamgym.world_model import (
+    PLAIN_DREAM,
     DreamState,
     WorldModel,
-    PLAIN_DREAM,
     override_dream,
     validate_temperature,
 )

@@ -24,7 +24,6 @@ from dreamgym.config import DreamSettings, RunConfig, preset
 from dreamgym.envs.vector import DreamVectorEnv
 from dreamgym.files import sha256_of
 from dreamgym.mdnrnn import sample_next_z
-from dreamgym.replay import Replay
 
 
 def doom_env(**kwargs) -> dreamgym.DreamEnv:
