@@ -53,7 +53,7 @@ def test_evaluate_on_ray_gives_the_same_returns_as_local_processes(local_ray, mo
 def crash_once_then_play(job: tuple) -> tuple[int, float, int]:
     """Play a real episode, except that the first attempt at episode 1 kills its own process."""
     marker, episode_job = job
-    if episode_job[-1] == 1 and not Path(marker).exists():
+    if episode_job[5] == 1 and not Path(marker).exists():  # the job's episode index
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return run_episode(episode_job)
@@ -61,7 +61,7 @@ def crash_once_then_play(job: tuple) -> tuple[int, float, int]:
 
 def test_an_actor_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(local_ray, model_dirs, tmp_path):
     kwargs_json = json.dumps({"world_model": os.fspath(model_dirs["doom"])})
-    jobs = [("LatentDoomTakeCover-v0", kwargs_json, "random", None, 500, i) for i in range(4)]
+    jobs = [("LatentDoomTakeCover-v0", kwargs_json, "random", None, 500, i, 0.0) for i in range(4)]
     expected = sorted(run_parallel(run_episode, jobs, workers=1))
     marker = tmp_path / "killed"
     results = list(run_parallel(crash_once_then_play, [(os.fspath(marker), job) for job in jobs], 2, backend="ray"))
