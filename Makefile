@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (the main job) and `make test` (the suite).
+# Two entry points: `make demo` (the main job) and `make test` (lint, format and type checks, then the suite).
 # Each bootstraps .venv on first use. torch is pinned here, not in the package,
 # so that pip takes the CPU wheel on disk instead of a multi-GB CUDA build.
 PYTHON ?= python3
@@ -20,4 +20,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/dreamgym demo
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q

@@ -6,8 +6,8 @@ inside the wheel, where :func:`dreamgym.checkpoint.pretrained_root` finds them a
 install. An editable install reads the repository's ``pretrained/`` directly.
 """
 
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py

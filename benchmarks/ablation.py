@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 """Named variants, each on top of the plain dream; ``model`` is the model directory's own defaults."""
 
+
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     if "=" not in text:
         if text not in VARIANTS:
@@ -67,27 +68,58 @@ def settings_for(model: WorldModel, name: str, settings: dict[str, Any]) -> Drea
     return model.dream_settings(None if name == "model" else PLAIN_DREAM, **settings)
 
 
-def run_cmaes(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings,
-              seed: int) -> dict[str, Any]:
-    config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
-                                   temperature=args.temperature, seed=seed)
+def run_cmaes(
+    args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings, seed: int
+) -> dict[str, Any]:
+    config = ControllerTrainConfig(
+        generations=args.generations,
+        population=args.population,
+        trials=args.trials,
+        temperature=args.temperature,
+        seed=seed,
+    )
     start = time.perf_counter()
     result = train_controller(model, cell, config, resume=True, dream=dream)
     save_controller(result.controller, cell / BEST_FILE, {"dream": dataclasses.asdict(dream), "seed": seed})
     generator = torch.Generator(device=model.device).manual_seed(1)
-    in_dream = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
-                             model.game.max_episode_steps, settings=dream)[0]
-    in_plain = dream_returns(model, result.controller.flat()[None], 256, args.temperature, generator,
-                             model.game.max_episode_steps, settings=PLAIN_DREAM)[0]
+    in_dream = dream_returns(
+        model,
+        result.controller.flat()[None],
+        256,
+        args.temperature,
+        generator,
+        model.game.max_episode_steps,
+        settings=dream,
+    )[0]
+    in_plain = dream_returns(
+        model,
+        result.controller.flat()[None],
+        256,
+        args.temperature,
+        generator,
+        model.game.max_episode_steps,
+        settings=PLAIN_DREAM,
+    )[0]
     train_seconds = time.perf_counter() - start
-    real = evaluate(model.game.latent_env_id, cell / BEST_FILE, args.episodes, args.eval_seed, args.workers,
-                    env_kwargs={"world_model": model_dir, "device": "cpu"})
-    return {"dream_mean": float(in_dream.mean()), "plain_dream_mean": float(in_plain.mean()),
-            "real": {"final": [real.mean, real.std]}, "train_seconds": train_seconds}
+    real = evaluate(
+        model.game.latent_env_id,
+        cell / BEST_FILE,
+        args.episodes,
+        args.eval_seed,
+        args.workers,
+        env_kwargs={"world_model": model_dir, "device": "cpu"},
+    )
+    return {
+        "dream_mean": float(in_dream.mean()),
+        "plain_dream_mean": float(in_plain.mean()),
+        "real": {"final": [real.mean, real.std]},
+        "train_seconds": train_seconds,
+    }
 
 
-def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings,
-            seed: int) -> dict[str, Any]:
+def run_ppo(
+    args: argparse.Namespace, model: WorldModel, model_dir: str, cell: Path, dream: DreamSettings, seed: int
+) -> dict[str, Any]:
     """The game's PPO recipe (``dreamgym.agents``), saved and scored on the real game after each
     budget; ``progress.json`` keeps each budget's scores, so a restart redoes only what is missing."""
     progress_path = cell / "progress.json"
@@ -97,24 +129,47 @@ def run_ppo(args: argparse.Namespace, model: WorldModel, model_dir: str, cell: P
         key, path = str(budget), cell / f"ppo_{budget}.zip"
         if key not in scores["real"]:
             if key not in scores["dream"] or not path.exists():
-                _, scores["dream"][key] = train_sb3("ppo", model_dir, budget - done, path, seed=seed, init=previous,
-                                                    temperature=args.temperature, device=args.device,
-                                                    dream={"plain": True, **dataclasses.asdict(dream)})
+                _, scores["dream"][key] = train_sb3(
+                    "ppo",
+                    model_dir,
+                    budget - done,
+                    path,
+                    seed=seed,
+                    init=previous,
+                    temperature=args.temperature,
+                    device=args.device,
+                    dream={"plain": True, **dataclasses.asdict(dream)},
+                )
                 atomic_write_text(progress_path, json.dumps(scores))
-            result = evaluate(model.game.latent_env_id, path, args.episodes, args.eval_seed, args.workers,
-                              env_kwargs={"world_model": model_dir, "device": "cpu"}, algorithm="ppo")
+            result = evaluate(
+                model.game.latent_env_id,
+                path,
+                args.episodes,
+                args.eval_seed,
+                args.workers,
+                env_kwargs={"world_model": model_dir, "device": "cpu"},
+                algorithm="ppo",
+            )
             scores["real"][key] = [result.mean, result.std]
             atomic_write_text(progress_path, json.dumps(scores))
-            print(f"  {cell}: {budget:,} dream steps: dream {scores['dream'][key]:.0f}, "
-                  f"real {result.mean:.0f} ± {result.std:.0f}", flush=True)
+            print(
+                f"  {cell}: {budget:,} dream steps: dream {scores['dream'][key]:.0f}, "
+                f"real {result.mean:.0f} ± {result.std:.0f}",
+                flush=True,
+            )
         done, previous = budget, path
-    return {"dream_mean": scores["dream"][str(max(args.ppo_steps))], "dream_by_steps": scores["dream"],
-            "real": scores["real"]}
+    return {
+        "dream_mean": scores["dream"][str(max(args.ppo_steps))],
+        "dream_by_steps": scores["dream"],
+        "real": scores["real"],
+    }
 
 
 def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:
-    lines = ["| variant | agent | seeds | dream | real (each seed's mean ± std) | real, mean over seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | agent | seeds | dream | real (each seed's mean ± std) | real, mean over seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["variant"], row["agent"]), []).append(row)
@@ -124,9 +179,13 @@ def table(rows: list[dict[str, Any]], ppo_steps: list[int]) -> str:
             scores = [cell["real"][key] for cell in cells if key in cell["real"]]
             label = agent if agent == "cmaes" else f"ppo {int(key) / 1e6:g}M"
             each = ", ".join(f"{m:.0f} ± {s:.0f}" for m, s in scores)
-            dream = np.mean([c["dream_mean"] if agent == "cmaes" else c["dream_by_steps"].get(key, np.nan) for c in cells])
-            lines.append(f"| {variant} | {label} | {','.join(str(c['seed']) for c in cells)} | {dream:.0f} | {each} | "
-                         f"**{np.mean([m for m, _ in scores]):.0f}** |")
+            dream = np.mean(
+                [c["dream_mean"] if agent == "cmaes" else c["dream_by_steps"].get(key, np.nan) for c in cells]
+            )
+            lines.append(
+                f"| {variant} | {label} | {','.join(str(c['seed']) for c in cells)} | {dream:.0f} | {each} | "
+                f"**{np.mean([m for m, _ in scores]):.0f}** |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -171,8 +230,12 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=60_000, help="first real seed (never used for tuning)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="dream temperature (default: the examples', 1.15 for Doom, 1.0 for CarRacing)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="dream temperature (default: the examples', 1.15 for Doom, 1.0 for CarRacing)",
+    )
     parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--population", type=int, default=32)
     parser.add_argument("--trials", type=int, default=8)
@@ -194,12 +257,20 @@ def main() -> None:
                     cell.mkdir(parents=True, exist_ok=True)
                     run = {"cmaes": run_cmaes, "ppo": run_ppo}[agent]
                     dream = settings_for(model, name, settings)
-                    summary = {"variant": name, "settings": dataclasses.asdict(dream), "agent": agent, "seed": seed,
-                               "eval_seed": args.eval_seed, "episodes": args.episodes,
-                               **run(args, model, model_dir, cell, dream, seed)}
+                    summary = {
+                        "variant": name,
+                        "settings": dataclasses.asdict(dream),
+                        "agent": agent,
+                        "seed": seed,
+                        "eval_seed": args.eval_seed,
+                        "episodes": args.episodes,
+                        **run(args, model, model_dir, cell, dream, seed),
+                    }
                     summary_path.write_text(json.dumps(summary, indent=2))
                 rows.append(json.loads(summary_path.read_text()))
-                print(json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True)
+                print(
+                    json.dumps({k: rows[-1][k] for k in ("variant", "agent", "seed", "dream_mean", "real")}), flush=True
+                )
     text = table(rows, args.ppo_steps)
     (args.out / "ablation.md").write_text(text)
     if any(row["agent"] == "ppo" for row in rows):

@@ -4,7 +4,8 @@ steps/s, so a slower loader leaves the GPU idle).
 
     python benchmarks/data_loading.py RUN [--readers 1,8] [--batch-size 1024] [--device cpu]
 
-RUN needs episodes/ (for V) and, if present, latents/ (for M). M's batches are made on --device\nfrom latents held there (the way train-mdnrnn makes them).
+RUN needs episodes/ (for V) and, if present, latents/ (for M). M's batches are made on
+--device from latents held there (the way train-mdnrnn makes them).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
         generator = torch.Generator(device=device).manual_seed(0)
         batches = data.batches(32, np.random.default_rng(0), 512, generator)
         print(f"M, batches of 32 episodes made on {device}: {rate(batches, lambda b: int(b.mask.sum())):,.0f} steps/s")
+
 
 if __name__ == "__main__":
     main()

@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.games import CarRacingPilot, on_road
-from dreamgym.games import get_game
+from dreamgym.games import CarRacingPilot, get_game, on_road
 
 
 def uniform_policy(rng: np.random.Generator) -> Callable[[object], np.ndarray]:
     """A fresh uniform random action every frame (steer in [-1, 1], gas and brake in [0, 1])."""
+
     def act(observation: object) -> np.ndarray:
         return np.array([rng.uniform(-1, 1), rng.uniform(0, 1), rng.uniform(0, 1)], np.float32)
+
     return act
 
 
@@ -49,7 +50,6 @@ class RandomParameterDriver:
         brake = self.rng.uniform(0.3, 1.0) if self.rng.random() < self.brake_rate else 0.0
         gas = 0.0 if brake else float(np.clip(self.throttle + self.rng.normal(0, 0.1), 0, 1))
         return np.array([np.clip(self.steer, -1, 1), gas, brake], dtype=np.float32)
-
 
 
 POLICIES: dict[str, Callable[[np.random.Generator, object], Callable[[object], np.ndarray]]] = {
@@ -81,9 +81,16 @@ def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, fl
         tiles = car_racing.tile_visited_count / len(car_racing.track)
     finally:
         env.close()
-    return {"tiles": tiles, "grass": grass / length, "full_throttle": full / length,
-            "standing": standing / length, "lap": float(terminated and tiles > 0.9), "speed": float(np.mean(speeds)),
-            "return": total, "steps": length}
+    return {
+        "tiles": tiles,
+        "grass": grass / length,
+        "full_throttle": full / length,
+        "standing": standing / length,
+        "lap": float(terminated and tiles > 0.9),
+        "speed": float(np.mean(speeds)),
+        "return": total,
+        "steps": length,
+    }
 
 
 def main() -> None:
@@ -94,8 +101,10 @@ def main() -> None:
     parser.add_argument("--policies", nargs="*", choices=list(POLICIES), help="default: all")
     args = parser.parse_args()
     results = {}
-    print(f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'standing':>10}{'laps':>6}{'speed':>8}"
-          f"{'return':>16}{'s/episode':>11}")
+    print(
+        f"{'policy':<26}{'tiles visited':>16}{'on grass':>10}{'gas > 0.9':>11}{'standing':>10}{'laps':>6}{'speed':>8}"
+        f"{'return':>16}{'s/episode':>11}"
+    )
     for name in args.policies or POLICIES:
         factory = POLICIES[name]
         start = time.perf_counter()
@@ -104,9 +113,13 @@ def main() -> None:
         summary = {key: [e[key] for e in episodes] for key in episodes[0]}
         results[name] = summary
         tiles, grass, full, standing, laps, speed, ret = (
-            np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "standing", "lap", "speed", "return"))
-        print(f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}{standing.mean():>10.0%}"
-              f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}")
+            np.array(summary[k]) for k in ("tiles", "grass", "full_throttle", "standing", "lap", "speed", "return")
+        )
+        print(
+            f"{name:<26}{tiles.mean():>9.1%} ± {tiles.std():.1%}{grass.mean():>10.0%}{full.mean():>11.0%}"
+            f"{standing.mean():>10.0%}"
+            f"{laps.mean():>6.0%}{speed.mean():>8.1f}{ret.mean():>9.1f} ± {ret.std():5.1f}{seconds:>11.1f}"
+        )
     if args.json:
         with open(args.json, "w") as file:
             json.dump(results, file, indent=1)

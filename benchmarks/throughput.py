@@ -135,8 +135,11 @@ def main() -> None:
     parser.add_argument("--game", default="doom", choices=sorted(dreamgym.ENV_IDS))
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--seconds", type=float, default=10.0, help="timing of each row and each N")
-    parser.add_argument("--num-envs", type=parse_num_envs,
-                        help="comma-separated N, e.g. 1,64,2**18 (default: up to 4096 on the CPU, 2**18 on CUDA)")
+    parser.add_argument(
+        "--num-envs",
+        type=parse_num_envs,
+        help="comma-separated N, e.g. 1,64,2**18 (default: up to 4096 on the CPU, 2**18 on CUDA)",
+    )
     parser.add_argument("--world-model", help="model directory (default: untrained paper-size model)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -148,14 +151,17 @@ def main() -> None:
         world_model = args.world_model or str(paper_size_model(args.game, Path(tmp)))
         single = {
             f"real {game.real_env_id}": steps_per_second(game.make_real_env(), args.seconds),
-            f"latent twin {latent_id}": steps_per_second(gym.make(latent_id, world_model=world_model, device=device),
-                                                         args.seconds),
-            f"dream {dream_id}": steps_per_second(gym.make(dream_id, world_model=world_model, device=device),
-                                                  args.seconds),
+            f"latent twin {latent_id}": steps_per_second(
+                gym.make(latent_id, world_model=world_model, device=device), args.seconds
+            ),
+            f"dream {dream_id}": steps_per_second(
+                gym.make(dream_id, world_model=world_model, device=device), args.seconds
+            ),
         }
         model = dreamgym.load_world_model(world_model, device=device)  # loaded once, shared by every vector env
         vector: dict[int, dict[str, float]] = {}
         for num_envs in num_envs_list:
+
             def make(check: bool = True, num_envs: int = num_envs) -> DreamVectorEnv:
                 return DreamVectorEnv(args.game, num_envs, world_model=model, device=device, check_action_values=check)
 
@@ -167,28 +173,50 @@ def main() -> None:
     flops = flops_per_step(model.z_dim, game.action_dim, model.hidden_dim, model.mdnrnn.config.num_mixtures)
     rate = matmul_flops_per_second(device)
     bound = rate / flops
-    threads = f"torch threads: {torch.get_num_threads()}" if device.type == "cpu" else torch.cuda.get_device_name(device)
-    print(f"device: {device} ({threads}); matmul {rate / 1e9:,.0f} GFLOP/s; M: {flops / 1e6:.2f} MFLOP per env-step; "
-          f"FLOP bound of the dream: {bound:,.0f} env-steps/s")
+    threads = (
+        f"torch threads: {torch.get_num_threads()}" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    )
+    print(
+        f"device: {device} ({threads}); matmul {rate / 1e9:,.0f} GFLOP/s; M: {flops / 1e6:.2f} MFLOP per env-step; "
+        f"FLOP bound of the dream: {bound:,.0f} env-steps/s"
+    )
     print(f"| {'env':42} | {'steps/s':>12} |")
     print(f"|{'-' * 44}|{'-' * 14}|")
     for name, value in single.items():
         print(f"| {name:42} | {value:12,.0f} |")
     print()
     columns = ("numpy", "tensor", "tensor, unchecked")
-    print(f"| {'vector dream, N':>15} | " + " | ".join(f"{c + ' steps/s':>25}" for c in columns) + f" | {'best / FLOP bound':>17} |")
+    print(
+        f"| {'vector dream, N':>15} | "
+        + " | ".join(f"{c + ' steps/s':>25}" for c in columns)
+        + f" | {'best / FLOP bound':>17} |"
+    )
     print(f"|{'-' * 17}|" + "|".join("-" * 27 for _ in columns) + f"|{'-' * 19}|")
     for num_envs, rates in vector.items():
-        print(f"| {num_envs:>15,} | " + " | ".join(f"{rates[c]:25,.0f}" for c in columns)
-              + f" | {max(rates.values()) / bound:>17.1%} |")
+        print(
+            f"| {num_envs:>15,} | "
+            + " | ".join(f"{rates[c]:25,.0f}" for c in columns)
+            + f" | {max(rates.values()) / bound:>17.1%} |"
+        )
     best_n, best = max(((n, max(r.values())) for n, r in vector.items()), key=lambda item: item[1])
     twin = single[f"latent twin {latent_id}"]
     print(f"best vector dream (N = {best_n:,}) vs latent twin: {best / twin:,.0f}x; vs FLOP bound: {best / bound:.0%}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "game": args.game, "device": str(device), "steps_per_second": single,
-            "vector_steps_per_second": {str(n): rates for n, rates in vector.items()},
-            "matmul_flops_per_second": rate, "flops_per_step": flops, "flop_bound": bound}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "game": args.game,
+                    "device": str(device),
+                    "steps_per_second": single,
+                    "vector_steps_per_second": {str(n): rates for n, rates in vector.items()},
+                    "matmul_flops_per_second": rate,
+                    "flops_per_step": flops,
+                    "flop_bound": bound,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

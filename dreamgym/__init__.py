@@ -23,7 +23,8 @@ from typing import Any
 from gymnasium.envs.registration import register as register_id
 from gymnasium.envs.registration import registry
 
-from dreamgym.games import GAMES, Game, env_names, get_game, shipped_models
+from dreamgym.games import GAMES, Game, env_names, shipped_models
+from dreamgym.games import lookup as get_game
 
 __all__ = [
     "GAMES",
@@ -35,6 +36,7 @@ __all__ = [
     "load_world_model",
     "make_latent_env",
     "make_sb3_vec_env",
+    "ensure_registered",
     "register",
     "save_world_model",
 ]
@@ -44,7 +46,9 @@ ENV_IDS = {name: (game.dream_env_id, game.latent_env_id) for name, game in GAMES
 """game -> (dream id, latent twin id), for every shipped dream (those of other games added by _register)."""
 
 
-def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any], replace: bool = False) -> tuple[str, str]:
+def _register_ids(
+    ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str, Any], replace: bool = False
+) -> tuple[str, str]:
     """Register a dream (with its vector entry point) and its latent twin, both made with
     ``kwargs``. An id registered already for the same game is kept, or with ``replace`` made
     anew for these ``kwargs`` (another model of that game, with a warning, as Gymnasium gives
@@ -53,21 +57,29 @@ def _register_ids(ids: tuple[str, str], kwargs: dict[str, Any], limits: dict[str
     dream_limits = {**limits, "reward_threshold": None}
     replaced: list[tuple[str, str]] = []
     for env_id, entry_point, vector, env_limits in (
-            (ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv", dream_limits),
-            (ids[1], "dreamgym.envs.latent:make_latent_env", None, limits)):
+        (ids[0], "dreamgym.envs.dream:DreamEnv", "dreamgym.envs.vector:DreamVectorEnv", dream_limits),
+        (ids[1], "dreamgym.envs.latent:make_latent_env", None, limits),
+    ):
         if env_id in registry:
             if registry[env_id].kwargs.get("game") != kwargs["game"]:
-                raise ValueError(f"{env_id} is registered already for the game {registry[env_id].kwargs.get('game')!r}: "
-                                 f"build the model of {kwargs['game']!r} under another name "
-                                 "(--env-setting name=... or game_from_env(name=...))")
+                raise ValueError(
+                    f"{env_id} is registered already for the game {registry[env_id].kwargs.get('game')!r}: "
+                    f"build the model of {kwargs['game']!r} under another name "
+                    "(--env-setting name=... or game_from_env(name=...))"
+                )
             if not replace or registry[env_id].kwargs == kwargs:
                 continue
-            replaced.append((env_id, registry[env_id].kwargs.get("world_model") or f"the shipped {kwargs['game']} model"))
+            replaced.append(
+                (env_id, registry[env_id].kwargs.get("world_model") or f"the shipped {kwargs['game']} model")
+            )
             del registry[env_id]
         register_id(id=env_id, entry_point=entry_point, vector_entry_point=vector, kwargs=dict(kwargs), **env_limits)
     if replaced:
-        warnings.warn(f"{' and '.join(env_id for env_id, _ in replaced)} now use the world model {kwargs.get('world_model')} "
-                      f"(they used {replaced[0][1]})", stacklevel=3)
+        warnings.warn(
+            f"{' and '.join(env_id for env_id, _ in replaced)} now use the world model {kwargs.get('world_model')} "
+            f"(they used {replaced[0][1]})",
+            stacklevel=3,
+        )
     return ids
 
 
@@ -87,11 +99,15 @@ def register(world_model: str | os.PathLike) -> tuple[str, str]:
 
     directory = resolve_model_dir(world_model).resolve()
     game = model_game(directory)
-    return _register_ids((game.dream_env_id, game.latent_env_id), {"game": game.name, "world_model": str(directory)},
-                         _limits(game), replace=True)
+    return _register_ids(
+        (game.dream_env_id, game.latent_env_id),
+        {"game": game.name, "world_model": str(directory)},
+        _limits(game),
+        replace=True,
+    )
 
 
-def _ensure_registered(env_id: str, world_model: Any) -> None:
+def ensure_registered(env_id: str, world_model: Any) -> None:
     """Register ``world_model``'s ids when ``env_id`` is not registered yet (the dream of a game
     made by ``game_from_env``, in a process that has not called ``register`` for it: a spawned
     worker, or ``train_sb3`` given the model directory)."""
@@ -108,8 +124,9 @@ def _shipped_limits(env: dict[str, Any]) -> dict[str, Any] | None:
     low, high = SPEC_LIMITS["max_episode_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
         return None
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                  or not math.isfinite(threshold)):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+    ):
         return None
     return {"max_episode_steps": steps, "reward_threshold": threshold}
 
@@ -157,4 +174,3 @@ def __dir__() -> list[str]:
 
 
 _register()
-

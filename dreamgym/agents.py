@@ -17,55 +17,41 @@ import numpy as np
 
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write
-from dreamgym.games import get_game
+from dreamgym.games import Game, lookup
 
-SB3_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "PPO": {
-        # 256 × 128 = 32k steps per rollout, 10 passes in batches of 2048 (examples/ppo_doom.py)
-        "doom": {"num_envs": 256, "n_steps": 128, "batch_size": 2048, "n_epochs": 10, "learning_rate": 3e-4,
-                 "gamma": 0.99, "ent_coef": 0.01},
-        "carracing": {"num_envs": 128, "n_steps": 128, "batch_size": 4096, "n_epochs": 4, "learning_rate": 3e-4,
-                      "gamma": 0.99},
-    },
-    "DQN": {
-        "doom": {"num_envs": 64, "learning_rate": 3e-4, "buffer_size": 200_000, "learning_starts": 10_000,
-                 "batch_size": 256, "train_freq": 1, "gradient_steps": 4, "target_update_interval": 2_000,
-                 "exploration_fraction": 0.2, "policy_kwargs": {"net_arch": [256, 256]}},
-    },
-}
-"""Algorithm -> game -> the settings of its example (``num_envs``: dreams stepped together)."""
-
-ANY_GAME_RECIPES: dict[str, dict[str, Any]] = {
-    "PPO": {"num_envs": 64, "n_steps": 128, "batch_size": 2048, "n_epochs": 4, "learning_rate": 3e-4, "gamma": 0.99,
-            "ent_coef": 0.01},
-    "DQN": {"num_envs": 64, "learning_rate": 3e-4, "buffer_size": 200_000, "learning_starts": 10_000, "batch_size": 256,
-            "train_freq": 1, "gradient_steps": 4, "target_update_interval": 2_000, "exploration_fraction": 0.2},
-}
-"""The settings of a game without its own recipe (one made by ``game_from_env``): Doom's and
-CarRacing's, less their tuning."""
+ALGORITHMS = ("PPO", "DQN")
+"""The SB3 algorithms a game may have a recipe for (``Game.sb3_recipes``)."""
 
 DEFAULT_NUM_ENVS = 64
 """Dreams stepped together for an agent of an algorithm without a recipe for its game."""
 
 
-def recipe(algorithm: str, game: str) -> dict[str, Any]:
+def recipe(algorithm: str, game: Game | str) -> dict[str, Any]:
     """The settings ``train_sb3`` uses for ``algorithm`` (any case) on ``game``."""
-    name = algorithm.upper()
-    if name not in SB3_RECIPES:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in SB3_RECIPES)}")
-    if name == "DQN" and not get_game(game).discrete:
-        raise ValueError(f"DQN needs discrete actions; {game}'s are continuous: choose ppo")
-    if game in SB3_RECIPES[name]:
-        return dict(SB3_RECIPES[name][game])
-    if any(game in games for games in SB3_RECIPES.values()):  # a built-in game without this algorithm's recipe
-        raise ValueError(f"{name} has no recipe for {game}; choose one of "
-                         f"{', '.join(a.lower() for a, games in SB3_RECIPES.items() if game in games)}")
-    return dict(ANY_GAME_RECIPES[name])
+    name, spec = algorithm.upper(), lookup(game)
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in ALGORITHMS)}")
+    if name == "DQN" and not spec.discrete:
+        raise ValueError(f"DQN needs discrete actions; {spec.name}'s are continuous: choose ppo")
+    if name not in spec.sb3_recipes:
+        raise ValueError(
+            f"{name} has no recipe for {spec.name}; choose one of {', '.join(a.lower() for a in spec.sb3_recipes)}"
+        )
+    return dict(spec.sb3_recipes[name])
 
 
-def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: str | os.PathLike, *, seed: int = 0,
-              init: str | os.PathLike | None = None, temperature: float | None = None, device: str = "cpu",
-              dream: dict[str, Any] | None = None) -> tuple[Any, float]:
+def train_sb3(
+    algorithm: str,
+    world_model: str | os.PathLike,
+    steps: int,
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    init: str | os.PathLike | None = None,
+    temperature: float | None = None,
+    device: str = "cpu",
+    dream: dict[str, Any] | None = None,
+) -> tuple[Any, float]:
     """Train an SB3 ``algorithm`` for ``steps`` dream steps in ``world_model``'s dream and save it
     at ``out`` (written whole or not at all) -> (the agent, its mean dream return over the last
     episodes). ``init``: an agent of the same algorithm to continue from (its policy, optimiser
@@ -82,14 +68,20 @@ def train_sb3(algorithm: str, world_model: str | os.PathLike, steps: int, out: s
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     game = load_world_model(world_model, device="cpu").game
-    if init is not None and algorithm.upper() not in SB3_RECIPES:
+    if init is not None and algorithm.upper() not in ALGORITHMS:
         settings = {"num_envs": DEFAULT_NUM_ENVS}  # a warm start keeps the agent's own settings
     else:
-        settings = recipe(algorithm, game.name)
+        settings = recipe(algorithm, game)
     num_envs = settings.pop("num_envs")
     temperature = game.dream_temperature if temperature is None else temperature
-    venv = make_sb3_vec_env(game.dream_env_id, num_envs=num_envs, temperature=temperature,
-                            world_model=os.fspath(world_model), device=device, **(dream or {}))
+    venv = make_sb3_vec_env(
+        game.dream_env_id,
+        num_envs=num_envs,
+        temperature=temperature,
+        world_model=os.fspath(world_model),
+        device=device,
+        **(dream or {}),
+    )
     cls = getattr(stable_baselines3, algorithm.upper())
     if init is not None:
         agent = cls.load(init, env=venv, device="cpu")

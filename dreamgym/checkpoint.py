@@ -25,8 +25,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +33,41 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from dreamgym.config import MAX_HIDDEN_DIM, MAX_MEMBERS, MAX_MIXTURES, MAX_Z_DIM, DreamSettings
+from dreamgym.config import (
+    MAX_HIDDEN_DIM,
+    MAX_MEMBERS,
+    MAX_MIXTURES,
+    MAX_Z_DIM,
+    DreamSettings,
+)
 from dreamgym.controller import LinearController
 from dreamgym.devices import resolve_device
 from dreamgym.files import (
     LOCK_FILE,
     DamagedFileError,
-    WriteError,
+    atomic_directory,
     atomic_write,
     check_destination,
     sha256_of,
     write_safetensors,
 )
-from dreamgym.games import GAMES, Game, game_record, get_game, pretrained_root, resolve_game, shipped_models
+from dreamgym.games import (
+    GAMES,
+    Game,
+    game_record,
+    lookup,
+    pretrained_root,
+    resolve_game,
+    shipped_models,
+)
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
 
 FORMAT = "dreamgym-world-model"
 FORMAT_VERSION = 2
-"""2 records the sha256 of config.json's own contents; 1 (before it) is still read."""
-READABLE_VERSIONS = (1, 2)
+"""The version of the format this dreamgym writes and reads: config.json records the sha256 of
+its own contents."""
 MAX_INITIAL_LATENTS = 1_000_000
 """More stored first frames than this is no model dreamgym wrote."""
 MAX_START_STEPS = 200_000
@@ -89,15 +101,17 @@ def resolve_model_dir(world_model: str | os.PathLike, game: str | None = None) -
         raise TypeError(f"world_model must be a shipped model name or a path, got {type(world_model).__name__}")
     name = os.fspath(world_model)
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"world_model is empty: give a shipped model name {sorted(SHIPPED_MODELS)} or the path of a "
-                         "model directory (or leave it out for the game's shipped model)")
+        raise ValueError(
+            f"world_model is empty: give a shipped model name {sorted(SHIPPED_MODELS)} or the path of a "
+            "model directory (or leave it out for the game's shipped model)"
+        )
     if name in SHIPPED_MODELS:
         directory = pretrained_root() / name
         if not (directory / CONFIG_FILE).is_file():
             shipped_game = SHIPPED_MODELS[name]
             raise FileNotFoundError(
                 f"the pretrained world model {name!r} is not installed (no {directory / CONFIG_FILE}). "
-                f"Build one with `{get_game(shipped_game).build_command}` (it is exported to runs/{shipped_game}/model) "
+                f"Build one with `{lookup(shipped_game).build_command}` (it is exported to runs/{shipped_game}/model) "
                 "and pass that directory as world_model."
             )
         return directory
@@ -139,16 +153,16 @@ def save_world_model(
     so that a model can be shared or copied like other files.
     """
     directory = check_destination(directory, "a dreamgym model directory", is_model_directory)
-    if model.controller is not None and (model.controller.game.name != model.game.name
-                                         or model.controller.obs_dim != model.z_dim + model.hidden_dim):
-        raise ValueError(f"cannot save {directory}: its controller reads {model.controller.obs_dim} inputs of "
-                         f"{model.controller.game.name}, but this {model.game.name} model gives z + h = "
-                         f"{model.z_dim + model.hidden_dim} (was it trained in another dream?)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # A plain mkdir, not tempfile.mkdtemp (which makes it private, 0o700): its mode is 0o777 & ~umask.
-    staging = directory.parent / f".{directory.name}.{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        staging.mkdir()
+    if model.controller is not None and (
+        model.controller.game.name != model.game.name or model.controller.obs_dim != model.z_dim + model.hidden_dim
+    ):
+        raise ValueError(
+            f"cannot save {directory}: its controller reads {model.controller.obs_dim} inputs of "
+            f"{model.controller.game.name}, but this {model.game.name} model gives z + h = "
+            f"{model.z_dim + model.hidden_dim} (was it trained in another dream?)"
+        )
+
+    def fill(staging: Path) -> None:
         tensors = {
             "vae.safetensors": _tensors_to_cpu(model.vae.state_dict(), weights_dtype),
             "mdnrnn.safetensors": _tensors_to_cpu(model.mdnrnn.state_dict(), weights_dtype),
@@ -160,8 +174,10 @@ def save_world_model(
             tensors[f"mdnrnn_member_{k}.safetensors"] = _tensors_to_cpu(member.state_dict(), weights_dtype)
         if model.start_episodes is not None:
             starts = model.start_episodes
-            tensors[START_FILE] = {**_tensors_to_cpu({"mu": starts.mu, "actions": starts.actions}, weights_dtype),
-                                   "lengths": starts.lengths.detach().cpu().float()}  # exact below 2**24
+            tensors[START_FILE] = {
+                **_tensors_to_cpu({"mu": starts.mu, "actions": starts.actions}, weights_dtype),
+                "lengths": starts.lengths.detach().cpu().float(),
+            }  # exact below 2**24
         if model.controller is not None:
             tensors["controller.safetensors"] = {
                 "weight": torch.from_numpy(model.controller.weight.astype(np.float32)),
@@ -194,14 +210,8 @@ def save_world_model(
         file_mode = staging.stat().st_mode & 0o666  # what open() gives under the same umask
         for path in staging.iterdir():
             path.chmod(file_mode)  # safetensors writes its files 0o600
-        _swap_in(staging, directory)
-    except BaseException as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(error, OSError) and not isinstance(error, WriteError):
-            kept = "the model there is untouched" if directory.exists() else "nothing was written"
-            raise WriteError(error.errno, f"cannot write {directory}: {error.strerror or error}; {kept}") from error
-        raise
-    return directory
+
+    return atomic_directory(directory, fill, "the model there")
 
 
 def is_model_directory(directory: Path) -> bool:
@@ -211,19 +221,10 @@ def is_model_directory(directory: Path) -> bool:
         read_model_config(directory)
     except ModelFileError:
         return False
-    return all(entry.name in (CONFIG_FILE, MODEL_CARD_FILE, PICTURES_DIR, LOCK_FILE) or entry.name.endswith(".safetensors")
-               for entry in directory.iterdir())
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Replace ``directory`` by ``staging`` with renames only."""
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, directory)
+    return all(
+        entry.name in (CONFIG_FILE, MODEL_CARD_FILE, PICTURES_DIR, LOCK_FILE) or entry.name.endswith(".safetensors")
+        for entry in directory.iterdir()
+    )
 
 
 def config_digest(config: dict) -> str:
@@ -251,7 +252,7 @@ def env_game(game: str, world_model: Any) -> Game:
     made by ``game_from_env``, in a process that has not built it yet, e.g. a worker) read from
     the model directory, which must be of the same game."""
     if game in GAMES or not isinstance(world_model, (str, os.PathLike)):
-        return get_game(game)
+        return lookup(game)
     found = model_game(world_model)
     if found.name != game:
         raise ValueError(f"world model {world_model} is for {found.name!r}, not {game!r}")
@@ -274,18 +275,22 @@ def read_model_config(directory: str | Path) -> dict:
         raise ModelFileError(f"{path} is not valid JSON ({error})") from error
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a dreamgym model config (expected format {FORMAT!r})")
-    if config.get("format_version") not in READABLE_VERSIONS:
+    if config.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path} has format_version {config.get('format_version')!r}; this dreamgym reads {READABLE_VERSIONS}"
+            f"{path} has format_version {config.get('format_version')!r}; this dreamgym reads {FORMAT_VERSION}"
         )
-    if config["format_version"] >= 2 and config.get("config_sha256") != config_digest(config):
-        raise ModelFileError(f"{path} was edited or corrupted: its contents do not match their recorded sha256 "
-                             "(config_sha256); every setting in it changes the dream, so it is refused")
+    if config.get("config_sha256") != config_digest(config):
+        raise ModelFileError(
+            f"{path} was edited or corrupted: its contents do not match their recorded sha256 "
+            "(config_sha256); every setting in it changes the dream, so it is refused"
+        )
     for key, kind in (("game", str), ("vae", dict), ("mdnrnn", dict), ("files", dict)):
         if not isinstance(config.get(key), kind):
             raise ModelFileError(f"{path}: field {key!r} must be a JSON {kind.__name__}, got {config.get(key)!r}")
     for name, record in config["files"].items():
-        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("bytes"), int)):
+        if not (
+            isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("bytes"), int)
+        ):
             raise ModelFileError(f"{path}: files[{name!r}] must hold 'sha256' (string) and 'bytes' (integer)")
     if config.get("controller") is not None and not isinstance(config["controller"], dict):
         raise ModelFileError(f"{path}: field 'controller' must be null or a JSON object")
@@ -304,10 +309,17 @@ def _model_settings(path: Path, config: dict, key: str, cls: type, limits: dict[
     for name, value in section.items():
         integer = str(known[name].type).startswith("int")
         low, high = limits[name]
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int))
-                or not math.isfinite(value) or not low <= value <= high):
-            raise ModelFileError(f"{path}: {key}.{name} must be {'an integer' if integer else 'a number'} in "
-                                 f"[{low:g}, {high:g}], got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int))
+            or not math.isfinite(value)
+            or not low <= value <= high
+        ):
+            raise ModelFileError(
+                f"{path}: {key}.{name} must be {'an integer' if integer else 'a number'} in "
+                f"[{low:g}, {high:g}], got {value!r}"
+            )
     return cls(**section)
 
 
@@ -325,8 +337,9 @@ def _recorded_file(directory: Path, name: str, config: dict) -> tuple[Path, dict
     return path, record
 
 
-def verified_tensors(directory: Path, name: str, config: dict,
-                     shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+def verified_tensors(
+    directory: Path, name: str, config: dict, shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, torch.Tensor]:
     """One weights file as float32 tensors, read only after every check has passed: it is listed
     in config.json, its size and sha256 match the record, and its header (read without loading
     any tensor) holds exactly the tensors of ``shapes`` in a float dtype; then every value must
@@ -339,7 +352,9 @@ def verified_tensors(directory: Path, name: str, config: dict,
         )
     try:
         with safe_open(str(path), framework="pt") as file:
-            header = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file.keys()}
+            header = {
+                key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file.keys()
+            }
         if shapes is not None:
             found = {key: shape for key, (shape, _) in header.items()}
             if found != shapes:
@@ -376,10 +391,20 @@ def load_world_model(
     if game is not None and model_game.name != game:
         raise ValueError(f"world model {directory} is for {model_game.name!r}, not {game!r}")
     vae_config = _model_settings(path, config, "vae", VAEConfig, {"z_dim": (1, MAX_Z_DIM), "kl_tolerance": (0, 1e6)})
-    mdnrnn_config = _model_settings(path, config, "mdnrnn", MDNRNNConfig, {
-        "z_dim": (vae_config.z_dim, vae_config.z_dim), "action_dim": (model_game.action_dim, model_game.action_dim),
-        "hidden_dim": (1, MAX_HIDDEN_DIM), "num_mixtures": (1, MAX_MIXTURES), "done_logit_offset": (-20, 20),
-        "dropout": (0, 0.9)})
+    mdnrnn_config = _model_settings(
+        path,
+        config,
+        "mdnrnn",
+        MDNRNNConfig,
+        {
+            "z_dim": (vae_config.z_dim, vae_config.z_dim),
+            "action_dim": (model_game.action_dim, model_game.action_dim),
+            "hidden_dim": (1, MAX_HIDDEN_DIM),
+            "num_mixtures": (1, MAX_MIXTURES),
+            "done_logit_offset": (-20, 20),
+            "dropout": (0, 0.9),
+        },
+    )
     count = config.get("members", 1)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_MEMBERS:
         raise ModelFileError(f"{path}: members must be an integer in [1, {MAX_MEMBERS}], got {count!r}")
@@ -387,9 +412,14 @@ def load_world_model(
     member_files = [f"mdnrnn_member_{k}.safetensors" for k in range(1, count)]
     parameters = mdnrnn_parameter_count(mdnrnn_config)
     if count * parameters > MAX_M_PARAMETERS:  # sizes that pass one by one can still ask too much together
-        raise ModelFileError(f"{path}: {count} M of {parameters:,} weights each ({count * parameters:,} in all) is more "
-                             f"than the {MAX_M_PARAMETERS:,} a model may hold")
-    for name in ("mdnrnn.safetensors", *member_files):  # before any M is allocated: a config cannot ask for memory its files lack
+        raise ModelFileError(
+            f"{path}: {count} M of {parameters:,} weights each ({count * parameters:,} in all) is more "
+            f"than the {MAX_M_PARAMETERS:,} a model may hold"
+        )
+    for name in (
+        "mdnrnn.safetensors",
+        *member_files,
+    ):  # before any M is allocated: a config cannot ask for memory its files lack
         _check_weights_size(directory, name, config, parameters)
     vae, mdnrnn = ConvVAE(vae_config), MDNRNN(mdnrnn_config)
     named = [(vae, "vae.safetensors"), (mdnrnn, "mdnrnn.safetensors")]
@@ -403,13 +433,16 @@ def load_world_model(
     count = latents["mu"].shape[0] if "mu" in latents else 0
     expected = {"mu": (count, vae_config.z_dim), "logvar": (count, vae_config.z_dim)}
     if {key: tuple(value.shape) for key, value in latents.items()} != expected or not 1 <= count <= MAX_INITIAL_LATENTS:
-        raise ModelFileError(f"{directory / 'initial_latents.safetensors'} must hold mu and logvar of shape "
-                             f"(N, {vae_config.z_dim}) with 1 <= N <= {MAX_INITIAL_LATENTS}")
+        raise ModelFileError(
+            f"{directory / 'initial_latents.safetensors'} must hold mu and logvar of shape "
+            f"(N, {vae_config.z_dim}) with 1 <= N <= {MAX_INITIAL_LATENTS}"
+        )
     controller = None
     if config.get("controller"):
         outputs, inputs = model_game.controller_output_dim, vae_config.z_dim + mdnrnn_config.hidden_dim
-        weights = verified_tensors(directory, "controller.safetensors", config,
-                                   {"weight": (outputs, inputs), "bias": (outputs,)})
+        weights = verified_tensors(
+            directory, "controller.safetensors", config, {"weight": (outputs, inputs), "bias": (outputs,)}
+        )
         controller = LinearController(model_game, weights["weight"].numpy(), weights["bias"].numpy())
     model = WorldModel(
         game=model_game,
@@ -442,8 +475,9 @@ def _check_weights_size(directory: Path, name: str, config: dict, parameters: in
     16-bit weights: checked from the file's size alone, before anything is allocated."""
     path, record = _recorded_file(directory, name, config)
     if record["bytes"] < 2 * parameters:
-        raise ModelFileError(f"{path} holds {record['bytes']} bytes, too few for the {parameters} weights of "
-                             f"{CONFIG_FILE}'s M")
+        raise ModelFileError(
+            f"{path} holds {record['bytes']} bytes, too few for the {parameters} weights of {CONFIG_FILE}'s M"
+        )
 
 
 def _dream_settings(path: Path, section: object) -> DreamSettings:
@@ -470,11 +504,18 @@ def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) 
     episodes = shapes["lengths"][0] if len(shapes.get("lengths", ())) == 1 else 0
     expected = {"mu": (steps, z_dim), "actions": (steps, action_dim), "lengths": (episodes,)}
     lengths = tensors.get("lengths", torch.zeros(0))
-    if (shapes != expected or not 1 <= steps <= MAX_START_STEPS or not 1 <= episodes <= MAX_START_EPISODES
-            or not bool((lengths >= 1).all() and (lengths == lengths.round()).all()) or int(lengths.sum()) != steps):
-        raise ModelFileError(f"{path} must hold mu (S, {z_dim}), actions (S, {action_dim}) and lengths (E,) of "
-                             f"whole numbers >= 1 summing to S, with 1 <= S <= {MAX_START_STEPS} and "
-                             f"1 <= E <= {MAX_START_EPISODES}; found {shapes}")
+    if (
+        shapes != expected
+        or not 1 <= steps <= MAX_START_STEPS
+        or not 1 <= episodes <= MAX_START_EPISODES
+        or not bool((lengths >= 1).all() and (lengths == lengths.round()).all())
+        or int(lengths.sum()) != steps
+    ):
+        raise ModelFileError(
+            f"{path} must hold mu (S, {z_dim}), actions (S, {action_dim}) and lengths (E,) of "
+            f"whole numbers >= 1 summing to S, with 1 <= S <= {MAX_START_STEPS} and "
+            f"1 <= E <= {MAX_START_EPISODES}; found {shapes}"
+        )
     return StartEpisodes(tensors["mu"], tensors["actions"], lengths.long())
 
 
@@ -483,8 +524,11 @@ def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) 
 
 def save_controller(controller: LinearController, path: str | Path, metadata: dict | None = None) -> None:
     """A controller file: safetensors with its game and metadata in the header (strings only)."""
-    header = {"format": "dreamgym-controller", "metadata": json.dumps(metadata or {}),
-              **{key: value if key == "game" else json.dumps(value) for key, value in game_record(controller.game).items()}}
+    header = {
+        "format": "dreamgym-controller",
+        "metadata": json.dumps(metadata or {}),
+        **{key: value if key == "game" else json.dumps(value) for key, value in game_record(controller.game).items()},
+    }
     tensors = {"weight": torch.from_numpy(controller.weight), "bias": torch.from_numpy(controller.bias)}
     atomic_write(path, lambda tmp: write_safetensors(tensors, tmp, metadata=header))
 

@@ -18,12 +18,25 @@ from tqdm import tqdm
 
 from dreamgym import ENV_IDS, __version__
 from dreamgym.checkpoint import MODEL_CARD_FILE, resolve_model_dir
-from dreamgym.config import ITERATE_AGENTS, IterateConfig, OnlineConfig, RunConfig, field_docs
+from dreamgym.config import (
+    IterateConfig,
+    OnlineConfig,
+    RunConfig,
+    field_docs,
+)
 from dreamgym.demo import GENERATIONS, run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
 from dreamgym.evaluate import SB3_ZIP_WARNING, check_trusted, evaluate
 from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_lock
-from dreamgym.games import GAMES, SPEC_SETTINGS, game_from_env, get_game, pretrained_root, register_game, shipped_models
+from dreamgym.games import (
+    GAMES,
+    SPEC_SETTINGS,
+    game_from_env,
+    lookup,
+    pretrained_root,
+    register_game,
+    shipped_models,
+)
 from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
@@ -42,6 +55,7 @@ from dreamgym.pipeline import (
     train_mdnrnn_stage,
     train_vae_stage,
 )
+from dreamgym.rundir import RunDir
 from dreamgym.training import StageError
 
 
@@ -82,14 +96,25 @@ def _override(run_dir: Path, section: str, **values) -> None:
 
 
 def add_game_arguments(p: argparse.ArgumentParser, games: list[str]) -> None:
-    p.add_argument("game", nargs="?", metavar="{" + ",".join(games) + "}",
-                   help="which game (or --env; left out: the game of the run in --out)")
-    p.add_argument("--env", metavar="ENV_ID",
-                   help="any Gymnasium game with RGB frames instead, e.g. ale_py:ALE/Boxing-v5 (PACKAGE:ID imports "
-                        "PACKAGE first)")
-    p.add_argument("--env-setting", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"with --env, a setting of its game, VALUE as JSON (else a string); repeatable: "
-                        f"{', '.join(SPEC_SETTINGS)}")
+    p.add_argument(
+        "game",
+        nargs="?",
+        metavar="{" + ",".join(games) + "}",
+        help="which game (or --env; left out: the game of the run in --out)",
+    )
+    p.add_argument(
+        "--env",
+        metavar="ENV_ID",
+        help="any Gymnasium game with RGB frames instead, e.g. ale_py:ALE/Boxing-v5 (PACKAGE:ID imports PACKAGE first)",
+    )
+    p.add_argument(
+        "--env-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"with --env, a setting of its game, VALUE as JSON (else a string); repeatable: "
+        f"{', '.join(SPEC_SETTINGS)}",
+    )
 
 
 def key_values(items: list[str], flag: str) -> dict[str, Any]:
@@ -116,17 +141,18 @@ def chosen_game(args: argparse.Namespace) -> str:
     if args.env:
         return register_game(game_from_env(args.env, **key_values(args.env_setting, "--env-setting"))).name
     if args.game:
-        return get_game(args.game).name
+        return lookup(args.game).name
     out = Path(args.out)
-    if (out / "iterate.json").is_file():
+    kind = RunDir(out).kind()
+    if kind == "iterate":
         from dreamgym.iterate import stored_game
 
         return stored_game(out)
-    if (out / "online.json").is_file():
+    if kind == "online":
         from dreamgym.online import stored_game as online_game
 
         return online_game(out)
-    if (out / "run.json").is_file():
+    if kind == "pipeline":
         return RunConfig.load(out).game
     raise ValueError(f"which game? give one of {sorted(GAMES)}, --env ENV_ID, or an --out run that exists")
 
@@ -136,16 +162,46 @@ def cmd_collect(args: argparse.Namespace) -> None:
     check_trusted(args.policy, args.trust_zip)
     if args.world_model is not None and args.policy is None:
         raise StageError("--world-model gives --policy its latent observation; the exploration policy needs none")
-    init_run(args.out, args.game, args.preset, episodes=args.episodes, workers=args.workers, seed=args.seed,
-             max_steps=args.max_steps, policy=args.policy, noise=args.noise, world_model=args.world_model)
-    _print(str(collect_stage(args.out, force=args.force, progress=args.progress, backend=args.backend,
-                             address=args.address, trust_zip=args.trust_zip)))
+    init_run(
+        args.out,
+        args.game,
+        args.preset,
+        episodes=args.episodes,
+        workers=args.workers,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        policy=args.policy,
+        noise=args.noise,
+        world_model=args.world_model,
+    )
+    _print(
+        str(
+            collect_stage(
+                args.out,
+                force=args.force,
+                progress=args.progress,
+                backend=args.backend,
+                address=args.address,
+                trust_zip=args.trust_zip,
+            )
+        )
+    )
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
     _override(Path(args.run), "vae", epochs=args.epochs)
-    _print(str(train_vae_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
-                               device=args.device)))
+    _print(
+        str(
+            train_vae_stage(
+                args.run,
+                resume=args.resume,
+                force=args.force,
+                progress=args.progress,
+                report=_print,
+                device=args.device,
+            )
+        )
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
@@ -154,33 +210,85 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
     _override(Path(args.run), "mdnrnn", epochs=args.epochs, members=args.members)
-    _print(str(train_mdnrnn_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
-                                  device=args.device)))
+    _print(
+        str(
+            train_mdnrnn_stage(
+                args.run,
+                resume=args.resume,
+                force=args.force,
+                progress=args.progress,
+                report=_print,
+                device=args.device,
+            )
+        )
+    )
 
 
 def cmd_train_controller(args: argparse.Namespace) -> None:
     if args.real:
         if args.temperature is not None:
             raise StageError("--temperature is a dream setting; it does not apply with --real")
-        _override(Path(args.run), "real_controller", generations=args.generations, population=args.population,
-                  trials=args.trials)
-        _print(str(train_controller_real_stage(args.run, resume=args.resume, force=args.force, progress=args.progress,
-                                               backend=args.backend, address=args.address, report=_print,
-                                               device=args.device)))
+        _override(
+            Path(args.run),
+            "real_controller",
+            generations=args.generations,
+            population=args.population,
+            trials=args.trials,
+        )
+        _print(
+            str(
+                train_controller_real_stage(
+                    args.run,
+                    resume=args.resume,
+                    force=args.force,
+                    progress=args.progress,
+                    backend=args.backend,
+                    address=args.address,
+                    report=_print,
+                    device=args.device,
+                )
+            )
+        )
         return
     if args.backend != "local" or args.address:
         raise StageError("--backend and --address apply to --real training (the dream runs batched in one process)")
-    _override(Path(args.run), "controller", generations=args.generations, temperature=args.temperature,
-              population=args.population, trials=args.trials)
-    _print(str(train_controller_stage(args.run, resume=args.resume, force=args.force, progress=args.progress, report=_print,
-                                      device=args.device)))
+    _override(
+        Path(args.run),
+        "controller",
+        generations=args.generations,
+        temperature=args.temperature,
+        population=args.population,
+        trials=args.trials,
+    )
+    _print(
+        str(
+            train_controller_stage(
+                args.run,
+                resume=args.resume,
+                force=args.force,
+                progress=args.progress,
+                report=_print,
+                device=args.device,
+            )
+        )
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from dreamgym.iterate import round_origin
 
-    _print(str(export_stage(args.run, args.to, float16=args.float16, starts=args.start_episodes,
-                            built_with=round_origin(Path(args.run)), report=_print)))
+    _print(
+        str(
+            export_stage(
+                args.run,
+                args.to,
+                float16=args.float16,
+                starts=args.start_episodes,
+                built_with=round_origin(Path(args.run)),
+                report=_print,
+            )
+        )
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -192,8 +300,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         env_kwargs["temperature"] = args.temperature
     if args.env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("device", args.device)
-    result = evaluate(args.env_id, args.policy, args.episodes, args.seed, args.workers, env_kwargs, args.algo,
-                      progress=args.progress, backend=args.backend, address=args.address, noise=args.noise)
+    result = evaluate(
+        args.env_id,
+        args.policy,
+        args.episodes,
+        args.seed,
+        args.workers,
+        env_kwargs,
+        args.algo,
+        progress=args.progress,
+        backend=args.backend,
+        address=args.address,
+        noise=args.noise,
+    )
     _print(result.summary())
     if args.json:
         result.save(args.json)
@@ -202,8 +321,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
     args.game = chosen_game(args)
-    reports = run_pipeline(args.game, args.out, args.preset, progress=args.progress, report=_print,
-                           on_stage=lambda r: _print(str(r)), device=args.device, trust_zip=args.trust_zip)
+    reports = run_pipeline(
+        args.game,
+        args.out,
+        args.preset,
+        progress=args.progress,
+        report=_print,
+        on_stage=lambda r: _print(str(r)),
+        device=args.device,
+        trust_zip=args.trust_zip,
+        budget={
+            "collect": {"episodes": args.episodes},
+            "vae": {"epochs": args.vae_epochs},
+            "mdnrnn": {"epochs": args.mdnrnn_epochs},
+            "controller": {"generations": args.generations},
+        },
+    )
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
 
 
@@ -213,8 +346,16 @@ def cmd_iterate(args: argparse.Namespace) -> None:
     args.game = chosen_game(args)
     args.dream = key_values(args.dream, "--dream") or None
     settings = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(IterateConfig)}
-    iterate(args.out, args.game, preset=args.preset, progress=args.progress, report=_print, device=args.device,
-            trust_zip=args.trust_zip, **settings)
+    iterate(
+        args.out,
+        args.game,
+        preset=args.preset,
+        progress=args.progress,
+        report=_print,
+        device=args.device,
+        trust_zip=args.trust_zip,
+        **settings,
+    )
 
 
 def cmd_online(args: argparse.Namespace) -> None:
@@ -226,9 +367,18 @@ def cmd_online(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep_temperature(args: argparse.Namespace) -> None:
-    rows = sweep_temperature(args.run, tuple(args.temperatures), generations=args.generations,
-                             population=args.population, trials=args.trials, episodes=args.episodes,
-                             seed=args.seed, progress=args.progress, report=_print, device=args.device)
+    rows = sweep_temperature(
+        args.run,
+        tuple(args.temperatures),
+        generations=args.generations,
+        population=args.population,
+        trials=args.trials,
+        episodes=args.episodes,
+        seed=args.seed,
+        progress=args.progress,
+        report=_print,
+        device=args.device,
+    )
     _print(temperature_table(rows, RunConfig.load(args.run).game))
 
 
@@ -237,14 +387,23 @@ def cmd_next_round(args: argparse.Namespace) -> None:
     first = config.collect.first_episode
     agent = f"{args.policy}" if args.policy else "its controller"
     player = "the exploration policy" if args.explore else f"{agent} with noise {config.collect.noise:g}"
-    _print(f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
-           f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
-           f"Next: dreamgym pipeline {config.game} --out {args.out}")
+    _print(
+        f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
+        f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
+        f"Next: dreamgym pipeline {config.game} --out {args.out}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    run_demo(args.world_model, Path(args.out), generations=args.generations, episodes=args.episodes, report=_print,
-             progress=args.progress, device=args.device)
+    run_demo(
+        args.world_model,
+        Path(args.out),
+        generations=args.generations,
+        episodes=args.episodes,
+        report=_print,
+        progress=args.progress,
+        device=args.device,
+    )
 
 
 def card_scores(card: str) -> list[str]:
@@ -253,7 +412,7 @@ def card_scores(card: str) -> list[str]:
     start = next((i for i, line in enumerate(lines) if line.strip().lower() == "## scores"), None)
     if start is None:
         return []
-    section = itertools.takewhile(lambda line: not line.startswith("#"), lines[start + 1:])
+    section = itertools.takewhile(lambda line: not line.startswith("#"), lines[start + 1 :])
     return [line.lstrip("- ").strip() for line in section if line.startswith("- ")]
 
 
@@ -285,8 +444,9 @@ def json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): expected an object like "
-                                         "'{\"temperature\": 1.0}'") from None
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({error}): expected an object like '{{\"temperature\": 1.0}}'"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"temperature\": 1.0}}', got {text!r}")
     return value
@@ -294,6 +454,7 @@ def json_object(text: str) -> dict[str, Any]:
 
 def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], float]:
     """An argparse type: ``kind(value)`` if finite and ``test`` holds, else a usage error saying ``expected``."""
+
     def parse(value: str):
         try:
             number = kind(value)
@@ -322,13 +483,21 @@ def device_argument(value: str) -> str:
 
 
 def add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--device", default=DEFAULT_DEVICE, type=device_argument,
-                        help=f"where {what} runs: auto (CUDA when there is a GPU, else the CPU), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE,
+        type=device_argument,
+        help=f"where {what} runs: auto (CUDA when there is a GPU, else the CPU), cpu, cuda or cuda:N",
+    )
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="local", choices=BACKENDS,
-                        help="where episodes run: local processes or Ray actors (pip install 'dreamgym[ray]')")
+    parser.add_argument(
+        "--backend",
+        default="local",
+        choices=BACKENDS,
+        help="where episodes run: local processes or Ray actors (pip install 'dreamgym[ray]')",
+    )
     parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port; default: start Ray locally)")
 
 
@@ -342,10 +511,16 @@ class _ShowDefaults(argparse.HelpFormatter):
         return text
 
 
-ITERATE = IterateConfig()
-"""The defaults ``dreamgym iterate --help`` shows."""
+PRESET_HELP = (
+    "sizes of every stage: tiny (a smoke test), cpu (the shipped models), paper (the paper's); "
+    "a new run takes cpu, an existing one keeps its own"
+)
 
-PRESET_HELP = "sizes of every stage: tiny (a smoke test), cpu (the shipped models), paper (the paper's)"
+
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """``--preset``, its choices every preset some game has (a game without it refuses it by name)."""
+    names = sorted({name for game in GAMES.values() for name in game.presets})
+    p.add_argument("--preset", choices=names, help=PRESET_HELP)
 
 
 def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
@@ -360,15 +535,21 @@ def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str,
         parse = int if kind.startswith("int") else float if kind.startswith("float") else str
         default = spec.default if spec.default is not dataclasses.MISSING else None
         shown = f"{default:,}" if isinstance(default, int) and not isinstance(default, bool) else default
-        p.add_argument(f"--{spec.name.replace('_', '-')}", type=parse, metavar=spec.name.upper(),
-                       help=f"{docs.get(spec.name, '')} (default: {shown})".replace("%", "%%"))
+        p.add_argument(
+            f"--{spec.name.replace('_', '-')}",
+            type=parse,
+            metavar=spec.name.upper(),
+            help=f"{docs.get(spec.name, '')} (default: {shown})".replace("%", "%%"),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreamgym", description="World Models: build a dream, train in it, test on reality.")
+    parser = argparse.ArgumentParser(
+        prog="dreamgym", description="World Models: build a dream, train in it, test on reality."
+    )
     parser.add_argument("--version", action="version", version=f"dreamgym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    games = sorted(GAMES)
+    games = sorted({*GAMES, *(game for game, env in shipped_models().values() if env is not None)})
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=_ShowDefaults)
@@ -378,16 +559,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("collect", "roll out the real game into episode files", cmd_collect)
     add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
-                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
+    add_preset_argument(p)
     p.add_argument("--episodes", type=count, help="episodes to record (default: the preset's)")
     p.add_argument("--workers", type=count, help="parallel game processes (default: the preset's)")
-    p.add_argument("--seed", type=seed_number, help="seed of the first episode; episode i is seeded seed + i (default: the preset's)")
+    p.add_argument(
+        "--seed",
+        type=seed_number,
+        help="seed of the first episode; episode i is seeded seed + i (default: the preset's)",
+    )
     p.add_argument("--max-steps", type=count, help="cap on the steps of one episode (default: the game's own limit)")
-    p.add_argument("--policy", help="the agent that acts (iterative rounds; default: exploration): a model directory "
-                                    "with a controller, a controller file or an SB3 .zip (with --world-model, --trust-zip)")
-    p.add_argument("--world-model", help="model directory whose V and M give --policy its latent observation "
-                                         "(default: the policy's own model directory)")
+    p.add_argument(
+        "--policy",
+        help="the agent that acts (iterative rounds; default: exploration): a model directory "
+        "with a controller, a controller file or an SB3 .zip (with --world-model, --trust-zip)",
+    )
+    p.add_argument(
+        "--world-model",
+        help="model directory whose V and M give --policy its latent observation "
+        "(default: the policy's own model directory)",
+    )
     p.add_argument("--noise", type=amount, help="exploration noise added to --policy")
     p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
@@ -396,24 +586,38 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, unit, what in (
         ("train-vae", cmd_train_vae, "epochs", "V's training"),
         ("train-mdnrnn", cmd_train_mdnrnn, "epochs", "M's training"),
-        ("train-controller", cmd_train_controller, "generations", "the dream (or, with --real, the latent twins' V and M)"),
+        (
+            "train-controller",
+            cmd_train_controller,
+            "generations",
+            "the dream (or, with --real, the latent twins' V and M)",
+        ),
     ):
         p = command(name, f"{name.replace('-', ' ')} on a run directory", func)
         p.add_argument("run", help="run directory")
-        p.add_argument(f"--{unit}", type=count, help=f"{unit} in all (default: run.json's; a new value is written there)")
+        p.add_argument(
+            f"--{unit}", type=count, help=f"{unit} in all (default: run.json's; a new value is written there)"
+        )
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
         p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
         add_device_argument(p, what)
         if name == "train-mdnrnn":
-            p.add_argument("--members", type=count, help="Ms for an ensemble dream: member 0 on every episode, the others "
-                                                         "on bootstrap resamples (default: run.json's)")
+            p.add_argument(
+                "--members",
+                type=count,
+                help="Ms for an ensemble dream: member 0 on every episode, the others "
+                "on bootstrap resamples (default: run.json's)",
+            )
         if name == "train-controller":
             p.add_argument("--temperature", type=positive_number, help="dream temperature τ (default: run.json's)")
             p.add_argument("--population", type=count, help="CMA-ES candidates per generation (default: run.json's)")
             p.add_argument("--trials", type=count, help="dreams (or real episodes) per candidate (default: run.json's)")
-            p.add_argument("--real", action="store_true",
-                           help="fine-tune on the real game (the latent twin), from the dream controller; "
-                                "writes RUN/controller_real")
+            p.add_argument(
+                "--real",
+                action="store_true",
+                help="fine-tune on the real game (the latent twin), from the dream controller; "
+                "writes RUN/controller_real",
+            )
             add_backend_arguments(p)
 
     p = command("encode", "encode every episode with V", cmd_encode)
@@ -425,9 +629,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--to", required=True, help="the model directory to write (world_model=DIR loads it)")
     p.add_argument("--float16", action="store_true", help="store weights as float16 (half the size)")
-    p.add_argument("--start-episodes", type=int, default=START_EPISODES, metavar="N",
-                   help=f"real episodes stored for the dreams' starts='data' (default {START_EPISODES}; 0: none, "
-                        "a leaner model whose dreams start only from first frames)")
+    p.add_argument(
+        "--start-episodes",
+        type=int,
+        default=START_EPISODES,
+        metavar="N",
+        help=f"real episodes stored for the dreams' starts='data' (default {START_EPISODES}; 0: none, "
+        "a leaner model whose dreams start only from first frames)",
+    )
 
     p = command("evaluate", "run a policy for N episodes on a registered env", cmd_evaluate)
     p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")
@@ -441,96 +650,116 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=positive_number, help="dream temperature (default: the env's, 1.0)")
     p.add_argument("--env-kwargs", type=json_object, help="more keyword arguments for gym.make, as a JSON object")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
-    p.add_argument("--noise", type=_number(float, lambda x: 0 <= x <= 1, "a number in [0, 1]"), default=0.0,
-                   help="play the policy with exploration noise, as rounds record it: std of Gaussian noise on "
-                        "each Box action component, or the chance of a random held Discrete action (0: deterministic)")
+    p.add_argument(
+        "--noise",
+        type=_number(float, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+        default=0.0,
+        help="play the policy with exploration noise, as rounds record it: std of Gaussian noise on "
+        "each Box action component, or the chance of a random held Discrete action (0: deterministic)",
+    )
     add_device_argument(p, "the env's V and M (dream and latent ids)")
     add_backend_arguments(p)
 
     p = command("pipeline", "every stage in order (resumes where it stopped)", cmd_pipeline)
     add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
-                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
+    add_preset_argument(p)
     add_device_argument(p, "every stage but collection")
-    p.add_argument("--trust-zip", action="store_true",
-                   help=f"consent to load an SB3 .zip named as the round's collect.policy: {SB3_ZIP_WARNING}")
+    written = "(default: the preset's; a value given is written to run.json)"
+    p.add_argument("--episodes", type=count, help=f"real episodes to record {written}")
+    p.add_argument("--vae-epochs", type=count, help=f"V's epochs {written}")
+    p.add_argument("--mdnrnn-epochs", type=count, help=f"M's epochs {written}")
+    p.add_argument("--generations", type=count, help=f"CMA-ES generations in the dream {written}")
+    p.add_argument(
+        "--trust-zip",
+        action="store_true",
+        help=f"consent to load an SB3 .zip named as the round's collect.policy: {SB3_ZIP_WARNING}",
+    )
 
-    p = command("iterate", "the paper's iterative training: collect with the agent, refine M, retrain the agent "
-                           "in the dream, score it on the real game; repeat (resumes where it stopped)", cmd_iterate)
+    p = command(
+        "iterate",
+        "the paper's iterative training: collect with the agent, refine M, retrain the agent "
+        "in the dream, score it on the real game; repeat (resumes where it stopped)",
+        cmd_iterate,
+    )
     add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory (round_K/ per round, rounds.md, best/)")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"],
-                   help=PRESET_HELP + "; a new run takes cpu, an existing one keeps its own")
-    p.add_argument("--agent", metavar="{" + ",".join(ITERATE_AGENTS) + ",PATH.zip}",
-                   help="cmaes: the linear controller; ppo, dqn: Stable-Baselines3 with the game's recipe; PATH.zip: an "
-                        f"SB3 agent of any algorithm trained in --start's dream (default: {ITERATE.agent}; fixed once a "
-                        "run starts)")
-    p.add_argument("--start", metavar="RUN",
-                   help="a finished run directory (dreamgym pipeline) to take as round 0, linked, instead of recording "
-                        "and training one (needed with --agent PATH.zip)")
-    p.add_argument("--rounds", type=count, help=f"stop after this many rounds (default {ITERATE.rounds})")
-    p.add_argument("--episodes", type=count, help=f"real episodes recorded per round (default {ITERATE.episodes})")
-    p.add_argument("--noise", type=amount, help=f"exploration around the agent when it records (default {ITERATE.noise:g})")
-    p.add_argument("--max-real-steps", type=seed_number,
-                   help="stop once this many real steps are used (data and tuning; checked after each round; 0: no budget)")
-    p.add_argument("--patience", type=seed_number,
-                   help=f"stop after this many rounds without a better real score (default {ITERATE.patience}; 0: never)")
-    p.add_argument("--refine-epochs", type=count, help=f"M epochs in rounds >= 1, warm-started (default {ITERATE.refine_epochs})")
-    p.add_argument("--dream", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the dream the agent trains in, every round (the defences: ensemble, "
-                        "uncertainty_penalty, starts, horizon, dropout, done_threshold); repeatable")
-    p.add_argument("--members", type=count,
-                   help=f"M ensemble members, which ensemble and uncertainty_penalty need (default {ITERATE.members}; "
-                        "fixed once a run starts)")
-    p.add_argument("--refresh-v", type=amount,
-                   help="refine V in a round whose new frames it reconstructs more than this many times worse than the "
-                        f"earlier ones (default {ITERATE.refresh_v:g}; 0: never)")
-    p.add_argument("--refine-v-frames", type=count,
-                   help=f"frames of V's warm-started refinement when it is refreshed (default {ITERATE.refine_v_frames:,})")
-    p.add_argument("--generations", type=count, help="CMA-ES generations per round (default: the preset's)")
-    p.add_argument("--agent-steps", type=count, help=f"dream steps per round of an SB3 agent (default {ITERATE.agent_steps:,})")
-    p.add_argument("--eval-episodes", type=count, help=f"real episodes scoring each round, tuning seeds (default {ITERATE.eval_episodes})")
-    p.add_argument("--eval-seed", type=seed_number, help=f"seed of the first tuning episode (default {ITERATE.eval_seed})")
-    p.add_argument("--workers", type=count, help=f"parallel game processes (default {ITERATE.workers})")
-    p.add_argument("--seed", type=seed_number, help=f"seed of the agent's training (default {ITERATE.seed})")
+    add_preset_argument(p)
+    add_settings_options(p, IterateConfig, skip=("dream",))
+    p.add_argument(
+        "--dream",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{field_docs(IterateConfig)['dream']} One setting per option, repeatable.",
+    )
     add_device_argument(p, "V, M, the dreams and the latent twins")
-    p.add_argument("--trust-zip", action="store_true",
-                   help=f"consent to load the SB3 agents (ppo, dqn) this run saves, round after round: {SB3_ZIP_WARNING}")
+    p.add_argument(
+        "--trust-zip",
+        action="store_true",
+        help=f"consent to load the SB3 agents (ppo, dqn) this run saves, round after round: {SB3_ZIP_WARNING}",
+    )
 
-    p = command("online", "learn online: a few real episodes a round, M refined on them, PPO continued in short "
-                          "dreams that start at real steps; resumes where it stopped", cmd_online)
+    p = command(
+        "online",
+        "learn online: a few real episodes a round, M refined on them, PPO continued in short "
+        "dreams that start at real steps; resumes where it stopped",
+        cmd_online,
+    )
     add_game_arguments(p, games)
-    p.add_argument("--out", required=True, help="run directory (episodes, latents, model/, agent.zip, rounds.json, "
-                                                "curve.png, best/)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory (episodes, latents, model/, agent.zip, rounds.json, curve.png, best/)",
+    )
     add_settings_options(p, OnlineConfig)
-    p.add_argument("--trust-zip", action="store_true",
-                   help=f"consent to load the SB3 agent this run saved when it resumes: {SB3_ZIP_WARNING}")
+    p.add_argument(
+        "--trust-zip",
+        action="store_true",
+        help=f"consent to load the SB3 agent this run saved when it resumes: {SB3_ZIP_WARNING}",
+    )
 
-    p = command("next-round", "set up an iterative round: new episodes from a run's controller, "
-                              "then retrain M and the controller on old + new data (the next pipeline computes)",
-                cmd_next_round)
+    p = command(
+        "next-round",
+        "set up an iterative round: new episodes from a run's controller, "
+        "then retrain M and the controller on old + new data (the next pipeline computes)",
+        cmd_next_round,
+    )
     p.add_argument("parent", help="finished run directory (its model/ holds the controller that will play)")
     p.add_argument("--out", required=True, help="new run directory for the round")
     p.add_argument("--episodes", type=count, default=1000, help="new episodes to collect")
-    p.add_argument("--noise", type=amount,
-                   help=f"exploration around the controller (default {DEFAULT_ROUND_NOISE:g}): Doom, chance per step of a random "
-                        "action held 1-10 frames; CarRacing, std of Gaussian noise on each action")
-    p.add_argument("--explore", action="store_true",
-                   help="record the new episodes with the game's exploration policy (random actions for Doom, "
-                        "the noisy pilot for CarRacing) instead of the controller")
-    p.add_argument("--policy", help="the agent that plays instead of the parent's controller, trained in the parent's "
-                                    "dream: an SB3 .zip (the pipeline then needs --trust-zip), a controller file or "
-                                    "a model directory")
+    p.add_argument(
+        "--noise",
+        type=amount,
+        help=f"exploration around the controller (default {DEFAULT_ROUND_NOISE:g}): Doom, chance per step of a random "
+        "action held 1-10 frames; CarRacing, std of Gaussian noise on each action",
+    )
+    p.add_argument(
+        "--explore",
+        action="store_true",
+        help="record the new episodes with the game's exploration policy (random actions for Doom, "
+        "the noisy pilot for CarRacing) instead of the controller",
+    )
+    p.add_argument(
+        "--policy",
+        help="the agent that plays instead of the parent's controller, trained in the parent's "
+        "dream: an SB3 .zip (the pipeline then needs --trust-zip), a controller file or "
+        "a model directory",
+    )
 
-    p = command("sweep-temperature", "the paper's table: a controller per τ, its dream and real scores",
-                cmd_sweep_temperature)
+    p = command(
+        "sweep-temperature", "the paper's table: a controller per τ, its dream and real scores", cmd_sweep_temperature
+    )
     p.add_argument("run", help="run directory (with V and M trained)")
-    p.add_argument("--temperatures", type=positive_number, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try")
+    p.add_argument(
+        "--temperatures", type=positive_number, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try"
+    )
     p.add_argument("--generations", type=count, help="CMA-ES generations per τ (default: the run's)")
     p.add_argument("--population", type=count, help="CMA-ES population (default: the run's)")
     p.add_argument("--trials", type=count, help="dreams per candidate (default: the run's)")
-    p.add_argument("--episodes", type=count, help="dream and real episodes per τ (default: the run's evaluate.episodes)")
+    p.add_argument(
+        "--episodes", type=count, help="dream and real episodes per τ (default: the run's evaluate.episodes)"
+    )
     p.add_argument("--seed", type=seed_number, help="first evaluation seed (default: the run's)")
     add_device_argument(p, "the dream and the latent twins")
 
@@ -539,10 +768,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
     p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
-    p.add_argument("--out", default="demo_output", help="where the controller, the GIF and demo.json go (absent, empty, "
-                   "or an earlier demo's output)")
-    p.add_argument("--generations", type=count, default=GENERATIONS,
-                   help="CMA-ES generations in the dream (32 candidates x 8 dreams each)")
+    p.add_argument(
+        "--out",
+        default="demo_output",
+        help="where the controller, the GIF and demo.json go (absent, empty, or an earlier demo's output)",
+    )
+    p.add_argument(
+        "--generations",
+        type=count,
+        default=GENERATIONS,
+        help="CMA-ES generations in the dream (32 candidates x 8 dreams each)",
+    )
     p.add_argument("--episodes", type=count, default=20, help="real episodes for the transfer test")
     add_device_argument(p, "the dream and the latent twin")
     return parser

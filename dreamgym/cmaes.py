@@ -26,12 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cma
 import numpy as np
 import safetensors.numpy
 import torch
 
+from dreamgym import rundir
 from dreamgym.checkpoint import save_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.controller import LinearController, batched_actions
@@ -50,17 +52,13 @@ from dreamgym.training import (
 )
 from dreamgym.world_model import WorldModel
 
-STATE_FILE = "cma_state.json"
-"""The record of a CMA-ES run: settings, versions, history, per-generation digests, and the
-name and sha256 of its arrays file. Written last: it commits a generation."""
-ARRAYS_FILE = "cma_state.{generations:06d}.safetensors"
-"""x0 (n,), the values told (G, P) and the best parameters (n,), float64. Named after the number
-of generations G, so that a kill between the two writes leaves the record and the arrays it
-names intact (the other one is removed at the next checkpoint)."""
-OLD_STATE_FILE = "cma_state.pkl"
-"""The pickled state of earlier versions: refused, never loaded."""
 STATE_FORMAT = 1
-BEST_FILE = "controller.safetensors"
+"""A CMA-ES stage keeps two files (``dreamgym.rundir``): the record of the run (settings,
+versions, history, per-generation digests, and the name and sha256 of its arrays file; written
+last, it commits a generation), and the arrays: x0 (n,), the values told (G, P) and the best
+parameters (n,), float64. The arrays are named after the number of generations G, so that a kill
+between the two writes leaves the record and the arrays it names intact (the other one is removed
+at the next checkpoint)."""
 
 
 @torch.no_grad()
@@ -73,7 +71,7 @@ def dream_returns(
     max_steps: int,
     sample_done: bool = False,
     settings: DreamSettings | None = None,
-    **overrides: object,
+    **overrides: Any,
 ) -> np.ndarray:
     """Dream return of each of P controllers in each of ``trials`` dreams: (P, n) -> (P, trials).
 
@@ -146,16 +144,40 @@ def train_controller(
 
     def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
-        return dream_returns(model, solutions, config.trials, config.temperature, generator, max_steps,
-                             config.sample_done, dream).mean(axis=1)
+        return dream_returns(
+            model, solutions, config.trials, config.temperature, generator, max_steps, config.sample_done, dream
+        ).mean(axis=1)
 
     def score_of(parameters: np.ndarray) -> float:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + 999_983)
-        return float(dream_returns(model, parameters[None], config.eval_trials, config.temperature, generator,
-                                   max_steps, config.sample_done, dream).mean())
+        return float(
+            dream_returns(
+                model,
+                parameters[None],
+                config.eval_trials,
+                config.temperature,
+                generator,
+                max_steps,
+                config.sample_done,
+                dream,
+            ).mean()
+        )
 
-    return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, title="CMA-ES in the dream",
-                     x0=x0, resume=resume, force=force, progress=progress, report=report, max_seconds=max_seconds)
+    return run_cmaes(
+        model.game,
+        model.observation_dim,
+        out_dir,
+        config,
+        returns_of,
+        score_of,
+        title="CMA-ES in the dream",
+        x0=x0,
+        resume=resume,
+        force=force,
+        progress=progress,
+        report=report,
+        max_seconds=max_seconds,
+    )
 
 
 def train_controller_real(
@@ -196,8 +218,20 @@ def train_controller_real(
             seeds = [first_seed + t for t in range(config.eval_trials)]
             return float(controller_returns(env_id, env_kwargs, parameters[None], seeds, pool).mean())
 
-        return run_cmaes(model.game, model.observation_dim, out_dir, config, returns_of, score_of, x0=x0,
-                         title=f"CMA-ES on {env_id}", resume=resume, force=force, progress=progress, report=report)
+        return run_cmaes(
+            model.game,
+            model.observation_dim,
+            out_dir,
+            config,
+            returns_of,
+            score_of,
+            x0=x0,
+            title=f"CMA-ES on {env_id}",
+            resume=resume,
+            force=force,
+            progress=progress,
+            report=report,
+        )
 
 
 def run_cmaes(
@@ -227,8 +261,10 @@ def run_cmaes(
     if x0 is None:
         x0 = np.zeros(num_parameters)
     elif np.shape(x0) != (num_parameters,):
-        raise ValueError(f"x0 must have {num_parameters} parameters (a {game.name} controller on {obs_dim} inputs), "
-                         f"got shape {np.shape(x0)}")
+        raise ValueError(
+            f"x0 must have {num_parameters} parameters (a {game.name} controller on {obs_dim} inputs), "
+            f"got shape {np.shape(x0)}"
+        )
     x0 = np.array(x0, dtype=np.float64)
     state = _load_state(out_dir)
     if state is None:
@@ -236,12 +272,14 @@ def run_cmaes(
         es = state.strategy()
     else:
         if state.x0.shape != (num_parameters,):
-            raise StageError(f"{out_dir} holds a CMA-ES run on {len(state.x0)} parameters, but a {game.name} controller "
-                             f"on {obs_dim} inputs has {num_parameters}: pass --force to start over")
+            raise StageError(
+                f"{out_dir} holds a CMA-ES run on {len(state.x0)} parameters, but a {game.name} controller "
+                f"on {obs_dim} inputs has {num_parameters}: pass --force to start over"
+            )
         if state.generations >= config.generations:
             report(f"controller: already finished ({state.generations} generations); --force retrains")
             _write_outputs(out_dir, state, game, obs_dim, title)  # in case a kill came between state and outputs
-            controller = LinearController.from_flat(game, obs_dim, state.best_parameters)
+            controller = LinearController.from_flat(game, obs_dim, state.best)
             return ControllerResult(controller, state.generations, 0, state.best_score, 0.0, state.history)
         if not resume:
             raise StageError(
@@ -250,7 +288,7 @@ def run_cmaes(
             )
         state.check_settings(out_dir, config, x0)
         report(f"controller: replaying the {state.generations} recorded generations of CMA-ES")
-        es = state.replay(out_dir / STATE_FILE, progress)
+        es = state.replay(rundir.cma_state(out_dir), progress)
         report(f"controller: resuming after generation {state.generations} of {config.generations}")
     first = state.generations
     for generation in range(first, config.generations):
@@ -260,8 +298,10 @@ def run_cmaes(
         fitness = returns - config.weight_decay * np.mean(solutions**2, axis=1)
         if not np.isfinite(fitness).all():
             bad = np.flatnonzero(~np.isfinite(fitness))
-            raise FloatingPointError(f"CMA-ES generation {generation + 1}: candidates {bad.tolist()} got returns "
-                                     f"{returns[bad].tolist()}, not finite; the generation is not recorded")
+            raise FloatingPointError(
+                f"CMA-ES generation {generation + 1}: candidates {bad.tolist()} got returns "
+                f"{returns[bad].tolist()}, not finite; the generation is not recorded"
+            )
         told = -fitness  # pycma minimises
         es.tell(list(solutions), list(told))
         row = {
@@ -286,14 +326,22 @@ def run_cmaes(
         _write_outputs(out_dir, state, game, obs_dim, title)
         progress("CMA-ES", generation + 1, config.generations)
         if (generation + 1) % 10 == 0 or generation + 1 == config.generations:
-            report(f"controller: generation {generation + 1}/{config.generations}: "
-                   f"best {returns.max():.1f}, mean {returns.mean():.1f}, sigma {es.sigma:.3f}")
+            report(
+                f"controller: generation {generation + 1}/{config.generations}: "
+                f"best {returns.max():.1f}, mean {returns.mean():.1f}, sigma {es.sigma:.3f}"
+            )
         if out_of_time:
             report(f"controller: time budget of {max_seconds:.0f} s reached after {generation + 1} generations")
             break
-    controller = LinearController.from_flat(game, obs_dim, state.best_parameters)
-    return ControllerResult(controller, state.generations, state.generations - first, state.best_score,
-                            time.perf_counter() - start, state.history)
+    controller = LinearController.from_flat(game, obs_dim, state.best)
+    return ControllerResult(
+        controller,
+        state.generations,
+        state.generations - first,
+        state.best_score,
+        time.perf_counter() - start,
+        state.history,
+    )
 
 
 def _digest(array: np.ndarray) -> str:
@@ -329,6 +377,11 @@ class CmaState:
             self.best_parameters = self.x0.copy()
 
     @property
+    def best(self) -> np.ndarray:
+        """(n,) the best-scoring mean so far."""
+        return self.x0 if self.best_parameters is None else self.best_parameters
+
+    @property
     def generations(self) -> int:
         return len(self.history)
 
@@ -338,8 +391,9 @@ class CmaState:
         stream NumPy keeps fixed across versions. Seeded with seed + 1, the stream earlier versions
         drew from, so the same seed still asks the same candidates."""
         randn = np.random.RandomState(self.seed + 1).randn  # randn(P, n) -> (P, n) standard normal
-        return cma.CMAEvolutionStrategy(self.x0.copy(), self.sigma0,
-                                        {"popsize": self.popsize, "randn": randn, "seed": np.nan, "verbose": -9})
+        return cma.CMAEvolutionStrategy(
+            self.x0.copy(), self.sigma0, {"popsize": self.popsize, "randn": randn, "seed": np.nan, "verbose": -9}
+        )
 
     def record(self, solutions: np.ndarray, told: np.ndarray, mean: np.ndarray, row: dict[str, float]) -> None:
         """One generation: (P, n) candidates asked, (P,) values told, (n,) mean after the tell."""
@@ -356,8 +410,10 @@ class CmaState:
         if not np.array_equal(self.x0, x0):
             changed.append("another x0 (the starting controller has changed)")
         if changed:
-            raise StageError(f"{out_dir} holds a CMA-ES run started with {', '.join(changed)}: restore those settings "
-                             "to continue it, or pass --force to start over")
+            raise StageError(
+                f"{out_dir} holds a CMA-ES run started with {', '.join(changed)}: restore those settings "
+                "to continue it, or pass --force to start over"
+            )
 
     def replay(self, record_path: Path, progress: Progress = no_progress) -> cma.CMAEvolutionStrategy:
         """The strategy after the recorded generations: ask, check the candidates' digest, tell the
@@ -377,24 +433,30 @@ class CmaState:
     def _cannot_continue(self, record_path: Path, generation: int, what: str) -> Exception:
         here = {"pycma": cma.__version__, "numpy": np.__version__}
         versions = ", ".join(f"{name} {self.versions.get(name)}" for name in here)
-        message = (f"{record_path}: at generation {generation + 1}, the replay of the recorded CMA-ES run {what} "
-                   f"than the run recorded, so it cannot be continued exactly. Recorded with {versions}; this is "
-                   f"{', '.join(f'{name} {version}' for name, version in here.items())}. ")
+        message = (
+            f"{record_path}: at generation {generation + 1}, the replay of the recorded CMA-ES run {what} "
+            f"than the run recorded, so it cannot be continued exactly. Recorded with {versions}; this is "
+            f"{', '.join(f'{name} {version}' for name, version in here.items())}. "
+        )
         if any(self.versions.get(name) != version for name, version in here.items()):
             return StageError(message + "Install the recorded versions to continue it, or pass --force to start over")
-        return DamagedFileError(message + "The state files were modified, or this machine computes differently "
-                                "(another CPU or BLAS); pass --force to start over")
+        return DamagedFileError(
+            message + "The state files were modified, or this machine computes differently "
+            "(another CPU or BLAS); pass --force to start over"
+        )
 
 
 def _save_state(out_dir: Path, state: CmaState) -> None:
     """Checkpoint one generation: the arrays file first, then the record naming it (the commit),
     then remove the arrays of the previous generation."""
-    arrays_name = ARRAYS_FILE.format(generations=state.generations)
-    data = safetensors.numpy.save({
-        "x0": state.x0,
-        "told": np.stack(state.told),
-        "best_parameters": np.asarray(state.best_parameters, dtype=np.float64),
-    })
+    arrays_name = rundir.cma_arrays(out_dir, state.generations).name
+    data = safetensors.numpy.save(
+        {
+            "x0": state.x0,
+            "told": np.stack(state.told),
+            "best_parameters": np.asarray(state.best_parameters, dtype=np.float64),
+        }
+    )
     atomic_write(out_dir / arrays_name, lambda tmp: tmp.write_bytes(data))
     record = {
         "format": STATE_FORMAT,
@@ -409,19 +471,27 @@ def _save_state(out_dir: Path, state: CmaState) -> None:
         "mean_sha256": state.means,
         "history": state.history,
     }
-    atomic_write_text(out_dir / STATE_FILE, json.dumps(record, indent=1) + "\n")
-    for stale in out_dir.glob(ARRAYS_FILE.replace("{generations:06d}", "*")):
+    atomic_write_text(rundir.cma_state(out_dir), json.dumps(record, indent=1) + "\n")
+    for stale in out_dir.glob(rundir.CMA_ARRAYS.replace("{generations:06d}", "*")):
         if stale.name != arrays_name:
             stale.unlink(missing_ok=True)
 
 
 def _write_outputs(out_dir: Path, state: CmaState, game: Game, obs_dim: int, title: str) -> None:
     """The best controller so far and the fitness curve, as CSV and plot."""
-    save_controller(LinearController.from_flat(game, obs_dim, state.best_parameters), out_dir / BEST_FILE,
-                    {"generations": state.generations, "score": state.best_score})
-    write_metrics(out_dir / "fitness.csv", state.history)
-    plot_curves(state.history, ["best_return", "mean_return", "center_return", "sigma"], out_dir / "fitness.png",
-                title, x="generation")
+    save_controller(
+        LinearController.from_flat(game, obs_dim, state.best),
+        rundir.controller(out_dir),
+        {"generations": state.generations, "score": state.best_score},
+    )
+    write_metrics(rundir.fitness_table(out_dir), state.history)
+    plot_curves(
+        state.history,
+        ["best_return", "mean_return", "center_return", "sigma"],
+        rundir.picture(out_dir, "fitness"),
+        title,
+        x="generation",
+    )
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -430,23 +500,19 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 def _load_state(out_dir: Path) -> CmaState | None:
     """The recorded CMA-ES run in ``out_dir`` (None if there is none), every field checked:
     :class:`DamagedFileError` naming the file on anything malformed or inconsistent. Nothing
-    is unpickled; a pickled state of an earlier version is refused."""
-    path = out_dir / STATE_FILE
-    if (out_dir / OLD_STATE_FILE).exists():
-        raise StageError(_old_state_message(out_dir))
+    is unpickled."""
+    path = rundir.cma_state(out_dir)
     if not path.exists():
         return None
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DamagedFileError(f"{path} cannot be read: {error}") from error
-    if isinstance(record, dict) and "format" not in record and "sha256" in record:
-        raise StageError(_old_state_message(out_dir))
 
     def damaged(what: str) -> DamagedFileError:
         return DamagedFileError(f"{path} is damaged or was modified: {what}")
 
-    def get(name: str, kind: type | tuple[type, ...], valid: Callable[[object], bool] = lambda value: True) -> object:
+    def get(name: str, kind: type | tuple[type, ...], valid: Callable[[Any], Any] = lambda value: True) -> Any:
         value = record.get(name) if isinstance(record, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool) or not valid(value):
             raise damaged(f"{name} is {value!r}")
@@ -471,7 +537,7 @@ def _load_state(out_dir: Path) -> CmaState | None:
         best_score = get("best_score", (int, float), np.isfinite)
     versions = {name: get(name, str) for name in ("pycma", "numpy")}
     arrays_name = get("arrays", str)
-    if arrays_name != ARRAYS_FILE.format(generations=G):
+    if arrays_name != rundir.cma_arrays(out_dir, G).name:
         raise damaged(f"it names the arrays file {arrays_name!r} for {G} generations")
     arrays_path = out_dir / arrays_name
     try:
@@ -488,17 +554,28 @@ def _load_state(out_dir: Path) -> CmaState | None:
         raise DamagedFileError(f"{arrays_path} holds {sorted(arrays)}, not best_parameters, told and x0")
     x0, told, best_parameters = arrays["x0"], arrays["told"], arrays["best_parameters"]
     n = len(x0) if x0.ndim == 1 and len(x0) else "n"  # the number of parameters, as x0 says
-    for name, array, shape in (("x0", x0, (n,)), ("told", told, (G, popsize)), ("best_parameters", best_parameters, (n,))):
+    for name, array, shape in (
+        ("x0", x0, (n,)),
+        ("told", told, (G, popsize)),
+        ("best_parameters", best_parameters, (n,)),
+    ):
         if n == "n" or array.dtype != np.float64 or array.shape != shape:
-            raise DamagedFileError(f"{arrays_path}: {name} is {array.dtype} {array.shape}, expected float64 {shape} "
-                                   f"({G} generations of {popsize} in {path})")
+            raise DamagedFileError(
+                f"{arrays_path}: {name} is {array.dtype} {array.shape}, expected float64 {shape} "
+                f"({G} generations of {popsize} in {path})"
+            )
         if not np.isfinite(array).all():
             raise DamagedFileError(f"{arrays_path}: {name} holds values that are not finite")
-    return CmaState(x0, float(sigma0), popsize, seed, told=list(told), asked=asked, means=means, history=history,
-                    best_score=-np.inf if best_score is None else float(best_score), best_parameters=best_parameters,
-                    versions=versions)
-
-
-def _old_state_message(out_dir: Path) -> str:
-    return (f"{out_dir} holds a CMA-ES state written by an earlier dreamgym ({OLD_STATE_FILE}, a pickle, which is "
-            "never loaded: unpickling a file runs code from it): pass --force to start over")
+    return CmaState(
+        x0,
+        float(sigma0),
+        popsize,
+        seed,
+        told=list(told),
+        asked=asked,
+        means=means,
+        history=history,
+        best_score=-np.inf if best_score is None else float(best_score),
+        best_parameters=best_parameters,
+        versions=versions,
+    )

@@ -11,6 +11,7 @@ accelerate and leave the car near the start. The first frames of every episode a
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from dreamgym.config import CollectConfig
 from dreamgym.episodes import episode_bytes, episode_path
 from dreamgym.evaluate import NoisyPolicy, load_policy
 from dreamgym.files import atomic_write
-from dreamgym.games import Game, get_game
+from dreamgym.games import Game, lookup
 from dreamgym.parallel import close_worker_cache, run_parallel, worker_cached
 from dreamgym.training import Progress, episode_errors, no_progress
 
@@ -38,8 +39,10 @@ def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:
     agent, model_dir = load_policy(config.policy)
     model_dir = model_dir or config.world_model
     if model_dir is None:
-        raise ValueError(f"collect --policy {config.policy} needs the world model it was trained in for its latent "
-                         "observation (--world-model DIR; a model directory with a controller brings its own)")
+        raise ValueError(
+            f"collect --policy {config.policy} needs the world model it was trained in for its latent "
+            "observation (--world-model DIR; a model directory with a controller brings its own)"
+        )
     model = load_world_model(model_dir, device="cpu")
     if model.game.name != game.name:
         raise ValueError(f"world model {model_dir} is a {model.game.name} model, not {game.name}")
@@ -52,9 +55,11 @@ def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:
     space = getattr(agent, "observation_space", None)
     shape = space.shape if space is not None else (agent.obs_dim,)
     if tuple(shape) != expected:
-        raise ValueError(f"policy {config.policy} takes observations of shape {tuple(shape)}, but {model_dir}'s latent "
-                         f"observation has shape {expected} (z {model.z_dim} + h {model.hidden_dim}): "
-                         "give the world model the agent was trained in")
+        raise ValueError(
+            f"policy {config.policy} takes observations of shape {tuple(shape)}, but {model_dir}'s latent "
+            f"observation has shape {expected} (z {model.z_dim} + h {model.hidden_dim}): "
+            "give the world model the agent was trained in"
+        )
     return agent, model_dir
 
 
@@ -73,7 +78,7 @@ def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple
     """Play episode ``index`` (seed = config.seed + index): its summary and its file's bytes.
     The worker writes nothing: on a cluster it need not share the run directory's disk."""
     start = time.perf_counter()
-    game = get_game(game) if isinstance(game, str) else game
+    game = lookup(game)
     seed = config.seed + index
     rng = np.random.default_rng(seed)
     with episode_errors(game.real_env_id, index, seed):
@@ -87,8 +92,9 @@ def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple
     return EpisodeSummary(index, len(actions), float(np.sum(rewards)), time.perf_counter() - start), payload
 
 
-def _play_recorded(game: Game, env: gym.Env, config: CollectConfig, rng: np.random.Generator,
-                   seed: int) -> tuple[list, list, list, list]:
+def _play_recorded(
+    game: Game, env: gym.Env, config: CollectConfig, rng: np.random.Generator, seed: int
+) -> tuple[list, list, list, list]:
     """One episode of ``env`` by the exploration policy or ``config.policy``: actions, frames,
     rewards and terminations."""
     if config.policy is None:
@@ -96,7 +102,9 @@ def _play_recorded(game: Game, env: gym.Env, config: CollectConfig, rng: np.rand
     else:
         from dreamgym.envs.latent import LatentObservation
 
-        agent, world_model = worker_cached(("agent", config.policy, config.world_model), lambda: acting_agent(game, config))
+        agent, world_model = worker_cached(
+            ("agent", config.policy, config.world_model), lambda: acting_agent(game, config)
+        )
         env = LatentObservation(env, world_model, device="cpu", keep_frame=True)  # one frame a step: the CPU is enough
         policy = NoisyPolicy(agent, game, config.noise, rng)
     observation, info = env.reset(seed=seed)
@@ -139,7 +147,7 @@ def collect(
     skipping those already there.
     Episodes are played on ``backend`` workers (see :mod:`dreamgym.parallel`) and each is
     written here, atomically, as it arrives."""
-    game = get_game(game) if isinstance(game, str) else game
+    game = lookup(game)
     if config.policy is not None:
         acting_agent(game, config)  # a wrong policy or world model fails here, not in every worker
     out_dir = Path(out_dir)
@@ -149,9 +157,8 @@ def collect(
     jobs = [(game, i, config) for i in missing_episodes(out_dir, config)]  # the game itself: a worker may not know it
     summaries = []
     for summary, payload in run_parallel(_record, jobs, config.workers, backend, address):
-        atomic_write(episode_path(out_dir, summary.index), lambda tmp, payload=payload: tmp.write_bytes(payload))
+        atomic_write(episode_path(out_dir, summary.index), functools.partial(Path.write_bytes, data=payload))
         summaries.append(summary)
         progress("collect", len(summaries), len(jobs))
     close_worker_cache()  # what this process cached when it played the episodes itself (workers=1)
     return summaries
-

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dreamgym.files import atomic_write_text
-from dreamgym.games import Game, get_game, resolve_game
+from dreamgym.games import Game, lookup, resolve_game
+from dreamgym.rundir import RunDir
 
 MAX_Z_DIM = 4096
 MAX_HIDDEN_DIM = 8192
@@ -51,18 +53,32 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
     for node, following in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs
 
 
-def setting(default: Any, *, minimum: float | None = None, maximum: float | None = None,
-            above: float | None = None, below: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def setting(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A dataclass field with its allowed values: ``minimum``/``maximum`` inclusive, ``above``/``below``
     exclusive; ``choices`` for a string."""
-    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, "above": above, "below": below,
-                                            "choices": choices})
+    return field(
+        default=default,
+        metadata={"minimum": minimum, "maximum": maximum, "above": above, "below": below, "choices": choices},
+    )
 
 
 def _check_setting(section: str, spec: Any, value: Any) -> None:
@@ -101,7 +117,6 @@ def _check_setting(section: str, spec: Any, value: Any) -> None:
         raise ValueError(f"{name} must be > {limits['above']:g}, got {value!r}")
     if limits.get("below") is not None and value >= limits["below"]:
         raise ValueError(f"{name} must be < {limits['below']:g}, got {value!r}")
-
 
 
 @dataclass(frozen=True)
@@ -208,8 +223,9 @@ class ControllerTrainConfig(Settings):
     """Seeds CMA-ES and the dreams."""
 
 
-REAL_CONTROLLER = ControllerTrainConfig(generations=10, population=16, trials=4, sigma0=0.05, eval_every=5,
-                                       eval_trials=16)
+REAL_CONTROLLER = ControllerTrainConfig(
+    generations=10, population=16, trials=4, sigma0=0.05, eval_every=5, eval_trials=16
+)
 
 
 ENSEMBLE_MODES = ("off", "episode", "pessimist")
@@ -249,6 +265,11 @@ class DreamSettings(Settings):
     real steps before it in its episode, run from zero (a replay burn-in; exact for a step
     fewer than ``warmup`` steps into its episode)."""
 
+    @property
+    def needs_members(self) -> bool:
+        """Whether these dreams step several M members (an ensemble or an uncertainty penalty)."""
+        return self.ensemble != "off" or self.uncertainty_penalty > 0
+
 
 @dataclass(frozen=True)
 class EvalConfig(Settings):
@@ -282,9 +303,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         resolve_game(self.game, self.env)  # ValueError listing the known games, or naming a bad env entry
-        if (self.dream.ensemble != "off" or self.dream.uncertainty_penalty > 0) and self.mdnrnn.members < 2:
-            raise ValueError(f"dream.ensemble {self.dream.ensemble!r} and dream.uncertainty_penalty "
-                             f"{self.dream.uncertainty_penalty} need mdnrnn.members >= 2, got {self.mdnrnn.members}")
+        if self.dream.needs_members and self.mdnrnn.members < 2:
+            raise ValueError(
+                f"dream.ensemble {self.dream.ensemble!r} and dream.uncertainty_penalty "
+                f"{self.dream.uncertainty_penalty} need mdnrnn.members >= 2, got {self.mdnrnn.members}"
+            )
         for name in ("preset", "parent"):
             value = getattr(self, name)
             if (value is not None or name == "preset") and (not isinstance(value, str) or not value.strip()):
@@ -304,20 +327,24 @@ class RunConfig:
         missing = [key for key in ("game", "preset") if key not in data]
         unknown = sorted(set(data) - {"game", "preset", "parent", "env", *_SECTIONS})
         if missing or unknown:
-            raise ValueError(f"run.json: missing {missing}, unknown {unknown}" if missing and unknown
-                             else f"run.json: missing {missing}" if missing else f"run.json: unknown entries {unknown}")
-        kwargs: dict[str, Any] = {"game": data["game"], "preset": data["preset"], "parent": data.get("parent"),
-                                  "env": data.get("env")}
+            raise ValueError(
+                f"run.json: missing {missing}, unknown {unknown}"
+                if missing and unknown
+                else f"run.json: missing {missing}"
+                if missing
+                else f"run.json: unknown entries {unknown}"
+            )
+        kwargs: dict[str, Any] = {
+            "game": data["game"],
+            "preset": data["preset"],
+            "parent": data.get("parent"),
+            "env": data.get("env"),
+        }
         for name, section in _SECTIONS.items():
             if name not in data:
                 continue
             if not isinstance(data[name], dict):
                 raise ValueError(f"run.json section {name!r} must be a JSON object, got {data[name]!r}")
-            for key, place in _MOVED.items():  # written by earlier versions: null moves silently, a value is named
-                if key[0] == name and key[1] in data[name]:
-                    if data[name][key[1]] is not None:
-                        raise ValueError(f"run.json: {name}.{key[1]} is now {place}: move it there")
-                    data[name] = {k: v for k, v in data[name].items() if k != key[1]}
             unknown = sorted(set(data[name]) - {f.name for f in fields(section)})
             if unknown:
                 raise ValueError(f"run.json section {name!r} has unknown settings {unknown}")
@@ -328,15 +355,30 @@ class RunConfig:
         return cls(**kwargs)
 
     def save(self, run_dir: str | Path) -> None:
-        atomic_write_text(Path(run_dir) / "run.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write run.json; the settings that name files (``RUN_PATHS``) are stored relative to the
+        run directory (``./…`` or ``../…``), so a run moved or copied together with the runs it
+        names goes on working. A name that is no path (a shipped model) is kept as it is."""
+        data = self.to_dict()
+        for holder, key in _path_entries(data):
+            value = holder[key]
+            if Path(value).is_absolute() or value.startswith(".") or Path(value).exists():
+                relative = os.path.relpath(Path(value).resolve(), Path(run_dir).resolve())
+                holder[key] = relative if relative.startswith("..") else os.path.join(".", relative)
+        atomic_write_text(RunDir(run_dir).settings, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunConfig:
-        path = Path(run_dir) / "run.json"
+        path = RunDir(run_dir).settings
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir} is not a dreamgym run directory (no run.json); start with `dreamgym collect`")
+            raise FileNotFoundError(
+                f"{run_dir} is not a dreamgym run directory (no run.json); start with `dreamgym collect`"
+            )
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            for holder, key in _path_entries(data):  # relative to the run directory: absolute in memory
+                if holder[key].startswith("."):
+                    holder[key] = str((Path(run_dir) / holder[key]).resolve())
+            return cls.from_dict(data)
         except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
             raise ValueError(f"{path}: {error}") from None
 
@@ -346,6 +388,20 @@ class RunConfig:
         if not values:
             return self
         return replace(self, **{section: replace(getattr(self, section), **values)})
+
+
+RUN_PATHS = ((None, "parent"), ("collect", "policy"), ("collect", "world_model"))
+"""The settings of run.json that name files or directories (section None: the top level)."""
+
+
+def _path_entries(data: Any) -> list[tuple[dict[str, Any], str]]:
+    """(the dict holding it, key) of each ``RUN_PATHS`` entry of run.json's contents that is a string."""
+    entries = []
+    for section, key in RUN_PATHS:
+        holder = data if section is None else data.get(section) if isinstance(data, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            entries.append((holder, key))
+    return entries
 
 
 _SECTIONS = {
@@ -358,7 +414,6 @@ _SECTIONS = {
     "evaluate": EvalConfig,
 }
 
-_MOVED = {("controller", "dropout"): "dream.dropout", ("real_controller", "dropout"): "dream.dropout"}
 """Settings of earlier run.json files that live elsewhere now."""
 
 ITERATE_AGENTS = ("cmaes", "ppo", "dqn")
@@ -419,17 +474,23 @@ class IterateConfig(Settings):
         super().__post_init__()
         unknown = sorted(set(self.dream) - {spec.name for spec in fields(DreamSettings)})
         if unknown:
-            raise ValueError(f"IterateConfig.dream has unknown settings {unknown}; expected some of "
-                             f"{[spec.name for spec in fields(DreamSettings)]}")
+            raise ValueError(
+                f"IterateConfig.dream has unknown settings {unknown}; expected some of "
+                f"{[spec.name for spec in fields(DreamSettings)]}"
+            )
         dream = DreamSettings(**self.dream)  # a ValueError names a bad value
-        if (dream.ensemble != "off" or dream.uncertainty_penalty > 0) and self.members < 2:
+        if dream.needs_members and self.members < 2:
             raise ValueError(f"IterateConfig.dream {self.dream} needs members >= 2, got {self.members}")
         if self.agent not in ITERATE_AGENTS and not self.agent.endswith(".zip"):
-            raise ValueError(f"IterateConfig.agent must be one of {', '.join(ITERATE_AGENTS)} or the path of an SB3 .zip, "
-                             f"got {self.agent!r}")
+            raise ValueError(
+                f"IterateConfig.agent must be one of {', '.join(ITERATE_AGENTS)} or the path of an SB3 .zip, "
+                f"got {self.agent!r}"
+            )
         if self.agent.endswith(".zip") and self.start is None:
-            raise ValueError(f"IterateConfig.agent {self.agent} needs start: the run directory whose dream it was "
-                             "trained in (its V and M give the agent its observation)")
+            raise ValueError(
+                f"IterateConfig.agent {self.agent} needs start: the run directory whose dream it was "
+                "trained in (its V and M give the agent its observation)"
+            )
 
 
 @dataclass(frozen=True)
@@ -486,89 +547,14 @@ class OnlineConfig(Settings):
     """Seeds the agent, M's refinement and the recorded episodes (episode i: seed·10⁶ + i)."""
 
 
-PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
-    "doom": {
-        "tiny": {
-            "collect": {"episodes": 6, "max_steps": 60},
-            "vae": {"z_dim": 64, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
-            "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
-            "evaluate": {"episodes": 2},
-        },
-        "cpu": {
-            "collect": {"episodes": 2000},
-            "vae": {"z_dim": 64, "epochs": 3, "frames_per_epoch": 400_000},
-            "mdnrnn": {"hidden_dim": 512, "epochs": 65, "batch_size": 32},
-            "controller": {"generations": 200, "population": 64, "trials": 16},
-        },
-        "paper": {
-            "collect": {"episodes": 10_000},
-            "vae": {"z_dim": 64, "epochs": 10},
-            "mdnrnn": {"hidden_dim": 512, "epochs": 1200, "batch_size": 100},
-            "controller": {"generations": 200, "population": 64, "trials": 16},
-        },
-    },
-    "carracing": {
-        "tiny": {
-            "collect": {"episodes": 4, "max_steps": 60},
-            "vae": {"z_dim": 32, "epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
-            "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-            "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
-            "evaluate": {"episodes": 2},
-        },
-        "cpu": {
-            "collect": {"episodes": 600},
-            "vae": {"z_dim": 32, "epochs": 3, "frames_per_epoch": 400_000},
-            "mdnrnn": {"hidden_dim": 256, "epochs": 100, "batch_size": 16},
-            "controller": {"generations": 200, "population": 64, "trials": 8, "temperature": 1.0},
-        },
-        "paper": {
-            "collect": {"episodes": 10_000},
-            "vae": {"z_dim": 32, "epochs": 10},
-            "mdnrnn": {"hidden_dim": 256, "epochs": 20, "batch_size": 100},
-            "controller": {"generations": 1800, "population": 64, "trials": 16, "temperature": 1.0},
-        },
-    },
-}
-
-
-PRESETS["boxing"] = {  # ALE/Boxing-v5 through the generic path (dreamgym pipeline --env ale_py:ALE/Boxing-v5)
-    "cpu": {  # a bout is 2 minutes of game time: ~1,790 steps at frameskip 4
-        "collect": {"episodes": 300},
-        "vae": {"z_dim": 32, "epochs": 3, "frames_per_epoch": 400_000},
-        "mdnrnn": {"hidden_dim": 256, "epochs": 40, "batch_size": 16},
-        "controller": {"generations": 100, "population": 64, "trials": 8},
-    },
-}
-
-GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {
-        "collect": {"episodes": 4, "max_steps": 60},
-        "vae": {"epochs": 1, "batch_size": 32, "frames_per_epoch": 128},
-        "mdnrnn": {"hidden_dim": 32, "epochs": 2, "batch_size": 4},
-        "controller": {"generations": 2, "population": 6, "trials": 2, "max_steps": 50, "eval_every": 1, "eval_trials": 4},
-        "evaluate": {"episodes": 2},
-    },
-    "cpu": {
-        "collect": {"episodes": 300},
-        "vae": {"epochs": 3, "frames_per_epoch": 400_000},
-        "mdnrnn": {"epochs": 40, "batch_size": 16},
-        "controller": {"generations": 100, "population": 64, "trials": 8},
-    },
-}
-"""The presets of a game without its own table (one made by ``game_from_env``): V's and M's
-sizes are the game's (``Game.z_dim``, ``Game.hidden_dim``) unless the table sets them."""
-
-
 def preset(game: str | Game, name: str) -> RunConfig:
-    """The settings of a named preset for a game: its own table in ``PRESETS``; a game made by
-    ``game_from_env`` falls back on ``GENERIC_PRESETS`` for a preset its table lacks."""
-    game = get_game(game) if isinstance(game, str) else game
-    tables = PRESETS.get(game.name, {}) if game.spec is None else {**GENERIC_PRESETS, **PRESETS.get(game.name, {})}
+    """The settings of a named preset for a game (``Game.presets``), V's and M's sizes the game's
+    own unless the preset sets them."""
+    game = lookup(game)
+    tables = game.presets
     if name not in tables:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(tables)}")
     table = {section: dict(values) for section, values in tables[name].items()}
     table["vae"] = {"z_dim": game.z_dim, **table.get("vae", {})}
     table["mdnrnn"] = {"hidden_dim": game.hidden_dim, **table.get("mdnrnn", {})}
     return RunConfig.from_dict({"game": game.name, "preset": name, "env": game.spec, **table})
-

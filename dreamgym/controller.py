@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dreamgym.games import Game, get_game
+from dreamgym.games import Game, lookup
 
 
 def batched_actions(game: Game, parameters: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ class LinearController:
 
     @classmethod
     def from_flat(cls, game: Game | str, obs_dim: int, flat: np.ndarray) -> LinearController:
-        game = get_game(game) if isinstance(game, str) else game
+        game = lookup(game)
         out = game.controller_output_dim
         flat = np.asarray(flat, dtype=np.float32)
         expected = out * obs_dim + out

@@ -15,12 +15,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
+from dreamgym import rundir
 from dreamgym.checkpoint import load_world_model, resolve_model_dir, save_controller
-from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
+from dreamgym.cmaes import dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig
 from dreamgym.envs.dream import DreamEnv
 from dreamgym.envs.latent import LatentObservation
@@ -69,15 +71,24 @@ def run_demo(
     env_id = model.game.latent_env_id
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
-    config = ControllerTrainConfig(generations=generations, population=32, trials=8, temperature=TEMPERATURE,
-                                   eval_every=5, eval_trials=128, seed=seed)
+    config = ControllerTrainConfig(
+        generations=generations,
+        population=32,
+        trials=8,
+        temperature=TEMPERATURE,
+        eval_every=5,
+        eval_trials=128,
+        seed=seed,
+    )
     report(f"1/3 training a fresh controller inside the dream: {generations} generations of CMA-ES (τ = {TEMPERATURE})")
     trained = train_controller(model, out_dir / CONTROLLER_DIR, config, force=True, progress=progress, report=report)
-    controller_file = out_dir / CONTROLLER_DIR / BEST_FILE
+    controller_file = rundir.controller(out_dir / CONTROLLER_DIR)
     save_controller(trained.controller, controller_file, {"generations": trained.generations})
 
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    dream = dream_returns(model, trained.controller.flat()[None], 100, TEMPERATURE, generator, model.game.max_episode_steps)[0]
+    dream = dream_returns(
+        model, trained.controller.flat()[None], 100, TEMPERATURE, generator, model.game.max_episode_steps
+    )[0]
     report(f"2/3 testing on the real game: {episodes} episodes, and random play for comparison")
     env_kwargs = {"world_model": os.fspath(model_dir), "device": str(model.device)}
     real = evaluate(env_id, controller_file, episodes, seed, env_kwargs=env_kwargs, progress=progress)
@@ -87,10 +98,21 @@ def run_demo(
     gif = out_dir / GIF_FILE
     side_by_side_gif(_dream_frames(model, trained.controller, seed), _real_frames(model, trained.controller, seed), gif)
     result = DemoResult((float(dream.mean()), float(dream.std())), real, random, gif)
-    atomic_write_text(out_dir / RESULT_FILE, json.dumps(
-        {"world_model": os.fspath(model_dir), "generations": generations, "temperature": TEMPERATURE,
-         "dream": {"mean": result.dream[0], "std": result.dream[1], "episodes": 100},
-         "real": dataclasses.asdict(real), "random": dataclasses.asdict(random)}, indent=2) + "\n")
+    atomic_write_text(
+        out_dir / RESULT_FILE,
+        json.dumps(
+            {
+                "world_model": os.fspath(model_dir),
+                "generations": generations,
+                "temperature": TEMPERATURE,
+                "dream": {"mean": result.dream[0], "std": result.dream[1], "episodes": 100},
+                "real": dataclasses.asdict(real),
+                "random": dataclasses.asdict(random),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
 
     report("")
     report(f"{'':24}{'mean':>9}{'± std':>9}  episodes")
@@ -109,10 +131,10 @@ def is_demo_output(directory: Path) -> bool:
 def _dream_frames(model, controller, seed: int) -> np.ndarray:
     env = DreamEnv(model.game.name, world_model=model, temperature=TEMPERATURE, render_mode="rgb_array")
     observation, _ = env.reset(seed=seed)
-    frames = [env.render()]
+    frames = [cast(np.ndarray, env.render())]
     for _ in range(GIF_STEPS):
         observation, _, terminated, _, _ = env.step(act(controller, observation))
-        frames.append(env.render())
+        frames.append(cast(np.ndarray, env.render()))
         if terminated:
             break
     return np.stack(frames)

@@ -32,6 +32,7 @@ def resolve_device(device: str | torch.device | None = DEFAULT_DEVICE) -> torch.
         why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
         raise ValueError(f"device {str(device)!r} asks for CUDA, but {why}; use device 'cpu' or 'auto'")
     if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} GPU(s), "
-                         f"numbered from cuda:0")
+        raise ValueError(
+            f"device {str(device)!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered from cuda:0"
+        )
     return resolved

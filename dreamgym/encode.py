@@ -1,12 +1,14 @@
 """Encode every episode with the trained V: frames -> latents, the training data of M.
 
 ``latents/episode_000042.npz`` holds μ and log σ² of every frame, (T + 1, z_dim) float32, with
-the episode's actions, rewards and dones copied over (the format: :mod:`dreamgym.episodes`). ``latents/encoded_with.json`` records the
-sha256 of the V checkpoint used; when V changes, every episode is encoded again.
+the episode's actions, rewards and dones copied over (the format: :mod:`dreamgym.episodes`).
+``latents/encoded_with.json`` records the sha256 of the V checkpoint used; when V changes, every
+episode is encoded again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -15,10 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamgym.episodes import EpisodeFileError, episode_files, latent_files, read_episode, read_latents
+from dreamgym import rundir
+from dreamgym.episodes import (
+    EpisodeFileError,
+    episode_files,
+    latent_files,
+    read_episode,
+    read_latents,
+)
 from dreamgym.files import atomic_write, atomic_write_text, npz_bytes, sha256_of
+from dreamgym.rundir import RunDir
 from dreamgym.training import (
-    CHECKPOINT,
     Progress,
     Report,
     StageError,
@@ -27,8 +36,6 @@ from dreamgym.training import (
     remove_leftover_temporaries,
 )
 from dreamgym.vae import ConvVAE, encode_frames
-
-MARKER = "encoded_with.json"
 
 
 @dataclass
@@ -40,18 +47,22 @@ class EncodeResult:
 
 
 def encode_run(
-    run_dir: str | Path, vae: ConvVAE, *, force: bool = False, progress: Progress = no_progress,
+    run_dir: str | Path,
+    vae: ConvVAE,
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
     report: Report = no_report,
 ) -> EncodeResult:
     """Encode ``run_dir/episodes/*`` into ``run_dir/latents/*`` with ``vae`` (from ``run_dir/vae``)."""
     start = time.perf_counter()
-    run_dir = Path(run_dir)
-    out_dir = run_dir / "latents"
-    vae_checkpoint = run_dir / "vae" / CHECKPOINT
+    run = RunDir(run_dir)
+    out_dir = run.latents
+    vae_checkpoint = rundir.checkpoint(run.vae)
     if not vae_checkpoint.exists():
         raise StageError(f"{vae_checkpoint} does not exist: run `dreamgym train-vae` first")
     encoded_with = {"vae_checkpoint_sha256": sha256_of(vae_checkpoint)}
-    marker = out_dir / MARKER
+    marker = run.latents_marker
     if out_dir.exists() and (force or not marker.exists() or json.loads(marker.read_text()) != encoded_with):
         if marker.exists() and not force:
             report("latents: V has changed since the last encoding; encoding every episode again")
@@ -61,7 +72,7 @@ def encode_run(
     atomic_write_text(marker, json.dumps(encoded_with) + "\n")
     vae.eval()
     result = EncodeResult(0, 0, 0, 0.0)
-    paths = episode_files(run_dir / "episodes")
+    paths = episode_files(run.episodes)
     for done, path in enumerate(paths):
         progress("encode", done, len(paths))
         target = out_dir / path.name
@@ -77,11 +88,15 @@ def encode_run(
         mu, logvar = encode_frames(vae, episode["frames"])
 
         arrays = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
-        atomic_write(target, lambda tmp, arrays=arrays: tmp.write_bytes(npz_bytes(arrays)))
+        atomic_write(target, functools.partial(_write_npz, arrays=arrays))
         result.encoded += 1
     progress("encode", len(paths), len(paths))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.write_bytes(npz_bytes(arrays))
 
 
 def initial_latents(run_dir: str | Path, report: Report = no_report) -> tuple[np.ndarray, np.ndarray]:
@@ -96,5 +111,5 @@ def initial_latents(run_dir: str | Path, report: Report = no_report) -> tuple[np
         mus.append(latents["mu"][0])
         logvars.append(latents["logvar"][0])
     if not mus:
-        raise StageError(f"no encoded episodes in {Path(run_dir) / 'latents'}: run `dreamgym encode` first")
+        raise StageError(f"no encoded episodes in {RunDir(run_dir).latents}: run `dreamgym encode` first")
     return np.stack(mus), np.stack(logvars)

@@ -34,6 +34,7 @@ import numpy as np
 
 from dreamgym.files import DamagedFileError, npz_bytes
 from dreamgym.games import FRAME_SIZE, Game
+from dreamgym.rundir import RunDir
 
 EPISODE_GLOB = "episode_*.npz"
 EPISODE_KEYS = ("frames", "actions", "rewards", "dones")
@@ -59,12 +60,12 @@ def episode_path(directory: Path, index: int) -> Path:
     return directory / f"episode_{index:06d}.npz"
 
 
-def episode_files(directory: str | Path) -> list[Path]:
+def episode_files(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob(EPISODE_GLOB))
 
 
-def latent_files(run_dir: str | Path) -> list[Path]:
-    return episode_files(Path(run_dir) / "latents")
+def latent_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    return episode_files(RunDir(run_dir).latents)
 
 
 def episode_index(path: Path) -> int:
@@ -100,16 +101,20 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
                 raise EpisodeFileError(f"{path}: missing arrays {missing}")
             total = sum(members[key].file_size for key in keys)
             if total > MAX_ARRAY_BYTES:
-                raise EpisodeFileError(f"{path}: arrays {list(keys)} are {total} bytes together, "
-                                       f"more than the {MAX_ARRAY_BYTES} a file may hold")
+                raise EpisodeFileError(
+                    f"{path}: arrays {list(keys)} are {total} bytes together, "
+                    f"more than the {MAX_ARRAY_BYTES} a file may hold"
+                )
             arrays = {}
             for key in keys:
                 info = members[key]
                 with archive.open(info) as member:  # zlib releases the GIL: readers run in parallel
                     raw = member.read(info.file_size + 1)
                 if len(raw) != info.file_size:
-                    raise EpisodeFileError(f"{path}: array {key!r} holds {'more' if len(raw) > info.file_size else 'less'} "
-                                           f"than the {info.file_size} bytes its archive entry declares")
+                    raise EpisodeFileError(
+                        f"{path}: array {key!r} holds {'more' if len(raw) > info.file_size else 'less'} "
+                        f"than the {info.file_size} bytes its archive entry declares"
+                    )
                 arrays[key] = _npy_array(raw)
             return arrays
     except EpisodeFileError:
@@ -138,8 +143,10 @@ def read_episode(path: Path, game: Game | None = None) -> dict[str, np.ndarray]:
     episode = read_npz(path, EPISODE_KEYS)
     frames = episode["frames"]
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3):
-        raise EpisodeFileError(f"{path}: frames must be uint8 of shape (T + 1, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
-                               f"got {frames.dtype} {frames.shape}")
+        raise EpisodeFileError(
+            f"{path}: frames must be uint8 of shape (T + 1, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
+            f"got {frames.dtype} {frames.shape}"
+        )
     _check_steps(path, episode, len(frames), "frames", game)
     return episode
 
@@ -150,7 +157,9 @@ def read_latents(path: Path, game: Game | None = None) -> dict[str, np.ndarray]:
     mu, logvar = latents["mu"], latents["logvar"]
     for name, array in (("mu", mu), ("logvar", logvar)):
         if array.dtype.kind != "f" or array.ndim != 2 or array.shape[1] < 1:
-            raise EpisodeFileError(f"{path}: {name} must be float of shape (T + 1, z_dim), got {array.dtype} {array.shape}")
+            raise EpisodeFileError(
+                f"{path}: {name} must be float of shape (T + 1, z_dim), got {array.dtype} {array.shape}"
+            )
         if not np.all(np.isfinite(array)):
             raise EpisodeFileError(f"{path}: {name} holds NaN or inf")
     if mu.shape != logvar.shape:
@@ -166,8 +175,10 @@ def _check_steps(path: Path, arrays: dict[str, np.ndarray], frames: int, what: s
     actions, rewards, dones = arrays["actions"], arrays["rewards"], arrays["dones"]
     steps = len(actions)
     if steps < 1 or frames != steps + 1 or rewards.shape != (steps,) or dones.shape != (steps,):
-        raise EpisodeFileError(f"{path}: inconsistent lengths: {frames} {what}, actions {actions.shape}, "
-                               f"rewards {rewards.shape}, dones {dones.shape} (expected T + 1 {what} for T ≥ 1 steps)")
+        raise EpisodeFileError(
+            f"{path}: inconsistent lengths: {frames} {what}, actions {actions.shape}, "
+            f"rewards {rewards.shape}, dones {dones.shape} (expected T + 1 {what} for T ≥ 1 steps)"
+        )
     if rewards.dtype.kind not in "fiu" or not np.all(np.isfinite(rewards)):
         raise EpisodeFileError(f"{path}: rewards must be finite numbers")
     if dones.dtype.kind not in "biuf" or not np.all((dones == 0) | (dones == 1)):
@@ -177,25 +188,36 @@ def _check_steps(path: Path, arrays: dict[str, np.ndarray], frames: int, what: s
     if game is None:
         return
     if game.discrete:
-        if actions.ndim != 1 or actions.dtype.kind not in "iu" or np.any(actions < 0) or np.any(actions >= game.action_dim):
-            raise EpisodeFileError(f"{path}: {game.name} actions must be integers in [0, {game.action_dim - 1}] "
-                                   f"of shape (T,), got {actions.dtype} {actions.shape}")
+        if (
+            actions.ndim != 1
+            or actions.dtype.kind not in "iu"
+            or np.any(actions < 0)
+            or np.any(actions >= game.action_dim)
+        ):
+            raise EpisodeFileError(
+                f"{path}: {game.name} actions must be integers in [0, {game.action_dim - 1}] "
+                f"of shape (T,), got {actions.dtype} {actions.shape}"
+            )
         return
-    space = game.action_space()
+    space = game.box
     if actions.shape != (steps, *space.shape) or np.any(actions < space.low) or np.any(actions > space.high):
-        raise EpisodeFileError(f"{path}: {game.name} actions must be of shape (T, {space.shape[0]}) within "
-                               f"low={space.low}, high={space.high}")
+        raise EpisodeFileError(
+            f"{path}: {game.name} actions must be of shape (T, {space.shape[0]}) within "
+            f"low={space.low}, high={space.high}"
+        )
 
 
 def iter_valid(
-    paths: list[Path], read: Callable[[Path], dict], on_skip: Callable[[str], None] | None = None,
+    paths: list[Path],
+    read: Callable[[Path], dict],
+    on_skip: Callable[[str], None] | None = None,
     readers: int = 1,
 ) -> Iterator[tuple[Path, dict]]:
     """(path, contents) of every readable file, in the order of ``paths``; each damaged one is
     reported and skipped. With ``readers`` > 1, that many threads read ahead (zlib and file
     reads release the GIL, so decompression runs in parallel); the result is the same."""
     with ThreadPoolExecutor(max(1, readers)) as pool:
-        pending: collections.deque = collections.deque()
+        pending: collections.deque[tuple[Path, Future]] = collections.deque()
         for path in paths:
             pending.append((path, pool.submit(read, path)))
             if len(pending) > 2 * readers:

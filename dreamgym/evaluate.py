@@ -13,16 +13,27 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 
-from dreamgym.checkpoint import CONFIG_FILE, SHIPPED_MODELS, load_controller, load_world_model, resolve_model_dir
+from dreamgym.checkpoint import (
+    CONFIG_FILE,
+    SHIPPED_MODELS,
+    load_controller,
+    load_world_model,
+    resolve_model_dir,
+)
 from dreamgym.controller import LinearController
 from dreamgym.files import atomic_write_text
-from dreamgym.games import Game, RandomHold, game_of_env
-from dreamgym.parallel import WorkerPool, close_worker_cache, run_parallel, worker_cached
+from dreamgym.games import Game, RandomHold, lookup
+from dreamgym.parallel import (
+    WorkerPool,
+    close_worker_cache,
+    run_parallel,
+    worker_cached,
+)
 from dreamgym.training import Progress, episode_errors, no_progress
 
 SB3_ALGORITHMS = ("PPO", "DQN", "A2C", "SAC", "TD3", "DDPG")
@@ -45,8 +56,10 @@ class EvalResult:
 
     def summary(self) -> str:
         played = f", noise {self.noise:g}" if self.noise else ""
-        return (f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes "
-                f"(seeds {self.seed}..{self.seed + self.episodes - 1}{played})")
+        return (
+            f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes "
+            f"(seeds {self.seed}..{self.seed + self.episodes - 1}{played})"
+        )
 
     def save(self, path: str | Path) -> None:
         """JSON at ``path`` and a histogram of the returns beside it (same name, .png)."""
@@ -57,8 +70,9 @@ class EvalResult:
         histogram(self.returns, path.with_suffix(".png"), f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f}")
 
 
-SB3_ZIP_WARNING = ("a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. "
-                   "Load only files you made or trust")
+SB3_ZIP_WARNING = (
+    "a Stable-Baselines3 .zip is partly pickled: loading it runs code from the file. Load only files you made or trust"
+)
 
 
 def check_trusted(policy: str | os.PathLike | None, trust_zip: bool, where: str = "") -> None:
@@ -103,8 +117,10 @@ def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[
             return load_policy_file(path / AGENT_FILE), os.fspath(path)
         model = load_world_model(path)
         if model.controller is None:
-            raise ValueError(f"model directory {path} has no controller or agent: train one with `dreamgym "
-                             "train-controller` or `dreamgym online`")
+            raise ValueError(
+                f"model directory {path} has no controller or agent: train one with `dreamgym "
+                "train-controller` or `dreamgym online`"
+            )
         return model.controller, os.fspath(path)
     if path.suffix == ".safetensors":
         if _safetensors_format(path) == FORMAT:
@@ -113,7 +129,9 @@ def load_policy(path: str | os.PathLike, algorithm: str | None = None) -> tuple[
     if path.suffix == ".zip":
         import stable_baselines3
 
-        name = sb3_algorithm(path) if algorithm is None else {a.lower(): a for a in SB3_ALGORITHMS}.get(algorithm.lower())
+        name = (
+            sb3_algorithm(path) if algorithm is None else {a.lower(): a for a in SB3_ALGORITHMS}.get(algorithm.lower())
+        )
         if name is None:
             raise ValueError(f"unknown SB3 algorithm {algorithm!r}; expected one of {', '.join(SB3_ALGORITHMS)}")
         return getattr(stable_baselines3, name).load(path, device="cpu"), None
@@ -159,7 +177,7 @@ class NoisyPolicy:
             if self.explore.remaining > 0 or self.rng.random() < self.noise:
                 return self.explore(observation)
             return action
-        space = self.game.action_space()
+        space = self.game.box
         noisy = np.asarray(action, dtype=np.float64) + self.rng.normal(0.0, self.noise, size=space.shape)
         return np.clip(noisy, space.low, space.high).astype(np.float32)
 
@@ -183,13 +201,15 @@ def check_env_id(env_id: str, env_kwargs: dict[str, Any]) -> None:
     registered its model yet, e.g. a spawned worker)."""
     import dreamgym  # registers the shipped ids
 
-    dreamgym._ensure_registered(env_id, env_kwargs.get("world_model"))
+    dreamgym.ensure_registered(env_id, env_kwargs.get("world_model"))
     try:
         gym.spec(env_id)
     except gym.error.Error as error:
         ids = sorted(i for pair in dreamgym.ENV_IDS.values() for i in pair)
-        raise ValueError(f"unknown env id {env_id!r} ({error}): dreamgym registers {ids}; an id of your own "
-                         "package is found as 'module:EnvId-v0'") from None
+        raise ValueError(
+            f"unknown env id {env_id!r} ({error}): dreamgym registers {ids}; an id of your own "
+            "package is found as 'module:EnvId-v0'"
+        ) from None
 
 
 def cached_env(env_id: str, env_kwargs_json: str) -> gym.Env:
@@ -220,13 +240,15 @@ def run_episode(job: tuple) -> tuple[int, float, int]:
     env_id, env_kwargs_json, policy_path, algorithm, seed, index, noise = job
     with episode_errors(env_id, index, seed + index):
         env = cached_env(env_id, env_kwargs_json)
+        policy: Any
         if policy_path == "random":
-            policy = RandomPolicy(env.action_space)
-            policy.seed(seed + index)
+            random = RandomPolicy(env.action_space)
+            random.seed(seed + index)
+            policy = random
         else:
             policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
             if noise > 0:
-                policy = NoisyPolicy(policy, game_of_env(env_id), noise, np.random.default_rng(seed + index))
+                policy = NoisyPolicy(policy, lookup(env_id), noise, np.random.default_rng(seed + index))
         return (index, *play(env, policy, seed + index))
 
 
@@ -234,17 +256,23 @@ def run_controller_episode(job: tuple) -> tuple[int, int, float]:
     """(candidate, trial, return) of a linear controller given by its flat parameters."""
     env_id, env_kwargs_json, parameters, seed, candidate, trial = job
     env = cached_env(env_id, env_kwargs_json)
-    controller = LinearController.from_flat(game_of_env(env_id), env.observation_space.shape[0], np.asarray(parameters))
+    obs_dim = int(np.prod(cast(tuple[int, ...], env.observation_space.shape)))
+    controller = LinearController.from_flat(lookup(env_id), obs_dim, np.asarray(parameters))
     return candidate, trial, play(env, controller, seed)[0]
 
 
-def controller_returns(env_id: str, env_kwargs: dict[str, Any], parameters: np.ndarray, seeds: list[int],
-                       pool: WorkerPool) -> np.ndarray:
+def controller_returns(
+    env_id: str, env_kwargs: dict[str, Any], parameters: np.ndarray, seeds: list[int], pool: WorkerPool
+) -> np.ndarray:
     """Return of each of P controllers (flat parameters, (P, n)) on each seed: (P, len(seeds)).
     Candidate p's trial t is seeded with ``seeds[t]`` (common seeds lower the variance of the
     comparison); the episodes run on ``pool``'s workers."""
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
-    jobs = [(env_id, kwargs_json, row, seed, p, t) for p, row in enumerate(np.asarray(parameters)) for t, seed in enumerate(seeds)]
+    jobs = [
+        (env_id, kwargs_json, row, seed, p, t)
+        for p, row in enumerate(np.asarray(parameters))
+        for t, seed in enumerate(seeds)
+    ]
     returns = np.full((len(parameters), len(seeds)), np.nan)
     for p, t, value in pool.map(run_controller_episode, jobs):
         returns[p, t] = value

@@ -9,6 +9,8 @@ import hashlib
 import io
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +33,7 @@ class WriteError(OSError):
         return self.strerror or super().__str__()  # the sentence, without OSError's "[Errno N]"
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
     Either the new file is complete or the old one is untouched; a failure of the file system
     raises :class:`WriteError` naming ``path``."""
@@ -57,6 +59,36 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def atomic_directory(
+    directory: str | Path, fill: Callable[[Path], None], previous: str = "its previous version"
+) -> Path:
+    """Call ``fill(staging)`` on a new directory beside ``directory``, then put it in its place by
+    renames only. Either the new directory is complete or the old one is untouched; a failure of
+    the file system raises :class:`WriteError` naming ``directory`` (and saying that
+    ``previous`` is untouched)."""
+    directory = Path(directory)
+    # A plain mkdir, not tempfile.mkdtemp (which makes it private, 0o700): its mode is 0o777 & ~umask.
+    staging = directory.parent / f".{directory.name}.{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        fill(staging)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            os.replace(directory, old)
+            os.replace(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            kept = f"{previous} is untouched" if directory.exists() else "nothing was written"
+            raise WriteError(error.errno, f"cannot write {directory}: {error.strerror or error}; {kept}") from error
+        raise
+    return directory
+
+
 MAX_JSON_BYTES = 1 << 26
 
 
@@ -76,6 +108,7 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
 
 def atomic_save_torch(obj: Any, path: str | Path) -> None:
     """torch.save through a temporary file (training checkpoints of a run directory)."""
+
     def write(tmp: Path) -> None:
         try:
             torch.save(obj, tmp)
@@ -85,7 +118,9 @@ def atomic_save_torch(obj: Any, path: str | Path) -> None:
     atomic_write(path, write)
 
 
-def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """safetensors' save_file, its failures (a full disk, a size limit) raised as OSError."""
     try:
         save_file(tensors, str(path), metadata=metadata)
@@ -125,11 +160,15 @@ def check_destination(path: str | Path, what: str, owned: Callable[[Path], bool]
     if not path.exists() and not path.is_symlink():
         return path
     if not path.is_dir():
-        raise DestinationError(f"{path} exists and is not a directory: expected an absent path, an empty directory "
-                               f"or {what}; nothing was written")
+        raise DestinationError(
+            f"{path} exists and is not a directory: expected an absent path, an empty directory "
+            f"or {what}; nothing was written"
+        )
     if any(entry.name != LOCK_FILE for entry in path.iterdir()) and not owned(path):
-        raise DestinationError(f"{path} is not empty and is not {what}: refusing to write there, so that nothing in it "
-                               f"is lost; give an absent path, an empty directory or {what}")
+        raise DestinationError(
+            f"{path} is not empty and is not {what}: refusing to write there, so that nothing in it "
+            f"is lost; give an absent path, an empty directory or {what}"
+        )
     return path
 
 
@@ -159,7 +198,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "unknown"
-            raise RunLockedError(f"{run_dir} is in use by another dreamgym process (pid {holder}); wait for it to finish") from None
+            raise RunLockedError(
+                f"{run_dir} is in use by another dreamgym process (pid {holder}); wait for it to finish"
+            ) from None
         file.seek(0)
         file.truncate()
         file.write(str(os.getpid()))
@@ -176,5 +217,8 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
 def npz_bytes(arrays: dict[str, np.ndarray], compressed: bool = False) -> bytes:
     """Arrays as the bytes of an npz file (to write atomically, or to send from a worker)."""
     buffer = io.BytesIO()
-    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    if compressed:
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy reads the arrays as keywords
+    else:
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()

@@ -27,22 +27,28 @@ so a PPO or DQN run needs ``trust_zip``; a round records only with the previous 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dreamgym.checkpoint import load_controller
-from dreamgym.cmaes import BEST_FILE, train_controller
+from dreamgym import rundir
+from dreamgym.checkpoint import MODEL_CARD_FILE, PICTURES_DIR, load_controller
+from dreamgym.cmaes import train_controller
 from dreamgym.config import CollectConfig, IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
-from dreamgym.files import atomic_write, atomic_write_text, check_destination
-from dreamgym.games import game_record, get_game, resolve_game
+from dreamgym.files import (
+    atomic_directory,
+    atomic_write,
+    atomic_write_text,
+    check_destination,
+    run_lock,
+)
+from dreamgym.games import game_record, lookup, resolve_game
 from dreamgym.pipeline import (
     adopt_run,
     collect_stage,
@@ -53,18 +59,20 @@ from dreamgym.pipeline import (
     load_vae,
     next_round,
     pipeline_command,
-    record_time,
+    timed,
     train_mdnrnn_stage,
     train_vae_stage,
     world_model_from_run,
 )
-from dreamgym.training import CHECKPOINT, Progress, Report, StageError, no_progress, no_report
+from dreamgym.rundir import RunDir
+from dreamgym.training import (
+    Progress,
+    Report,
+    StageError,
+    no_progress,
+    no_report,
+)
 from dreamgym.vae import reconstruction_error
-
-SETTINGS_FILE = "iterate.json"
-ROUND_FILE = "round.json"
-V_CHECK_FILE = "v_check.json"
-AGENT_FILE = "agent.zip"
 
 
 @dataclass(frozen=True)
@@ -115,13 +123,9 @@ class AgentScore:
     """Mean dream return of the round's agent, in the dream it was trained in."""
 
 
-def round_dir(run: Path, k: int) -> Path:
-    return run / f"round_{k}"
-
-
 def agent_path(rdir: Path, agent: str) -> Path:
     """What plays round ``rdir``'s agent: its model directory (cmaes) or its SB3 ``.zip``."""
-    return rdir / "model" if agent == "cmaes" else rdir / AGENT_FILE
+    return RunDir(rdir).model if agent == "cmaes" else RunDir(rdir).agent
 
 
 FROZEN = ("agent", "start", "eval_episodes", "eval_seed", "members")
@@ -133,14 +137,14 @@ def sb3_name(run: Path, config: IterateConfig) -> str | None:
     """The SB3 algorithm the run trains (the given ``.zip``'s own), or None for cmaes."""
     if config.agent == "cmaes":
         return None
-    return sb3_algorithm(round_dir(run, 0) / AGENT_FILE) if config.agent.endswith(".zip") else config.agent
+    return sb3_algorithm(RunDir(run).round(0).agent) if config.agent.endswith(".zip") else config.agent
 
 
 def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
     """RUN's settings: the stored ones with ``overrides`` on top (stop rules and later rounds'
     budgets may change between invocations; the game, preset and ``FROZEN`` may not). Nothing
     is written here (``save_settings``)."""
-    path = run / SETTINGS_FILE
+    path = RunDir(run).iterate_settings
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for name in ("agent", "start"):  # paths compare the same from any working directory
         if name in overrides and (name == "start" or str(overrides[name]).endswith(".zip")):
@@ -152,33 +156,43 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
             config = IterateConfig(**values)
         except (ValueError, KeyError, TypeError) as error:
             raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
-        if stored_game != get_game(game).name:
+        if stored_game != lookup(game).name:
             raise StageError(f"{run} iterates {stored_game}, not {game}")
         if preset is not None and preset != stored_preset:
-            raise StageError(f"{run} was made with preset {stored_preset!r}, not {preset!r}: drop --preset to continue it")
+            raise StageError(
+                f"{run} was made with preset {stored_preset!r}, not {preset!r}: drop --preset to continue it"
+            )
         for name in FROZEN:
             if name in overrides and overrides[name] != getattr(config, name):
-                raise StageError(f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for "
-                                 "a run (rounds compare on it); give a new RUN")
+                raise StageError(
+                    f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for "
+                    "a run (rounds compare on it); give a new RUN"
+                )
         preset = stored_preset
     else:
         config = IterateConfig()
     config = dataclasses.replace(config, **overrides)  # checks every value
-    if config.agent == "dqn" and not get_game(game).discrete:
-        raise StageError(f"dqn needs discrete actions; {get_game(game).name}'s are continuous: use ppo or cmaes")
+    if config.agent == "dqn" and not lookup(game).discrete:
+        raise StageError(f"dqn needs discrete actions; {lookup(game).name}'s are continuous: use ppo or cmaes")
     if config.start is not None:
         start = Path(config.start)
-        if not (start / "run.json").is_file():
-            raise StageError(f"start {start} is not a run directory (no run.json): give the run made by `dreamgym "
-                             "pipeline` (or a round of another iterate run) to take as round 0")
+        if not RunDir(start).settings.is_file():
+            raise StageError(
+                f"start {start} is not a run directory (no run.json): give the run made by `dreamgym "
+                "pipeline` (or a round of another iterate run) to take as round 0"
+            )
         start_config = RunConfig.load(start)
-        if start_config.game != get_game(game).name:
-            raise StageError(f"start {start} is a {start_config.game} run, not {get_game(game).name}")
+        if start_config.game != lookup(game).name:
+            raise StageError(f"start {start} is a {start_config.game} run, not {lookup(game).name}")
         if start_config.mdnrnn.members != config.members:
-            raise StageError(f"start {start} has {start_config.mdnrnn.members} M member(s), not --members "
-                             f"{config.members}: the rounds refine its Ms")
+            raise StageError(
+                f"start {start} has {start_config.mdnrnn.members} M member(s), not --members "
+                f"{config.members}: the rounds refine its Ms"
+            )
         if preset not in (None, start_config.preset):
-            raise StageError(f"start {start} was made with preset {start_config.preset!r}, not {preset!r}: drop --preset")
+            raise StageError(
+                f"start {start} was made with preset {start_config.preset!r}, not {preset!r}: drop --preset"
+            )
         preset = start_config.preset
     if config.agent.endswith(".zip") and not Path(config.agent).is_file():
         raise StageError(f"agent {config.agent} does not exist: expected an SB3 .zip trained in {config.start}'s dream")
@@ -186,16 +200,19 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
 
 
 def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
-    check_destination(run, "a dreamgym iterate run", lambda path: (path / SETTINGS_FILE).is_file())
+    check_destination(run, "a dreamgym iterate run", lambda path: RunDir(path).iterate_settings.is_file())
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(get_game(game)), "preset": preset,
-                                                       "settings": dataclasses.asdict(config)}, indent=2) + "\n")
+    atomic_write_text(
+        RunDir(run).iterate_settings,
+        json.dumps({**game_record(lookup(game)), "preset": preset, "settings": dataclasses.asdict(config)}, indent=2)
+        + "\n",
+    )
 
 
 def iterate_command(run: Path) -> tuple[str, IterateConfig]:
     """The command that made RUN (with its last invocation's settings, those that are not the
     default; paths shortened to their names), and those settings."""
-    path = run / SETTINGS_FILE
+    path = RunDir(run).iterate_settings
     try:
         stored = json.loads(path.read_text())
         config, game, preset = IterateConfig(**stored["settings"]), stored["game"], stored["preset"]
@@ -220,17 +237,21 @@ def iterate_command(run: Path) -> tuple[str, IterateConfig]:
 def round_origin(rdir: Path) -> str | None:
     """How round directory ``rdir`` of a ``dreamgym iterate`` run was made, for its model card
     ("round K of `dreamgym iterate ...`"); None for any other run directory."""
-    match = re.fullmatch(r"round_(\d+)", rdir.name)
-    if match is None or not (rdir.parent / SETTINGS_FILE).is_file():
+    number = RunDir(rdir).round_number
+    if number is None or not RunDir(rdir.parent).iterate_settings.is_file():
         return None
     command, config = iterate_command(rdir.parent)
-    origin = f"round {match[1]} of `{command}`"
-    return origin if config.start is None else f"{origin}, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}`"
+    origin = f"round {number} of `{command}`"
+    return (
+        origin
+        if config.start is None
+        else f"{origin}, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}`"
+    )
 
 
 def stored_game(run: Path) -> str:
     """The game RUN iterates (built again from its env entry when it is one of ``game_from_env``)."""
-    path = run / SETTINGS_FILE
+    path = RunDir(run).iterate_settings
     try:
         stored = json.loads(path.read_text())
         return resolve_game(stored["game"], stored.get("env")).name
@@ -255,20 +276,20 @@ def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
 def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig) -> Path:
     """Round k's run directory, made on first call; its M epochs and CMA-ES generations follow
     ``config`` on every call (so a changed budget applies to the rounds still to come)."""
-    rdir = round_dir(run, k)
-    if (rdir / ROUND_FILE).exists():
+    rdir = RunDir(run).round(k).root
+    if RunDir(rdir).round_record.exists():
         return rdir  # finished: its run.json keeps the budgets it was trained with
-    if not (rdir / "run.json").exists():
+    if not RunDir(rdir).settings.exists():
         if k == 0 and config.start is not None:
             adopt_run(config.start, rdir, controller=config.agent == "cmaes")
         elif k == 0:
             init_run(rdir, game, preset, episodes=config.episodes, workers=config.workers)
         else:
-            parent = round_dir(run, k - 1)
-            policy = None if config.agent == "cmaes" else parent / AGENT_FILE
+            parent = RunDir(run).round(k - 1).root
+            policy = None if config.agent == "cmaes" else RunDir(parent).agent
             next_round(parent, rdir, config.episodes, config.noise, policy=policy)
-    if k == 0 and config.agent.endswith(".zip") and not (rdir / AGENT_FILE).exists():
-        atomic_write(rdir / AGENT_FILE, lambda tmp: shutil.copyfile(config.agent, tmp))  # the run keeps its own copy
+    if k == 0 and config.agent.endswith(".zip") and not RunDir(rdir).agent.exists():
+        atomic_write(RunDir(rdir).agent, lambda tmp: shutil.copyfile(config.agent, tmp))  # the run keeps its own copy
     run_config = RunConfig.load(rdir)
     updated = run_config.with_overrides("controller", generations=config.generations, seed=config.seed)
     updated = updated.with_overrides("collect", workers=config.workers)
@@ -293,10 +314,14 @@ def _read_record(path: Path, kind: Any) -> Any:
         if not isinstance(data, dict):
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         for spec in dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else ():
-            expected = _TYPES.get(str(spec.type), dict if str(spec.type).startswith("dict") else
-                                  list if str(spec.type).startswith("list") else object)
-            if spec.name in data and ((expected is not bool and isinstance(data[spec.name], bool))
-                                      or not isinstance(data[spec.name], expected)):
+            expected: Any = _TYPES.get(
+                str(spec.type),
+                dict if str(spec.type).startswith("dict") else list if str(spec.type).startswith("list") else object,
+            )
+            if spec.name in data and (
+                (expected is not bool and isinstance(data[spec.name], bool))
+                or not isinstance(data[spec.name], expected)
+            ):
                 raise TypeError(f"{spec.name} must be {spec.type}, got {data[spec.name]!r}")
         return kind(**data)
     except (ValueError, TypeError) as error:
@@ -304,7 +329,7 @@ def _read_record(path: Path, kind: Any) -> Any:
 
 
 def data_steps(rdir: Path) -> int:
-    return sum(len(read_npz(path, ("actions",))["actions"]) for path in episode_files(rdir / "episodes"))
+    return sum(len(read_npz(path, ("actions",))["actions"]) for path in episode_files(RunDir(rdir).episodes))
 
 
 def check_v(rdir: Path, parent: Path, config: IterateConfig, report: Report, device: str) -> VCheck:
@@ -313,61 +338,78 @@ def check_v(rdir: Path, parent: Path, config: IterateConfig, report: Report, dev
     times worse, unlink the parent's V from the round and set V's training to one warm-started
     pass of ``refine_v_frames`` (``train_vae_stage`` then trains it, and ``encode_stage`` encodes
     every episode again, since the latents' marker no longer matches)."""
-    path = rdir / V_CHECK_FILE
+    path = RunDir(rdir).v_check
     if path.exists():
         return _read_record(path, VCheck)
     run_config = RunConfig.load(rdir)
     first = run_config.collect.first_episode
-    files = episode_files(rdir / "episodes")
+    files = episode_files(RunDir(rdir).episodes)
     old = [p for p in files if episode_index(p) < first]
     new = [p for p in files if episode_index(p) >= first]
     vae = load_vae(parent, run_config, device)
     check = VCheck(reconstruction_error(vae, old, report), reconstruction_error(vae, new, report), False)
     check = dataclasses.replace(check, refresh=bool(config.refresh_v) and check.ratio > config.refresh_v)
     if check.refresh:
-        link = rdir / "vae" / CHECKPOINT
+        link = rundir.checkpoint(RunDir(rdir).vae)
         if link.is_symlink():  # the parent's V itself is never written to
             link.unlink()
         run_config.with_overrides("vae", epochs=1, frames_per_epoch=config.refine_v_frames).save(rdir)
     atomic_write_text(path, json.dumps(dataclasses.asdict(check)) + "\n")
-    report(f"{rdir.name}: V's error on the new frames is {check.ratio:.2f}× that on the earlier ones"
-           + (f" (> {config.refresh_v:g}): refining V" if check.refresh else "; V kept"))
+    report(
+        f"{rdir.name}: V's error on the new frames is {check.ratio:.2f}× that on the earlier ones"
+        + (f" (> {config.refresh_v:g}): refining V" if check.refresh else "; V kept")
+    )
     return check
 
 
-def _timed_part(rdir: Path, name: str, work: Any) -> Any:
-    start = time.perf_counter()
-    result = work()
-    record_time(rdir, name, time.perf_counter() - start)
-    return result
-
-
-def train_agent(rdir: Path, k: int, run: Path, config: IterateConfig, report: Report, progress: Progress,
-                device: str) -> float:
+def train_agent(
+    rdir: Path, k: int, run: Path, config: IterateConfig, report: Report, progress: Progress, device: str
+) -> float:
     """Train round k's agent in its dream, warm-started from round k-1's -> its dream score."""
-    score_path = rdir / "agent_dream.json"
+    files = RunDir(rdir)
+    score_path = files.agent_dream_score
     if score_path.exists():
         return _read_record(score_path, AgentScore).dream_mean
-    for stale in (rdir / "eval" / "tuning.json", rdir / ROUND_FILE):  # scores of an agent about to be replaced
+    for stale in (files.tuning_result, files.round_record):  # scores of an agent about to be replaced
         stale.unlink(missing_ok=True)
-    parent = round_dir(run, k - 1) if k > 0 else None
+    parent = RunDir(run).round(k - 1).root if k > 0 else None
     if config.agent == "cmaes":
-        x0 = None if parent is None else load_controller(parent / "controller" / BEST_FILE).flat()
+        x0 = None if parent is None else load_controller(rundir.controller(RunDir(parent).controller)).flat()
         model = world_model_from_run(rdir, report).to(device)
-        result = _timed_part(rdir, "train-controller", lambda: train_controller(
-            model, rdir / "controller", RunConfig.load(rdir).controller, resume=True, progress=progress, report=report,
-            x0=x0))
+        result, _ = timed(
+            rdir,
+            "train-controller",
+            lambda: train_controller(
+                model,
+                files.controller,
+                RunConfig.load(rdir).controller,
+                resume=True,
+                progress=progress,
+                report=report,
+                x0=x0,
+            ),
+        )
         dream_mean = result.best_score
-        export_stage(rdir, rdir / "model", built_with=round_origin(rdir), report=report)  # now with the controller
+        export_stage(rdir, files.model, built_with=round_origin(rdir), report=report)  # now with the controller
     elif parent is None and config.agent.endswith(".zip"):  # the given agent, as it is: its score in this dream
-        dream_mean = _timed_part(rdir, "train-agent", lambda: given_agent_dream_score(rdir, config, device))
+        dream_mean, _ = timed(rdir, "train-agent", lambda: given_agent_dream_score(rdir, config, device))
     else:
         from dreamgym.agents import train_sb3
 
-        init = None if parent is None else parent / AGENT_FILE
-        _, dream_mean = _timed_part(rdir, "train-agent", lambda: train_sb3(
-            sb3_name(run, config), rdir / "model", config.agent_steps, rdir / AGENT_FILE, seed=config.seed, init=init,
-            device=device))
+        init = None if parent is None else RunDir(parent).agent
+        (_, dream_mean), _ = timed(
+            rdir,
+            "train-agent",
+            lambda: train_sb3(
+                cast(str, sb3_name(run, config)),
+                files.model,
+                config.agent_steps,
+                files.agent,
+                seed=config.seed,
+                init=init,
+                device=device,
+            ),
+        )
     atomic_write_text(score_path, json.dumps(dataclasses.asdict(AgentScore(dream_mean))) + "\n")
     return dream_mean
 
@@ -377,67 +419,109 @@ def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> f
     dreams of round 0's model, after checking that it plays this game on this model's latents."""
     from dreamgym.collect import acting_agent
 
-    game = get_game(RunConfig.load(rdir).game)
+    game, files = lookup(RunConfig.load(rdir).game), RunDir(rdir)
     try:
-        acting_agent(game, CollectConfig(policy=str(rdir / AGENT_FILE), world_model=str(rdir / "model")))
+        acting_agent(game, CollectConfig(policy=str(files.agent), world_model=str(files.model)))
     except ValueError as error:
         raise StageError(f"agent {config.agent} does not fit start {config.start}: {error}") from None
-    return evaluate(game.dream_env_id, rdir / AGENT_FILE, config.eval_episodes, config.eval_seed, config.workers,
-                    {"world_model": str(rdir / "model"), "device": device,
-                     "temperature": game.dream_temperature}).mean
+    return evaluate(
+        game.dream_env_id,
+        files.agent,
+        config.eval_episodes,
+        config.eval_seed,
+        config.workers,
+        {"world_model": str(files.model), "device": device, "temperature": game.dream_temperature},
+    ).mean
 
 
 def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: Progress, device: str) -> EvalResult:
     """Round ``rdir``'s agent on ``eval_episodes`` real episodes (tuning seeds), once."""
-    path = rdir / "eval" / "tuning.json"
+    path = RunDir(rdir).tuning_result
     if path.exists():
         return _read_record(path, EvalResult)
-    game = get_game(game_name)
-    result = _timed_part(rdir, "evaluate", lambda: evaluate(
-        game.latent_env_id, agent_path(rdir, config.agent), config.eval_episodes, config.eval_seed, config.workers,
-        {"world_model": str(rdir / "model"), "device": device}, progress=progress))
+    game = lookup(game_name)
+    result, _ = timed(
+        rdir,
+        "evaluate",
+        lambda: evaluate(
+            game.latent_env_id,
+            agent_path(rdir, config.agent),
+            config.eval_episodes,
+            config.eval_seed,
+            config.workers,
+            {"world_model": str(RunDir(rdir).model), "device": device},
+            progress=progress,
+        ),
+    )
     result.save(path)
     return result
 
 
-def run_round(run: Path, k: int, game: str, preset: str, config: IterateConfig, *, progress: Progress = no_progress,
-              report: Report = no_report, device: str = "auto") -> RoundRow:
+def run_round(
+    run: Path,
+    k: int,
+    game: str,
+    preset: str,
+    config: IterateConfig,
+    *,
+    progress: Progress = no_progress,
+    report: Report = no_report,
+    device: str = "auto",
+) -> RoundRow:
     """Every stage of round k (each skipped when done) -> its row, also saved in round.json."""
     rdir = setup_round(run, k, game, preset, config)
-    if (rdir / ROUND_FILE).exists():
-        return _read_record(rdir / ROUND_FILE, RoundRow)
-    parent = round_dir(run, k - 1) if k > 0 else None
+    files = RunDir(rdir)
+    if files.round_record.exists():
+        return _read_record(files.round_record, RoundRow)
+    parent = RunDir(run).round(k - 1).root if k > 0 else None
     policy = RunConfig.load(rdir).collect.policy  # round 0: exploration; round k: round k-1's agent, nothing else
     expected = None if parent is None else str(agent_path(parent, config.agent).resolve())
     if (None if policy is None else str(Path(policy).resolve())) != expected:
-        raise StageError(f"{rdir / 'run.json'} names {policy} to record with, but round {k} records with "
-                         f"{expected or 'the exploration policy'}")
+        raise StageError(
+            f"{files.settings} names {policy} to record with, but round {k} records with "
+            f"{expected or 'the exploration policy'}"
+        )
     trust_zip = config.agent != "cmaes"  # then the policy is round k-1's agent.zip, saved by this run
     report(f"round {k} {collect_stage(rdir, progress=progress, trust_zip=trust_zip)}")
-    v_check = None if parent is None else _timed_part(rdir, "check-vae", lambda: check_v(rdir, parent, config, report,
-                                                                                        device))
+    v_check = (
+        None if parent is None else timed(rdir, "check-vae", lambda: check_v(rdir, parent, config, report, device))[0]
+    )
     refresh_from = parent if v_check is not None and v_check.refresh else None
     for stage in (
-        lambda: train_vae_stage(rdir, resume=True, progress=progress, report=report, device=device,
-                                refine_from=refresh_from),
+        lambda: train_vae_stage(
+            rdir, resume=True, progress=progress, report=report, device=device, refine_from=refresh_from
+        ),
         lambda: encode_stage(rdir, progress=progress, report=report, device=device),
-        lambda: train_mdnrnn_stage(rdir, resume=True, progress=progress, report=report, device=device,
-                                   refine_from=parent),
-        lambda: export_stage(rdir, rdir / "model", built_with=round_origin(rdir), report=report),
+        lambda: train_mdnrnn_stage(
+            rdir, resume=True, progress=progress, report=report, device=device, refine_from=parent
+        ),
+        lambda: export_stage(rdir, files.model, built_with=round_origin(rdir), report=report),
     ):
         report(f"round {k} {stage()}")
     dream_mean = train_agent(rdir, k, run, config, report, progress, device)
     result = evaluate_agent(rdir, config, game, progress, device)
-    previous_eval = _read_record(parent / ROUND_FILE, RoundRow).eval_steps if parent else 0
-    timings = _read_record(rdir / "timings.json", dict)
-    parts = {"collect": ["collect"], "V": ["check-vae", "train-vae"], "encode": ["encode"], "M": ["train-mdnrnn"],
-             "agent": ["train-controller", "train-agent"], "evaluate": ["evaluate"]}
-    row = RoundRow(round=k, data_steps=data_steps(rdir), eval_steps=previous_eval + int(sum(result.lengths)),
-                   dream_mean=dream_mean, real_mean=result.mean, real_std=result.std,
-                   seconds={part: round(sum(timings.get(n, 0.0) for n in names), 1) for part, names in parts.items()},
-                   v_ratio=None if v_check is None else round(v_check.ratio, 3),
-                   v_refreshed=v_check is not None and v_check.refresh)
-    atomic_write_text(rdir / ROUND_FILE, json.dumps(dataclasses.asdict(row), indent=2) + "\n")
+    previous_eval = _read_record(RunDir(parent).round_record, RoundRow).eval_steps if parent else 0
+    timings = _read_record(files.timings, dict)
+    parts = {
+        "collect": ["collect"],
+        "V": ["check-vae", "train-vae"],
+        "encode": ["encode"],
+        "M": ["train-mdnrnn"],
+        "agent": ["train-controller", "train-agent"],
+        "evaluate": ["evaluate"],
+    }
+    row = RoundRow(
+        round=k,
+        data_steps=data_steps(rdir),
+        eval_steps=previous_eval + int(sum(result.lengths)),
+        dream_mean=dream_mean,
+        real_mean=result.mean,
+        real_std=result.std,
+        seconds={part: round(sum(timings.get(n, 0.0) for n in names), 1) for part, names in parts.items()},
+        v_ratio=None if v_check is None else round(v_check.ratio, 3),
+        v_refreshed=v_check is not None and v_check.refresh,
+    )
+    atomic_write_text(files.round_record, json.dumps(dataclasses.asdict(row), indent=2) + "\n")
     return row
 
 
@@ -446,23 +530,37 @@ def write_table(run: Path, rows: list[RoundRow], game: str, agent: str, stop: st
     from dreamgym.plots import plot_rounds
 
     best = max(rows, key=lambda r: r.real_mean)
-    lines = [f"# dreamgym iterate: {game}, agent {agent}", "",
-             "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | V error new/old "
-             "frames | minutes: collect, V, encode, M, agent, evaluate |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# dreamgym iterate: {game}, agent {agent}",
+        "",
+        "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | V error new/old "
+        "frames | minutes: collect, V, encode, M, agent, evaluate |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        minutes = ", ".join(f"{r.seconds.get(p, 0.0) / 60:.1f}" for p in ("collect", "V", "encode", "M", "agent", "evaluate"))
+        minutes = ", ".join(
+            f"{r.seconds.get(p, 0.0) / 60:.1f}" for p in ("collect", "V", "encode", "M", "agent", "evaluate")
+        )
         mark = " (best)" if r is best else ""
         v = "–" if r.v_ratio is None else f"{r.v_ratio:.2f}" + (" (V refined)" if r.v_refreshed else "")
-        lines.append(f"| {r.round}{mark} | {r.real_steps:,} ({r.data_steps:,} + {r.eval_steps:,}) | {r.dream_mean:.0f} | "
-                     f"{r.real_mean:.0f} ± {r.real_std:.0f} | {r.gap:+.0f} | {v} | {minutes} |")
+        lines.append(
+            f"| {r.round}{mark} | {r.real_steps:,} ({r.data_steps:,} + {r.eval_steps:,}) | {r.dream_mean:.0f} | "
+            f"{r.real_mean:.0f} ± {r.real_std:.0f} | {r.gap:+.0f} | {v} | {minutes} |"
+        )
     if stop:
         lines += ["", f"Stopped: {stop}."]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(run / "rounds.md", text)
-    atomic_write_text(run / "rounds.json", json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
-    plot_rounds([r.real_steps for r in rows], [r.dream_mean for r in rows], [r.real_mean for r in rows],
-                [r.real_std for r in rows], run / "rounds.png", f"{game}, {agent}: dream and real score per round")
+    files = RunDir(run)
+    atomic_write_text(files.rounds_table, text)
+    atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    plot_rounds(
+        [r.real_steps for r in rows],
+        [r.dream_mean for r in rows],
+        [r.real_mean for r in rows],
+        [r.real_std for r in rows],
+        files.rounds_plot,
+        f"{game}, {agent}: dream and real score per round",
+    )
     return text
 
 
@@ -470,55 +568,97 @@ def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
     """Copy the best round's model directory (and SB3 agent) to RUN/best, replacing the last one
     only once the copy is complete."""
     best = max(rows, key=lambda r: r.real_mean)
-    source = round_dir(run, best.round)
-    staging = run / ".best.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source / "model", staging)
-    if agent != "cmaes":
-        shutil.copyfile(source / AGENT_FILE, staging / AGENT_FILE)
-    atomic_write_text(staging / "round.json", json.dumps(dataclasses.asdict(best), indent=2) + "\n")
-    card = staging / "MODEL_CARD.md"  # the card tells which round this is, and how the rounds went
-    table = (run / "rounds.md").read_text().replace("# dreamgym iterate", "## Iterative rounds (dreamgym iterate)")
-    atomic_write_text(card, card.read_text() + f"\n{table}\nThis model is round {best.round}. Its real score is on the tuning "
-                      "seeds that chose it (optimistic): score it on unseen seeds with `dreamgym evaluate`.\n\n"
-                      "![rounds](pictures/rounds.png)\n")
-    (staging / "pictures").mkdir(exist_ok=True)
-    shutil.copyfile(run / "rounds.png", staging / "pictures" / "rounds.png")
-    old = run / ".best.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (run / "best").exists():
-        (run / "best").rename(old)
-    staging.rename(run / "best")
-    shutil.rmtree(old, ignore_errors=True)
+    files, source = RunDir(run), RunDir(run).round(best.round)
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(source.model, staging, dirs_exist_ok=True)
+        if agent != "cmaes":
+            shutil.copyfile(source.agent, RunDir(staging).agent)
+        atomic_write_text(RunDir(staging).round_record, json.dumps(dataclasses.asdict(best), indent=2) + "\n")
+        card = staging / MODEL_CARD_FILE  # the card tells which round this is, and how the rounds went
+        table = files.rounds_table.read_text().replace("# dreamgym iterate", "## Iterative rounds (dreamgym iterate)")
+        picture = f"{PICTURES_DIR}/{files.rounds_plot.name}"
+        atomic_write_text(
+            card,
+            card.read_text() + f"\n{table}\nThis model is round {best.round}. Its real score is on the "
+            "tuning seeds that chose it (optimistic): score it on unseen seeds with `dreamgym evaluate`."
+            f"\n\n![rounds]({picture})\n",
+        )
+        (staging / PICTURES_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(files.rounds_plot, staging / picture)
+
+    atomic_directory(files.best, fill)
     return best
 
 
-def iterate(run: str | Path, game: str, *, preset: str | None = None, progress: Progress = no_progress,
-            report: Report = no_report, device: str = "auto", trust_zip: bool = False, **settings: Any) -> list[RoundRow]:
+def iterate(
+    run: str | Path,
+    game: str,
+    *,
+    preset: str | None = None,
+    progress: Progress = no_progress,
+    report: Report = no_report,
+    device: str = "auto",
+    trust_zip: bool = False,
+    **settings: Any,
+) -> list[RoundRow]:
     """Run rounds until a stop rule holds (see ``IterateConfig``); resumes a run made earlier.
     ``settings``: ``IterateConfig`` values (None: keep the stored or default one). An SB3 agent
     (ppo, dqn) is saved as a ``.zip`` and loaded back in the next round, which runs code from
-    the file: such a run needs ``trust_zip`` (the consent to load the agents saved in ``run``)."""
+    the file: such a run needs ``trust_zip`` (the consent to load the agents saved in ``run``).
+    While it runs, it holds the lock of every round it has reached and of the ``start`` run, so
+    that no other dreamgym command writes into them (``dreamgym.files.run_lock``)."""
     run = Path(run)
     config, preset = load_settings(run, game, preset, settings)
     if config.agent != "cmaes":
-        check_trusted(AGENT_FILE, trust_zip, f"{run}: each round's ")
+        check_trusted(RunDir(run).agent.name, trust_zip, f"{run}: each round's ")
     save_settings(run, game, preset, config)
+    with contextlib.ExitStack() as locks:
+        if config.start is not None:
+            locks.enter_context(run_lock(config.start))
+        return _rounds(run, game, preset, config, locks, progress, report, device)
+
+
+def _rounds(
+    run: Path,
+    game: str,
+    preset: str,
+    config: IterateConfig,
+    locks: contextlib.ExitStack,
+    progress: Progress,
+    report: Report,
+    device: str,
+) -> list[RoundRow]:
     rows: list[RoundRow] = []
     k = 0
     while True:
-        finished = (round_dir(run, k) / ROUND_FILE).exists()
+        rdir = RunDir(run).round(k).root
+        if rdir.is_symlink():
+            raise StageError(
+                f"{rdir} is a symbolic link: each round of a run is its own directory (a link to another "
+                "round would count it twice); remove the link and run again"
+            )
+        locks.enter_context(run_lock(rdir))
+        finished = RunDir(run).round(k).round_record.exists()
         rows.append(run_round(run, k, game, preset, config, progress=progress, report=report, device=device))
         stop = stop_reason(rows, config)
         row = rows[-1]
         if not finished or stop:  # a resumed run rewrites the table and best/ only for new rounds and at the end
-            report(f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
-                   f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {run / 'rounds.md'}")
-            label = config.agent if not config.agent.endswith(".zip") else \
-                f"{sb3_name(run, config).lower()} from {Path(config.agent).name}"
+            report(
+                f"round {k}: {row.real_steps:,} real steps so far; dream {row.dream_mean:.1f}, "
+                f"real {row.real_mean:.1f} ± {row.real_std:.1f} -> {RunDir(run).rounds_table}"
+            )
+            label = (
+                config.agent
+                if not config.agent.endswith(".zip")
+                else f"{cast(str, sb3_name(run, config)).lower()} from {Path(config.agent).name}"
+            )
             write_table(run, rows, game, label, stop)
             best = keep_best(run, rows, config.agent)
         if stop:
-            report(f"stopped: {stop}; best round {best.round}: real {best.real_mean:.1f} ± {best.real_std:.1f} -> {run / 'best'}")
+            report(
+                f"stopped: {stop}; best round {best.round}: real {best.real_mean:.1f} ± {best.real_std:.1f} "
+                f"-> {RunDir(run).best}"
+            )
             return rows
         k += 1

@@ -34,18 +34,26 @@ import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dreamgym import rundir
 from dreamgym.config import MDNTrainConfig
 from dreamgym.devices import resolve_device
-from dreamgym.episodes import DATA_READERS, iter_valid, latent_files, read_latents, split_files
+from dreamgym.episodes import (
+    DATA_READERS,
+    iter_valid,
+    latent_files,
+    read_latents,
+    split_files,
+)
 from dreamgym.games import Game
 from dreamgym.plots import frame_grid, plot_curves
+from dreamgym.rundir import RunDir
 from dreamgym.training import (
     Progress,
     Report,
@@ -101,8 +109,9 @@ LSTMState = tuple[torch.Tensor, torch.Tensor]
 """(h, c), each (B, hidden_dim)."""
 
 
-def dropout_masks(shape: tuple[int, ...], rate: float, generator: torch.Generator | None,
-                  device: torch.device | str = "cpu") -> torch.Tensor | None:
+def dropout_masks(
+    shape: tuple[int, ...], rate: float, generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
     """Inverted-dropout masks of ``shape``: 0 with probability ``rate``, else 1 / (1 - rate), so
     that a masked h keeps its mean. None (and nothing drawn from ``generator``) when rate is 0."""
     if rate == 0:
@@ -180,15 +189,16 @@ class MDNRNN(nn.Module):
     def _fused_lstm_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[W_ih | W_hh]ᵀ and b_ih + b_hh as one matrix multiply, rebuilt only when the
         weights change (tracked through their in-place version counters)."""
-        lstm = self.lstm
-        parameters = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-        if torch.is_grad_enabled() and lstm.weight_hh_l0.requires_grad:  # training: keep the graph
-            return torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).t(), lstm.bias_ih_l0 + lstm.bias_hh_l0
+        names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        w_ih, w_hh, b_ih, b_hh = (cast(torch.Tensor, getattr(self.lstm, name)) for name in names)
+        parameters = (w_ih, w_hh, b_ih, b_hh)
+        if torch.is_grad_enabled() and w_hh.requires_grad:  # training: keep the graph
+            return torch.cat([w_ih, w_hh], dim=1).t(), b_ih + b_hh
         key = tuple(p._version for p in parameters) + tuple(p.data_ptr() for p in parameters)
         if self._fused_lstm is None or self._fused_lstm[0] != key:
             with torch.no_grad():
-                weight = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).t().contiguous()
-                bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+                weight = torch.cat([w_ih, w_hh], dim=1).t().contiguous()
+                bias = b_ih + b_hh
             self._fused_lstm = (key, weight, bias)
         return self._fused_lstm[1], self._fused_lstm[2]
 
@@ -270,8 +280,14 @@ class LatentEpisodes:
     """(E,) steps of each episode (≥ 1)"""
 
     @classmethod
-    def load(cls, files: list[Path], game: Game, device: torch.device, on_skip: Report | None = None,
-             readers: int = DATA_READERS) -> LatentEpisodes:
+    def load(
+        cls,
+        files: list[Path],
+        game: Game,
+        device: torch.device,
+        on_skip: Report | None = None,
+        readers: int = DATA_READERS,
+    ) -> LatentEpisodes:
         """Read ``files``; damaged or malformed ones (:func:`~dreamgym.episodes.read_latents`)
         are reported through ``on_skip`` and left out."""
         parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "actions": [], "rewards": [], "dones": []}
@@ -280,14 +296,17 @@ class LatentEpisodes:
             lengths.append(len(latents["actions"]))
             parts["mu"].append(latents["mu"].astype(np.float32))
             parts["logvar"].append(latents["logvar"].astype(np.float32))
-            parts["actions"].append(np.concatenate([game.encode_actions(latents["actions"]),
-                                                    np.zeros((1, game.action_dim), np.float32)]))
+            parts["actions"].append(
+                np.concatenate([game.encode_actions(latents["actions"]), np.zeros((1, game.action_dim), np.float32)])
+            )
             parts["rewards"].append(np.append(latents["rewards"], 0).astype(np.float32))
             parts["dones"].append(np.append(latents["dones"], 0).astype(np.float32))
         lengths_array = np.array(lengths, np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths_array + 1)[:-1]]).astype(np.int64)
-        tensors = {key: torch.from_numpy(np.concatenate(value)).to(device) if value else torch.zeros(0, device=device)
-                   for key, value in parts.items()}
+        tensors = {
+            key: torch.from_numpy(np.concatenate(value)).to(device) if value else torch.zeros(0, device=device)
+            for key, value in parts.items()
+        }
         return cls(**tensors, starts=starts, lengths=lengths_array)
 
     def __len__(self) -> int:
@@ -298,8 +317,9 @@ class LatentEpisodes:
         chosen = rng.integers(len(self), size=len(self))
         return dataclasses.replace(self, starts=self.starts[chosen], lengths=self.lengths[chosen])
 
-    def batches(self, batch_size: int, rng: np.random.Generator, shuffle_buffer: int,
-                generator: torch.Generator) -> Iterator[SequenceBatch]:
+    def batches(
+        self, batch_size: int, rng: np.random.Generator, shuffle_buffer: int, generator: torch.Generator
+    ) -> Iterator[SequenceBatch]:
         """Batches of whole episodes in a random order: within each group of ``shuffle_buffer``
         episodes they are sorted by length, so that a batch holds episodes of similar length
         (little padding). z_t is drawn from N(μ, σ²) with ``generator`` on the data's device."""
@@ -317,29 +337,40 @@ class LatentEpisodes:
         lengths = torch.from_numpy(self.lengths[episodes]).to(device)
         L = int(self.lengths[episodes].max())
         t = torch.arange(L + 1, device=device)
-        rows = torch.from_numpy(self.starts[episodes]).to(device)[:, None] + torch.minimum(t, lengths[:, None])  # (B, L+1)
+        rows = torch.from_numpy(self.starts[episodes]).to(device)[:, None] + torch.minimum(
+            t, lengths[:, None]
+        )  # (B, L+1)
         noise = torch.randn((*rows.shape, self.mu.shape[1]), generator=generator, device=device)
         z = self.mu[rows] + torch.exp(0.5 * self.logvar[rows]) * noise
         step_rows = rows[:, :L]
         mask = (t[:L] < lengths[:, None]).float()
-        return SequenceBatch(z[:, :-1], self.actions[step_rows], z[:, 1:], self.rewards[step_rows] * mask,
-                             self.dones[step_rows] * mask, mask)
-
-
-def member_dir(run_dir: Path, member: int) -> Path:
-    """Where M member ``member`` of a run trains: ``mdnrnn/`` for member 0, else ``mdnrnn_member_k/``."""
-    return run_dir / "mdnrnn" if member == 0 else run_dir / f"mdnrnn_member_{member}"
+        return SequenceBatch(
+            z[:, :-1],
+            self.actions[step_rows],
+            z[:, 1:],
+            self.rewards[step_rows] * mask,
+            self.dones[step_rows] * mask,
+            mask,
+        )
 
 
 def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
     """An untrained M for a run's settings (its done head calibrated for ``done_pos_weight``)."""
-    return MDNRNN(MDNRNNConfig(z_dim=z_dim, action_dim=game.action_dim, hidden_dim=config.hidden_dim,
-                               num_mixtures=config.num_mixtures, done_logit_offset=math.log(config.done_pos_weight),
-                               dropout=config.dropout))
+    return MDNRNN(
+        MDNRNNConfig(
+            z_dim=z_dim,
+            action_dim=game.action_dim,
+            hidden_dim=config.hidden_dim,
+            num_mixtures=config.num_mixtures,
+            done_logit_offset=math.log(config.done_pos_weight),
+            dropout=config.dropout,
+        )
+    )
 
 
-def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float,
-                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def mdnrnn_losses(
+    model: MDNRNN, batch: SequenceBatch, done_pos_weight: float, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """Mean losses per valid step: mixture NLL per latent dimension (terminal transitions, whose
     next frame is the game-over screen, excluded), reward MSE and weighted done BCE. In training
     mode with dropout, each sequence gets its own mask, drawn from ``generator``."""
@@ -349,7 +380,8 @@ def mdnrnn_losses(model: MDNRNN, batch: SequenceBatch, done_pos_weight: float,
     nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
     reward = ((output.reward - batch.rewards).pow(2) * batch.mask).sum() / steps
     done = F.binary_cross_entropy_with_logits(  # on the raw output: its optimum is logit(p) + offset
-        output.done_logit + model.config.done_logit_offset, batch.dones,
+        output.done_logit + model.config.done_logit_offset,
+        batch.dones,
         pos_weight=torch.tensor(done_pos_weight, device=batch.dones.device),
         reduction="none",
     )
@@ -377,16 +409,16 @@ def train_mdnrnn(
     directory of a trained M of the same sizes to start from (a refinement round) instead of
     fresh weights; a resumed stage continues from its own checkpoint."""
     run_dir = Path(run_dir)
-    stage_dir = member_dir(run_dir, member)
+    stage_dir = RunDir(run_dir).mdnrnn(member)
     training_files, validation_files = split_files(latent_files(run_dir))
     if not training_files:
-        raise StageError(f"no encoded episodes in {run_dir / 'latents'}: run `dreamgym encode` first")
+        raise StageError(f"no encoded episodes in {RunDir(run_dir).latents}: run `dreamgym encode` first")
     config = dataclasses.replace(config, seed=config.seed + member)
     torch.manual_seed(config.seed)
     device = resolve_device(device)
     data = LatentEpisodes.load(training_files, game, device, report)
     if len(data) == 0:
-        raise StageError(f"no readable episodes with steps in {run_dir / 'latents'}")
+        raise StageError(f"no readable episodes with steps in {RunDir(run_dir).latents}")
     if member > 0:
         data = data.bootstrap(np.random.default_rng([config.seed, 7_919]))
     validation_data = LatentEpisodes.load(validation_files, game, device, report) if validation_files else None
@@ -402,7 +434,9 @@ def train_mdnrnn(
     def run_epoch(epoch: int) -> dict[str, float]:
         rng = np.random.default_rng([config.seed, epoch])
         progress_fraction = epoch / max(1, config.epochs - 1)
-        lr = config.min_learning_rate + 0.5 * (config.learning_rate - config.min_learning_rate) * (1 + math.cos(math.pi * progress_fraction))
+        lr = config.min_learning_rate + 0.5 * (config.learning_rate - config.min_learning_rate) * (
+            1 + math.cos(math.pi * progress_fraction)
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
@@ -430,16 +464,34 @@ def train_mdnrnn(
         return metrics
 
     vae = ConvVAE(VAEConfig(z_dim=z_dim))
-    load_trained(run_dir / "vae", vae)
+    load_trained(RunDir(run_dir).vae, vae)
     vae.to(device)
     preview = read_latents((validation_files or training_files)[0])
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
-        plot_curves(history, ["loss", "nll", "done", "validation_nll", "validation_done", "validation_loss"], stage_dir / "loss.png", "M training")
-        plot_predictions(model, vae, game, preview, stage_dir / "predictions.png", f"after epoch {epoch + 1}")
+        plot_curves(
+            history,
+            ["loss", "nll", "done", "validation_nll", "validation_done", "validation_loss"],
+            rundir.picture(stage_dir, "loss"),
+            "M training",
+        )
+        plot_predictions(
+            model, vae, game, preview, rundir.picture(stage_dir, "predictions"), f"after epoch {epoch + 1}"
+        )
 
-    result = train_epochs(stage_dir, model, optimizer, config.epochs, run_epoch, {"mdnrnn": model.config.to_dict()},
-                          resume=resume, force=force, on_epoch_end=on_epoch_end, select="validation_loss", report=report)
+    result = train_epochs(
+        stage_dir,
+        model,
+        optimizer,
+        config.epochs,
+        run_epoch,
+        {"mdnrnn": model.config.to_dict()},
+        resume=resume,
+        force=force,
+        on_epoch_end=on_epoch_end,
+        select="validation_loss",
+        report=report,
+    )
     return model, result
 
 
@@ -481,7 +533,7 @@ def plot_predictions(
         z = sample_next_z(out, 1.0, generator)
         dream.append(z[0])
     rows = [
-        ("real", tensor_to_frames(vae.decode(mu[steps]))),
+        ("V(real frame)", tensor_to_frames(vae.decode(mu[steps]))),
         ("M one-step", tensor_to_frames(vae.decode(predicted[steps - 1]))),
         ("dream, τ=1", tensor_to_frames(vae.decode(torch.stack(dream)[steps]))),
     ]

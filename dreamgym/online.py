@@ -11,8 +11,9 @@ Every round:
    of the replay (``starts="data"``) and are cut at ``horizon`` steps as a truncation, where
    PPO's critic bootstraps the value of the rest;
 4. every ``eval_every`` rounds the agent plays ``eval_episodes`` real episodes on tuning seeds
-   (with its exploration noise unless ``eval_noise`` says otherwise); the best of those scores chooses the agent kept in ``best/`` (a measure an
-   agent that exploits M cannot inflate). Every real step is counted.
+   (with its exploration noise unless ``eval_noise`` says otherwise); the best of those scores
+   chooses the agent kept in ``best/`` (a measure an agent that exploits M cannot inflate).
+   Every real step is counted.
 
 Layout of ``RUN``::
 
@@ -37,7 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,19 +47,22 @@ from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.config import OnlineConfig
 from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
 from dreamgym.evaluate import NoisyPolicy
-from dreamgym.files import atomic_write, atomic_write_text, check_destination, npz_bytes
-from dreamgym.games import Game, game_record, get_game
+from dreamgym.files import (
+    atomic_directory,
+    atomic_write,
+    atomic_write_text,
+    check_destination,
+    npz_bytes,
+)
+from dreamgym.games import Game, game_record, lookup
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
 from dreamgym.policy import AGENT_FILE as POLICY_FILE
 from dreamgym.policy import save_policy
 from dreamgym.replay import Replay
+from dreamgym.rundir import RunDir
 from dreamgym.training import Report, StageError, no_report
 from dreamgym.vae import encode_frames, frames_to_tensor
 from dreamgym.world_model import WorldModel
-
-SETTINGS_FILE = "online.json"
-ROUNDS_FILE = "rounds.json"
-AGENT_FILE = "agent.zip"
 
 
 @dataclass(frozen=True)
@@ -103,24 +107,39 @@ class TrainingData:
         self.episodes: list[dict[str, np.ndarray]] = []
 
     def add(self, latents: dict[str, np.ndarray], game: Game) -> None:
-        self.episodes.append({"mu": latents["mu"].astype(np.float32), "logvar": latents["logvar"].astype(np.float32),
-                              "actions": game.encode_actions(latents["actions"]),
-                              "rewards": latents["rewards"].astype(np.float32),
-                              "dones": latents["dones"].astype(np.float32)})
+        self.episodes.append(
+            {
+                "mu": latents["mu"].astype(np.float32),
+                "logvar": latents["logvar"].astype(np.float32),
+                "actions": game.encode_actions(latents["actions"]),
+                "rewards": latents["rewards"].astype(np.float32),
+                "dones": latents["dones"].astype(np.float32),
+            }
+        )
 
     @property
     def steps(self) -> int:
         return sum(len(e["actions"]) for e in self.episodes)
 
-    def batch(self, batch_size: int, window: int, burn_in: int, recent: int, rng: np.random.Generator,
-              generator: torch.Generator, device: torch.device) -> SequenceBatch:
+    def batch(
+        self,
+        batch_size: int,
+        window: int,
+        burn_in: int,
+        recent: int,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> SequenceBatch:
         """``batch_size`` windows of ``window`` steps: half from the last ``recent`` episodes, half
         from all. A window that starts inside an episode leaves its first ``burn_in`` steps out of
         the loss (M's state is warming up there, as at a dream's data start)."""
         count = len(self.episodes)
         recent_first = max(0, count - recent)
-        chosen = [int(rng.integers(recent_first, count)) if i % 2 == 0 else int(rng.integers(count))
-                  for i in range(batch_size)]
+        chosen = [
+            int(rng.integers(recent_first, count)) if i % 2 == 0 else int(rng.integers(count))
+            for i in range(batch_size)
+        ]
         z, actions, next_z, rewards, dones, mask = [], [], [], [], [], []
         for index in chosen:
             episode = self.episodes[index]
@@ -164,8 +183,15 @@ def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_
     pos_weight = math.exp(model.mdnrnn.config.done_logit_offset)  # the weight its done head was trained with
     losses = []
     for _ in range(config.m_steps):
-        batch = data.batch(config.m_batch_size, config.m_window, config.warmup, config.recent_episodes, rng,
-                           generator, torch.device("cpu"))
+        batch = data.batch(
+            config.m_batch_size,
+            config.m_window,
+            config.warmup,
+            config.recent_episodes,
+            rng,
+            generator,
+            torch.device("cpu"),
+        )
         parts = mdnrnn_losses(trainer, batch, pos_weight, generator)
         loss = parts["nll"] + parts["reward"] + parts["done"]
         optimizer.zero_grad()
@@ -180,8 +206,9 @@ def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_
 # --------------------------------------------------------------------------- real play
 
 
-def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps: int | None = None
-              ) -> dict[str, np.ndarray]:
+def play_real(
+    model: WorldModel, agent: Any, seed: int, noise: float, max_steps: int | None = None
+) -> dict[str, np.ndarray]:
     """One real episode (at most ``max_steps``) through the latent twin with ``agent`` (None: the
     game's exploration policy) and exploration ``noise`` -> frames, actions, rewards and ends."""
     from dreamgym.envs.latent import LatentObservation
@@ -208,12 +235,17 @@ def play_real(model: WorldModel, agent: Any, seed: int, noise: float, max_steps:
     finally:
         env.close()
         torch.set_num_threads(threads)
-    return {"frames": np.stack(frames), "actions": np.array(actions, dtype=np.int64 if game.discrete else np.float32),
-            "rewards": np.array(rewards, np.float32), "dones": np.array(dones, bool)}
+    return {
+        "frames": np.stack(frames),
+        "actions": np.array(actions, dtype=np.int64 if game.discrete else np.float32),
+        "rewards": np.array(rewards, np.float32),
+        "dones": np.array(dones, bool),
+    }
 
 
-def real_score(model: WorldModel, agent: Any, seeds: range, noise: float = 0.0, max_steps: int | None = None
-               ) -> tuple[list[float], list[int]]:
+def real_score(
+    model: WorldModel, agent: Any, seeds: range, noise: float = 0.0, max_steps: int | None = None
+) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``agent`` (with exploration ``noise``) on real episodes seeded ``seeds``."""
     returns, lengths = [], []
     for seed in seeds:
@@ -236,10 +268,10 @@ def record(run: Path, model: WorldModel, index: int, episode: dict[str, np.ndarr
     """Write a real episode and its latents (the episode file first: a latent file always has
     its episode) -> the latents."""
     payload = episode_bytes(episode["frames"], episode["actions"], episode["rewards"], episode["dones"])
-    atomic_write(episode_path(run / "episodes", index), lambda tmp: tmp.write_bytes(payload))
+    atomic_write(episode_path(RunDir(run).episodes, index), lambda tmp: tmp.write_bytes(payload))
     mu, logvar = encode_frames(model.vae, episode["frames"])
     latents = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
-    atomic_write(episode_path(run / "latents", index), lambda tmp: tmp.write_bytes(npz_bytes(latents)))
+    atomic_write(episode_path(RunDir(run).latents, index), lambda tmp: tmp.write_bytes(npz_bytes(latents)))
     return latents
 
 
@@ -254,12 +286,21 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
     from dreamgym.agents import recipe
     from dreamgym.envs.sb3 import make_sb3_vec_env
 
-    settings = recipe("ppo", model.game.name)
+    settings = recipe("ppo", model.game)
     num_envs = settings.pop("num_envs")
     settings["n_steps"] = max(config.horizon, settings.get("n_steps", 128))
     temperature = model.game.dream_temperature if config.temperature is None else config.temperature
-    venv = make_sb3_vec_env(model.game.dream_env_id, num_envs, world_model=model, temperature=temperature,
-                            starts="data", horizon=config.horizon, warmup=config.warmup, replay=replay, device="cpu")
+    venv = make_sb3_vec_env(
+        model.game.dream_env_id,
+        num_envs,
+        world_model=model,
+        temperature=temperature,
+        starts="data",
+        horizon=config.horizon,
+        warmup=config.warmup,
+        replay=replay,
+        device="cpu",
+    )
     if init is not None:
         return PPO.load(init, env=venv, device="cpu")
     return PPO("MlpPolicy", venv, seed=config.seed, device="cpu", **settings)
@@ -276,36 +317,40 @@ def dream_return(agent: Any) -> float:
 def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConfig:
     """RUN's stored settings with ``overrides`` (None: keep) on top; a new run takes the defaults."""
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    path = run / SETTINGS_FILE
+    path = RunDir(run).online_settings
     if not path.exists():
         if "world_model" not in overrides:
-            raise StageError("a new online run needs --world-model: the model directory (or shipped name) it starts from")
+            raise StageError(
+                "a new online run needs --world-model: the model directory (or shipped name) it starts from"
+            )
         return OnlineConfig(**overrides)
     try:
         stored = json.loads(path.read_text())
         config = OnlineConfig(**stored["settings"])
     except (ValueError, KeyError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
-    if stored.get("game") != get_game(game).name:
+    if stored.get("game") != lookup(game).name:
         raise StageError(f"{run} learns {stored.get('game')}, not {game}")
     for name in ("world_model", "seed", "eval_seed", "eval_episodes", "eval_noise"):
         if name in overrides and overrides[name] != getattr(config, name):
-            raise StageError(f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "
-                             "run; give a new RUN")
+            raise StageError(
+                f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "
+                "run; give a new RUN"
+            )
     return dataclasses.replace(config, **overrides)
 
 
 def stored_game(run: Path) -> str:
     """The game RUN learns."""
-    path = run / SETTINGS_FILE
+    path = RunDir(run).online_settings
     try:
-        return get_game(json.loads(path.read_text())["game"]).name
+        return lookup(json.loads(path.read_text())["game"]).name
     except (ValueError, KeyError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
 
 
 def read_rounds(run: Path) -> list[OnlineRound]:
-    path = run / ROUNDS_FILE
+    path = RunDir(run).rounds_record
     if not path.exists():
         return []
     try:
@@ -324,24 +369,22 @@ def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
 
 def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]) -> None:
     """The round's model, agent and rows, in that order (the rows say the round is complete)."""
-    save_world_model(model, run / "model")
-    save_policy(agent, run / "model" / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
-    atomic_write(run / AGENT_FILE, lambda tmp: agent.save(tmp))
-    atomic_write_text(run / ROUNDS_FILE, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    files = RunDir(run)
+    save_world_model(model, files.model)
+    save_policy(agent, files.model / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
+    atomic_write(files.agent, lambda tmp: agent.save(tmp))
+    atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
 
 
 def keep_best(run: Path) -> None:
     """Copy the current model and agent to RUN/best, replacing the last best only once complete."""
-    staging = run / ".best.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run / "model", staging)
-    shutil.copyfile(run / AGENT_FILE, staging / AGENT_FILE)
-    old = run / ".best.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (run / "best").exists():
-        (run / "best").rename(old)
-    staging.rename(run / "best")
-    shutil.rmtree(old, ignore_errors=True)
+    files = RunDir(run)
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(files.model, staging, dirs_exist_ok=True)
+        shutil.copyfile(files.agent, RunDir(staging).agent)
+
+    atomic_directory(files.best, fill)
 
 
 def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
@@ -355,8 +398,14 @@ def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
     axis.plot(steps, [r.train_return for r in rows], ".", alpha=0.4, label="real: recorded episodes (with noise)")
     scored = [r for r in rows if r.eval_mean is not None]
     if scored:
-        axis.errorbar([r.real_steps for r in scored], [r.eval_mean for r in scored],
-                      yerr=[r.eval_std or 0.0 for r in scored], marker="o", capsize=3, label="real: tuning score")
+        axis.errorbar(
+            [r.real_steps for r in scored],
+            [r.eval_mean or 0.0 for r in scored],
+            yerr=[r.eval_std or 0.0 for r in scored],
+            marker="o",
+            capsize=3,
+            label="real: tuning score",
+        )
     dream_axis = axis.twinx()
     dream_axis.plot(steps, [r.dream_return for r in rows], color="tab:green", alpha=0.6, label="dream (short)")
     dream_axis.set_ylabel("dream return (per short dream)")
@@ -367,36 +416,42 @@ def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
     axis.legend(handles=handles, fontsize=8, loc="upper left")
     axis.set_title(title)
     figure.tight_layout()
-    figure.savefig(run / "curve.png", dpi=100)
+    figure.savefig(RunDir(run).curve, dpi=100)
 
 
-def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip: bool = False,
-           **settings: Any) -> list[OnlineRound]:
+def online(
+    run: str | Path, game: str, *, report: Report = no_report, trust_zip: bool = False, **settings: Any
+) -> list[OnlineRound]:
     """Run rounds until ``rounds`` or the real-step budget is spent; resumes RUN. ``settings``:
     ``OnlineConfig`` values (None: keep the stored or default one). The agent is saved as an SB3
     ``.zip`` and loaded back on resume, which runs code from it: a run with rounds needs
     ``trust_zip`` (the consent to load the agent this run saved). The CLI holds RUN's lock
     (``dreamgym.files.run_lock``) while it runs."""
     run = Path(run)
-    game_spec = get_game(game)
+    game_spec = lookup(game)
     config = load_settings(run, game_spec.name, settings)
     rows = read_rounds(run)
     if rows and not trust_zip:
-        raise StageError(f"{run} resumes from its agent {run / AGENT_FILE}, an SB3 .zip whose loading runs code "
-                         "from the file: pass --trust-zip (trust_zip=True) to continue a run you made")
-    model = load_world_model(run / "model" if rows else config.world_model, device="cpu")  # checked before any write
+        raise StageError(
+            f"{run} resumes from its agent {RunDir(run).agent}, an SB3 .zip whose loading runs code "
+            "from the file: pass --trust-zip (trust_zip=True) to continue a run you made"
+        )
+    source = RunDir(run).model if rows else cast(str, config.world_model)  # load_settings asked for it
+    model = load_world_model(source, device="cpu")  # checked before any write
     if model.game.name != game_spec.name:
         raise StageError(f"world model {config.world_model} is a {model.game.name} model, not {game_spec.name}")
-    check_destination(run, "a dreamgym online run", lambda path: (path / SETTINGS_FILE).is_file())
+    check_destination(run, "a dreamgym online run", lambda path: RunDir(path).online_settings.is_file())
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / SETTINGS_FILE, json.dumps({**game_record(game_spec), "settings": dataclasses.asdict(config)},
-                                                      indent=2) + "\n")
+    atomic_write_text(
+        RunDir(run).online_settings,
+        json.dumps({**game_record(game_spec), "settings": dataclasses.asdict(config)}, indent=2) + "\n",
+    )
     data, replay = TrainingData(), Replay(model.z_dim, model.game.action_dim, capacity=config.replay_capacity)
     for path in latent_files(run):  # every episode recorded so far, the lost round's included
         latents = read_latents(path, model.game)
         data.add(latents, model.game)
         replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
-    agent = make_agent(model, replay, config, run / AGENT_FILE if rows else None) if rows else None
+    agent = make_agent(model, replay, config, RunDir(run).agent if rows else None) if rows else None
     while (stop := stop_reason(rows, config)) is None:
         k = len(rows)
         timings: dict[str, float] = {}
@@ -405,7 +460,7 @@ def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip:
         first = rows[-1].episodes if rows else 0
         new_returns, new_errors = [], []
         for index in range(first, first + wanted):
-            path = episode_path(run / "latents", index)
+            path = episode_path(RunDir(run).latents, index)
             if path.exists():  # recorded by a round that was killed: real data, kept
                 latents = read_latents(path, model.game)
                 new_returns.append(float(latents["rewards"].sum()))
@@ -431,24 +486,36 @@ def online(run: str | Path, game: str, *, report: Report = no_report, trust_zip:
         if (k + 1) % config.eval_every == 0:
             clock = time.perf_counter()
             noise = config.noise if config.eval_noise is None else config.eval_noise
-            returns, lengths = real_score(model, agent, range(config.eval_seed, config.eval_seed + config.eval_episodes),
-                                         noise, config.max_steps)
+            returns, lengths = real_score(
+                model, agent, range(config.eval_seed, config.eval_seed + config.eval_episodes), noise, config.max_steps
+            )
             eval_mean, eval_std, eval_steps = float(np.mean(returns)), float(np.std(returns)), eval_steps + sum(lengths)
             timings["evaluate"] = time.perf_counter() - clock
-        row = OnlineRound(round=k, episodes=first + wanted, data_steps=data.steps, eval_steps=eval_steps,
-                          train_return=float(np.mean(new_returns)), dream_return=dream_return(agent),
-                          agent_steps=int(agent.num_timesteps), m_loss=m_loss,
-                          v_error=float(np.mean(new_errors)) if new_errors else float("nan"),
-                          eval_mean=eval_mean, eval_std=eval_std,
-                          seconds={key: round(value, 1) for key, value in timings.items()})
+        row = OnlineRound(
+            round=k,
+            episodes=first + wanted,
+            data_steps=data.steps,
+            eval_steps=eval_steps,
+            train_return=float(np.mean(new_returns)),
+            dream_return=dream_return(agent),
+            agent_steps=int(agent.num_timesteps),
+            m_loss=m_loss,
+            v_error=float(np.mean(new_errors)) if new_errors else float("nan"),
+            eval_mean=eval_mean,
+            eval_std=eval_std,
+            seconds={key: round(value, 1) for key, value in timings.items()},
+        )
         best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         rows.append(row)
         save_round(run, model, agent, rows)
         if eval_mean is not None and eval_mean > best:
             keep_best(run)
         plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")
-        report(f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
-               f"{row.dream_return:.1f}" + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f}")
-               + f" ({sum(timings.values()):.0f} s)")
+        report(
+            f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
+            f"{row.dream_return:.1f}"
+            + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f}")
+            + f" ({sum(timings.values()):.0f} s)"
+        )
     report(f"stopped: {stop}")
     return rows

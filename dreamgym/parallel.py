@@ -117,8 +117,9 @@ def check_backend(backend: str, address: str | None = None) -> None:
             ) from error
 
 
-def run_parallel(function: Callable, jobs: list, workers: int, backend: str = "local",
-                 address: str | None = None) -> Iterator:
+def run_parallel(
+    function: Callable, jobs: list, workers: int, backend: str = "local", address: str | None = None
+) -> Iterator:
     """``function(job)`` for every job across ``workers`` workers, results as they finish; the
     workers exist for this call only (a ``WorkerPool`` keeps them for many calls)."""
     with WorkerPool(min(workers, max(1, len(jobs))), backend, address) as pool:
@@ -179,7 +180,9 @@ class WorkerPool:
     def _map_local(self, function: Callable, jobs: list) -> Iterator:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
                 initargs=(built_games(),),
             )
         pending = set()
@@ -194,7 +197,7 @@ class WorkerPool:
             self._executor = None  # the next map starts fresh workers
             raise RuntimeError(
                 "a worker process died: its own output above says why (a game that crashed, memory). "
-                "A script that starts workers must do so under `if __name__ == \"__main__\":` "
+                'A script that starts workers must do so under `if __name__ == "__main__":` '
                 "(workers are spawned and import the script again); workers=1 runs in this process."
             ) from error
         finally:

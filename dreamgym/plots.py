@@ -17,7 +17,9 @@ def _save(figure: Figure, path: Path) -> None:
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
 
 
-def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: Path, title: str, x: str = "epoch") -> None:
+def plot_curves(
+    history: Sequence[dict[str, float]], keys: Sequence[str], path: Path, title: str, x: str = "epoch"
+) -> None:
     """One panel per metric in ``keys`` against ``x``."""
     keys = [k for k in keys if any(k in row for row in history)]
     figure = Figure(figsize=(4 * len(keys), 3))
@@ -32,7 +34,9 @@ def plot_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: 
     _save(figure, path)
 
 
-def frame_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, column_labels: Sequence[str] = ()) -> None:
+def frame_grid(
+    rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, column_labels: Sequence[str] = ()
+) -> None:
     """Rows of (label, frames (N, 64, 64, 3) uint8) as one picture."""
     columns = max(len(frames) for _, frames in rows)
     figure = Figure(figsize=(1.3 * columns, 1.4 * len(rows)))
@@ -70,19 +74,31 @@ def histogram(values: Sequence[float], path: Path, title: str, xlabel: str = "ep
 def side_by_side_gif(left: np.ndarray, right: np.ndarray, path: Path, fps: int = 20, scale: int = 3) -> None:
     """Two frame sequences (T, H, W, 3) uint8 next to each other, as an animated GIF."""
     length = max(len(left), len(right))
-    pad = lambda frames: np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), 0)])
+
+    def pad(frames: np.ndarray) -> np.ndarray:
+        return np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), 0)])
+
     left, right = pad(left), pad(right)
     gap = np.full((length, left.shape[1], 4, 3), 255, np.uint8)
     joined = np.concatenate([left, gap, right], axis=2)
-    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in joined]
+    nearest = Image.Resampling.NEAREST
+    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), nearest) for f in joined]
     atomic_write(
         path,
-        lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0),
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0
+        ),
     )
 
 
-def plot_rounds(real_steps: Sequence[int], dream: Sequence[float], real: Sequence[float], real_std: Sequence[float],
-                path: Path, title: str) -> None:
+def plot_rounds(
+    real_steps: Sequence[int],
+    dream: Sequence[float],
+    real: Sequence[float],
+    real_std: Sequence[float],
+    path: Path,
+    title: str,
+) -> None:
     """Dream and real score of each iterative round against the real steps used so far."""
     figure = Figure(figsize=(6, 3.5))
     axis = figure.subplots()
@@ -91,6 +107,31 @@ def plot_rounds(real_steps: Sequence[int], dream: Sequence[float], real: Sequenc
     for k, (x, y) in enumerate(zip(real_steps, real)):
         axis.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xlabel("real game steps used")
+    axis.set_ylabel("score")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(title)
+    _save(figure, path)
+
+
+def plot_temperatures(rows: Sequence[dict[str, float]], path: Path, title: str) -> None:
+    """The temperature sweep: dream and real score (± std) of the controller trained at each τ,
+    and the paper's figures beside them when it has them (``paper_dream``, ``paper_real``)."""
+    figure = Figure(figsize=(6, 3.5))
+    axis = figure.subplots()
+    taus = [row["temperature"] for row in rows]
+    axis.errorbar(
+        taus, [r["dream_mean"] for r in rows], yerr=[r["dream_std"] for r in rows], marker="o", capsize=3, label="dream"
+    )
+    axis.errorbar(
+        taus,
+        [r["real_mean"] for r in rows],
+        yerr=[r["real_std"] for r in rows],
+        marker="o",
+        capsize=3,
+        label="real game",
+    )
+    axis.set_xlabel("temperature τ (the controller is trained and scored in the dream at τ)")
     axis.set_ylabel("score")
     axis.grid(alpha=0.3)
     axis.legend()

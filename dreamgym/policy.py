@@ -48,21 +48,33 @@ def save_policy(agent: Any, path: str | os.PathLike, metadata: dict[str, Any] | 
     algorithm = type(agent).__name__
     policy = agent.policy
     if algorithm not in ALGORITHMS or not isinstance(policy, ActorCriticPolicy):
-        raise ValueError(f"only {', '.join(ALGORITHMS)} agents with an actor-critic policy are saved without pickle, "
-                         f"got {algorithm}")
-    if policy.features_extractor_class is not FlattenExtractor or not isinstance(policy.observation_space, gym.spaces.Box):
+        raise ValueError(
+            f"only {', '.join(ALGORITHMS)} agents with an actor-critic policy are saved without pickle, got {algorithm}"
+        )
+    if policy.features_extractor_class is not FlattenExtractor or not isinstance(
+        policy.observation_space, gym.spaces.Box
+    ):
         raise ValueError("only MLP policies on a flat Box observation are saved without pickle")
     activation = policy.activation_fn.__name__
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation} is not one of {ACTIVATIONS}")
-    settings = {"net_arch": policy.net_arch, "activation_fn": activation, "ortho_init": bool(policy.ortho_init),
-                "log_std_init": float(policy.log_std_init), "use_sde": bool(policy.use_sde),
-                "squash_output": bool(policy.squash_output),
-                "share_features_extractor": bool(policy.share_features_extractor)}
-    header = {"format": FORMAT, "algorithm": algorithm, "policy": json.dumps(settings),
-              "observation_shape": json.dumps(list(policy.observation_space.shape)),
-              "action_space": json.dumps(_space_record(policy.action_space)),
-              "metadata": json.dumps(metadata or {})}
+    settings = {
+        "net_arch": policy.net_arch,
+        "activation_fn": activation,
+        "ortho_init": bool(policy.ortho_init),
+        "log_std_init": float(policy.log_std_init),
+        "use_sde": bool(policy.use_sde),
+        "squash_output": bool(policy.squash_output),
+        "share_features_extractor": bool(policy.share_features_extractor),
+    }
+    header = {
+        "format": FORMAT,
+        "algorithm": algorithm,
+        "policy": json.dumps(settings),
+        "observation_shape": json.dumps(list(policy.observation_space.shape)),
+        "action_space": json.dumps(_space_record(policy.action_space)),
+        "metadata": json.dumps(metadata or {}),
+    }
     tensors = {key: value.detach().cpu().contiguous() for key, value in policy.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,14 +95,23 @@ def _space(record: Any, path: Path) -> gym.spaces.Space:
         raise PolicyFileError(f"{path}: action_space must be a JSON object")
     if record.get("type") == "Discrete":
         n, start = record.get("n"), record.get("start", 0)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, start)) or not 1 <= n <= MAX_ACTIONS:
+        if (
+            not (isinstance(n, int) and isinstance(start, int))
+            or isinstance(n, bool)
+            or isinstance(start, bool)
+            or not 1 <= n <= MAX_ACTIONS
+        ):
             raise PolicyFileError(f"{path}: a Discrete action space needs an integer n in [1, {MAX_ACTIONS}]")
         return gym.spaces.Discrete(n, start=start)
     if record.get("type") == "Box":
         low, high = record.get("low"), record.get("high")
-        if (not isinstance(low, list) or not isinstance(high, list) or len(low) != len(high)
-                or not 1 <= len(low) <= MAX_ACTIONS
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low + high)):
+        if (
+            not isinstance(low, list)
+            or not isinstance(high, list)
+            or len(low) != len(high)
+            or not 1 <= len(low) <= MAX_ACTIONS
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low + high)
+        ):
             raise PolicyFileError(f"{path}: a Box action space needs lists low and high of equal length")
         low_array, high_array = np.array(low, np.float32), np.array(high, np.float32)
         if not (np.all(np.isfinite(low_array)) and np.all(np.isfinite(high_array)) and np.all(low_array <= high_array)):
@@ -101,8 +122,11 @@ def _space(record: Any, path: Path) -> gym.spaces.Space:
 
 def _net_arch(value: Any, path: Path) -> list[int] | dict[str, list[int]]:
     def layers(sizes: Any) -> list[int]:
-        if (not isinstance(sizes, list) or len(sizes) > MAX_LAYERS
-                or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_UNITS for s in sizes)):
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) > MAX_LAYERS
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_UNITS for s in sizes)
+        ):
             raise PolicyFileError(f"{path}: net_arch layers must be at most {MAX_LAYERS} integers in [1, {MAX_UNITS}]")
         return sizes
 
@@ -149,27 +173,49 @@ def load_policy_file(path: str | os.PathLike) -> SavedPolicy:
         metadata = json.loads(header.get("metadata", "{}"))
     except (KeyError, ValueError) as error:
         raise PolicyFileError(f"{path}: damaged header ({error})") from None
-    if (not isinstance(shape, list) or len(shape) != 1 or not isinstance(shape[0], int) or isinstance(shape[0], bool)
-            or not 1 <= shape[0] <= MAX_INPUTS):
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 1
+        or not isinstance(shape[0], int)
+        or isinstance(shape[0], bool)
+        or not 1 <= shape[0] <= MAX_INPUTS
+    ):
         raise PolicyFileError(f"{path}: observation_shape must be [n] with 1 <= n <= {MAX_INPUTS}, got {shape!r}")
-    if not isinstance(settings, dict) or set(settings) != {"net_arch", "activation_fn", "ortho_init", "log_std_init",
-                                                           "use_sde", "squash_output", "share_features_extractor"}:
+    if not isinstance(settings, dict) or set(settings) != {
+        "net_arch",
+        "activation_fn",
+        "ortho_init",
+        "log_std_init",
+        "use_sde",
+        "squash_output",
+        "share_features_extractor",
+    }:
         raise PolicyFileError(f"{path}: the policy settings are not the ones dreamgym writes")
     if settings["activation_fn"] not in ACTIVATIONS:
         raise PolicyFileError(f"{path}: activation_fn must be one of {ACTIVATIONS}")
     log_std = settings["log_std_init"]
     if isinstance(log_std, bool) or not isinstance(log_std, (int, float)) or not np.isfinite(log_std):
         raise PolicyFileError(f"{path}: log_std_init must be a finite number")
-    if not all(isinstance(settings[key], bool) for key in ("ortho_init", "use_sde", "squash_output",
-                                                             "share_features_extractor")):
-        raise PolicyFileError(f"{path}: ortho_init, use_sde, squash_output and share_features_extractor must be booleans")
+    if not all(
+        isinstance(settings[key], bool)
+        for key in ("ortho_init", "use_sde", "squash_output", "share_features_extractor")
+    ):
+        raise PolicyFileError(
+            f"{path}: ortho_init, use_sde, squash_output and share_features_extractor must be booleans"
+        )
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(shape[0],), dtype=np.float32)
-    policy = ActorCriticPolicy(observation_space, _space(action_record, path), lambda _: 0.0,
-                               net_arch=_net_arch(settings["net_arch"], path),
-                               activation_fn=getattr(torch.nn, settings["activation_fn"]),
-                               ortho_init=settings["ortho_init"], log_std_init=float(log_std),
-                               use_sde=settings["use_sde"], squash_output=settings["squash_output"],
-                               share_features_extractor=settings["share_features_extractor"])
+    policy = ActorCriticPolicy(
+        observation_space,
+        _space(action_record, path),
+        lambda _: 0.0,
+        net_arch=_net_arch(settings["net_arch"], path),
+        activation_fn=getattr(torch.nn, settings["activation_fn"]),
+        ortho_init=settings["ortho_init"],
+        log_std_init=float(log_std),
+        use_sde=settings["use_sde"],
+        squash_output=settings["squash_output"],
+        share_features_extractor=settings["share_features_extractor"],
+    )
     expected = {key: tuple(value.shape) for key, value in policy.state_dict().items()}
     if shapes != expected:
         raise PolicyFileError(f"{path}: its tensors do not fit the policy its header describes")

@@ -21,7 +21,6 @@ import functools
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 
 from dreamgym.episodes import iter_valid, latent_files, read_latents
 from dreamgym.games import Game
+from dreamgym.rundir import RunDir
 
 if TYPE_CHECKING:
     from dreamgym.mdnrnn import MDNRNN
@@ -89,15 +89,20 @@ class Replay:
         """Append one episode: ``mu`` (T or T + 1, z_dim), μ of its frames (a last frame after the
         last action is dropped), and ``actions`` (T, action_dim), M's action input (what
         ``Game.encode_actions`` makes). ValueError for a wrong shape or a non-finite value."""
-        mu = torch.as_tensor(np.asarray(mu) if not isinstance(mu, torch.Tensor) else mu).detach().to("cpu", torch.float32)
+        mu = (
+            torch.as_tensor(np.asarray(mu) if not isinstance(mu, torch.Tensor) else mu)
+            .detach()
+            .to("cpu", torch.float32)
+        )
         actions = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
         actions = actions.detach().to("cpu", torch.float32)
         steps = len(actions)
         if actions.ndim != 2 or actions.shape[1] != self.action_dim or steps < 1:
             raise ValueError(f"actions must have shape (T >= 1, {self.action_dim}), got {tuple(actions.shape)}")
         if mu.ndim != 2 or mu.shape[1] != self.z_dim or len(mu) not in (steps, steps + 1):
-            raise ValueError(f"mu must have shape ({steps} or {steps + 1}, {self.z_dim}) for {steps} actions, "
-                             f"got {tuple(mu.shape)}")
+            raise ValueError(
+                f"mu must have shape ({steps} or {steps + 1}, {self.z_dim}) for {steps} actions, got {tuple(mu.shape)}"
+            )
         if not (torch.isfinite(mu).all() and torch.isfinite(actions).all()):
             raise ValueError("mu and actions must be finite")
         if steps > self.capacity:
@@ -114,8 +119,13 @@ class Replay:
         self.version += 1
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, game: Game, capacity: int = DEFAULT_CAPACITY,
-                 report: Callable[[str], None] | None = None) -> Replay:
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike,
+        game: Game,
+        capacity: int = DEFAULT_CAPACITY,
+        report: Callable[[str], None] | None = None,
+    ) -> Replay:
         """Every readable encoded episode of a run (``RUN/latents``), oldest first; damaged files
         are skipped (and named to ``report``, if given)."""
         files = latent_files(run_dir)
@@ -127,7 +137,7 @@ class Replay:
                 replay = cls(latents["mu"].shape[1], game.action_dim, capacity)
             replay.add(latents["mu"], game.encode_actions(latents["actions"]))
         if replay is None:
-            raise ValueError(f"no readable encoded episode in {Path(run_dir) / 'latents'}")
+            raise ValueError(f"no readable encoded episode in {RunDir(run_dir).latents}")
         return replay
 
     def arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -142,14 +152,20 @@ class Replay:
             lengths = torch.tensor(self.lengths, dtype=torch.int64)
             first = torch.cumsum(lengths, 0) - lengths
             episode_first = torch.repeat_interleave(first, lengths)  # (S,) the first row of each step's episode
-            self._flat = (self.version, torch.cat([m for m, _ in self._episodes]),
-                          torch.cat([a for _, a in self._episodes]), episode_first, lengths)
+            self._flat = (
+                self.version,
+                torch.cat([m for m, _ in self._episodes]),
+                torch.cat([a for _, a in self._episodes]),
+                episode_first,
+                lengths,
+            )
         _, mu, actions, episode_first, lengths = self._flat
         return mu, actions, episode_first, lengths
 
     @torch.no_grad()
-    def start_table(self, members: list[MDNRNN], warmup: int, device: torch.device,
-                    max_starts: int = MAX_STARTS) -> StartTable:
+    def start_table(
+        self, members: list[MDNRNN], warmup: int, device: torch.device, max_starts: int = MAX_STARTS
+    ) -> StartTable:
         """Start states at ``max_starts`` evenly spaced stored steps (every step when fewer; the
         grid moves with each :attr:`version`, so refreshes cover the whole replay): z is the
         step's μ, and each member's (h, c) its state after the ``warmup`` steps before it in its
@@ -173,12 +189,20 @@ def as_replay(replay: Replay | str | os.PathLike | None, game: Game) -> Replay |
         return replay
     if isinstance(replay, (str, os.PathLike)):
         return Replay.from_run(replay, game)
-    raise TypeError(f"replay must be a dreamgym.replay.Replay or a run directory, got {type(replay).__name__} {replay!r}")
+    raise TypeError(
+        f"replay must be a dreamgym.replay.Replay or a run directory, got {type(replay).__name__} {replay!r}"
+    )
 
 
 @torch.no_grad()
-def warm_up(members: list[MDNRNN], mu: torch.Tensor, actions: torch.Tensor, episode_first: torch.Tensor,
-            rows: torch.Tensor, warmup: int) -> StartTable:
+def warm_up(
+    members: list[MDNRNN],
+    mu: torch.Tensor,
+    actions: torch.Tensor,
+    episode_first: torch.Tensor,
+    rows: torch.Tensor,
+    warmup: int,
+) -> StartTable:
     """The start states of ``rows`` (indices into the flat steps): each member run from zero
     over the steps max(episode's first, row − warmup) .. row − 1, all rows as one batch."""
     starts = torch.maximum(episode_first[rows], rows - warmup)

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import torch
 
-from dreamgym.files import DamagedFileError, atomic_save_torch, atomic_write_text, load_torch_checkpoint
-
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
-METRICS = "metrics.csv"
+from dreamgym import rundir
+from dreamgym.files import (
+    DamagedFileError,
+    atomic_save_torch,
+    atomic_write_text,
+    load_torch_checkpoint,
+)
 
 Report = Callable[[str], None]
 
@@ -86,7 +88,7 @@ class StageResult:
 def read_checkpoint(stage_dir: Path, report: Report = no_report) -> dict | None:
     """The last checkpoint of a stage directory; if it is damaged, the one before it (said
     through ``report``); None if there is none. DamagedFileError if neither can be read."""
-    path, previous = stage_dir / CHECKPOINT, stage_dir / PREVIOUS_CHECKPOINT
+    path, previous = rundir.checkpoint(stage_dir), rundir.previous_checkpoint(stage_dir)
     if not path.exists() and not previous.exists():
         return None
     try:
@@ -118,15 +120,6 @@ def keep_as_previous(path: Path, previous: Path) -> None:
     os.replace(tmp, previous)
 
 
-def stage_status(stage_dir: Path, epochs: int) -> tuple[int, bool]:
-    """(epochs in the checkpoint, finished?) of a stage directory."""
-    checkpoint = read_checkpoint(stage_dir)
-    if checkpoint is None:
-        return 0, False
-    done = int(checkpoint["epoch"])
-    return done, done >= epochs
-
-
 def train_epochs(
     stage_dir: Path,
     model: torch.nn.Module,
@@ -156,7 +149,7 @@ def train_epochs(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     stage_dir.mkdir(parents=True, exist_ok=True)
-    path = stage_dir / CHECKPOINT
+    path = rundir.checkpoint(stage_dir)
     start = time.perf_counter()
     if force and stage_dir.exists():
         shutil.rmtree(stage_dir)
@@ -187,21 +180,32 @@ def train_epochs(
         metrics = {"epoch": epoch + 1, **run_epoch(epoch)}
         broken = sorted(key for key, value in metrics.items() if not math.isfinite(value))
         if broken:
-            raise StageError(f"{stage_dir.name}: epoch {epoch + 1} gave {', '.join(broken)} = NaN or inf (the data or "
-                             f"the settings drive the model to overflow); the checkpoint of epoch {epoch} is kept")
+            raise StageError(
+                f"{stage_dir.name}: epoch {epoch + 1} gave {', '.join(broken)} = NaN or inf (the data or "
+                f"the settings drive the model to overflow); the checkpoint of epoch {epoch} is kept"
+            )
         metrics["seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
         if select is not None and select in metrics and (best is None or metrics[select] < best["value"]):
-            best = {"epoch": epoch + 1, "metric": select, "value": metrics[select],
-                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                 "config": config, "history": history}
+            best = {
+                "epoch": epoch + 1,
+                "metric": select,
+                "value": metrics[select],
+                "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1,
+            "config": config,
+            "history": history,
+        }
         if best is not None:
             state["best"] = best
         if path.exists():
-            keep_as_previous(path, stage_dir / PREVIOUS_CHECKPOINT)
+            keep_as_previous(path, rundir.previous_checkpoint(stage_dir))
         atomic_save_torch(state, path)
-        write_metrics(stage_dir / METRICS, history)
+        write_metrics(rundir.metrics(stage_dir), history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch")
@@ -262,11 +266,6 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as file:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
-
-
 def kept_epoch(checkpoint: dict) -> int:
     """The epoch whose weights a checkpoint's ``load_trained`` gives."""
     return checkpoint["best"]["epoch"] if "best" in checkpoint else int(checkpoint["epoch"])
@@ -277,9 +276,12 @@ def load_trained(stage_dir: Path, model: torch.nn.Module) -> dict:
     kept; StageError if it has none."""
     checkpoint = read_checkpoint(stage_dir)
     if checkpoint is None:
-        raise StageError(f"{stage_dir / CHECKPOINT} does not exist: run the stage that writes it first")
+        raise StageError(f"{rundir.checkpoint(stage_dir)} does not exist: run the stage that writes it first")
     try:
         model.load_state_dict(checkpoint.get("best", checkpoint)["model"])
     except RuntimeError as error:
-        raise StageError(f"{stage_dir / CHECKPOINT} does not fit the model built from run.json (settings changed since?): {error}") from error
+        raise StageError(
+            f"{rundir.checkpoint(stage_dir)} does not fit the model built from run.json (settings changed "
+            f"since?): {error}"
+        ) from error
     return checkpoint

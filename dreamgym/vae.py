@@ -18,10 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from dreamgym import rundir
 from dreamgym.config import VAETrainConfig
 from dreamgym.devices import resolve_device
-from dreamgym.episodes import DATA_READERS, episode_files, iter_valid, read_episode, split_files
+from dreamgym.episodes import (
+    DATA_READERS,
+    episode_files,
+    iter_valid,
+    read_episode,
+    split_files,
+)
 from dreamgym.plots import frame_grid, plot_curves
+from dreamgym.rundir import RunDir
 from dreamgym.training import (
     Progress,
     Report,
@@ -126,9 +134,7 @@ def tensor_to_frames(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_frames(
-    vae: ConvVAE, frames: np.ndarray, batch_size: int = 1000
-) -> tuple[np.ndarray, np.ndarray]:
+def encode_frames(vae: ConvVAE, frames: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """(T, 64, 64, 3) uint8 -> μ, log σ², each (T, z_dim) float32."""
     device = next(vae.parameters()).device
     mus, logvars = [], []
@@ -144,7 +150,6 @@ def encode_frames(
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
 
 
 # --------------------------------------------------------------------------- training
@@ -221,11 +226,11 @@ def train_vae(
 
     Batches are read by a background thread (:func:`~dreamgym.training.prefetch`) and copied to
     the device from pinned memory, so file reading overlaps the GPU's step."""
-    run_dir = Path(run_dir)
-    stage_dir = run_dir / "vae"
-    training_files, validation_files = split_files(episode_files(run_dir / "episodes"))
+    run = RunDir(run_dir)
+    stage_dir = run.vae
+    training_files, validation_files = split_files(episode_files(run.episodes))
     if not training_files:
-        raise StageError(f"no episode files in {run_dir / 'episodes'}: run `dreamgym collect` first")
+        raise StageError(f"no episode files in {run.episodes}: run `dreamgym collect` first")
     torch.manual_seed(config.seed)
     device = resolve_device(device)
     vae = ConvVAE(VAEConfig(z_dim=config.z_dim, kl_tolerance=config.kl_tolerance))
@@ -241,8 +246,11 @@ def train_vae(
         vae.train()
         totals = np.zeros(3)
         count = 0
-        batches = prefetch(frame_batches(training_files, config.batch_size, rng, config.shuffle_buffer,
-                                         config.frames_per_epoch, report))
+        batches = prefetch(
+            frame_batches(
+                training_files, config.batch_size, rng, config.shuffle_buffer, config.frames_per_epoch, report
+            )
+        )
         task = f"V epoch {epoch + 1}/{config.epochs}"
         total = math.ceil(config.frames_per_epoch / config.batch_size) if config.frames_per_epoch else 0
         for frames in batches:
@@ -264,16 +272,34 @@ def train_vae(
         return metrics
 
     def on_epoch_end(epoch: int, history: list[dict[str, float]]) -> None:
-        plot_curves(history, ["loss", "reconstruction", "kl", "validation_reconstruction"], stage_dir / "loss.png", "V training")
+        plot_curves(
+            history,
+            ["loss", "reconstruction", "kl", "validation_reconstruction"],
+            rundir.picture(stage_dir, "loss"),
+            "V training",
+        )
         vae.eval()
         with torch.no_grad():
             mu, _ = vae.encode(frames_to_tensor(preview, device))
             decoded = tensor_to_frames(vae.decode(mu))
-        frame_grid([("input", preview), ("V(input)", decoded)], stage_dir / "reconstructions.png",
-                   f"V reconstructions of held-out frames after epoch {epoch + 1}")
+        frame_grid(
+            [("input", preview), ("V(input)", decoded)],
+            rundir.picture(stage_dir, "reconstructions"),
+            f"V reconstructions of held-out frames after epoch {epoch + 1}",
+        )
 
-    result = train_epochs(stage_dir, vae, optimizer, config.epochs, run_epoch, {"vae": vae.config.to_dict()},
-                          resume=resume, force=force, on_epoch_end=on_epoch_end, report=report)
+    result = train_epochs(
+        stage_dir,
+        vae,
+        optimizer,
+        config.epochs,
+        run_epoch,
+        {"vae": vae.config.to_dict()},
+        resume=resume,
+        force=force,
+        on_epoch_end=on_epoch_end,
+        report=report,
+    )
     return vae, result
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -66,17 +66,23 @@ class DreamState(NamedTuple):
 
     def select(self, keep: torch.Tensor) -> DreamState:
         """The dreams at ``keep`` (indices or a (B,) bool mask)."""
-        return DreamState(*(None if t is None else t[:, keep] if name.startswith("member_") else t[keep]
-                            for name, t in zip(self._fields, self)))
+        picked = (
+            None if t is None else t[:, keep] if name.startswith("member_") else t[keep]
+            for name, t in zip(self._fields, self)
+        )
+        return DreamState(*picked)  # type: ignore[arg-type]  # the optional fields stay None
 
     def where(self, mask: torch.Tensor, fresh: DreamState) -> DreamState:
         """``fresh``'s dreams where ``mask`` ((B,) bool) is set, this state's elsewhere."""
+
         def pick(name: str, new: torch.Tensor | None, old: torch.Tensor | None) -> torch.Tensor | None:
             if new is None or old is None:
                 return None
             where = mask[None, :, None] if name.startswith("member_") else mask.view(-1, *[1] * (new.dim() - 1))
             return torch.where(where, new, old)
-        return DreamState(*(pick(name, new, old) for name, new, old in zip(self._fields, fresh, self)))
+
+        picked = (pick(name, new, old) for name, new, old in zip(self._fields, fresh, self))
+        return DreamState(*picked)  # type: ignore[arg-type]  # the optional fields stay None
 
 
 class DreamStep(NamedTuple):
@@ -175,8 +181,9 @@ class WorldModel:
             self.start_episodes = StartEpisodes(*(t.to(device) for t in dataclasses.astuple(self.start_episodes)))
         return self
 
-    def dream_settings(self, settings: DreamSettings | None = None, *, replay: Replay | None = None,
-                       **overrides: object) -> DreamSettings:
+    def dream_settings(
+        self, settings: DreamSettings | None = None, *, replay: Replay | None = None, **overrides: object
+    ) -> DreamSettings:
         """The dream to run: ``settings`` (default: the model's own defaults) with ``overrides``
         (None values ignored), dropout resolved to a number, and checked against what the model
         has: an ensemble or a penalty needs two members or more, data starts need stored episodes
@@ -185,38 +192,51 @@ class WorldModel:
         chosen = override_dream(self.dream_defaults if settings is None else settings, **overrides)
         chosen = dataclasses.replace(chosen, dropout=validate_dropout(chosen.dropout, self.mdnrnn.config.dropout))
         K = len(self.all_members)
-        if (chosen.ensemble != "off" or chosen.uncertainty_penalty > 0) and K < 2:
-            raise ValueError(f"ensemble={chosen.ensemble!r} and uncertainty_penalty={chosen.uncertainty_penalty} need "
-                             f"a model with 2 or more M members; this one has {K} (train it with mdnrnn.members >= 2)")
+        if chosen.needs_members and K < 2:
+            raise ValueError(
+                f"ensemble={chosen.ensemble!r} and uncertainty_penalty={chosen.uncertainty_penalty} need "
+                f"a model with 2 or more M members; this one has {K} (train it with mdnrnn.members >= 2)"
+            )
         if replay is not None:
             if not isinstance(replay, Replay):
                 raise TypeError(f"replay must be a dreamgym.replay.Replay, got {type(replay).__name__}")
             if (replay.z_dim, replay.action_dim) != (self.z_dim, self.game.action_dim):
-                raise ValueError(f"the replay holds z of size {replay.z_dim} and actions of size {replay.action_dim}; "
-                                 f"this model has z {self.z_dim} and actions {self.game.action_dim}")
+                raise ValueError(
+                    f"the replay holds z of size {replay.z_dim} and actions of size {replay.action_dim}; "
+                    f"this model has z {self.z_dim} and actions {self.game.action_dim}"
+                )
             if len(replay) == 0:
                 raise ValueError("the replay holds no episodes yet: add one before a dream starts in it")
         if chosen.starts == "data" and self.start_episodes is None and replay is None:
-            raise ValueError('starts="data" needs real steps to start from: a replay (replay=RUN or a '
-                             "dreamgym.replay.Replay), or a model directory that stores real episodes "
-                             "(`dreamgym export` without --start-episodes 0); this one has none")
+            raise ValueError(
+                'starts="data" needs real steps to start from: a replay (replay=RUN or a '
+                "dreamgym.replay.Replay), or a model directory that stores real episodes "
+                "(`dreamgym export` without --start-episodes 0); this one has none"
+            )
         return chosen
 
     def runs_members(self, settings: DreamSettings) -> bool:
         """Whether a dream with ``settings`` steps every member (an ensemble or a penalty)."""
-        return bool(self.members) and (settings.ensemble != "off" or settings.uncertainty_penalty > 0)
+        return bool(self.members) and settings.needs_members
 
-    def action_tensor(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Game actions for B envs -> (B, action_dim) float32 input for M."""
+    def action_tensor(self, actions: Any) -> torch.Tensor:
+        """Game actions for B envs (a tensor, an array or a list of actions) -> (B, action_dim)
+        float32 input for M."""
         if isinstance(actions, torch.Tensor):  # a batch already on some device (CMA-ES, on-device agents)
-            actions = actions.to(self.device)
+            tensor = actions.to(self.device)
         else:
-            actions = torch.as_tensor(np.asarray(actions), device=self.device)
-        return self.game.encode_actions(actions)
+            tensor = torch.as_tensor(np.asarray(actions), device=self.device)
+        return self.game.encode_actions(tensor)
 
     @torch.no_grad()
-    def initial_state(self, batch_size: int, generator: torch.Generator, settings: DreamSettings = PLAIN_DREAM,
-                      check: bool = True, replay: Replay | None = None) -> DreamState:
+    def initial_state(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        settings: DreamSettings = PLAIN_DREAM,
+        check: bool = True,
+        replay: Replay | None = None,
+    ) -> DreamState:
         """B fresh dreams for ``settings`` (resolved by :meth:`dream_settings`). Draws, in this
         order: the start (a stored first-frame posterior and its noise, or a stored real step),
         the dropout masks (p > 0), the ensemble members (``"episode"``); nothing else, so the
@@ -237,7 +257,9 @@ class WorldModel:
             h = torch.zeros(running, batch_size, self.hidden_dim, device=device)
             c = torch.zeros_like(h)
         if check and not bool(torch.isfinite(z).all()):
-            raise FloatingPointError("the world model's first-frame latents give NaN or inf: its initial latents are broken")
+            raise FloatingPointError(
+                "the world model's first-frame latents give NaN or inf: its initial latents are broken"
+            )
         masks = dropout_masks((batch_size, self.hidden_dim), float(settings.dropout or 0.0), generator, device)
         member = None
         if settings.ensemble == "episode":
@@ -247,8 +269,15 @@ class WorldModel:
         return DreamState(z, h[0], c[0], h[1:], c[1:], masks, member)
 
     @torch.no_grad()
-    def dream_step(self, state: DreamState, actions: torch.Tensor, temperature: float, generator: torch.Generator,
-                   sample_done: bool = False, settings: DreamSettings = PLAIN_DREAM) -> DreamStep:
+    def dream_step(
+        self,
+        state: DreamState,
+        actions: torch.Tensor,
+        temperature: float,
+        generator: torch.Generator,
+        sample_done: bool = False,
+        settings: DreamSettings = PLAIN_DREAM,
+    ) -> DreamStep:
         """Advance B dreams by one step: one call to each M in play.
 
         ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. Each dream's dropout mask
@@ -275,10 +304,13 @@ class WorldModel:
                 rows = torch.arange(len(state.member), device=self.device)
                 output = MDNOutput(*(part[state.member, rows] for part in stacked))
             elif settings.ensemble == "pessimist":  # member 0's latent; the worst reward and end of any member
-                output = output._replace(reward=stacked.reward.min(dim=0).values,
-                                         done_logit=stacked.done_logit.max(dim=0).values)
+                output = output._replace(
+                    reward=stacked.reward.min(dim=0).values, done_logit=stacked.done_logit.max(dim=0).values
+                )
         z = sample_next_z(output, temperature, generator)
-        if not (torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()):
+        if not (
+            torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()
+        ):
             raise FloatingPointError(
                 "the world model produced NaN or inf (latent, reward or done logit); its weights are "
                 "broken or its inputs are far outside what it was trained on"
@@ -313,7 +345,7 @@ class WorldModel:
             replay = Replay(self.z_dim, self.game.action_dim, capacity=max(1, int(episodes.lengths.sum())))
             first = 0
             for length in episodes.lengths.tolist():
-                replay.add(episodes.mu[first:first + length], episodes.actions[first:first + length])
+                replay.add(episodes.mu[first : first + length], episodes.actions[first : first + length])
                 first += length
             self._replay = replay
         return self._replay
@@ -350,7 +382,7 @@ def override_dream(settings: DreamSettings, **overrides: object) -> DreamSetting
     """``settings`` with the keyword arguments of a dream (None: keep the setting) put in;
     TypeError / ValueError name the keyword and what it expects. Needs no model, so that a dream
     refuses a bad keyword before it loads one."""
-    values = {key: value for key, value in overrides.items() if value is not None}
+    values: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
     if "dropout" in values:
         values["dropout"] = validate_dropout(values["dropout"], 0.0)
     try:
@@ -364,12 +396,16 @@ def validate_dropout(dropout: object, trained_rate: float) -> float:
     TypeError / ValueError unless a finite number with 0 <= p < 1."""
     value = trained_rate if dropout is None else dropout
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"dropout must be a number in [0, 1) or None (the rate M was trained with), "
-                        f"got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"dropout must be a number in [0, 1) or None (the rate M was trained with), "
+            f"got {type(value).__name__} {value!r}"
+        )
     rate = float(value)
     if not math.isfinite(rate) or not 0 <= rate < 1:
-        raise ValueError(f"dropout must be finite with 0 <= dropout < 1 (0: the plain dream; None: the rate M "
-                         f"was trained with), got {rate}" + (" from M's config" if dropout is None else ""))
+        raise ValueError(
+            f"dropout must be finite with 0 <= dropout < 1 (0: the plain dream; None: the rate M "
+            f"was trained with), got {rate}" + (" from M's config" if dropout is None else "")
+        )
     return rate
 
 

@@ -1,6 +1,6 @@
 """CMA-ES on a linear controller inside the Doom dream, then a transfer test on real VizDoom.
 
-    python examples/cmaes_doom.py [--world-model DIR] [--generations 100] [--episodes 100]
+python examples/cmaes_doom.py [--world-model DIR] [--generations 100] [--episodes 100]
 """
 
 import argparse
@@ -27,14 +27,22 @@ def main() -> None:
     args = parser.parse_args()
 
     world_model = dreamgym.load_world_model(args.world_model)
-    config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials,
-                                   temperature=1.15)
+    config = ControllerTrainConfig(
+        generations=args.generations, population=args.population, trials=args.trials, temperature=1.15
+    )
     result = train_controller(world_model, Path(args.out), config, resume=True, report=print)
     save_controller(result.controller, Path(args.out) / "controller.safetensors")
 
-    dream = dream_returns(world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100)[0]
-    real = evaluate("LatentDoomTakeCover-v0", Path(args.out) / "controller.safetensors", args.episodes, seed=50_000,
-                    env_kwargs={"world_model": args.world_model})
+    dream = dream_returns(
+        world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100
+    )[0]
+    real = evaluate(
+        "LatentDoomTakeCover-v0",
+        Path(args.out) / "controller.safetensors",
+        args.episodes,
+        seed=50_000,
+        env_kwargs={"world_model": args.world_model},
+    )
     print(f"dream (τ=1.15): {np.mean(dream):.0f} ± {np.std(dream):.0f}")
     print(f"real VizDoom:   {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
 

@@ -34,8 +34,10 @@ def main() -> None:
         _, dream = train_sb3("ppo", args.world_model, args.steps, out, seed=seed)
         result = evaluate("LatentBoxing-v0", out, args.episodes, seed=args.eval_seed, env_kwargs=real)
         means.append(result.mean)
-        print(f"seed {seed}: dream {dream:.1f}, real {result.mean:.1f} ± {result.std:.1f} over {result.episodes} bouts",
-              flush=True)
+        print(
+            f"seed {seed}: dream {dream:.1f}, real {result.mean:.1f} ± {result.std:.1f} over {result.episodes} bouts",
+            flush=True,
+        )
     print(f"mean over {len(means)} training seeds: {statistics.mean(means):.1f} (random: {random.mean:.1f})")
 
 

@@ -17,7 +17,7 @@ import torch
 
 from dreamgym.checkpoint import SHIPPED_MODELS, resolve_model_dir, save_world_model
 from dreamgym.config import DreamSettings
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.world_model import StartEpisodes, WorldModel
@@ -31,7 +31,7 @@ SMALL_HIDDEN = 16
 def small_world_model(game_name: str, seed: int = 0) -> WorldModel:
     """An untrained V and M of small size, with done-logits pushed low so episodes last."""
     torch.manual_seed(seed)
-    game = get_game(game_name)
+    game = lookup(game_name)
     vae = ConvVAE(VAEConfig(z_dim=SMALL_Z))
     mdnrnn = MDNRNN(MDNRNNConfig(z_dim=SMALL_Z, action_dim=game.action_dim, hidden_dim=SMALL_HIDDEN))
     with torch.no_grad():
@@ -56,7 +56,9 @@ def defended_world_model(game_name: str, members: int = 3, defaults: DreamSettin
     actions = torch.rand(int(lengths.sum()), model.game.action_dim, generator=generator)
     if model.game.discrete:
         actions = torch.nn.functional.one_hot(actions.argmax(-1), model.game.action_dim).float()
-    model.start_episodes = StartEpisodes(torch.randn(int(lengths.sum()), SMALL_Z, generator=generator), actions, lengths)
+    model.start_episodes = StartEpisodes(
+        torch.randn(int(lengths.sum()), SMALL_Z, generator=generator), actions, lengths
+    )
     model.dream_defaults = defaults or DreamSettings()
     model.__post_init__()  # the new members in eval mode, without gradients
     return model

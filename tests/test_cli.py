@@ -26,6 +26,7 @@ def test_an_sb3_zip_is_not_loaded_without_consent(tmp_path, monkeypatch, capsys)
 
 def test_an_sb3_algorithm_is_named_in_any_case_and_an_unknown_one_is_refused(tmp_path, monkeypatch):
     from dreamgym.evaluate import load_policy
+
     archive = tmp_path / "policy.zip"
     with zipfile.ZipFile(archive, "w") as zip_file:
         zip_file.writestr("data", "{}")
@@ -35,18 +36,21 @@ def test_an_sb3_algorithm_is_named_in_any_case_and_an_unknown_one_is_refused(tmp
         load_policy(archive, "ppo2")
 
 
-@pytest.mark.parametrize("args", [
-    ["train-controller", "RUN", "--temperature", "-1"],
-    ["train-controller", "RUN", "--temperature", "nan"],
-    ["train-controller", "RUN", "--population", "0"],
-    ["train-vae", "RUN", "--epochs", "-3"],
-    ["train-mdnrnn", "RUN", "--epochs", "0"],
-    ["collect", "doom", "--out", "RUN", "--max-steps", "-5"],
-    ["collect", "doom", "--out", "RUN", "--workers", "0"],
-    ["collect", "doom", "--out", "RUN", "--seed", "-1"],
-    ["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--episodes", "0"],
-    ["sweep-temperature", "RUN", "--temperatures", "1.0", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train-controller", "RUN", "--temperature", "-1"],
+        ["train-controller", "RUN", "--temperature", "nan"],
+        ["train-controller", "RUN", "--population", "0"],
+        ["train-vae", "RUN", "--epochs", "-3"],
+        ["train-mdnrnn", "RUN", "--epochs", "0"],
+        ["collect", "doom", "--out", "RUN", "--max-steps", "-5"],
+        ["collect", "doom", "--out", "RUN", "--workers", "0"],
+        ["collect", "doom", "--out", "RUN", "--seed", "-1"],
+        ["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--episodes", "0"],
+        ["sweep-temperature", "RUN", "--temperatures", "1.0", "0"],
+    ],
+)
 def test_bad_command_line_values_are_refused_before_anything_is_written(args, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -67,15 +71,18 @@ def test_settings_the_command_line_cannot_see_are_checked_by_the_config(tmp_path
     assert RunConfig.load(run).controller.population == preset("doom", "tiny").controller.population
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda data: data["vae"].update(epochs=0), "'vae': VAETrainConfig.epochs must be >= 1"),
-    (lambda data: data["vae"].update(kl_tolerance=float("nan")), "kl_tolerance must be finite"),
-    (lambda data: data["vae"].update(z_dim=100_000), "z_dim must be <= 4096"),
-    (lambda data: data.update(game="pong"), "unknown game 'pong'"),
-    (lambda data: data.pop("game"), "missing ['game']"),
-    (lambda data: data["mdnrnn"].update(hidden_dim="512"), "hidden_dim must be an integer"),
-    (lambda data: data.update(controller=[1, 2]), "'controller' must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda data: data["vae"].update(epochs=0), "'vae': VAETrainConfig.epochs must be >= 1"),
+        (lambda data: data["vae"].update(kl_tolerance=float("nan")), "kl_tolerance must be finite"),
+        (lambda data: data["vae"].update(z_dim=100_000), "z_dim must be <= 4096"),
+        (lambda data: data.update(game="pong"), "unknown game 'pong'"),
+        (lambda data: data.pop("game"), "missing ['game']"),
+        (lambda data: data["mdnrnn"].update(hidden_dim="512"), "hidden_dim must be an integer"),
+        (lambda data: data.update(controller=[1, 2]), "'controller' must be a JSON object"),
+    ],
+)
 def test_a_bad_run_json_is_refused_by_name_before_force_deletes_anything(edit, words, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "vae").mkdir(parents=True)
@@ -113,15 +120,20 @@ def test_version_and_python_dash_m(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"dreamgym {dreamgym.__version__}"
-    result = subprocess.run([sys.executable, "-m", "dreamgym", "--version"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamgym", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == f"dreamgym {dreamgym.__version__}"
 
 
 def test_models_lists_the_shipped_models_with_their_ids_and_scores_and_shows_a_card(capsys):
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    for name, ids in (("doom_take_cover", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),
-                      ("car_racing", "DreamCarRacing-v0, LatentCarRacing-v0"), ("boxing", "DreamBoxing-v0, LatentBoxing-v0")):
+    for name, ids in (
+        ("doom_take_cover", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),
+        ("car_racing", "DreamCarRacing-v0, LatentCarRacing-v0"),
+        ("boxing", "DreamBoxing-v0, LatentBoxing-v0"),
+    ):
         assert f"{name}: " in listing and ids in listing
     assert "735.4 ± 357.9 over 100 episodes" in listing  # from the Doom card's scores
     assert main(["models", "doom_take_cover"]) == 0
@@ -130,8 +142,10 @@ def test_models_lists_the_shipped_models_with_their_ids_and_scores_and_shows_a_c
     assert "unknown world_model 'no_such_model'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kwargs,words", [("{bad json", "argument --env-kwargs: not valid JSON"),
-                                          ("[1]", "argument --env-kwargs: expected a JSON object")])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [("{bad json", "argument --env-kwargs: not valid JSON"), ("[1]", "argument --env-kwargs: expected a JSON object")],
+)
 def test_env_kwargs_that_are_not_a_json_object_name_the_flag(kwargs, words, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--env-kwargs", kwargs])
@@ -145,7 +159,46 @@ def test_an_unknown_env_id_is_one_line_that_lists_the_ids(capsys):
 
 
 def test_an_env_that_refuses_its_keywords_is_one_line_naming_the_episode(capsys):
-    code = main(["evaluate", "LatentDoomTakeCover-v0", "--policy", "random", "--episodes", "1", "--workers", "1",
-                 "--env-kwargs", '{"bogus": 1}'])
+    code = main(
+        [
+            "evaluate",
+            "LatentDoomTakeCover-v0",
+            "--policy",
+            "random",
+            "--episodes",
+            "1",
+            "--workers",
+            "1",
+            "--env-kwargs",
+            '{"bogus": 1}',
+        ]
+    )
     assert code == 1
     assert "LatentDoomTakeCover-v0, episode 0 (seed 10000): TypeError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command,settings", [("iterate", "IterateConfig"), ("online", "OnlineConfig")])
+def test_a_loop_has_one_option_per_setting_with_its_docstring_and_default(command, settings):
+    import argparse
+    import dataclasses
+
+    from dreamgym import config
+    from dreamgym.cli import build_parser
+    from dreamgym.config import field_docs
+
+    cls = getattr(config, settings)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = {action.dest: action for action in sub._actions}
+    docs = field_docs(cls)
+    for spec in dataclasses.fields(cls):
+        action = options[spec.name]
+        assert " ".join(docs[spec.name].split()) in " ".join(action.help.split()), spec.name
+        if spec.default is not dataclasses.MISSING and spec.name != "dream":
+            shown = (
+                f"{spec.default:,}"
+                if isinstance(spec.default, int) and not isinstance(spec.default, bool)
+                else spec.default
+            )
+            assert f"(default: {shown})" in action.help, spec.name
+        assert action.default in (None, []), f"{spec.name}: the stored or the dataclass's default must win"

@@ -20,9 +20,6 @@ from conftest import small_world_model
 
 from dreamgym import cmaes
 from dreamgym.cmaes import (
-    ARRAYS_FILE,
-    OLD_STATE_FILE,
-    STATE_FILE,
     dream_returns,
     run_cmaes,
     train_controller,
@@ -30,10 +27,12 @@ from dreamgym.cmaes import (
 )
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.files import DamagedFileError
-from dreamgym.games import get_game
+from dreamgym.games import lookup
+from dreamgym.rundir import CMA_ARRAYS as ARRAYS_FILE
+from dreamgym.rundir import CMA_STATE as STATE_FILE
 from dreamgym.training import StageError
 
-GAME = get_game("carracing")
+GAME = lookup("carracing")
 OBS_DIM = 4
 TARGET = np.linspace(-1.0, 1.0, 3 * (OBS_DIM + 1))  # the best controller's flat parameters
 
@@ -43,8 +42,16 @@ def quadratic(parameters: np.ndarray) -> np.ndarray:
     return -np.sum((parameters - TARGET) ** 2, axis=1)
 
 
-def train(out: Path, generations: int, asked: dict[int, np.ndarray] | None = None, *, resume: bool = False,
-          force: bool = False, returns=quadratic, **settings):
+def train(
+    out: Path,
+    generations: int,
+    asked: dict[int, np.ndarray] | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    returns=quadratic,
+    **settings,
+):
     """CMA-ES on the quadratic; ``asked`` collects the candidates of each generation."""
     settings = {"population": 6, "sigma0": 0.3, "eval_every": 2, "eval_trials": 1, **settings}
     config = ControllerTrainConfig(generations=generations, **settings)
@@ -105,7 +112,9 @@ def test_other_users_of_numpys_global_random_state_do_not_change_the_candidates(
 def test_the_state_is_safetensors_and_json_and_resumes_with_pickle_disabled(tmp_path, monkeypatch):
     train(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("cma_state")) == [
-        ARRAYS_FILE.format(generations=2), STATE_FILE]
+        ARRAYS_FILE.format(generations=2),
+        STATE_FILE,
+    ]
     assert not list(tmp_path.rglob("*.pkl"))
 
     def refuse(*args, **kwargs):
@@ -153,8 +162,13 @@ def test_a_modified_arrays_file_is_refused(tmp_path):
         train(tmp_path, 4, resume=True)
 
 
-@pytest.mark.parametrize("generation, detected", [(0, "at generation 1, the replay .* reaches another mean"),
-                                                   (2, "at generation 3, the replay .* reaches another mean")])
+@pytest.mark.parametrize(
+    "generation, detected",
+    [
+        (0, "at generation 1, the replay .* reaches another mean"),
+        (2, "at generation 3, the replay .* reaches another mean"),
+    ],
+)
 def test_a_consistently_modified_told_value_is_caught_by_the_replay(tmp_path, generation, detected):
     train(tmp_path, 3)
 
@@ -187,13 +201,16 @@ def edit_best_score(record):
     record["best_score"] = float("nan")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (edit_history, "asked_sha256 is not 2 sha256 digests, one per generation of the history"),
-    (edit_digest, "at generation 2, the replay .* asks other candidates"),
-    (edit_popsize, "told is float64 \\(3, 6\\), expected float64 \\(3, 7\\)"),
-    (edit_arrays_name, "names the arrays file '../elsewhere.safetensors'"),
-    (edit_best_score, "best_score is nan"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (edit_history, "asked_sha256 is not 2 sha256 digests, one per generation of the history"),
+        (edit_digest, "at generation 2, the replay .* asks other candidates"),
+        (edit_popsize, "told is float64 \\(3, 6\\), expected float64 \\(3, 7\\)"),
+        (edit_arrays_name, "names the arrays file '../elsewhere.safetensors'"),
+        (edit_best_score, "best_score is nan"),
+    ],
+)
 def test_a_modified_record_is_refused_naming_the_file(tmp_path, edit, message):
     train(tmp_path, 3)
     record = json.loads((tmp_path / STATE_FILE).read_text())
@@ -230,17 +247,14 @@ class RunsCode:
         return os.mkdir, (str(self.marker),)
 
 
-def test_an_old_pickled_state_is_refused_without_being_unpickled(tmp_path):
+def test_a_pickle_beside_a_foreign_record_is_refused_without_being_unpickled(tmp_path):
     out, marker = tmp_path / "controller", tmp_path / "unpickled"
     out.mkdir()
-    (out / OLD_STATE_FILE).write_bytes(pickle.dumps({"es": RunsCode(marker)}))
+    (out / "cma_state.pkl").write_bytes(pickle.dumps({"es": RunsCode(marker)}))
     (out / STATE_FILE).write_text(json.dumps({"sha256": "0" * 64, "history": [{"generation": 1}]}))
-    with pytest.raises(StageError, match=f"{OLD_STATE_FILE}, a pickle, which is never loaded.*pass --force"):
+    with pytest.raises(DamagedFileError, match=f"{STATE_FILE} is damaged or was modified: format"):
         train(out, 3, resume=True)
     assert not marker.exists()
-    (out / OLD_STATE_FILE).unlink()  # the old record alone is recognised too
-    with pytest.raises(StageError, match="pass --force"):
-        train(out, 3, resume=True)
     assert train(out, 3, force=True).generations == 3
     assert not marker.exists()
 
@@ -264,7 +278,9 @@ def test_dream_training_resumes_exactly(tmp_path):
     settings = {"population": 4, "trials": 2, "max_steps": 10, "eval_every": 1, "eval_trials": 2}
     straight = train_controller(model, tmp_path / "straight", ControllerTrainConfig(generations=3, **settings))
     train_controller(model, tmp_path / "resumed", ControllerTrainConfig(generations=2, **settings))
-    resumed = train_controller(model, tmp_path / "resumed", ControllerTrainConfig(generations=3, **settings), resume=True)
+    resumed = train_controller(
+        model, tmp_path / "resumed", ControllerTrainConfig(generations=3, **settings), resume=True
+    )
     assert resumed.trained_generations == 1
     assert [row["mean_return"] for row in resumed.history] == [row["mean_return"] for row in straight.history]
     np.testing.assert_array_equal(resumed.controller.flat(), straight.controller.flat())
@@ -276,8 +292,14 @@ def test_real_game_fine_tuning_resumes_exactly_and_keeps_its_x0(model_dirs, tmp_
     settings = {"population": 4, "trials": 1, "sigma0": 0.05, "eval_every": 1, "eval_trials": 1}
 
     def real(out: Path, generations: int, **kwargs):
-        return train_controller_real(model_dirs["doom"], tmp_path / out, ControllerTrainConfig(generations=generations,
-                                     **settings), x0=kwargs.pop("x0", x0), workers=2, **kwargs)
+        return train_controller_real(
+            model_dirs["doom"],
+            tmp_path / out,
+            ControllerTrainConfig(generations=generations, **settings),
+            x0=kwargs.pop("x0", x0),
+            workers=2,
+            **kwargs,
+        )
 
     straight = real("straight", 3)
     real("resumed", 2)
@@ -290,7 +312,7 @@ def test_real_game_fine_tuning_resumes_exactly_and_keeps_its_x0(model_dirs, tmp_
 
 
 def test_a_killed_write_leaves_no_temporary_file_after_the_next_run(tmp_path):
-    game = get_game("doom")
+    game = lookup("doom")
     config = ControllerTrainConfig(generations=1, population=4, trials=1, eval_every=1, eval_trials=1)
     leftover = tmp_path / ".cma_state.json.abc.tmp"
     tmp_path.mkdir(exist_ok=True)
@@ -306,14 +328,18 @@ def small_model_returns(game: str, trained_rate: float = 0.0, **kwargs) -> np.nd
     """(3, 4) returns of 3 fixed controllers in 4 seeded dreams each of the small model."""
     model = small_world_model(game)
     model.mdnrnn.config = replace(model.mdnrnn.config, dropout=trained_rate)
-    parameters = np.random.default_rng(1).normal(0, 0.5, (3, (model.observation_dim + 1) * model.game.controller_output_dim))
+    parameters = np.random.default_rng(1).normal(
+        0, 0.5, (3, (model.observation_dim + 1) * model.game.controller_output_dim)
+    )
     return dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(3), 50, sample_done=True, **kwargs)
 
 
 # sha256 of small_model_returns(game) as float64, recorded with the code of commit 0d2b3eb, before
 # dropout existed (torch 2.13.0+cpu).
-PLAIN_RETURNS_DIGESTS = {"carracing": "630bfbc1335e93704ca094d326d3b9ddd35592eae0e3a1e5d6d0bab0d2c11a99",
-                         "doom": "5f058e82c72a4e6ae863cbb8e1b9c53e08ad01647887e6a8e6a21638fb478d6a"}
+PLAIN_RETURNS_DIGESTS = {
+    "carracing": "630bfbc1335e93704ca094d326d3b9ddd35592eae0e3a1e5d6d0bab0d2c11a99",
+    "doom": "5f058e82c72a4e6ae863cbb8e1b9c53e08ad01647887e6a8e6a21638fb478d6a",
+}
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])
@@ -378,6 +404,7 @@ def test_dream_training_passes_its_dropout_setting_to_every_dream(tmp_path, monk
     monkeypatch.setattr(cmaes, "dream_returns", recording)
     settings = {"population": 4, "trials": 2, "max_steps": 10, "eval_every": 1, "eval_trials": 2}
     assert DreamSettings().dropout is None
-    train_controller(model, tmp_path / "dropout", ControllerTrainConfig(generations=1, **settings),
-                     dream=DreamSettings(dropout=0.2))
+    train_controller(
+        model, tmp_path / "dropout", ControllerTrainConfig(generations=1, **settings), dream=DreamSettings(dropout=0.2)
+    )
     assert rates and set(rates) == {0.2}

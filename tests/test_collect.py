@@ -12,7 +12,7 @@ from dreamgym.collect import collect
 from dreamgym.config import CollectConfig, RunConfig
 from dreamgym.episodes import episode_files, read_episode
 from dreamgym.evaluate import act
-from dreamgym.games import CarRacingPilot, get_game, on_road, signed_angle
+from dreamgym.games import CarRacingPilot, lookup, on_road, signed_angle
 from dreamgym.pipeline import collect_stage, init_run
 from dreamgym.training import StageError
 
@@ -34,7 +34,7 @@ def test_signed_angle_is_positive_counter_clockwise():
 
 
 def test_the_carracing_pilot_drives_along_the_track_with_settings_drawn_per_episode():
-    env = get_game("carracing").make_real_env()
+    env = lookup("carracing").make_real_env()
     try:
         for seed in (0, 1):
             pilot = CarRacingPilot(np.random.default_rng(seed), env)
@@ -55,7 +55,7 @@ def test_the_carracing_pilot_drives_along_the_track_with_settings_drawn_per_epis
 
 
 def test_the_carracing_pilot_stops_stands_and_drives_on():
-    env = get_game("carracing").make_real_env()
+    env = lookup("carracing").make_real_env()
     try:
         pilot = CarRacingPilot(np.random.default_rng(0), env)
         env.reset(seed=0)
@@ -72,15 +72,16 @@ def test_the_carracing_pilot_stops_stands_and_drives_on():
 
 
 def test_an_sb3_agent_records_episodes_with_the_actions_it_takes_on_the_latent_twin(model_dirs, doom_agent, tmp_path):
-    config = CollectConfig(episodes=2, workers=1, seed=7, max_steps=25, policy=str(doom_agent),
-                           world_model=str(model_dirs["doom"]))
+    config = CollectConfig(
+        episodes=2, workers=1, seed=7, max_steps=25, policy=str(doom_agent), world_model=str(model_dirs["doom"])
+    )
     summaries = collect("doom", tmp_path, config)
     assert sorted(s.index for s in summaries) == [0, 1]
     agent = PPO.load(doom_agent, device="cpu")
     env = gym.make("LatentDoomTakeCover-v0", world_model=str(model_dirs["doom"]), device="cpu")
     try:
         for index, path in enumerate(episode_files(tmp_path)):
-            recorded = read_episode(path, get_game("doom"))["actions"]
+            recorded = read_episode(path, lookup("doom"))["actions"]
             observation, _ = env.reset(seed=7 + index)
             expected = []
             for _ in recorded:  # noise 0: every action is the agent's own
@@ -95,17 +96,31 @@ def test_an_agent_must_come_with_the_world_model_it_was_trained_in(model_dirs, d
     with pytest.raises(ValueError, match="needs the world model it was trained in"):
         collect("doom", tmp_path / "a", CollectConfig(episodes=1, policy=str(doom_agent)))
     with pytest.raises(ValueError, match="is a carracing model, not doom"):
-        collect("doom", tmp_path / "b", CollectConfig(episodes=1, policy=str(doom_agent),
-                                                      world_model=str(model_dirs["carracing"])))
+        collect(
+            "doom",
+            tmp_path / "b",
+            CollectConfig(episodes=1, policy=str(doom_agent), world_model=str(model_dirs["carracing"])),
+        )
     with pytest.raises(ValueError, match="acts in Discrete"):
-        collect("carracing", tmp_path / "c", CollectConfig(episodes=1, policy=str(doom_agent),
-                                                           world_model=str(model_dirs["carracing"])))
+        collect(
+            "carracing",
+            tmp_path / "c",
+            CollectConfig(episodes=1, policy=str(doom_agent), world_model=str(model_dirs["carracing"])),
+        )
     assert not any((tmp_path / name).exists() for name in "abc")  # refused before anything is written
 
 
 def test_a_run_loads_an_sb3_agent_only_when_trusted(model_dirs, doom_agent, tmp_path):
-    init_run(tmp_path, "doom", "tiny", episodes=1, workers=1, max_steps=5, policy=str(doom_agent),
-             world_model=str(model_dirs["doom"]))
+    init_run(
+        tmp_path,
+        "doom",
+        "tiny",
+        episodes=1,
+        workers=1,
+        max_steps=5,
+        policy=str(doom_agent),
+        world_model=str(model_dirs["doom"]),
+    )
     with pytest.raises(StageError, match="--trust-zip"):
         collect_stage(tmp_path)
     assert not (tmp_path / "episodes").exists()

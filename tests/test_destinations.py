@@ -14,7 +14,7 @@ from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.controller import LinearController
 from dreamgym.demo import run_demo
 from dreamgym.files import DestinationError
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.iterate import iterate
 from dreamgym.online import online
 from dreamgym.pipeline import export_stage, init_run, next_round
@@ -82,9 +82,10 @@ def test_a_model_directory_holding_other_files_is_not_replaced(run, tmp_path):
 
 def test_a_controller_of_another_dream_is_not_saved(tmp_path):
     model = small_world_model("doom")
-    doom = get_game("doom")
-    model.controller = LinearController(doom, np.zeros((doom.controller_output_dim, 7), np.float32),
-                                        np.zeros(doom.controller_output_dim, np.float32))
+    doom = lookup("doom")
+    model.controller = LinearController(
+        doom, np.zeros((doom.controller_output_dim, 7), np.float32), np.zeros(doom.controller_output_dim, np.float32)
+    )
     with pytest.raises(ValueError, match="was it trained in another dream"):
         save_world_model(model, tmp_path / "model")
     assert not (tmp_path / "model").exists()

@@ -39,12 +39,15 @@ def test_auto_takes_cuda_when_there_is_a_gpu_and_the_cpu_otherwise():
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
 
 
-@pytest.mark.parametrize("device, error, words", [
-    ("tpu", ValueError, "unknown device 'tpu'"),
-    ("mps", ValueError, "unsupported device 'mps'"),
-    ("cuda:99", ValueError, "cuda:99"),
-    (3, TypeError, "device must be"),
-])
+@pytest.mark.parametrize(
+    "device, error, words",
+    [
+        ("tpu", ValueError, "unknown device 'tpu'"),
+        ("mps", ValueError, "unsupported device 'mps'"),
+        ("cuda:99", ValueError, "cuda:99"),
+        (3, TypeError, "device must be"),
+    ],
+)
 def test_bad_devices_are_clear_errors(device, error, words):
     with pytest.raises(error, match=words):
         resolve_device(device)

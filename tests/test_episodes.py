@@ -16,11 +16,11 @@ import torch
 
 from dreamgym.episodes import EpisodeFileError, read_episode, read_latents, read_npz
 from dreamgym.files import npz_bytes
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.mdnrnn import LatentEpisodes
 from dreamgym.vae import frame_batches
 
-DOOM, CAR = get_game("doom"), get_game("carracing")
+DOOM, CAR = lookup("doom"), lookup("carracing")
 
 
 def episode(steps: int = 4, game=DOOM, **changes) -> dict[str, np.ndarray]:
@@ -35,8 +35,13 @@ def episode(steps: int = 4, game=DOOM, **changes) -> dict[str, np.ndarray]:
 
 
 def latents(steps: int = 4, z_dim: int = 3, **changes) -> dict[str, np.ndarray]:
-    arrays = {"mu": np.zeros((steps + 1, z_dim), np.float32), "logvar": np.zeros((steps + 1, z_dim), np.float32),
-              "actions": np.zeros(steps, np.int64), "rewards": np.ones(steps, np.float32), "dones": np.zeros(steps, bool)}
+    arrays = {
+        "mu": np.zeros((steps + 1, z_dim), np.float32),
+        "logvar": np.zeros((steps + 1, z_dim), np.float32),
+        "actions": np.zeros(steps, np.int64),
+        "rewards": np.ones(steps, np.float32),
+        "dones": np.zeros(steps, bool),
+    }
     arrays.update(changes)
     return arrays
 
@@ -69,25 +74,31 @@ def test_a_malformed_episode_file_is_refused_by_name(case, tmp_path):
         read_episode(path, DOOM)
 
 
-@pytest.mark.parametrize("actions", [
-    np.array([[0, 0.5, 0]] * 3 + [[np.nan, 0, 0]], np.float32),
-    np.array([[0, 0.5, 0]] * 3 + [[1.5, 0, 0]], np.float32),
-    np.zeros((4, 2), np.float32),
-])
+@pytest.mark.parametrize(
+    "actions",
+    [
+        np.array([[0, 0.5, 0]] * 3 + [[np.nan, 0, 0]], np.float32),
+        np.array([[0, 0.5, 0]] * 3 + [[1.5, 0, 0]], np.float32),
+        np.zeros((4, 2), np.float32),
+    ],
+)
 def test_carracing_actions_must_be_finite_and_within_the_bounds(actions, tmp_path):
     path = write(tmp_path / "episode_000001.npz", episode(game=CAR, actions=actions))
     with pytest.raises(EpisodeFileError, match="episode_000001.npz"):
         read_episode(path, CAR)
 
 
-@pytest.mark.parametrize("changes", [
-    {"mu": np.array([[0, 0, np.nan]] * 5, np.float32)},
-    {"logvar": np.full((5, 3), np.inf, np.float32)},
-    {"logvar": np.full((5, 3), 1e6, np.float32)},
-    {"mu": np.zeros((5, 4), np.float32)},
-    {"mu": np.zeros((4, 3), np.float32), "logvar": np.zeros((4, 3), np.float32)},
-    {"rewards": np.array([np.nan] * 4, np.float32)},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mu": np.array([[0, 0, np.nan]] * 5, np.float32)},
+        {"logvar": np.full((5, 3), np.inf, np.float32)},
+        {"logvar": np.full((5, 3), 1e6, np.float32)},
+        {"mu": np.zeros((5, 4), np.float32)},
+        {"mu": np.zeros((4, 3), np.float32), "logvar": np.zeros((4, 3), np.float32)},
+        {"rewards": np.array([np.nan] * 4, np.float32)},
+    ],
+)
 def test_a_malformed_latent_file_is_refused_by_name(changes, tmp_path):
     path = write(tmp_path / "episode_000007.npz", latents(**changes))
     with pytest.raises(EpisodeFileError, match="episode_000007.npz"):
@@ -108,11 +119,14 @@ def npy_bytes(header: str, data: bytes) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
 
 
-@pytest.mark.parametrize("member, damage", [
-    (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", bytes(16)), "smaller"),
-    (npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", bytes(8)), "Python objects"),
-    (b"\x93NUMPY\x09\x00" + bytes(200), "version"),
-])
+@pytest.mark.parametrize(
+    "member, damage",
+    [
+        (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", bytes(16)), "smaller"),
+        (npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", bytes(8)), "Python objects"),
+        (b"\x93NUMPY\x09\x00" + bytes(200), "version"),
+    ],
+)
 def test_an_array_is_never_larger_than_its_bytes_nor_unpickled(member, damage, tmp_path):
     path = tmp_path / "episode_000005.npz"
     arrays = episode()
@@ -166,8 +180,10 @@ def test_ms_data_and_vs_batches_skip_malformed_files_and_say_which(tmp_path):
 
     frames_dir = tmp_path / "episodes"
     frames_dir.mkdir()
-    files = [write(frames_dir / "episode_000000.npz", episode()),
-             write(frames_dir / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))]
+    files = [
+        write(frames_dir / "episode_000000.npz", episode()),
+        write(frames_dir / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8))),
+    ]
     skipped.clear()
     batches = list(frame_batches(files, 2, np.random.default_rng(0), 100, on_skip=skipped.append))
     assert sum(len(b) for b in batches) == 5 and all(b.shape[1:] == (64, 64, 3) for b in batches)
@@ -177,8 +193,10 @@ def test_ms_data_and_vs_batches_skip_malformed_files_and_say_which(tmp_path):
 @pytest.mark.parametrize("limit", [3, 5, 12, 23])
 def test_vs_batches_draw_exactly_the_frames_asked_for_repeating_a_small_dataset(limit, tmp_path):
     frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
-    files = [write(tmp_path / "episode_000000.npz", episode(frames=frames)),
-             write(tmp_path / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8)))]
+    files = [
+        write(tmp_path / "episode_000000.npz", episode(frames=frames)),
+        write(tmp_path / "episode_000001.npz", episode(frames=np.zeros((5, 32, 32, 3), np.uint8))),
+    ]
     skipped: list[str] = []
     batches = list(frame_batches(files, 2, np.random.default_rng(0), 5, limit=limit, on_skip=skipped.append))
     drawn = np.concatenate(batches)[:, 0, 0, 0]
@@ -204,8 +222,11 @@ def test_an_extra_member_is_never_decompressed_and_the_sizes_are_bounded_togethe
                 member.write(block)
     opened = []
     real_open = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(getattr(name, "filename", name))
-                        or real_open(self, name, *a, **k))
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "open",
+        lambda self, name, *a, **k: opened.append(getattr(name, "filename", name)) or real_open(self, name, *a, **k),
+    )
     assert sorted(read_episode(path)) == ["actions", "dones", "frames", "rewards"]
     assert "padding.npy" not in opened
     monkeypatch.setattr(episodes, "MAX_ARRAY_BYTES", 64 * 64 * 3 * 5 + 100)  # each array fits, all of them do not

@@ -15,19 +15,34 @@ import pytest
 import safetensors.numpy
 from conftest import run_command, small_world_model
 
-from dreamgym.cmaes import STATE_FILE, train_controller
+from dreamgym.cmaes import train_controller
 from dreamgym.config import ControllerTrainConfig
 from dreamgym.episodes import episode_files, read_episode
 from dreamgym.files import DamagedFileError
 from dreamgym.parallel import run_parallel
+from dreamgym.rundir import CMA_STATE as STATE_FILE
 
 
 def test_sigkill_during_collect_loses_only_the_episodes_in_progress(tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "dreamgym.cli", "collect", "doom", "--out", str(run), "--preset", "tiny",
-               "--episodes", "40", "--max-steps", "300"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "dreamgym.cli",
+        "collect",
+        "doom",
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--episodes",
+        "40",
+        "--max-steps",
+        "300",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while len(episode_files(run / "episodes")) < 2 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -70,13 +85,15 @@ def test_a_dead_worker_with_a_game_open_is_an_error_not_a_hang(tmp_path, monkeyp
     # The game process inherits descriptors from its worker; one of them tells the pool that
     # the worker died, so the pool must not let the game hold it open. run_command kills what
     # is left in the session afterwards: the dead worker's own game outlives it.
-    (tmp_path / "run.py").write_text("from dreamgym.parallel import run_parallel\n"
-                                     "from test_faults import game_then_die\n"
-                                     "if __name__ == '__main__':\n"
-                                     "    try:\n"
-                                     "        list(run_parallel(game_then_die, [0, 1, 2, 3], workers=2))\n"
-                                     "    except RuntimeError as error:\n"
-                                     "        print(error)\n")
+    (tmp_path / "run.py").write_text(
+        "from dreamgym.parallel import run_parallel\n"
+        "from test_faults import game_then_die\n"
+        "if __name__ == '__main__':\n"
+        "    try:\n"
+        "        list(run_parallel(game_then_die, [0, 1, 2, 3], workers=2))\n"
+        "    except RuntimeError as error:\n"
+        "        print(error)\n"
+    )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
     result = run_command([sys.executable, "run.py"], cwd=tmp_path, timeout=120)  # a hang raises TimeoutExpired
     assert result.returncode == 0, result.stderr[-2000:]

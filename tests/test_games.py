@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dreamgym.games import get_game, vizdoom_home
+from dreamgym.games import lookup, vizdoom_home
 
 
 def test_a_real_doom_game_writes_nothing_in_the_current_directory(tmp_path, monkeypatch):
@@ -14,7 +14,7 @@ def test_a_real_doom_game_writes_nothing_in_the_current_directory(tmp_path, monk
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    env = get_game("doom").make_real_env()
+    env = lookup("doom").make_real_env()
     try:
         env.reset(seed=0)  # the engine starts here
         assert os.getcwd() == str(cwd)

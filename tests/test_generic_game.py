@@ -37,8 +37,8 @@ class PixelChase(gym.Env):
 
     def frame(self) -> np.ndarray:
         image = np.full((SIZE, SIZE, 3), 20, np.uint8)
-        image[:, SIZE - BLOCK:] = (0, 160, 0)
-        image[SIZE // 2 - BLOCK // 2: SIZE // 2 + BLOCK // 2, self.x: self.x + BLOCK] = (220, 30, 30)
+        image[:, SIZE - BLOCK :] = (0, 160, 0)
+        image[SIZE // 2 - BLOCK // 2 : SIZE // 2 + BLOCK // 2, self.x : self.x + BLOCK] = (220, 30, 30)
         return image
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -59,8 +59,9 @@ class PixelChaseDict(PixelChase):
 
     def __init__(self, render_mode: str | None = None) -> None:
         super().__init__(render_mode)
-        self.observation_space = gym.spaces.Dict({"screen": self.observation_space,
-                                                  "x": gym.spaces.Box(0, SIZE, (1,), np.float32)})
+        self.observation_space = gym.spaces.Dict(
+            {"screen": self.observation_space, "x": gym.spaces.Box(0, SIZE, (1,), np.float32)}
+        )
 
     def observe(self, frame: np.ndarray) -> dict:
         return {"screen": frame, "x": np.array([self.x], np.float32)}
@@ -143,8 +144,20 @@ def user_package() -> Iterator[None]:
 def pixel_run(tmp_path_factory, user_package) -> Path:
     """`dreamgym pipeline --env test_generic_game:PixelChase-v0 --preset tiny`, in a new process."""
     root = tmp_path_factory.mktemp("pixel")
-    result = dreamgym_cli("pipeline", "--env", ENV_ID, "--env-setting", "max_episode_steps=40", "--out",
-                          str(root / "run"), "--preset", "tiny", "--device", "cpu", cwd=root)
+    result = dreamgym_cli(
+        "pipeline",
+        "--env",
+        ENV_ID,
+        "--env-setting",
+        "max_episode_steps=40",
+        "--out",
+        str(root / "run"),
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in ("collect", "train-vae", "encode", "train-mdnrnn", "train-controller", "export", "evaluate"):
         assert f"[{stage}]" in result.stdout
@@ -155,7 +168,11 @@ def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
     from dreamgym.games import game_from_env
 
     game = game_from_env(ENV_ID, max_episode_steps=40)
-    assert (game.name, game.dream_env_id, game.latent_env_id) == ("pixelchase", "DreamPixelChase-v0", "LatentPixelChase-v0")
+    assert (game.name, game.dream_env_id, game.latent_env_id) == (
+        "pixelchase",
+        "DreamPixelChase-v0",
+        "LatentPixelChase-v0",
+    )
     assert game.discrete and game.action_dim == 3 and game.frame_key is None and game.render_fps == 15
     assert game.preprocess(PixelChase().reset(seed=0)[0]).shape == (64, 64, 3)
     assert game.spec == {"env_id": ENV_ID, "max_episode_steps": 40}
@@ -215,14 +232,14 @@ def test_a_game_with_box_actions_explores_and_is_steered_within_its_bounds():
 
 
 def test_a_file_cannot_make_dreamgym_import_a_package_it_names(monkeypatch):
-    from dreamgym.games import game_from_spec
+    from dreamgym.games import lookup
 
     monkeypatch.delenv("DREAMGYM_ENV_PACKAGES", raising=False)
     with pytest.raises(ValueError, match="add it to DREAMGYM_ENV_PACKAGES, or import .* in your own code first"):
-        game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
+        lookup({"env_id": "a_package_nobody_imported:Game-v0"})
     monkeypatch.setenv("DREAMGYM_ENV_PACKAGES", "a_package_nobody_imported")  # the user's word: imported, if it exists
     with pytest.raises(ValueError, match="needs the package 'a_package_nobody_imported'"):
-        game_from_spec({"env_id": "a_package_nobody_imported:Game-v0"})
+        lookup({"env_id": "a_package_nobody_imported:Game-v0"})
 
 
 def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pixel_run, tmp_path):
@@ -237,8 +254,12 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     assert f"`dreamgym pipeline --env {ENV_ID} --env-setting max_episode_steps=40 --preset tiny`" in card
 
     exported = tmp_path / "half"  # lean, as a shipped dream of an env id: float16, no start episodes
-    assert dreamgym_cli("export", str(pixel_run), "--to", str(exported), "--float16", "--start-episodes", "0",
-                        cwd=tmp_path).returncode == 0
+    assert (
+        dreamgym_cli(
+            "export", str(pixel_run), "--to", str(exported), "--float16", "--start-episodes", "0", cwd=tmp_path
+        ).returncode
+        == 0
+    )
     assert (pixel_run / "model" / "start_episodes.safetensors").is_file()
     assert not (exported / "start_episodes.safetensors").exists()
     dream_id, latent_id = dreamgym.register(pixel_run / "model")
@@ -260,7 +281,9 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     envs.reset(seed=0)
     assert envs.step(np.array([0, 1, 2, 1]))[0].shape[0] == 4
 
-    agent, _ = train_sb3("ppo", pixel_run / "model", 256, tmp_path / "ppo.zip", seed=0)  # no recipe of its own: the any-game one
+    agent, _ = train_sb3(
+        "ppo", pixel_run / "model", 256, tmp_path / "ppo.zip", seed=0
+    )  # no recipe of its own: the any-game one
     result = evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2)  # spawned workers
     assert len(result.returns) == 4 and all(length == 40 for length in result.lengths)
 
@@ -314,10 +337,33 @@ def test_iterate_trains_ppo_in_the_dream_of_a_game_made_from_an_env_id(pixel_run
 
     start = tmp_path / "start"
     shutil.copytree(pixel_run, start)
-    result = dreamgym_cli("iterate", "--env", ENV_ID, "--env-setting", "max_episode_steps=40", "--out",
-                          str(tmp_path / "iter"), "--start", str(start), "--agent", "ppo", "--trust-zip", "--rounds", "2",
-                          "--episodes", "4", "--agent-steps", "256", "--eval-episodes", "2", "--refine-epochs", "1",
-                          "--device", "cpu", cwd=tmp_path)
+    result = dreamgym_cli(
+        "iterate",
+        "--env",
+        ENV_ID,
+        "--env-setting",
+        "max_episode_steps=40",
+        "--out",
+        str(tmp_path / "iter"),
+        "--start",
+        str(start),
+        "--agent",
+        "ppo",
+        "--trust-zip",
+        "--rounds",
+        "2",
+        "--episodes",
+        "4",
+        "--agent-steps",
+        "256",
+        "--eval-episodes",
+        "2",
+        "--refine-epochs",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rounds = json.loads((tmp_path / "iter" / "rounds.json").read_text())
     assert [row["round"] for row in rounds] == [0, 1]
@@ -380,17 +426,97 @@ def test_a_users_module_in_the_current_directory_needs_no_environment_variable(t
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
         return result.stdout
 
-    ok(run_command([dreamgym, "pipeline", "--env", "mygame:Blink-v0", "--preset", "tiny", "--out", "runs/blink",
-                    "--device", "cpu"], cwd=project))
+    ok(
+        run_command(
+            [
+                dreamgym,
+                "pipeline",
+                "--env",
+                "mygame:Blink-v0",
+                "--preset",
+                "tiny",
+                "--out",
+                "runs/blink",
+                "--device",
+                "cpu",
+            ],
+            cwd=project,
+        )
+    )
     model = project / "runs" / "blink" / "model"
     ok(run_command([dreamgym, "export", str(project / "runs" / "blink"), "--to", "blink_model"], cwd=elsewhere))
-    out = ok(run_command([dreamgym, "evaluate", "LatentBlink-v0", "--policy", "random", "--world-model", str(model),
-                          "--episodes", "2", "--workers", "2"], cwd=elsewhere))
+    out = ok(
+        run_command(
+            [
+                dreamgym,
+                "evaluate",
+                "LatentBlink-v0",
+                "--policy",
+                "random",
+                "--world-model",
+                str(model),
+                "--episodes",
+                "2",
+                "--workers",
+                "2",
+            ],
+            cwd=elsewhere,
+        )
+    )
     assert "LatentBlink-v0:" in out
-    ok(run_command([sys.executable, "-c", f"import dreamgym, gymnasium as gym; ids = dreamgym.register({str(model)!r}); "
-                    "env = gym.make(ids[0]); env.reset(seed=0); print(env.step(1)[1])"], cwd=elsewhere))
+    ok(
+        run_command(
+            [
+                sys.executable,
+                "-c",
+                f"import dreamgym, gymnasium as gym; ids = dreamgym.register({str(model)!r}); "
+                "env = gym.make(ids[0]); env.reset(seed=0); print(env.step(1)[1])",
+            ],
+            cwd=elsewhere,
+        )
+    )
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "someone_else"))  # a user who never named mygame
-    refused = run_command([dreamgym, "evaluate", "LatentBlink-v0", "--policy", "random", "--world-model",
-                           str(elsewhere / "blink_model"), "--episodes", "1"], cwd=project)
+    refused = run_command(
+        [
+            dreamgym,
+            "evaluate",
+            "LatentBlink-v0",
+            "--policy",
+            "random",
+            "--world-model",
+            str(elsewhere / "blink_model"),
+            "--episodes",
+            "1",
+        ],
+        cwd=project,
+    )
     assert refused.returncode == 1 and "a file asks dreamgym to import 'mygame'" in refused.stderr
+
+
+def test_the_shipped_boxing_dream_names_its_game_like_a_built_in_one(tmp_path):
+    from conftest import dreamgym_cli
+
+    from dreamgym.games import lookup
+
+    game = lookup("boxing")
+    assert (game.real_env_id, game.dream_env_id, sorted(game.presets)) == (
+        "ALE/Boxing-v5",
+        "DreamBoxing-v0",
+        ["cpu", "tiny"],
+    )
+    result = dreamgym_cli(
+        "collect",
+        "boxing",
+        "--out",
+        str(tmp_path / "run"),
+        "--preset",
+        "tiny",
+        "--episodes",
+        "1",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "run" / "episodes").glob("*.npz"))) == 1

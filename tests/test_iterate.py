@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import run_command
 
-from dreamgym.config import IterateConfig
+from dreamgym.config import IterateConfig, RunConfig
+from dreamgym.files import LOCK_FILE
 from dreamgym.iterate import (
     RoundRow,
     iterate,
@@ -26,8 +27,9 @@ from dreamgym.training import StageError
 
 
 def row(k: int, real: float, steps: int = 1000) -> RoundRow:
-    return RoundRow(round=k, data_steps=steps, eval_steps=0, dream_mean=real + 100, real_mean=real, real_std=1.0,
-                    seconds={})
+    return RoundRow(
+        round=k, data_steps=steps, eval_steps=0, dream_mean=real + 100, real_mean=real, real_std=1.0, seconds={}
+    )
 
 
 def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stops_improving():
@@ -35,7 +37,8 @@ def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stop
     assert stop_reason([row(0, 100)], config) is None
     assert stop_reason([row(0, 100), row(1, 150), row(2, 140)], config) is None  # one round without gain
     assert "no better real score for 2 rounds (best: round 1)" in stop_reason(
-        [row(0, 100), row(1, 150), row(2, 140), row(3, 150)], config)  # a tie is no gain
+        [row(0, 100), row(1, 150), row(2, 140), row(3, 150)], config
+    )  # a tie is no gain
     assert "budget" in stop_reason([row(0, 100, steps=10_000)], config)
     assert "5 rounds done" in stop_reason([row(k, 100 + k) for k in range(5)], config)
     assert stop_reason([row(0, 100), row(1, 90), row(2, 80)], IterateConfig(rounds=5, patience=0)) is None
@@ -71,10 +74,39 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
 
 def iterate_command(game: str, run: Path, agent: str, refresh_v: str) -> list[str]:
     defended = ["--members", "2", "--dream", "ensemble=pessimist", "--dream", "starts=data"] if game == "doom" else []
-    return [sys.executable, "-m", "dreamgym.cli", "iterate", game, "--out", str(run), "--preset", "tiny",
-            "--agent", agent, "--rounds", "2", "--episodes", "3", "--eval-episodes", "2", "--refine-epochs", "1",
-            "--agent-steps", "2048", "--patience", "5", "--device", "cpu", "--trust-zip", "--refresh-v", refresh_v,
-            "--refine-v-frames", "64", *defended]
+    return [
+        sys.executable,
+        "-m",
+        "dreamgym.cli",
+        "iterate",
+        game,
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--agent",
+        agent,
+        "--rounds",
+        "2",
+        "--episodes",
+        "3",
+        "--eval-episodes",
+        "2",
+        "--refine-epochs",
+        "1",
+        "--agent-steps",
+        "2048",
+        "--patience",
+        "5",
+        "--device",
+        "cpu",
+        "--trust-zip",
+        "--refresh-v",
+        refresh_v,
+        "--refine-v-frames",
+        "64",
+        *defended,
+    ]
 
 
 # Doom keeps V (0: never refreshed); CarRacing's round 2 always refines it (any ratio > 0.001)
@@ -92,17 +124,20 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert new_episodes, "the kill must land while round 2 records its episodes"
-    round_0 = {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file()}
+    round_0 = {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file() and p.name != LOCK_FILE}
     kept = {p: p.stat().st_mtime_ns for p in new_episodes}
     settings = (run / "round_1" / "run.json").read_text()  # a run.json that names another agent is refused
-    (run / "round_1" / "run.json").write_text(settings.replace(str(run.resolve() / "round_0"), str(tmp_path / "other")))
+    assert '"../round_0/' in settings  # run.json names round 0's agent relative to the round
+    (run / "round_1" / "run.json").write_text(settings.replace('"../round_0/', f'"{tmp_path / "other"}/'))
     refused = run_command(command, cwd=tmp_path)
     assert refused.returncode == 1 and "but round 1 records with" in refused.stderr, refused.stderr[-2000:]
     (run / "round_1" / "run.json").write_text(settings)
 
     result = run_command(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file()} == round_0  # untouched
+    assert {
+        p: p.stat().st_mtime_ns for p in (run / "round_0").rglob("*") if p.is_file() and p.name != LOCK_FILE
+    } == round_0  # untouched
     assert {p: p.stat().st_mtime_ns for p in new_episodes} == kept  # what was recorded is kept, not redone
     rows = json.loads((run / "rounds.json").read_text())
     assert [r["round"] for r in rows] == [0, 1]
@@ -111,7 +146,8 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     assert "| 1 " in table and "Stopped: 2 rounds done." in table and (run / "rounds.png").stat().st_size > 0
     collect = json.loads((run / "round_1" / "run.json").read_text())["collect"]
     agent_file = "model" if agent == "cmaes" else "agent.zip"
-    assert collect["policy"] == str(run.resolve() / "round_0" / agent_file)  # round 2 recorded with round 1's agent
+    assert collect["policy"] == f"../round_0/{agent_file}"  # stored relative to the round: a moved run goes on
+    assert RunConfig.load(run / "round_1").collect.policy == str(run.resolve() / "round_0" / agent_file)
     round_1 = json.loads((run / "round_1" / "run.json").read_text())
     assert round_1["mdnrnn"]["epochs"] == 1  # refined, not retrained
     if game == "doom":  # every round trains in the defended dream, its members refined together
@@ -152,21 +188,49 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
     from dreamgym.evaluate import sb3_algorithm
 
     start = tiny_runs("doom")
-    agent = A2C("MlpPolicy", make_sb3_vec_env("DreamDoomTakeCover-v0", 2, world_model=str(start / "model"),
-                                              device="cpu"), n_steps=8, seed=0, device="cpu")
+    agent = A2C(
+        "MlpPolicy",
+        make_sb3_vec_env("DreamDoomTakeCover-v0", 2, world_model=str(start / "model"), device="cpu"),
+        n_steps=8,
+        seed=0,
+        device="cpu",
+    )
     agent.learn(32)
     agent.save(tmp_path / "a2c.zip")
-    before = {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file()}
+    before = {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file() and p.name != LOCK_FILE}
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "dreamgym.cli", "iterate", "doom", "--out", str(run), "--agent",
-               str(tmp_path / "a2c.zip"), "--start", str(start), "--rounds", "2", "--episodes", "2",
-               "--eval-episodes", "2", "--refine-epochs", "1", "--agent-steps", "64", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "dreamgym.cli",
+        "iterate",
+        "doom",
+        "--out",
+        str(run),
+        "--agent",
+        str(tmp_path / "a2c.zip"),
+        "--start",
+        str(start),
+        "--rounds",
+        "2",
+        "--episodes",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--refine-epochs",
+        "1",
+        "--agent-steps",
+        "64",
+        "--device",
+        "cpu",
+    ]
     refused = run_command(command, cwd=tmp_path)  # the agent's .zip is loaded: consent first
     assert refused.returncode == 1 and "--trust-zip" in refused.stderr and not run.exists()
     result = run_command(command + ["--trust-zip"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    assert {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file()} == before  # the start run is only read
+    after = {p: p.stat().st_mtime_ns for p in start.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+    assert after == before  # the start run is only read (and locked while the rounds run)
     round_0 = run / "round_0"
     assert all(p.is_symlink() for p in (round_0 / "episodes").glob("*.npz"))  # linked, not recorded again
     assert (round_0 / "vae" / "checkpoint.pt").is_symlink() and (round_0 / "mdnrnn" / "checkpoint.pt").is_symlink()
@@ -174,12 +238,14 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
     start_steps = sum(len(np.load(p)["actions"]) for p in (start / "episodes").glob("*.npz"))
     assert rows[0]["data_steps"] == start_steps and rows[0]["seconds"]["collect"] < 5  # its data counts, once
     assert rows[1]["data_steps"] > start_steps
-    assert json.loads((run / "round_1" / "run.json").read_text())["collect"]["policy"] == str(round_0 / "agent.zip")
+    assert RunConfig.load(run / "round_1").collect.policy == str(round_0.resolve() / "agent.zip")
     assert sb3_algorithm(run / "round_1" / "agent.zip") == "A2C"  # trained on as what it is
     assert A2C.load(run / "round_1" / "agent.zip").num_timesteps >= 32 + 64
     assert "a2c from a2c.zip" in (run / "rounds.md").read_text()
-    exported = run_command([sys.executable, "-m", "dreamgym.cli", "export", str(run / "round_1"), "--to",
-                            str(tmp_path / "exported")], cwd=tmp_path)  # after its evaluation: with its score
+    exported = run_command(
+        [sys.executable, "-m", "dreamgym.cli", "export", str(run / "round_1"), "--to", str(tmp_path / "exported")],
+        cwd=tmp_path,
+    )  # after its evaluation: with its score
     assert exported.returncode == 0, exported.stderr[-2000:]
     card = (tmp_path / "exported" / "MODEL_CARD.md").read_text()  # how the round was made, and who scored what
     assert "Built with round 1 of `dreamgym iterate doom --out RUN --agent a2c.zip" in card
@@ -188,9 +254,36 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
 
     wrong = A2C("MlpPolicy", "CartPole-v1", n_steps=8, device="cpu")  # another game's agent
     wrong.save(tmp_path / "cartpole.zip")
-    other = run_command([*command[:6], str(tmp_path / "other"), "--agent", str(tmp_path / "cartpole.zip"),
-                         *command[9:], "--trust-zip"], cwd=tmp_path)
+    other = run_command(
+        [*command[:6], str(tmp_path / "other"), "--agent", str(tmp_path / "cartpole.zip"), *command[9:], "--trust-zip"],
+        cwd=tmp_path,
+    )
     assert other.returncode == 1 and "does not fit start" in other.stderr, other.stderr[-2000:]
-    alone = run_command([*command[:6], str(tmp_path / "alone"), "--agent", str(tmp_path / "a2c.zip"),
-                         "--trust-zip"], cwd=tmp_path)
+    alone = run_command(
+        [*command[:6], str(tmp_path / "alone"), "--agent", str(tmp_path / "a2c.zip"), "--trust-zip"], cwd=tmp_path
+    )
     assert alone.returncode == 1 and "needs start" in alone.stderr and not (tmp_path / "alone").exists()
+
+
+def test_a_round_linked_to_another_directory_is_refused(tmp_path):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    save_settings(run, "doom", "tiny", IterateConfig(rounds=1))  # an iterate run, as a first call leaves it
+    (run / "round_0").symlink_to(elsewhere)
+    with pytest.raises(StageError, match="round_0 is a symbolic link"):
+        iterate(run, "doom", preset="tiny", rounds=1)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_iterate_holds_the_lock_of_its_rounds_and_of_its_start_run(tmp_path):
+    from dreamgym.files import RunLockedError, run_lock
+    from dreamgym.pipeline import init_run
+
+    save_settings(tmp_path / "run", "doom", "tiny", IterateConfig(rounds=1))
+    with run_lock(tmp_path / "run" / "round_0"), pytest.raises(RunLockedError, match="round_0 is in use"):
+        iterate(tmp_path / "run", "doom", preset="tiny", rounds=1)
+    start = tmp_path / "start"
+    init_run(start, "doom", "tiny")  # a run directory to start from (its stages are not needed to be refused)
+    with run_lock(start), pytest.raises(RunLockedError, match="start is in use"):
+        iterate(tmp_path / "run2", "doom", rounds=1, start=str(start))
+    assert not (tmp_path / "run2" / "round_0").exists()

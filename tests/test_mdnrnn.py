@@ -54,7 +54,9 @@ def test_sampling_at_temperature_one_follows_the_mixture():
     heads = random_heads(1, 1, 5, seed=4)
     heads = MDNOutput(*(t.expand(20000, *t.shape[1:]) if t.dim() == 3 else t for t in heads))
     samples = sample_next_z(heads, 1.0, torch.Generator().manual_seed(5))[:, 0]
-    mixture = D.MixtureSameFamily(D.Categorical(logits=heads.logits[0, 0]), D.Normal(heads.mu[0, 0], heads.log_sigma[0, 0].exp()))
+    mixture = D.MixtureSameFamily(
+        D.Categorical(logits=heads.logits[0, 0]), D.Normal(heads.mu[0, 0], heads.log_sigma[0, 0].exp())
+    )
     assert abs(samples.mean().item() - mixture.mean.item()) < 4 * math.sqrt(mixture.variance.item() / 20000)
     assert abs(samples.var().item() / mixture.variance.item() - 1) < 0.05
 
@@ -90,19 +92,25 @@ def test_the_done_head_is_calibrated_although_its_loss_weights_episode_ends():
     """Trained with positives weighted by w, the loss is minimal where sigmoid(done_logit) equals
     the true end rate: the dream's p > 0.5 then means "more likely to end than not"."""
     from dreamgym.config import MDNTrainConfig
-    from dreamgym.games import get_game
+    from dreamgym.games import lookup
     from dreamgym.mdnrnn import SequenceBatch, build_mdnrnn, mdnrnn_losses
 
     config = MDNTrainConfig(hidden_dim=8, done_pos_weight=10.0)
-    model = build_mdnrnn(4, get_game("doom"), config)
+    model = build_mdnrnn(4, lookup("doom"), config)
     rate = 0.2
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
         model.head.bias[-1] = math.log(rate / (1 - rate)) + math.log(config.done_pos_weight)
     B, L = 1, 5
-    batch = SequenceBatch(torch.zeros(B, L, 4), torch.zeros(B, L, 3), torch.zeros(B, L, 4), torch.zeros(B, L),
-                          torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]]), torch.ones(B, L))  # one end in five steps
+    batch = SequenceBatch(
+        torch.zeros(B, L, 4),
+        torch.zeros(B, L, 3),
+        torch.zeros(B, L, 4),
+        torch.zeros(B, L),
+        torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]]),
+        torch.ones(B, L),
+    )  # one end in five steps
     output, _ = model(batch.z, batch.actions)
     assert torch.allclose(torch.sigmoid(output.done_logit), torch.tensor(rate))
     mdnrnn_losses(model, batch, config.done_pos_weight)["done"].backward()
@@ -119,10 +127,13 @@ def write_latent_episodes(directory, lengths, z_dim=3, seed=0):
     paths = []
     for e, steps in enumerate(lengths):
         frames = np.arange(steps + 1, dtype=np.float32)
-        arrays = {"mu": np.repeat((e * 1000 + frames)[:, None], z_dim, axis=1),
-                  "logvar": np.full((steps + 1, z_dim), -25.0, np.float32),
-                  "actions": rng.integers(0, 3, steps), "rewards": frames[:-1] + 0.5,
-                  "dones": (np.arange(steps) == steps - 1).astype(np.float32)}
+        arrays = {
+            "mu": np.repeat((e * 1000 + frames)[:, None], z_dim, axis=1),
+            "logvar": np.full((steps + 1, z_dim), -25.0, np.float32),
+            "actions": rng.integers(0, 3, steps),
+            "rewards": frames[:-1] + 0.5,
+            "dones": (np.arange(steps) == steps - 1).astype(np.float32),
+        }
         path = directory / f"episode_{e:06d}.npz"
         path.write_bytes(npz_bytes(arrays))
         paths.append(path)
@@ -132,11 +143,11 @@ def write_latent_episodes(directory, lengths, z_dim=3, seed=0):
 def test_latent_batches_hold_every_episode_once_aligned_and_masked(tmp_path):
     import numpy as np
 
-    from dreamgym.games import get_game
+    from dreamgym.games import lookup
     from dreamgym.mdnrnn import LatentEpisodes
 
     lengths = [5, 1, 9, 3, 7, 2, 6]
-    game = get_game("doom")
+    game = lookup("doom")
     paths = write_latent_episodes(tmp_path, lengths + [0])  # an episode of 0 steps is left out
     data = LatentEpisodes.load(paths, game, torch.device("cpu"))
     assert list(data.lengths) == lengths
@@ -177,15 +188,21 @@ def heads_inputs(model: MDNRNN, monkeypatch) -> list[torch.Tensor]:
 
 def test_training_with_dropout_masks_each_sequence_with_one_mask_for_every_step(monkeypatch):
     from dreamgym.config import MDNTrainConfig
-    from dreamgym.games import get_game
+    from dreamgym.games import lookup
     from dreamgym.mdnrnn import SequenceBatch, build_mdnrnn, mdnrnn_losses
 
     torch.manual_seed(0)
-    model = build_mdnrnn(4, get_game("doom"), MDNTrainConfig(hidden_dim=64, dropout=0.5))
+    model = build_mdnrnn(4, lookup("doom"), MDNTrainConfig(hidden_dim=64, dropout=0.5))
     assert model.config.dropout == 0.5
     B, L = 6, 7
-    batch = SequenceBatch(torch.randn(B, L, 4), torch.eye(3)[torch.randint(3, (B, L))], torch.randn(B, L, 4),
-                          torch.randn(B, L), torch.zeros(B, L), torch.ones(B, L))
+    batch = SequenceBatch(
+        torch.randn(B, L, 4),
+        torch.eye(3)[torch.randint(3, (B, L))],
+        torch.randn(B, L, 4),
+        torch.randn(B, L),
+        torch.zeros(B, L),
+        torch.ones(B, L),
+    )
     model.eval()
     unmasked, _ = model.lstm(torch.cat([batch.z, batch.actions], dim=-1))
     seen = heads_inputs(model, monkeypatch)
@@ -239,14 +256,14 @@ def test_train_mdnrnn_with_dropout_trains_with_masks_and_stores_the_rate(tmp_pat
     from dataclasses import replace
 
     from dreamgym.config import MDNTrainConfig
-    from dreamgym.games import get_game
+    from dreamgym.games import lookup
     from dreamgym.mdnrnn import train_mdnrnn
     from dreamgym.training import read_checkpoint, train_epochs
     from dreamgym.vae import ConvVAE, VAEConfig
 
     for plot in ("plot_curves", "plot_predictions"):  # matplotlib would take most of the test's time
         monkeypatch.setattr(f"dreamgym.mdnrnn.{plot}", lambda *args, **kwargs: None)
-    game = get_game("doom")
+    game = lookup("doom")
     vae = ConvVAE(VAEConfig(z_dim=3))  # the V stage's checkpoint, untrained: M's plots decode with it
     train_epochs(tmp_path / "vae", vae, torch.optim.Adam(vae.parameters()), 1, lambda epoch: {"loss": 0.0}, {})
     (tmp_path / "latents").mkdir()

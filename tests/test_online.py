@@ -21,10 +21,42 @@ from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason
 
 
 def online_command(game, run, model_dir, *extra):
-    return [sys.executable, "-m", "dreamgym.cli", "online", game, "--out", str(run), "--world-model", str(model_dir),
-            "--rounds", "3", "--explore-episodes", "2", "--episodes", "1", "--max-steps", "25", "--m-steps", "3",
-            "--m-window", "8", "--m-batch-size", "4", "--warmup", "4", "--horizon", "5", "--agent-steps", "64",
-            "--eval-every", "2", "--eval-episodes", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "dreamgym.cli",
+        "online",
+        game,
+        "--out",
+        str(run),
+        "--world-model",
+        str(model_dir),
+        "--rounds",
+        "3",
+        "--explore-episodes",
+        "2",
+        "--episodes",
+        "1",
+        "--max-steps",
+        "25",
+        "--m-steps",
+        "3",
+        "--m-window",
+        "8",
+        "--m-batch-size",
+        "4",
+        "--warmup",
+        "4",
+        "--horizon",
+        "5",
+        "--agent-steps",
+        "64",
+        "--eval-every",
+        "2",
+        "--eval-episodes",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -32,8 +64,13 @@ def online_command(game, run, model_dir, *extra):
 def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_that_round(tmp_path, model_dirs, game):
     run = tmp_path / "run"
     command = online_command(game, run, model_dirs[game])
-    process = subprocess.Popen([*command, "--trust-zip"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [*command, "--trust-zip"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -52,7 +89,9 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     rows = json.loads((run / "rounds.json").read_text())
     assert rows[0] == before[0]  # the finished round is kept as it was
     assert [r["round"] for r in rows] == [0, 1, 2] and [r["episodes"] for r in rows] == [2, 3, 4]
-    assert sorted(p.name for p in (run / "episodes").glob("episode_*.npz")) == [f"episode_{i:06d}.npz" for i in range(4)]
+    assert sorted(p.name for p in (run / "episodes").glob("episode_*.npz")) == [
+        f"episode_{i:06d}.npz" for i in range(4)
+    ]
     assert all((run / "episodes" / name).stat().st_mtime_ns == mtime for name, mtime in recorded.items())  # not redone
     assert rows[-1]["data_steps"] == sum(len(np.load(p)["actions"]) for p in (run / "episodes").glob("*.npz"))
     assert rows[1]["eval_mean"] is not None and rows[1]["eval_steps"] > 0 and rows[0]["eval_mean"] is None
@@ -80,8 +119,16 @@ def test_m_learns_from_the_windows_of_real_play():
     rng = np.random.default_rng(0)
     for length in (40, 60):
         mu = np.cumsum(rng.normal(size=(length + 1, model.z_dim)), axis=0).astype(np.float32) * 0.1
-        data.add({"mu": mu, "logvar": np.full_like(mu, -4.0), "actions": rng.integers(0, 3, length),
-                  "rewards": np.ones(length, np.float32), "dones": np.zeros(length, bool)}, model.game)
+        data.add(
+            {
+                "mu": mu,
+                "logvar": np.full_like(mu, -4.0),
+                "actions": rng.integers(0, 3, length),
+                "rewards": np.ones(length, np.float32),
+                "dones": np.zeros(length, bool),
+            },
+            model.game,
+        )
     before = {k: v.clone() for k, v in model.mdnrnn.state_dict().items()}
     config = OnlineConfig(world_model="x", m_steps=30, m_window=16, m_batch_size=4, m_learning_rate=1e-3, warmup=4)
     first = refine_m(model, data, dataclasses.replace(config, m_steps=1), 0)
@@ -95,8 +142,17 @@ def test_m_learns_from_the_windows_of_real_play():
 
 def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
     config = OnlineConfig(world_model="x", rounds=3, max_real_steps=5000)
-    row = OnlineRound(round=0, episodes=1, data_steps=1000, eval_steps=0, train_return=0.0, dream_return=0.0,
-                      agent_steps=0, m_loss=0.0, v_error=0.0)
+    row = OnlineRound(
+        round=0,
+        episodes=1,
+        data_steps=1000,
+        eval_steps=0,
+        train_return=0.0,
+        dream_return=0.0,
+        agent_steps=0,
+        m_loss=0.0,
+        v_error=0.0,
+    )
     assert stop_reason([], config) is None and stop_reason([row], config) is None
     assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
     assert stop_reason([row] * 3, config) == "3 rounds done"

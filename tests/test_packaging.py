@@ -29,8 +29,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "dreamgym", source / "dreamgym", ignore=shutil.ignore_patterns("__pycache__", "pretrained"))
     shutil.copytree(REPO / "pretrained", source / "pretrained")
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     (path,) = out.glob("dreamgym-*.whl")
     return path
 
@@ -74,8 +79,9 @@ def test_the_installed_wheel_loads_the_shipped_models_from_an_unrelated_director
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "DREAMGYM_PRETRAINED"}
     env["PYTHONPATH"] = str(site)
-    result = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert list(elsewhere.iterdir()) == []
@@ -99,10 +105,14 @@ def test_import_dreamgym_registers_the_ids_without_importing_torch_or_matplotlib
         "import sys, gymnasium as gym, dreamgym\n"
         "assert all(i in gym.registry for i in ('DreamCarRacing-v0', 'DreamDoomTakeCover-v0', "
         "'LatentCarRacing-v0', 'LatentDoomTakeCover-v0'))\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib', 'stable_baselines3', 'vizdoom'}))"
+        "heavy = {'torch', 'matplotlib', 'stable_baselines3', 'vizdoom'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
     assert loaded == "[]"
-    assert _python("import dreamgym; print(dreamgym.DreamEnv.__name__, dreamgym.WorldModel.__name__)") == "DreamEnv WorldModel"
+    assert (
+        _python("import dreamgym; print(dreamgym.DreamEnv.__name__, dreamgym.WorldModel.__name__)")
+        == "DreamEnv WorldModel"
+    )
 
 
 def test_drawing_the_stage_pictures_leaves_matplotlibs_backend_alone(tmp_path):
@@ -111,7 +121,8 @@ def test_drawing_the_stage_pictures_leaves_matplotlibs_backend_alone(tmp_path):
         "matplotlib.use('svg')\n"
         "from dreamgym.plots import histogram, plot_curves\n"
         f"histogram([1.0, 2.0, 3.0], __import__('pathlib').Path({str(tmp_path / 'h.png')!r}), 'h')\n"
-        f"plot_curves([{{'epoch': 1, 'loss': 2.0}}], ['loss'], __import__('pathlib').Path({str(tmp_path / 'c.png')!r}), 'c')\n"
+        f"plot_curves([{{'epoch': 1, 'loss': 2.0}}], ['loss'], "
+        f"__import__('pathlib').Path({str(tmp_path / 'c.png')!r}), 'c')\n"
         "print(matplotlib.get_backend())"
     )
     assert backend == "svg"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dreamgym.games import get_game, vizdoom_home
+from dreamgym.games import lookup, vizdoom_home
 from dreamgym.parallel import WorkerPool
 
 
@@ -35,7 +35,7 @@ def start_doom_in(job: tuple[str, float]) -> int:
     """Start a game whose VizDoom files go to a fresh cache directory."""
     directory, start_time = job
     os.environ["XDG_CACHE_HOME"] = directory
-    env = get_game("doom").make_real_env()
+    env = lookup("doom").make_real_env()
     time.sleep(max(0.0, start_time - time.time()))
     env.reset(seed=0)  # the game process starts here
     env.close()
@@ -47,7 +47,7 @@ def test_doom_games_starting_together_with_a_fresh_vizdoom_directory_all_start(t
     instant (about one start in twenty, racing): the directory is made before any game starts."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    get_game("doom").make_real_env().close()
+    lookup("doom").make_real_env().close()
     assert (vizdoom_home() / "_vizdoom").is_dir()
     with WorkerPool(4) as pool:
         list(pool.map(pid_of, [None] * 4))  # the workers are up

@@ -61,7 +61,11 @@ def test_an_ensemble_run_exports_its_members_real_episodes_and_dream_defaults(ti
     assert exported.returncode == 0, exported.stderr[-2000:]
     model = dreamgym.load_world_model(run / "model", device="cpu")
     assert len(model.all_members) == 2 and model.start_episodes is not None
-    assert (model.dream_defaults.ensemble, model.dream_defaults.starts, model.dream_defaults.horizon) == ("episode", "data", 20)
+    assert (model.dream_defaults.ensemble, model.dream_defaults.starts, model.dream_defaults.horizon) == (
+        "episode",
+        "data",
+        20,
+    )
     first, second = (member.state_dict()["head.weight"] for member in model.all_members)
     assert not torch.equal(first, second)  # another seed, another bootstrap sample
     assert len(model.start_episodes.lengths) == len(list((run / "latents").glob("*.npz")))  # tiny: all of them
@@ -84,8 +88,19 @@ def test_evaluate_writes_json_with_every_return(tiny_run, tmp_path):
     game, run = tiny_run
     out = tmp_path / "eval.json"
     env_id = dreamgym.ENV_IDS[game][0]
-    result = dreamgym_cli("evaluate", env_id, "--policy", str(run / "model"), "--episodes", "3", "--seed", "5",
-                          "--json", str(out), cwd=tmp_path)
+    result = dreamgym_cli(
+        "evaluate",
+        env_id,
+        "--policy",
+        str(run / "model"),
+        "--episodes",
+        "3",
+        "--seed",
+        "5",
+        "--json",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["env_id"] == env_id and data["episodes"] == 3 and len(data["returns"]) == 3
@@ -95,8 +110,9 @@ def test_evaluate_writes_json_with_every_return(tiny_run, tmp_path):
 
 def sigkill_once_written(path: Path, *args: str, cwd: Path) -> None:
     """Run ``dreamgym ARGS`` and SIGKILL it as soon as ``path`` exists (its first checkpoint)."""
-    process = subprocess.Popen([sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dreamgym.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not path.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -110,11 +126,14 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("stage,directory,section,extra", [
-    ("train-vae", "vae", "vae", {"frames_per_epoch": 1500}),
-    ("train-mdnrnn", "mdnrnn", "mdnrnn", {"hidden_dim": 256, "batch_size": 1}),
-    ("train-mdnrnn", "mdnrnn_member_1", "mdnrnn", {"hidden_dim": 256, "batch_size": 1, "members": 2}),
-])
+@pytest.mark.parametrize(
+    "stage,directory,section,extra",
+    [
+        ("train-vae", "vae", "vae", {"frames_per_epoch": 1500}),
+        ("train-mdnrnn", "mdnrnn", "mdnrnn", {"hidden_dim": 256, "batch_size": 1}),
+        ("train-mdnrnn", "mdnrnn_member_1", "mdnrnn", {"hidden_dim": 256, "batch_size": 1, "members": 2}),
+    ],
+)
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_runs, tmp_path, stage, directory, section, extra):
     """For an ensemble, the kill lands in member 1 and member 0 is left finished."""
     run = copy_run(tiny_runs("doom"), tmp_path)
@@ -167,8 +186,9 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
 def test_sigkill_during_cmaes_resumes_after_the_last_generation(tiny_runs, tmp_path):
     run = copy_run(tiny_runs("doom"), tmp_path)
     shutil.rmtree(run / "controller")
-    RunConfig.load(run).with_overrides("controller", generations=6, population=16, trials=4, max_steps=400,
-                                       eval_every=2, eval_trials=8).save(run)
+    RunConfig.load(run).with_overrides(
+        "controller", generations=6, population=16, trials=4, max_steps=400, eval_every=2, eval_trials=8
+    ).save(run)
     record = run / "controller" / "cma_state.json"
     sigkill_once_written(record, "train-controller", str(run), cwd=tmp_path)
     killed = json.loads(record.read_text())["history"]
@@ -179,20 +199,27 @@ def test_sigkill_during_cmaes_resumes_after_the_last_generation(tiny_runs, tmp_p
     history = json.loads(record.read_text())["history"]
     assert [row["generation"] for row in history] == [1, 2, 3, 4, 5, 6]
     assert history[: len(killed)] == killed
-    assert sorted(p.name for p in (run / "controller").glob("cma_state*")) == ["cma_state.000006.safetensors",
-                                                                               "cma_state.json"]
+    assert sorted(p.name for p in (run / "controller").glob("cma_state*")) == [
+        "cma_state.000006.safetensors",
+        "cma_state.json",
+    ]
     # The same training, uninterrupted: the same generations and the same controller.
     straight = tmp_path / "straight"
     shutil.copytree(run, straight, ignore=shutil.ignore_patterns("controller"))
     assert dreamgym_cli("train-controller", str(straight), cwd=tmp_path).returncode == 0
     straight_history = json.loads((straight / "controller" / "cma_state.json").read_text())["history"]
-    assert [{k: v for k, v in row.items() if k != "seconds"} for row in history] == \
-        [{k: v for k, v in row.items() if k != "seconds"} for row in straight_history]
-    np.testing.assert_array_equal(load_controller(run / "controller" / "controller.safetensors").flat(),
-                                  load_controller(straight / "controller" / "controller.safetensors").flat())
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in history] == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in straight_history
+    ]
+    np.testing.assert_array_equal(
+        load_controller(run / "controller" / "controller.safetensors").flat(),
+        load_controller(straight / "controller" / "controller.safetensors").flat(),
+    )
 
 
-def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_survives(tiny_runs, tmp_path, monkeypatch):
+def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_survives(
+    tiny_runs, tmp_path, monkeypatch
+):
     import errno
 
     import torch
@@ -212,7 +239,9 @@ def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_su
         return real_save(obj, file, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", disk_fills_at_epoch_2)
-    with pytest.raises(WriteError, match=r"cannot write .*checkpoint\.pt: No space left on device; its previous version is untouched"):
+    with pytest.raises(
+        WriteError, match=r"cannot write .*checkpoint\.pt: No space left on device; its previous version is untouched"
+    ):
         train_vae_stage(run)
     assert load_torch_checkpoint(run / "vae" / "checkpoint.pt")["epoch"] == 1
     assert not list((run / "vae").glob(".*.tmp")), "no half-written temporary file may remain"
@@ -240,14 +269,32 @@ def test_an_unwritable_run_directory_is_a_clear_error(tmp_path, monkeypatch, cap
 
 def test_sweep_temperature_writes_the_table_beside_the_papers(tiny_runs, tmp_path):
     run = copy_run(tiny_runs("doom"), tmp_path)
-    result = dreamgym_cli("sweep-temperature", str(run), "--temperatures", "0.5", "1.15", "--generations", "1",
-                          "--population", "4", "--trials", "1", "--episodes", "2", "--device", "cpu", cwd=tmp_path)
+    result = dreamgym_cli(
+        "sweep-temperature",
+        str(run),
+        "--temperatures",
+        "0.5",
+        "1.15",
+        "--generations",
+        "1",
+        "--population",
+        "4",
+        "--trials",
+        "1",
+        "--episodes",
+        "2",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((run / "sweep" / "temperature.json").read_text())
     assert [row["temperature"] for row in rows] == [0.5, 1.15]
     assert all(row["generations"] == 1 and row["population"] == 4 and row["episodes"] == 2 for row in rows)
     table = (run / "sweep" / "temperature.md").read_text()
     assert "| 1.15 |" in table and "1092 ± 556" in table  # the paper's figure beside ours
+    assert (run / "sweep" / "temperature.png").stat().st_size > 1000  # and a picture of the same
+    assert "temperature.md" in result.stdout and "temperature.png" in result.stdout  # the command says where
 
 
 def test_next_round_collects_with_the_parents_controller_and_retrains_on_old_and_new_episodes(tiny_runs, tmp_path):
@@ -255,7 +302,9 @@ def test_next_round_collects_with_the_parents_controller_and_retrains_on_old_and
     assert dreamgym_cli("export", str(parent), "--to", str(parent / "model"), cwd=tmp_path).returncode == 0
     old = sorted(p.name for p in (parent / "episodes").iterdir())
     round2 = tmp_path / "round2"
-    result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "3", "--noise", "0.1", cwd=tmp_path)
+    result = dreamgym_cli(
+        "next-round", str(parent), "--out", str(round2), "--episodes", "3", "--noise", "0.1", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"dreamgym pipeline doom --out {round2}" in result.stdout
     again = dreamgym_cli("next-round", str(parent), "--out", str(round2), cwd=tmp_path)
@@ -267,7 +316,7 @@ def test_next_round_collects_with_the_parents_controller_and_retrains_on_old_and
     assert f"[encode] encoded 3 episodes ({len(old)} already encoded)" in result.stdout
     episodes = sorted((round2 / "episodes").iterdir())
     assert [p.name for p in episodes[: len(old)]] == old and all(p.is_symlink() for p in episodes[: len(old)])
-    assert len(episodes) == len(old) + 3 and not any(p.is_symlink() for p in episodes[len(old):])
+    assert len(episodes) == len(old) + 3 and not any(p.is_symlink() for p in episodes[len(old) :])
     assert sorted(p.name for p in (parent / "episodes").iterdir()) == old  # the parent is untouched
     config = RunConfig.load(round2)
     assert config.parent == str(parent.resolve()) and config.collect.policy == str(parent.resolve() / "model")
@@ -306,8 +355,17 @@ def test_next_round_records_with_an_sb3_agent_trained_in_the_parents_dream(tiny_
     with pytest.raises(ValueError, match="give one of them"):
         next_round(parent, tmp_path / "never", 1, explore=True, policy=tmp_path / "agent.zip")
     round2 = tmp_path / "round2"
-    result = dreamgym_cli("next-round", str(parent), "--out", str(round2), "--episodes", "2", "--policy",
-                          str(tmp_path / "agent.zip"), cwd=tmp_path)
+    result = dreamgym_cli(
+        "next-round",
+        str(parent),
+        "--out",
+        str(round2),
+        "--episodes",
+        "2",
+        "--policy",
+        str(tmp_path / "agent.zip"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "agent.zip with noise 0.05" in result.stdout
     collect_config = RunConfig.load(round2).collect
@@ -329,8 +387,9 @@ def test_next_round_needs_a_parent_with_a_trained_v(tiny_runs, tmp_path):
 
 def test_next_round_refuses_noise_with_explore(tiny_runs, tmp_path):
     parent = copy_run(tiny_runs("doom"), tmp_path / "parent")
-    result = dreamgym_cli("next-round", str(parent), "--out", str(tmp_path / "round2"), "--explore", "--noise", "0.2",
-                          cwd=tmp_path)
+    result = dreamgym_cli(
+        "next-round", str(parent), "--out", str(tmp_path / "round2"), "--explore", "--noise", "0.2", cwd=tmp_path
+    )
     assert result.returncode == 1 and "give one of them" in result.stderr
     assert not (tmp_path / "round2").exists()
 
@@ -347,3 +406,42 @@ def test_a_finished_run_is_not_evaluated_again_unless_its_weights_change(tiny_ru
     (run / "evaluated.json").write_text("{not json")
     with pytest.raises(Exception, match="evaluated.json is not valid JSON"):
         evaluate_stage(run)
+
+
+def test_a_pipelines_budget_is_written_to_run_json_and_a_bad_one_refused_before(tmp_path):
+    from dreamgym.config import RunConfig
+    from dreamgym.pipeline import init_run
+
+    run = tmp_path / "run"
+    budget = {
+        "collect": {"episodes": 3},
+        "vae": {"epochs": 2},
+        "mdnrnn": {"epochs": None},
+        "controller": {"generations": 4},
+    }
+    config = init_run(run, "doom", "tiny", budget=budget)
+    assert RunConfig.load(run) == config
+    assert (config.collect.episodes, config.vae.epochs, config.controller.generations) == (3, 2, 4)
+    assert config.mdnrnn.epochs == RunConfig.load(run).mdnrnn.epochs  # None keeps the preset's
+    result = dreamgym_cli(
+        "pipeline", "doom", "--out", str(tmp_path / "bad"), "--preset", "tiny", "--vae-epochs", "0", cwd=tmp_path
+    )
+    assert result.returncode != 0 and "--vae-epochs" in result.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_round_moved_with_its_parent_still_finds_its_parent_episodes_and_v(tiny_runs, tmp_path):
+    from dreamgym.pipeline import next_round
+
+    parent = tmp_path / "before" / "parent"
+    shutil.copytree(tiny_runs("doom"), parent, ignore=shutil.ignore_patterns("eval"))
+    next_round(parent, tmp_path / "before" / "round2", episodes=2)
+    stored = json.loads((tmp_path / "before" / "round2" / "run.json").read_text())
+    assert (stored["parent"], stored["collect"]["policy"]) == ("../parent", "../parent/model")
+    (tmp_path / "before").rename(tmp_path / "after")
+    round2 = tmp_path / "after" / "round2"
+    config = RunConfig.load(round2)
+    assert config.parent == str((tmp_path / "after" / "parent").resolve())
+    assert config.collect.policy == str((tmp_path / "after" / "parent" / "model").resolve())
+    links = [*(round2 / "episodes").iterdir(), round2 / "vae" / "checkpoint.pt"]
+    assert links and all(link.is_symlink() and link.exists() for link in links)  # relative links survive the move

@@ -18,11 +18,17 @@ from dreamgym.evaluate import evaluate, load_policy
 from dreamgym.policy import AGENT_FILE, PolicyFileError, load_policy_file, save_policy
 
 
-@pytest.mark.parametrize("env_id,algorithm,world", [("DreamDoomTakeCover-v0", PPO, "doom"),
-                                                    ("DreamCarRacing-v0", PPO, "carracing"),
-                                                    ("DreamCarRacing-v0", A2C, "carracing")])
-def test_an_agent_saved_without_pickle_reloads_to_identical_actions(tmp_path, model_dirs, monkeypatch, env_id, algorithm,
-                                                                   world):
+@pytest.mark.parametrize(
+    "env_id,algorithm,world",
+    [
+        ("DreamDoomTakeCover-v0", PPO, "doom"),
+        ("DreamCarRacing-v0", PPO, "carracing"),
+        ("DreamCarRacing-v0", A2C, "carracing"),
+    ],
+)
+def test_an_agent_saved_without_pickle_reloads_to_identical_actions(
+    tmp_path, model_dirs, monkeypatch, env_id, algorithm, world
+):
     venv = make_sb3_vec_env(env_id, 4, world_model=str(model_dirs[world]), device="cpu")
     extra = {"batch_size": 8} if algorithm is PPO else {}
     agent = algorithm("MlpPolicy", venv, n_steps=8, seed=0, device="cpu", **extra, policy_kwargs={"net_arch": [32, 16]})
@@ -64,19 +70,48 @@ def _rewrite_header(path, **changes):
     save_file(tensors, str(path), metadata=header)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"format": "other"}, "not a dreamgym agent file"),
-    ({"algorithm": "DQN"}, "algorithm must be one of"),
-    ({"observation_shape": "[1000000000]"}, "observation_shape must be"),
-    ({"policy": json.dumps({"net_arch": [10**7], "activation_fn": "Tanh", "ortho_init": True, "log_std_init": 0.0,
-                            "use_sde": False, "squash_output": False, "share_features_extractor": True})},
-     "net_arch layers must be"),
-    ({"policy": json.dumps({"net_arch": [64, 64], "activation_fn": "os.system", "ortho_init": True,
-                            "log_std_init": 0.0, "use_sde": False, "squash_output": False,
-                            "share_features_extractor": True})}, "activation_fn must be one of"),
-    ({"action_space": json.dumps({"type": "Discrete", "n": 5, "start": 0})}, "do not fit"),
-    ({"action_space": "{not json"}, "damaged header"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"format": "other"}, "not a dreamgym agent file"),
+        ({"algorithm": "DQN"}, "algorithm must be one of"),
+        ({"observation_shape": "[1000000000]"}, "observation_shape must be"),
+        (
+            {
+                "policy": json.dumps(
+                    {
+                        "net_arch": [10**7],
+                        "activation_fn": "Tanh",
+                        "ortho_init": True,
+                        "log_std_init": 0.0,
+                        "use_sde": False,
+                        "squash_output": False,
+                        "share_features_extractor": True,
+                    }
+                )
+            },
+            "net_arch layers must be",
+        ),
+        (
+            {
+                "policy": json.dumps(
+                    {
+                        "net_arch": [64, 64],
+                        "activation_fn": "os.system",
+                        "ortho_init": True,
+                        "log_std_init": 0.0,
+                        "use_sde": False,
+                        "squash_output": False,
+                        "share_features_extractor": True,
+                    }
+                )
+            },
+            "activation_fn must be one of",
+        ),
+        ({"action_space": json.dumps({"type": "Discrete", "n": 5, "start": 0})}, "do not fit"),
+        ({"action_space": "{not json"}, "damaged header"),
+    ],
+)
 def test_a_hostile_agent_file_is_refused_before_anything_is_built(tmp_path, model_dirs, change, message):
     venv = make_sb3_vec_env("DreamDoomTakeCover-v0", 2, world_model=str(model_dirs["doom"]), device="cpu")
     path = save_policy(PPO("MlpPolicy", venv, n_steps=8, batch_size=8, seed=0, device="cpu"), tmp_path / AGENT_FILE)

@@ -14,8 +14,9 @@ from dreamgym.evaluate import evaluate
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", sorted(name for name in SHIPPED_MODELS
-                                         if (pretrained_root() / name / "controller.safetensors").exists()))
+@pytest.mark.parametrize(
+    "name", sorted(name for name in SHIPPED_MODELS if (pretrained_root() / name / "controller.safetensors").exists())
+)
 def test_shipped_controller_beats_random_play_on_the_real_game(name):
     directory = pretrained_root() / name
     env_id = dreamgym.ENV_IDS[SHIPPED_MODELS[name]][1]

@@ -42,7 +42,9 @@ def test_ray_backend_without_ray_installed_is_one_error_line_with_the_install_co
 
 def test_ray_backend_at_address_auto_without_a_cluster_is_one_error_line(no_ray_session, capsys):
     try:
-        from ray._private.services import find_gcs_addresses  # how Ray's "auto" finds a cluster here
+        from ray._private.services import (
+            find_gcs_addresses,  # how Ray's "auto" finds a cluster here
+        )
     except ImportError:  # moved in another Ray version: assume none runs
         find_gcs_addresses = tuple
     if find_gcs_addresses():

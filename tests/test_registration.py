@@ -101,8 +101,9 @@ def test_make_with_module_prefix_needs_no_prior_import(model_dirs):
         f"env = gym.make('dreamgym:DreamDoomTakeCover-v0', world_model={str(model_dirs['doom'])!r}, temperature=1.15)\n"
         "env.reset(seed=0); env.step(1); print(env.unwrapped.temperature)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1.15"
 

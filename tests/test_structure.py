@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dreamgym"
@@ -24,7 +25,9 @@ def import_graph() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dreamgym"):
                 targets.add(node.module)
-                targets |= {f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules}
+                targets |= {
+                    f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules
+                }
             elif isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names if alias.name.startswith("dreamgym")}
         own_packages = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
@@ -76,3 +79,90 @@ def test_no_import_cycle_inside_dreamgym():
     graph = import_graph()
     assert len(graph) > 20 and "dreamgym.episodes" in graph["dreamgym.vae"]
     assert cycles(graph) == []
+
+
+def run_directory_names() -> set[str]:
+    """Every name ``dreamgym.rundir`` gives a file or directory of a run."""
+    names = set()
+    for node in ast.walk(ast.parse((PACKAGE / "rundir.py").read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[\w.{}:/]+", node.value):
+            names |= {part.split("{")[0] for part in node.value.split("/")}
+    return names - {""}
+
+
+def path_joins(tree: ast.AST, names: set[str]) -> list[str]:
+    """The ``x / NAME`` joins in ``tree`` whose right side is one of ``names`` (as a string, the
+    start of an f-string, or a constant of that name imported from rundir)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+            continue
+        right = node.right
+        if isinstance(right, ast.Constant) and isinstance(right.value, str):
+            text = right.value
+        elif isinstance(right, ast.JoinedStr) and right.values and isinstance(right.values[0], ast.Constant):
+            text = str(right.values[0].value)
+        else:
+            continue
+        if text in names or text.split("/")[0] in names or any(text == name for name in names if name.endswith("_")):
+            found.append(f"line {node.lineno}: / {text!r}")
+    return found
+
+
+def test_only_rundir_joins_the_names_of_a_run_directory():
+    names = run_directory_names()
+    assert {"run.json", "episodes", "latents", "model", "checkpoint.pt", "round_", "agent.zip"} <= names
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "rundir.py":
+            joins = path_joins(ast.parse(path.read_text()), names)
+            if joins:
+                offenders[str(path.relative_to(PACKAGE))] = joins
+    assert offenders == {}, "ask dreamgym.rundir.RunDir for these paths"
+
+
+def test_the_join_finder_finds_joins():
+    tree = ast.parse('a = run / "episodes"\nb = run / f"round_{k}"\nc = run / "elsewhere"\nd = x / "vae/loss.png"')
+    assert [join.split(":")[0] for join in path_joins(tree, {"episodes", "round_", "vae"})] == [
+        "line 1",
+        "line 2",
+        "line 4",
+    ]
+
+
+def game_name_branches(tree: ast.AST, names: set[str]) -> list[str]:
+    """Comparisons with a game's name, and tables keyed by one, in ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            values = [
+                e for side in sides for e in (side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side])
+            ]
+            if any(isinstance(v, ast.Constant) and v.value in names for v in values):
+                found.append(f"line {node.lineno}: a comparison with a game's name")
+        elif isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value in names for k in node.keys):
+            found.append(f"line {node.lineno}: a table keyed by a game's name")
+    return found
+
+
+def test_only_the_games_package_branches_on_a_game():
+    from dreamgym.games import GAMES
+
+    names = set(GAMES) | {"boxing"}
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "games" not in path.relative_to(PACKAGE).parts:
+            found = game_name_branches(ast.parse(path.read_text()), names)
+            if found:
+                offenders[str(path.relative_to(PACKAGE))] = found
+    assert offenders == {}, "put what differs between games in the game's module of dreamgym.games"
+
+
+def test_the_branch_finder_finds_branches():
+    tree = ast.parse('if game == "doom": pass\nif name in ("carracing", "x"): pass\nt = {"doom": 1}\nu = {"other": 2}')
+    assert [found.split(":")[0] for found in game_name_branches(tree, {"doom", "carracing"})] == [
+        "line 1",
+        "line 2",
+        "line 3",
+    ]

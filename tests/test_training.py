@@ -41,16 +41,24 @@ def test_resuming_keeps_the_best_epoch_found_before_the_interruption(tmp_path):
 
 
 def test_a_damaged_last_checkpoint_costs_one_epoch_not_all(tmp_path):
-    from dreamgym.training import CHECKPOINT, PREVIOUS_CHECKPOINT
+    from dreamgym.rundir import CHECKPOINT, PREVIOUS_CHECKPOINT
 
     _fit(tmp_path, 3, [3.0, 2.0, 1.0])
     assert load_trained(tmp_path, torch.nn.Linear(1, 1, bias=False))["epoch"] == 3
     (tmp_path / CHECKPOINT).write_bytes((tmp_path / CHECKPOINT).read_bytes()[:100])  # truncated
     reports: list[str] = []
     model = torch.nn.Linear(1, 1, bias=False)
-    result = train_epochs(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 3,
-                          lambda epoch: {"loss": 1.0, "validation_loss": 1.0}, {}, resume=True,
-                          select="validation_loss", report=reports.append)
+    result = train_epochs(
+        tmp_path,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        3,
+        lambda epoch: {"loss": 1.0, "validation_loss": 1.0},
+        {},
+        resume=True,
+        select="validation_loss",
+        report=reports.append,
+    )
     assert result.trained_epochs == 1 and result.epochs == 3
     assert any(PREVIOUS_CHECKPOINT in line and "epoch 2" in line for line in reports)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -12,7 +12,7 @@ from gymnasium.utils import EzPickle
 
 from dreamgym.checkpoint import SHIPPED_MODELS, env_game, load_world_model
 from dreamgym.config import DreamSettings
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.replay import Replay, as_replay
 from dreamgym.world_model import (
     PLAIN_DREAM,
@@ -54,14 +54,20 @@ def get_world_model(
             raise ValueError(f"world model is for {world_model.game.name!r}, not {game!r}")
         return world_model if device == "auto" else world_model.to(device)
     if world_model is None and game not in DEFAULT_WORLD_MODEL:
-        raise ValueError(f"{game} has no shipped model: pass world_model= (a model directory), or register the dream "
-                         "with dreamgym.register(model_dir)")
+        raise ValueError(
+            f"{game} has no shipped model: pass world_model= (a model directory), or register the dream "
+            "with dreamgym.register(model_dir)"
+        )
     return load_world_model(DEFAULT_WORLD_MODEL[game] if world_model is None else world_model, game=game, device=device)
 
 
 def load_dream(
-    game: str, world_model: WorldModel | str | os.PathLike | None, device: str | torch.device, plain: object,
-    replay: Replay | str | os.PathLike | None = None, **defences: object,
+    game: str,
+    world_model: WorldModel | str | os.PathLike | None,
+    device: str | torch.device,
+    plain: object,
+    replay: Replay | str | os.PathLike | None = None,
+    **defences: object,
 ) -> tuple[WorldModel, DreamSettings, Replay | None]:
     """The model of a dream env, the dream's settings and its replay: ``defences`` (the env's
     keyword arguments; None keeps the model's default) on top of the model's defaults, or of the
@@ -77,36 +83,41 @@ def load_dream(
     return model, model.dream_settings(PLAIN_DREAM if plain else None, replay=replay, **defences), replay
 
 
-def check_action(space: gym.spaces.Space, action: Any) -> np.ndarray | int:
-    """Validate one action against the game's space; return it in canonical form.
+def check_actions(space: gym.spaces.Space, actions: Any, num_envs: int | None = None) -> Any:
+    """Validate one action (``num_envs`` None) or a batch of ``num_envs`` actions against the
+    game's ``space``, and return it in canonical form: an int or an (N,) int64 array for
+    ``Discrete``, float32 of shape ``space.shape`` or (N, *space.shape) for a ``Box``.
 
     Raises TypeError for a value of the wrong kind and ValueError for a wrong shape, a value
     out of range, NaN or inf; the message says what was expected.
     """
-    if isinstance(space, gym.spaces.Discrete):
-        if isinstance(action, np.ndarray) and action.shape == ():
-            action = action.item()
-        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
-            raise TypeError(
-                f"expected an integer action in [0, {space.n - 1}], got {type(action).__name__} {action!r}"
-            )
-        if not 0 <= int(action) < space.n:
-            raise ValueError(f"expected an integer action in [0, {space.n - 1}], got {action}")
-        return int(action)
-    assert isinstance(space, gym.spaces.Box)
+    one = num_envs is None
+    batch = () if num_envs is None else (num_envs,)
     try:
-        array = np.asarray(action)
+        array = np.asarray(actions)
     except ValueError:  # ragged nested sequences
         array = np.asarray(None)
+    if isinstance(space, gym.spaces.Discrete):
+        expected = f"{'an integer action' if one else f'integer actions of shape ({num_envs},)'} in [0, {space.n - 1}]"
+        if array.dtype.kind not in "iu" or (one and array.shape != ()):
+            raise TypeError(f"expected {expected}, got {type(actions).__name__} {actions!r}")
+        if array.shape != batch:
+            raise ValueError(f"expected {expected}, got shape {array.shape}")
+        if np.any(array < 0) or np.any(array >= space.n):
+            raise ValueError(f"expected {expected}, got {actions}")
+        return int(array) if one else array.astype(np.int64)
+    box = cast(gym.spaces.Box, space)
+    shape = (*batch, *box.shape)
+    what = "a numeric action" if one else "numeric actions"
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"expected a numeric action of shape {space.shape}, got {type(action).__name__} {action!r}")
+        raise TypeError(f"expected {what} of shape {shape}, got {type(actions).__name__} {actions!r}")
     array = array.astype(np.float32)
-    if array.shape != space.shape:
-        raise ValueError(f"expected an action of shape {space.shape}, got shape {array.shape}")
+    if array.shape != shape:
+        raise ValueError(f"expected {what} of shape {shape}, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"action contains NaN or inf: {array}")
-    if np.any(array < space.low) or np.any(array > space.high):
-        raise ValueError(f"action {array} is outside the bounds low={space.low}, high={space.high}")
+        raise ValueError(f"actions contain NaN or inf: {array}")
+    if np.any(array < box.low) or np.any(array > box.high):
+        raise ValueError(f"action {array} is outside the bounds low={box.low}, high={box.high}")
     return array
 
 
@@ -131,7 +142,7 @@ def keys_to_action(game: str) -> dict[tuple[int, ...], int | np.ndarray]:
     to play (its default 0 is not a CarRacing action).
     """
     pygame = _import_pygame()
-    return get_game(game).key_actions(lambda key: ord(key) if len(key) == 1 else getattr(pygame, f"K_{key}"))
+    return lookup(game).key_actions(lambda key: ord(key) if len(key) == 1 else getattr(pygame, f"K_{key}"))
 
 
 class DreamEnv(gym.Env, EzPickle):
@@ -171,8 +182,9 @@ class DreamEnv(gym.Env, EzPickle):
     z is drawn from the posterior of the first frame of a random stored real episode; h = 0.
     With ``starts="data"``, the dream starts at a random stored real step instead: z is that
     frame's μ and h is M's state after the ``warmup`` real steps before it (what the latent twin
-    would show there, exactly so for a step fewer than ``warmup`` steps into its episode). Then, at p > 0, the episode's dropout mask is drawn, and with
-    ``ensemble="episode"`` the member that moves it; both are kept until the next reset.
+    would show there, exactly so for a step fewer than ``warmup`` steps into its episode). Then,
+    at p > 0, the episode's dropout mask is drawn, and with ``ensemble="episode"`` the member
+    that moves it; both are kept until the next reset.
 
     ## Episode End
     Terminated when M's done head gives p(done) > ``done_threshold`` (0.5 unless the model or the
@@ -238,7 +250,7 @@ class DreamEnv(gym.Env, EzPickle):
       ``starts`` and ``horizon`` added later (defaults: the model's own settings).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    metadata: dict[str, Any] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
 
     def __init__(
         self,
@@ -258,8 +270,24 @@ class DreamEnv(gym.Env, EzPickle):
         warmup: int | None = None,
         replay: Replay | str | os.PathLike | None = None,
     ) -> None:
-        EzPickle.__init__(self, game, world_model, temperature, render_mode, device, sample_done, dropout, ensemble,
-                          uncertainty_penalty, done_threshold, starts, horizon, plain, warmup, replay)
+        EzPickle.__init__(
+            self,
+            game,
+            world_model,
+            temperature,
+            render_mode,
+            device,
+            sample_done,
+            dropout,
+            ensemble,
+            uncertainty_penalty,
+            done_threshold,
+            starts,
+            horizon,
+            plain,
+            warmup,
+            replay,
+        )
         self.game = env_game(game, world_model)
         self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -267,10 +295,20 @@ class DreamEnv(gym.Env, EzPickle):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.game.render_fps}
         self.sample_done = bool(sample_done)
-        self.model, self.settings, self.replay = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
-                                               ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
-                                               done_threshold=done_threshold, starts=starts, horizon=horizon,
-                                               warmup=warmup, replay=replay)
+        self.model, self.settings, self.replay = load_dream(
+            self.game.name,
+            world_model,
+            device,
+            plain,
+            dropout=dropout,
+            ensemble=ensemble,
+            uncertainty_penalty=uncertainty_penalty,
+            done_threshold=done_threshold,
+            starts=starts,
+            horizon=horizon,
+            warmup=warmup,
+            replay=replay,
+        )
         """The dream's defences: the model's defaults with this env's keyword arguments."""
         self.observation_space = self.model.observation_space()
         self.action_space = self.game.action_space()
@@ -292,9 +330,15 @@ class DreamEnv(gym.Env, EzPickle):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        action = check_action(self.action_space, action)
-        step = self.model.dream_step(self._state, self.model.action_tensor([action]), self.temperature,
-                                     self._generator, self.sample_done, self.settings)
+        action = check_actions(self.action_space, action)
+        step = self.model.dream_step(
+            self._state,
+            self.model.action_tensor([action]),
+            self.temperature,
+            self._generator,
+            self.sample_done,
+            self.settings,
+        )
         self._state = step.state
         self._steps += 1
         info = {"done_probability": float(step.done_probability[0])}

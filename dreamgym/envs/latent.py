@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dreamgym.checkpoint import env_game
-from dreamgym.envs.dream import check_action, get_world_model
+from dreamgym.envs.dream import check_actions, get_world_model
 from dreamgym.world_model import DreamState, WorldModel
 
 
@@ -56,13 +56,15 @@ class LatentObservation(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         observation, info = self.env.reset(seed=seed, options=options)
-        self._state = DreamState(self._encode(observation, info), *self.model.mdnrnn.initial_state(1, self.model.device))
+        self._state = DreamState(
+            self._encode(observation, info), *self.model.mdnrnn.initial_state(1, self.model.device)
+        )
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        action = check_action(self.action_space, action)
+        action = check_actions(self.action_space, action)
         observation, reward, terminated, truncated, info = self.env.step(action)
         state = self._state
         h, c = self.model.advance((state.h, state.c), state.z, self.model.action_tensor([action]))

@@ -16,7 +16,7 @@ model = PPO("MlpPolicy", venv).learn(200_000)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -65,7 +65,7 @@ class DreamSB3VecEnv(VecEnv):
         return list(frames) if frames is not None else [None] * self.num_envs
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.vector_env, attr_name)] * len(self._get_indices(indices))
+        return [getattr(self.vector_env, attr_name)] * len(list(self._get_indices(indices)))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.vector_env, attr_name, value)
@@ -74,7 +74,7 @@ class DreamSB3VecEnv(VecEnv):
         raise NotImplementedError(f"{type(self).__name__} steps all dreams as one batch; it has no per-env methods")
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        return [False] * len(list(self._get_indices(indices)))
 
 
 def make_sb3_vec_env(env_id: str, num_envs: int, *, device: str = "auto", **kwargs: Any) -> VecMonitor:
@@ -85,9 +85,11 @@ def make_sb3_vec_env(env_id: str, num_envs: int, *, device: str = "auto", **kwar
     ``world_model``, ...)."""
     if "autoreset_mode" in kwargs:
         raise ValueError("make_sb3_vec_env always uses same-step reset, as SB3 expects")
-    dreamgym._ensure_registered(env_id, kwargs.get("world_model"))
+    dreamgym.ensure_registered(env_id, kwargs.get("world_model"))
     spec = gym.spec(env_id)
     if spec.vector_entry_point is None or "Dream" not in env_id:
         raise ValueError(f"{env_id} is not a dreamgym dream id; expected a Dream*-v0 id such as DreamDoomTakeCover-v0")
-    vector_env = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, device=device, **kwargs)
-    return VecMonitor(DreamSB3VecEnv(vector_env))
+    vector_env = gym.make_vec(
+        env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, device=device, **kwargs
+    )
+    return VecMonitor(DreamSB3VecEnv(cast(DreamVectorEnv, vector_env)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamgym.checkpoint import env_game
-from dreamgym.envs.dream import load_dream
+from dreamgym.envs.dream import check_actions, load_dream
 from dreamgym.replay import Replay
 from dreamgym.world_model import (
     DreamState,
@@ -24,29 +24,6 @@ TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[
 """(observations, rewards, terminated, truncated, info) of :meth:`DreamVectorEnv.step_tensor`."""
 
 
-def check_actions(space: gym.spaces.Space, actions: Any, num_envs: int) -> np.ndarray:
-    """Validate a batch of actions for ``num_envs`` dreams; TypeError/ValueError say what was expected."""
-    array = np.asarray(actions)
-    if isinstance(space, gym.spaces.Discrete):
-        if array.dtype.kind not in "iu":
-            raise TypeError(f"expected integer actions of shape ({num_envs},), got dtype {array.dtype}")
-        if array.shape != (num_envs,):
-            raise ValueError(f"expected actions of shape ({num_envs},), got {array.shape}")
-        if np.any(array < 0) or np.any(array >= space.n):
-            raise ValueError(f"expected actions in [0, {space.n - 1}], got {array}")
-        return array.astype(np.int64)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"expected numeric actions of shape ({num_envs}, {space.shape[0]}), got dtype {array.dtype}")
-    if array.shape != (num_envs, *space.shape):
-        raise ValueError(f"expected actions of shape ({num_envs}, {space.shape[0]}), got {array.shape}")
-    array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise ValueError("actions contain NaN or inf")
-    if np.any(array < space.low) or np.any(array > space.high):
-        raise ValueError(f"actions outside the bounds low={space.low}, high={space.high}")
-    return array
-
-
 def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
     """An AutoresetMode from itself or its name in any spelling: "same_step", "SAME_STEP", "SameStep"."""
     if isinstance(value, AutoresetMode):
@@ -55,8 +32,10 @@ def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
     for mode in AutoresetMode:
         if key in (mode.value.lower(), mode.name.replace("_", "").lower()):
             return mode
-    raise ValueError(f"autoreset_mode must be one of {[mode.name.lower() for mode in AutoresetMode]} "
-                     f"(or gymnasium.vector.AutoresetMode), got {value!r}")
+    raise ValueError(
+        f"autoreset_mode must be one of {[mode.name.lower() for mode in AutoresetMode]} "
+        f"(or gymnasium.vector.AutoresetMode), got {value!r}"
+    )
 
 
 class DreamVectorEnv(VectorEnv):
@@ -155,26 +134,44 @@ class DreamVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.sample_done = bool(sample_done)
         self.check_action_values = bool(check_action_values)
-        if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
-                max_episode_steps, (int, np.integer)) or max_episode_steps < 1):
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, (int, np.integer))
+            or max_episode_steps < 1
+        ):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         self.max_episode_steps = int(self.game.max_episode_steps if max_episode_steps is None else max_episode_steps)
-        self.model, self.settings, self.replay = load_dream(self.game.name, world_model, device, plain, dropout=dropout,
-                                               ensemble=ensemble, uncertainty_penalty=uncertainty_penalty,
-                                               done_threshold=done_threshold, starts=starts, horizon=horizon,
-                                               warmup=warmup, replay=replay)
+        self.model, self.settings, self.replay = load_dream(
+            self.game.name,
+            world_model,
+            device,
+            plain,
+            dropout=dropout,
+            ensemble=ensemble,
+            uncertainty_penalty=uncertainty_penalty,
+            done_threshold=done_threshold,
+            starts=starts,
+            horizon=horizon,
+            warmup=warmup,
+            replay=replay,
+        )
         if self.settings.horizon is not None:
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
         self.device = self.model.device
-        self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["rgb_array"],
-                         "render_fps": self.game.render_fps}
+        self.metadata = {
+            "autoreset_mode": self.autoreset_mode,
+            "render_modes": ["rgb_array"],
+            "render_fps": self.game.render_fps,
+        }
         self.single_observation_space = self.model.observation_space()
         self.single_action_space = self.game.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         if isinstance(self.single_action_space, gym.spaces.Box):
-            self._action_bounds = (torch.as_tensor(self.single_action_space.low, device=self.device),
-                                   torch.as_tensor(self.single_action_space.high, device=self.device))
+            self._action_bounds = (
+                torch.as_tensor(self.single_action_space.low, device=self.device),
+                torch.as_tensor(self.single_action_space.high, device=self.device),
+            )
         self._generator = torch.Generator(device=self.device)
         self._state: DreamState | None = None
         self._steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
@@ -189,10 +186,10 @@ class DreamVectorEnv(VectorEnv):
         ``seed`` seeds the whole batch."""
         mask = None
         if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+            given = np.asarray(options["reset_mask"])
+            if given.shape != (self.num_envs,) or given.dtype != np.bool_:
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
-            mask = torch.from_numpy(mask).to(self.device)
+            mask = torch.from_numpy(given).to(self.device)
         observations, info = self._reset(seed, mask)
         return to_numpy(observations, np.float32), info
 
@@ -200,11 +197,13 @@ class DreamVectorEnv(VectorEnv):
         """Step every env with numpy ``actions``: (N,) ints for Doom, (N, 3) floats for CarRacing."""
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = torch.from_numpy(check_actions(self.single_action_space, actions, self.num_envs))
-        observations, rewards, terminated, truncated, info = self._step(actions.to(self.device))
-        terminated, truncated = to_numpy(terminated, bool), to_numpy(truncated, bool)
-        infos: dict[str, Any] = {"done_probability": to_numpy(info["done_probability"], np.float64),
-                                 "_done_probability": to_numpy(info["_done_probability"], bool)}
+        checked = torch.from_numpy(check_actions(self.single_action_space, actions, self.num_envs))
+        observations, rewards, terminated_tensor, truncated_tensor, info = self._step(checked.to(self.device))
+        terminated, truncated = to_numpy(terminated_tensor, bool), to_numpy(truncated_tensor, bool)
+        infos: dict[str, Any] = {
+            "done_probability": to_numpy(info["done_probability"], np.float64),
+            "_done_probability": to_numpy(info["_done_probability"], bool),
+        }
         if "uncertainty" in info:
             infos["uncertainty"] = to_numpy(info["uncertainty"], np.float64)
             infos["_uncertainty"] = to_numpy(info["_uncertainty"], bool)
@@ -215,7 +214,10 @@ class DreamVectorEnv(VectorEnv):
                 final_obs[i] = final[i]
             infos["final_obs"] = final_obs
             infos["_final_obs"] = ended.copy()
-            infos["final_info"] = {"done_probability": infos["done_probability"].copy(), "_done_probability": ended.copy()}
+            infos["final_info"] = {
+                "done_probability": infos["done_probability"].copy(),
+                "_done_probability": ended.copy(),
+            }
             if "uncertainty" in infos:
                 infos["final_info"].update(uncertainty=infos["uncertainty"].copy(), _uncertainty=ended.copy())
             infos["_final_info"] = ended.copy()
@@ -249,8 +251,10 @@ class DreamVectorEnv(VectorEnv):
         what was expected."""
         space, num_envs = self.single_action_space, self.num_envs
         if not isinstance(actions, torch.Tensor):
-            raise TypeError(f"step_tensor expects a torch.Tensor of actions, got {type(actions).__name__}; "
-                            f"use step() for numpy arrays")
+            raise TypeError(
+                f"step_tensor expects a torch.Tensor of actions, got {type(actions).__name__}; "
+                f"use step() for numpy arrays"
+            )
         dtype = actions.dtype
         if isinstance(space, gym.spaces.Discrete):
             if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
@@ -259,9 +263,12 @@ class DreamVectorEnv(VectorEnv):
                 raise ValueError(f"expected actions of shape ({num_envs},), got {tuple(actions.shape)}")
             actions = actions.to(self.device, torch.int64)
             if self.check_action_values and bool(((actions < 0) | (actions >= space.n)).any()):
-                raise ValueError(f"expected actions in [0, {space.n - 1}], got values from "
-                                 f"{int(actions.min())} to {int(actions.max())}")
+                raise ValueError(
+                    f"expected actions in [0, {space.n - 1}], got values from "
+                    f"{int(actions.min())} to {int(actions.max())}"
+                )
             return actions
+        space = cast(gym.spaces.Box, space)
         if dtype.is_complex:
             raise TypeError(f"expected real actions of shape ({num_envs}, {space.shape[0]}), got dtype {dtype}")
         if actions.shape != (num_envs, *space.shape):
@@ -291,8 +298,14 @@ class DreamVectorEnv(VectorEnv):
     def _step(self, actions: torch.Tensor) -> TensorStep:
         """One step of every env with checked ``actions`` on the env's device; no host sync here."""
         assert self._state is not None
-        step = self.model.dream_step(self._state, self.model.action_tensor(actions), self.temperature,
-                                     self._generator, self.sample_done, self.settings)
+        step = self.model.dream_step(
+            self._state,
+            self.model.action_tensor(actions),
+            self.temperature,
+            self._generator,
+            self.sample_done,
+            self.settings,
+        )
         restarting = self._needs_reset  # NEXT_STEP: these envs ended last step; this step resets them
         self._state = step.state
         self._steps = self._steps + 1
@@ -323,8 +336,9 @@ class DreamVectorEnv(VectorEnv):
         reset and nothing waits for the device."""
         # Checked for NaN at a full reset only: a per-step check would read back from the device
         # every step, and a NaN z drawn later still stops at M's own check in the next step.
-        fresh = self.model.initial_state(self.num_envs, self._generator, self.settings, check=mask is None,
-                                         replay=self.replay)
+        fresh = self.model.initial_state(
+            self.num_envs, self._generator, self.settings, check=mask is None, replay=self.replay
+        )
         if self._state is None or mask is None:
             self._state = fresh
             self._steps = torch.zeros_like(self._steps)

@@ -42,8 +42,13 @@ def directory_digest(path: Path) -> dict[str, str]:
     [("carracing", env_id, *case) for env_id in dreamgym.ENV_IDS["carracing"] for case in BAD_BOX_ACTIONS]
     + [("doom", env_id, *case) for env_id in dreamgym.ENV_IDS["doom"] for case in BAD_DISCRETE_ACTIONS]
     # the shipped dreams of env ids (Boxing: 18 discrete actions)
-    + [(game, env_id, *case) for game, ids in dreamgym.ENV_IDS.items() if game not in ("carracing", "doom")
-       for env_id in ids for case in [(18, ValueError, r"\[0, 17\]"), (-1, ValueError, r"\[0, 17\]"), *BAD_DISCRETE_ACTIONS[2:]]],
+    + [
+        (game, env_id, *case)
+        for game, ids in dreamgym.ENV_IDS.items()
+        if game not in ("carracing", "doom")
+        for env_id in ids
+        for case in [(18, ValueError, r"\[0, 17\]"), (-1, ValueError, r"\[0, 17\]"), *BAD_DISCRETE_ACTIONS[2:]]
+    ],
 )
 def test_bad_action_is_refused_and_leaves_the_episode_unchanged(model_dirs, game, env_id, action, error, message):
     env = gym.make(env_id, world_model=str(model_dirs[game]))
@@ -68,8 +73,17 @@ def test_step_before_reset_is_refused(model_dirs, game):
         env.step(env.action_space.sample())
 
 
-@pytest.mark.parametrize("temperature,error", [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
-                                               (float("inf"), ValueError), ("hot", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "temperature,error",
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("hot", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_bad_temperature_is_refused(model_dirs, temperature, error):
     with pytest.raises(error, match="temperature"):
         gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["doom"]), temperature=temperature)
@@ -92,11 +106,14 @@ def test_world_model_of_another_game_is_refused(model_dirs):
         gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["carracing"]))
 
 
-@pytest.mark.parametrize("damage,message", [
-    ("missing", "is missing"),
-    ("truncated", "truncated"),
-    ("tampered", "modified or corrupted"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("missing", "is missing"),
+        ("truncated", "truncated"),
+        ("tampered", "modified or corrupted"),
+    ],
+)
 @pytest.mark.parametrize("file", ["vae.safetensors", "mdnrnn.safetensors", "initial_latents.safetensors"])
 def test_damaged_weights_file_is_refused_by_name(model_dirs, tmp_path, damage, message, file):
     directory = tmp_path / "model"
@@ -162,7 +179,11 @@ def test_model_producing_nan_raises_instead_of_handing_nan_to_the_agent(vector):
     model = small_world_model("carracing")
     with torch.no_grad():
         model.mdnrnn.head.bias[-2] = float("nan")  # the reward head
-    env = DreamVectorEnv("carracing", 2, world_model=model) if vector else dreamgym.DreamEnv("carracing", world_model=model)
+    env = (
+        DreamVectorEnv("carracing", 2, world_model=model)
+        if vector
+        else dreamgym.DreamEnv("carracing", world_model=model)
+    )
     env.reset(seed=0)
     action = np.zeros((2, 3), np.float32) if vector else np.zeros(3, np.float32)
     with pytest.raises(FloatingPointError, match="NaN or inf"):

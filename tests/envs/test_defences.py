@@ -14,11 +14,20 @@ from conftest import defended_world_model, small_world_model
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from safetensors.torch import load_file, save_file
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-from test_dropout import PLAIN_DREAM_DIGESTS, single_trajectory_digest, vector_trajectory_digest
+from test_dropout import (
+    PLAIN_DREAM_DIGESTS,
+    single_trajectory_digest,
+    vector_trajectory_digest,
+)
 
 import dreamgym
 from dreamgym import checkpoint
-from dreamgym.checkpoint import ModelFileError, config_digest, load_world_model, save_world_model
+from dreamgym.checkpoint import (
+    ModelFileError,
+    config_digest,
+    load_world_model,
+    save_world_model,
+)
 from dreamgym.cmaes import dream_returns
 from dreamgym.config import DreamSettings, RunConfig, preset
 from dreamgym.envs.vector import DreamVectorEnv
@@ -38,18 +47,32 @@ def doom_env(**kwargs) -> dreamgym.DreamEnv:
 def test_a_model_with_members_and_starts_dreams_the_plain_dream_bit_for_bit_at_plain_settings(game, digest, kind):
     """Members and stored episodes change nothing until a setting asks for them: the trajectories
     for a seed are those recorded before any defence existed."""
-    defended = defended_world_model(game, defaults=DreamSettings(ensemble="episode", uncertainty_penalty=1.0,
-                                                                 done_threshold=0.2, starts="data", horizon=3))
-    plain = {"dropout": 0.0, "ensemble": "off", "uncertainty_penalty": 0.0, "done_threshold": 0.5, "starts": "first",
-             "horizon": 10_000}
+    defended = defended_world_model(
+        game,
+        defaults=DreamSettings(
+            ensemble="episode", uncertainty_penalty=1.0, done_threshold=0.2, starts="data", horizon=3
+        ),
+    )
+    plain = {
+        "dropout": 0.0,
+        "ensemble": "off",
+        "uncertainty_penalty": 0.0,
+        "done_threshold": 0.5,
+        "starts": "first",
+        "horizon": 10_000,
+    }
     assert digest(game, model=defended, **plain) == PLAIN_DREAM_DIGESTS[kind, game]
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])
 @pytest.mark.parametrize("digest, kind", [(single_trajectory_digest, "single"), (vector_trajectory_digest, "vector")])
 def test_plain_is_one_keyword_away_whatever_the_models_defaults(game, digest, kind):
-    defended = defended_world_model(game, defaults=DreamSettings(dropout=0.2, ensemble="episode", uncertainty_penalty=1.0,
-                                                                 done_threshold=0.2, starts="data", horizon=3))
+    defended = defended_world_model(
+        game,
+        defaults=DreamSettings(
+            dropout=0.2, ensemble="episode", uncertainty_penalty=1.0, done_threshold=0.2, starts="data", horizon=3
+        ),
+    )
     assert digest(game, model=defended, plain=True) == PLAIN_DREAM_DIGESTS[kind, game]
     env = dreamgym.DreamEnv(game, world_model=defended, plain=True, horizon=7, device="cpu")
     assert env.settings == DreamSettings(dropout=0.0, horizon=7)  # keywords beside it still apply
@@ -64,8 +87,10 @@ def test_members_predict_differently_from_the_same_state():
     model = defended_world_model("carracing")
     state = model.initial_state(1, torch.Generator().manual_seed(0))
     action = model.action_tensor([[0.0, 1.0, 0.0]])
-    means = [(out.logits.softmax(-1) * out.mu).sum(-1)
-             for out, _ in (member.step(state.z, action, (state.h, state.c)) for member in model.all_members)]
+    means = [
+        (out.logits.softmax(-1) * out.mu).sum(-1)
+        for out, _ in (member.step(state.z, action, (state.h, state.c)) for member in model.all_members)
+    ]
     assert not torch.allclose(means[0], means[1]) and not torch.allclose(means[1], means[2])
 
 
@@ -98,14 +123,17 @@ def test_the_drawn_member_moves_the_dream_and_the_observation_keeps_member_0s_st
     observation, *_ = env.step(2)
     action = model.action_tensor([2])
     out, _ = model.all_members[member].step(state.z, action, (state.member_h[member - 1], state.member_c[member - 1]))
-    np.testing.assert_allclose(observation[: model.z_dim], sample_next_z(out, 1.1, generator)[0].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        observation[: model.z_dim], sample_next_z(out, 1.1, generator)[0].numpy(), rtol=0, atol=1e-6
+    )
     _, (h, _) = model.mdnrnn.step(state.z, action, (state.h, state.c))
     np.testing.assert_array_equal(observation[model.z_dim :], h[0].numpy())
 
 
 def test_the_vector_env_draws_a_member_per_env_and_changes_it_only_at_a_reset():
-    envs = DreamVectorEnv("doom", 16, world_model=defended_world_model("doom"), ensemble="episode",
-                          max_episode_steps=4, device="cpu")
+    envs = DreamVectorEnv(
+        "doom", 16, world_model=defended_world_model("doom"), ensemble="episode", max_episode_steps=4, device="cpu"
+    )
     envs.reset(seed=0)
     members = envs.member.clone()
     assert set(members.tolist()) == {0, 1, 2}
@@ -120,8 +148,10 @@ def test_a_pessimist_ensemble_takes_member_0s_latent_and_the_worst_reward_and_en
     state = model.initial_state(16, torch.Generator().manual_seed(0), settings)
     action = model.action_tensor(np.tile([[0.2, 0.6, 0.0]], (16, 1)))
     step = model.dream_step(state, action, 1.0, torch.Generator().manual_seed(1), False, settings)
-    outputs = [member.step(state.z, action, (h, c))[0] for member, h, c in
-               zip(model.all_members, [state.h, *state.member_h], [state.c, *state.member_c])]
+    outputs = [
+        member.step(state.z, action, (h, c))[0]
+        for member, h, c in zip(model.all_members, [state.h, *state.member_h], [state.c, *state.member_c])
+    ]
     rewards = torch.stack([out.reward for out in outputs])
     done = torch.sigmoid(torch.stack([out.done_logit for out in outputs]))
     torch.testing.assert_close(step.reward, rewards.min(dim=0).values)
@@ -147,7 +177,10 @@ def test_the_penalty_lowers_the_reward_by_lambda_times_the_disagreement():
 
 def test_members_that_agree_cost_nothing_and_more_disagreement_costs_more():
     agreeing = defended_world_model("carracing")
-    agreeing.members = [small_world_model("carracing").mdnrnn, small_world_model("carracing").mdnrnn]  # copies of member 0
+    agreeing.members = [
+        small_world_model("carracing").mdnrnn,
+        small_world_model("carracing").mdnrnn,
+    ]  # copies of member 0
     rewards = {}
     for name, model in (("agreeing", agreeing), ("plain", agreeing)):
         penalty = 0.0 if name == "plain" else 5.0
@@ -155,8 +188,9 @@ def test_members_that_agree_cost_nothing_and_more_disagreement_costs_more():
         env.reset(seed=1)
         rewards[name] = [env.step(np.array([0.1, 0.5, 0.0], np.float32))[1] for _ in range(5)]
     np.testing.assert_allclose(rewards["agreeing"], rewards["plain"], rtol=0, atol=1e-6)
-    envs = DreamVectorEnv("carracing", 64, world_model=defended_world_model("carracing"), uncertainty_penalty=3.0,
-                          device="cpu")
+    envs = DreamVectorEnv(
+        "carracing", 64, world_model=defended_world_model("carracing"), uncertainty_penalty=3.0, device="cpu"
+    )
     plain = DreamVectorEnv("carracing", 64, world_model=defended_world_model("carracing"), device="cpu")
     envs.reset(seed=2)
     plain.reset(seed=2)
@@ -174,7 +208,9 @@ def test_cmaes_dreams_take_the_penalty():
     parameters = np.zeros((2, model.observation_dim + 1))
     kwargs = {"trials": 4, "temperature": 1.0, "max_steps": 20}
     plain = dream_returns(model, parameters, generator=torch.Generator().manual_seed(0), **kwargs)
-    penalised = dream_returns(model, parameters, generator=torch.Generator().manual_seed(0), uncertainty_penalty=1.0, **kwargs)
+    penalised = dream_returns(
+        model, parameters, generator=torch.Generator().manual_seed(0), uncertainty_penalty=1.0, **kwargs
+    )
     assert (penalised < plain).all()
 
 
@@ -192,8 +228,15 @@ def test_the_dream_ends_when_p_done_passes_the_threshold():
                 break
     lengths = {}
     for threshold in (0.5, 0.05):
-        returns = dream_returns(defended_world_model("doom"), np.zeros((1, 25)), 32, 1.0, torch.Generator().manual_seed(0),
-                                200, done_threshold=threshold)
+        returns = dream_returns(
+            defended_world_model("doom"),
+            np.zeros((1, 25)),
+            32,
+            1.0,
+            torch.Generator().manual_seed(0),
+            200,
+            done_threshold=threshold,
+        )
         lengths[threshold] = returns.mean()
     assert lengths[0.05] < lengths[0.5]
 
@@ -250,14 +293,23 @@ def test_a_horizon_truncates_every_kind_of_dream():
     env.reset(seed=0)
     ends = [env.step(1)[2:4] for _ in range(4)]
     assert ends == [(False, False)] * 3 + [(False, True)]
-    envs = DreamVectorEnv("doom", 3, world_model=defended_world_model("doom"), horizon=4, done_threshold=0.999,
-                          device="cpu")
+    envs = DreamVectorEnv(
+        "doom", 3, world_model=defended_world_model("doom"), horizon=4, done_threshold=0.999, device="cpu"
+    )
     envs.reset(seed=0)
     for step in range(4):
         _, _, terminated, truncated, _ = envs.step(np.ones(3, dtype=np.int64))
     assert truncated.all() and not terminated.any()
-    returns = dream_returns(defended_world_model("doom"), np.zeros((2, 25)), 3, 1.0, torch.Generator(), 1000,
-                            horizon=6, done_threshold=0.999)
+    returns = dream_returns(
+        defended_world_model("doom"),
+        np.zeros((2, 25)),
+        3,
+        1.0,
+        torch.Generator(),
+        1000,
+        horizon=6,
+        done_threshold=0.999,
+    )
     np.testing.assert_array_equal(returns, 6.0)
 
 
@@ -265,8 +317,9 @@ def test_a_horizon_truncates_every_kind_of_dream():
 
 
 def test_a_model_directory_keeps_its_members_episodes_and_defaults(tmp_path):
-    defaults = DreamSettings(dropout=0.05, ensemble="episode", uncertainty_penalty=0.5, done_threshold=0.3,
-                             starts="data", horizon=50)
+    defaults = DreamSettings(
+        dropout=0.05, ensemble="episode", uncertainty_penalty=0.5, done_threshold=0.3, starts="data", horizon=50
+    )
     model = defended_world_model("doom", defaults=defaults)
     directory = save_world_model(model, tmp_path / "model")
     loaded = load_world_model(directory, device="cpu")
@@ -277,7 +330,10 @@ def test_a_model_directory_keeps_its_members_episodes_and_defaults(tmp_path):
     torch.testing.assert_close(loaded.start_table().h, model.start_table().h, rtol=0, atol=0)
     env = gym.make("DreamDoomTakeCover-v0", world_model=str(directory))
     assert env.unwrapped.settings == defaults
-    assert gym.make("DreamDoomTakeCover-v0", world_model=str(directory), ensemble="off").unwrapped.settings.ensemble == "off"
+    assert (
+        gym.make("DreamDoomTakeCover-v0", world_model=str(directory), ensemble="off").unwrapped.settings.ensemble
+        == "off"
+    )
     old = load_world_model(save_world_model(small_world_model("doom"), tmp_path / "old"), device="cpu")
     assert old.dream_defaults == DreamSettings() and old.members == [] and old.start_episodes is None
 
@@ -289,13 +345,16 @@ def _rewrite(directory, change) -> None:
     (directory / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["dream"].update(ensemble="all"), "dream: ensemble must be one of"),
-    (lambda c: c["dream"].update(surprise=1), "dream has unknown fields"),
-    (lambda c: c.update(dream=[1]), "field 'dream' must be a JSON object"),
-    (lambda c: c.update(members=99), "members must be an integer"),
-    (lambda c: c.update(members=4), "mdnrnn_member_3.safetensors: not listed"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["dream"].update(ensemble="all"), "dream: ensemble must be one of"),
+        (lambda c: c["dream"].update(surprise=1), "dream has unknown fields"),
+        (lambda c: c.update(dream=[1]), "field 'dream' must be a JSON object"),
+        (lambda c: c.update(members=99), "members must be an integer"),
+        (lambda c: c.update(members=4), "mdnrnn_member_3.safetensors: not listed"),
+    ],
+)
 def test_a_bad_dream_section_or_member_count_is_refused_by_name(tmp_path, change, message):
     directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
     _rewrite(directory, change)
@@ -321,33 +380,37 @@ def test_dream_defaults_a_model_cannot_give_are_refused_at_load(tmp_path):
         load_world_model(directory, device="cpu")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.update(mu=torch.tensor(1.0)), "must hold mu"),
-    (lambda t: t.update(lengths=t["lengths"].sum().reshape(())), "must hold mu"),
-    (lambda t: t.update(lengths=t["lengths"] + 1), "summing to S"),
-    (lambda t: t.update(lengths=t["lengths"] - 0.5), "whole numbers"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.update(mu=torch.tensor(1.0)), "must hold mu"),
+        (lambda t: t.update(lengths=t["lengths"].sum().reshape(())), "must hold mu"),
+        (lambda t: t.update(lengths=t["lengths"] + 1), "summing to S"),
+        (lambda t: t.update(lengths=t["lengths"] - 0.5), "whole numbers"),
+    ],
+)
 def test_stored_episodes_that_do_not_fit_are_refused_by_name(tmp_path, change, message):
     directory = save_world_model(defended_world_model("doom"), tmp_path / "model")
     path = directory / "start_episodes.safetensors"
     tensors = load_file(str(path))
     change(tensors)
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(path))
-    _rewrite(directory, lambda c: c["files"]["start_episodes.safetensors"].update(
-        sha256=sha256_of(path), bytes=path.stat().st_size))
+    _rewrite(
+        directory,
+        lambda c: c["files"]["start_episodes.safetensors"].update(sha256=sha256_of(path), bytes=path.stat().st_size),
+    )
     with pytest.raises(ModelFileError, match=message):
         load_world_model(directory, device="cpu")
 
 
-def test_run_settings_refuse_an_ensemble_dream_without_members_and_read_old_files():
+def test_run_settings_refuse_an_ensemble_dream_without_members_and_name_unknown_settings():
     with pytest.raises(ValueError, match="need mdnrnn.members >= 2"):
         preset("doom", "tiny").with_overrides("dream", ensemble="episode")
     old = preset("doom", "tiny").to_dict()
     del old["dream"]
-    old["controller"]["dropout"] = None  # what run.json files of the previous version hold
     assert RunConfig.from_dict(old).dream == DreamSettings()
-    old["controller"]["dropout"] = 0.1
-    with pytest.raises(ValueError, match="controller.dropout is now dream.dropout"):
+    old["controller"]["dropout"] = 0.1  # the dream's dropout belongs to the dream section
+    with pytest.raises(ValueError, match=r"section 'controller' has unknown settings \['dropout'\]"):
         RunConfig.from_dict(old)
 
 
@@ -357,15 +420,18 @@ def test_a_dropout_up_to_but_below_1_is_a_dream():
         doom_env(dropout=1.0)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"ensemble": "all"}, ValueError, "ensemble must be one of"),
-    ({"starts": "middle"}, ValueError, "starts must be one of"),
-    ({"horizon": 0}, ValueError, "horizon must be >= 1"),
-    ({"horizon": 2.5}, ValueError, "horizon must be an integer"),
-    ({"done_threshold": 1.0}, ValueError, "done_threshold must be < 1"),
-    ({"uncertainty_penalty": -1}, ValueError, "uncertainty_penalty must be >= 0"),
-    ({"uncertainty_penalty": float("nan")}, ValueError, "uncertainty_penalty must be finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"ensemble": "all"}, ValueError, "ensemble must be one of"),
+        ({"starts": "middle"}, ValueError, "starts must be one of"),
+        ({"horizon": 0}, ValueError, "horizon must be >= 1"),
+        ({"horizon": 2.5}, ValueError, "horizon must be an integer"),
+        ({"done_threshold": 1.0}, ValueError, "done_threshold must be < 1"),
+        ({"uncertainty_penalty": -1}, ValueError, "uncertainty_penalty must be >= 0"),
+        ({"uncertainty_penalty": float("nan")}, ValueError, "uncertainty_penalty must be finite"),
+    ],
+)
 @pytest.mark.parametrize("vector", [False, True])
 def test_bad_defence_keywords_are_refused_before_a_model_is_loaded(kwargs, error, message, vector):
     env_id = "DreamDoomTakeCover-v0"
@@ -377,8 +443,11 @@ def test_bad_defence_keywords_are_refused_before_a_model_is_loaded(kwargs, error
 
 
 def test_defences_a_model_cannot_give_are_refused_with_what_it_needs(model_dirs):
-    for kwargs, message in (({"ensemble": "episode"}, "2 or more M members"), ({"uncertainty_penalty": 1.0}, "mdnrnn.members"),
-                            ({"starts": "data"}, "stores real episodes")):
+    for kwargs, message in (
+        ({"ensemble": "episode"}, "2 or more M members"),
+        ({"uncertainty_penalty": 1.0}, "mdnrnn.members"),
+        ({"starts": "data"}, "stores real episodes"),
+    ):
         with pytest.raises(ValueError, match=message):
             gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["doom"]), **kwargs)
 
@@ -387,8 +456,10 @@ def test_defences_a_model_cannot_give_are_refused_with_what_it_needs(model_dirs)
 def defended_dirs(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("defended")
     defaults = DreamSettings(dropout=0.1, ensemble="episode", uncertainty_penalty=0.5, starts="data", horizon=30)
-    return {game: str(save_world_model(defended_world_model(game, defaults=defaults), root / game))
-            for game in ("carracing", "doom")}
+    return {
+        game: str(save_world_model(defended_world_model(game, defaults=defaults), root / game))
+        for game in ("carracing", "doom")
+    }
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])
@@ -401,8 +472,14 @@ def test_a_defended_dream_passes_both_env_checkers(defended_dirs, game):
 
 
 def test_the_sb3_vec_env_takes_the_defences(defended_dirs):
-    venv = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=4, world_model=defended_dirs["doom"],
-                                     horizon=5, uncertainty_penalty=0.0, device="cpu")
+    venv = dreamgym.make_sb3_vec_env(
+        "DreamDoomTakeCover-v0",
+        num_envs=4,
+        world_model=defended_dirs["doom"],
+        horizon=5,
+        uncertainty_penalty=0.0,
+        device="cpu",
+    )
     settings = venv.venv.vector_env.settings
     assert (settings.horizon, settings.uncertainty_penalty, settings.ensemble) == (5, 0.0, "episode")
     venv.reset()

@@ -29,7 +29,10 @@ def make(model_dirs, game: str, render_mode: str) -> gym.Env:
 
 def test_doom_keys_are_arrows_or_a_d_for_left_and_right():
     assert keys_to_action("doom") == {
-        (pygame.K_LEFT,): 2, (ord("a"),): 2, (pygame.K_RIGHT,): 1, (ord("d"),): 1,
+        (pygame.K_LEFT,): 2,
+        (ord("a"),): 2,
+        (pygame.K_RIGHT,): 1,
+        (ord("d"),): 1,
     }
 
 
@@ -38,8 +41,12 @@ def test_carracing_keys_steer_accelerate_and_brake_alone_and_together():
     space = dreamgym.get_game("carracing").action_space()
     assert all(action in space for action in mapping.values())
     expected = {
-        (pygame.K_LEFT,): [-1, 0, 0], (ord("d"),): [1, 0, 0], (pygame.K_UP,): [0, 1, 0], (ord("s"),): [0, 0, 0.8],
-        tuple(sorted((pygame.K_UP, pygame.K_LEFT))): [-1, 1, 0], tuple(sorted((ord("w"), ord("d")))): [1, 1, 0],
+        (pygame.K_LEFT,): [-1, 0, 0],
+        (ord("d"),): [1, 0, 0],
+        (pygame.K_UP,): [0, 1, 0],
+        (ord("s"),): [0, 0, 0.8],
+        tuple(sorted((pygame.K_UP, pygame.K_LEFT))): [-1, 1, 0],
+        tuple(sorted((ord("w"), ord("d")))): [1, 1, 0],
         tuple(sorted((ord("a"), ord("w"), ord("s")))): [-1, 1, 0.8],
     }
     for keys, action in expected.items():

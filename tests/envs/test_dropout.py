@@ -51,7 +51,9 @@ def single_trajectory_digest(game: str, trained_rate: float = 0.0, model: WorldM
     for _ in range(STEPS):
         observation, reward, terminated, _, info = env.step(actions_for(game, rng))
         digest.update(observation.tobytes())
-        digest.update(np.float64(reward).tobytes() + bytes([terminated]) + np.float64(info["done_probability"]).tobytes())
+        digest.update(
+            np.float64(reward).tobytes() + bytes([terminated]) + np.float64(info["done_probability"]).tobytes()
+        )
         if terminated:
             observation, _ = env.reset()
             digest.update(observation.tobytes())
@@ -122,8 +124,9 @@ def test_each_episode_draws_its_own_mask_and_keeps_it_to_its_end():
 
 def test_every_step_of_an_episode_uses_the_mask_drawn_at_its_reset():
     """The env's trajectory equals M stepped by hand with the reset's mask at every step."""
-    env = dreamgym.DreamEnv("doom", world_model=small_world_model("doom"), dropout=0.5, temperature=1.2,
-                            sample_done=True, device="cpu")
+    env = dreamgym.DreamEnv(
+        "doom", world_model=small_world_model("doom"), dropout=0.5, temperature=1.2, sample_done=True, device="cpu"
+    )
     observation, _ = env.reset(seed=4)
     model, mask, state = env.model, env.dropout_mask.clone(), env._state
     generator = torch.Generator().set_state(env._generator.get_state())
@@ -145,7 +148,7 @@ def test_the_observation_shows_ms_unmasked_state():
     state = env._state
     observation, *_ = env.step(1)
     _, (h, _) = env.model.mdnrnn.step(state.z, env.model.action_tensor([1]), (state.h, state.c))
-    np.testing.assert_array_equal(observation[env.model.z_dim:], h[0].numpy())
+    np.testing.assert_array_equal(observation[env.model.z_dim :], h[0].numpy())
 
 
 def same_state_predictions(dropout: float) -> tuple[np.ndarray, np.ndarray]:
@@ -185,8 +188,9 @@ def test_vector_envs_draw_a_mask_per_env_when_it_resets_and_at_no_other_step(mod
     model = small_world_model("doom")
     with torch.no_grad():
         model.mdnrnn.head.bias[-1].fill_(-50.0)  # episodes end only by truncation
-    envs = DreamVectorEnv("doom", 6, world_model=model, dropout=0.5, max_episode_steps=5, autoreset_mode=mode,
-                          device="cpu")
+    envs = DreamVectorEnv(
+        "doom", 6, world_model=model, dropout=0.5, max_episode_steps=5, autoreset_mode=mode, device="cpu"
+    )
     assert envs.dropout_mask is None
     envs.reset(seed=1)
     masks = envs.dropout_mask.clone()
@@ -217,10 +221,19 @@ def test_the_tensor_path_draws_the_numpy_paths_masks():
         assert torch.equal(numpy_envs.dropout_mask, tensor_envs.dropout_mask)
 
 
-@pytest.mark.parametrize("dropout, error", [
-    (-0.1, ValueError), (1.0, ValueError), (1.5, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-    ("0.1", TypeError), (True, TypeError), ([0.1], TypeError),
-])
+@pytest.mark.parametrize(
+    "dropout, error",
+    [
+        (-0.1, ValueError),
+        (1.0, ValueError),
+        (1.5, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("0.1", TypeError),
+        (True, TypeError),
+        ([0.1], TypeError),
+    ],
+)
 @pytest.mark.parametrize("vector", [False, True])
 def test_bad_dropout_is_refused(model_dirs, dropout, error, vector):
     env_id = dreamgym.ENV_IDS["doom"][0]
@@ -262,10 +275,13 @@ def test_a_model_trained_with_dropout_dreams_at_its_rate_unless_told_otherwise(d
 
 
 def test_sb3_vec_env_passes_dropout_through(dropout_dirs):
-    venv = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=2, world_model=dropout_dirs["doom"],
-                                     dropout=0.0, device="cpu")
+    venv = dreamgym.make_sb3_vec_env(
+        "DreamDoomTakeCover-v0", num_envs=2, world_model=dropout_dirs["doom"], dropout=0.0, device="cpu"
+    )
     assert venv.venv.vector_env.dropout == 0.0
-    venv = dreamgym.make_sb3_vec_env("DreamDoomTakeCover-v0", num_envs=2, world_model=dropout_dirs["doom"], device="cpu")
+    venv = dreamgym.make_sb3_vec_env(
+        "DreamDoomTakeCover-v0", num_envs=2, world_model=dropout_dirs["doom"], device="cpu"
+    )
     assert venv.venv.vector_env.dropout == 0.1
 
 

@@ -63,8 +63,9 @@ def test_a_dream_started_at_a_stored_step_has_its_latent_and_ms_warmed_up_state(
     assert deep > 5  # starts deep inside episodes, not only first frames
     if warmup == 100:  # longer than every episode: exactly the latent twin's state
         row, first = locate(replay, observations[0][: model.z_dim])
-        np.testing.assert_allclose(observations[0][model.z_dim :],
-                                   twin_state(model, mu, actions, first, row, 10**6), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            observations[0][model.z_dim :], twin_state(model, mu, actions, first, row, 10**6), rtol=0, atol=1e-5
+        )
 
 
 def test_the_replay_grows_while_a_dream_runs_without_a_new_model():
@@ -111,10 +112,13 @@ def test_a_dream_reads_the_replay_of_a_run_directory(tmp_path):
     latents.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for index, length in enumerate((12, 20)):
-        arrays = {"mu": rng.normal(size=(length + 1, model.z_dim)).astype(np.float32),
-                  "logvar": np.zeros((length + 1, model.z_dim), np.float32),
-                  "actions": rng.integers(0, 3, length), "rewards": np.ones(length, np.float32),
-                  "dones": np.zeros(length, bool)}
+        arrays = {
+            "mu": rng.normal(size=(length + 1, model.z_dim)).astype(np.float32),
+            "logvar": np.zeros((length + 1, model.z_dim), np.float32),
+            "actions": rng.integers(0, 3, length),
+            "rewards": np.ones(length, np.float32),
+            "dones": np.zeros(length, bool),
+        }
         (latents / f"episode_{index:06d}.npz").write_bytes(npz_bytes(arrays))
     env = dreamgym.DreamEnv("doom", world_model=model, starts="data", replay=str(tmp_path / "run"), device="cpu")
     assert env.replay.lengths == [12, 20]
@@ -140,8 +144,9 @@ class RecordTerminals(VecEnvWrapper):
 
     def step_wait(self):
         observations, rewards, dones, infos = self.venv.step_wait()
-        self.terminals.append({i: info["terminal_observation"] for i, info in enumerate(infos)
-                               if info.get("TimeLimit.truncated")})
+        self.terminals.append(
+            {i: info["terminal_observation"] for i, info in enumerate(infos) if info.get("TimeLimit.truncated")}
+        )
         return observations, rewards, dones, infos
 
 
@@ -158,15 +163,30 @@ class ValuesAtRolloutEnd(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         with torch.no_grad():
-            self.values = [{env: self.model.policy.predict_values(torch.as_tensor(obs[None]))[0, 0].item()
-                            for env, obs in terminals.items()} for terminals in self.venv.terminals]
+            self.values = [
+                {
+                    env: self.model.policy.predict_values(torch.as_tensor(obs[None]))[0, 0].item()
+                    for env, obs in terminals.items()
+                }
+                for terminals in self.venv.terminals
+            ]
         self.rewards = self.model.rollout_buffer.rewards.copy()  # (n_steps, n_envs)
 
 
 def test_ppo_bootstraps_gamma_times_the_value_at_a_horizon_cut():
     model = small_world_model("doom")
-    venv = RecordTerminals(make_sb3_vec_env("DreamDoomTakeCover-v0", 4, world_model=model, starts="data", horizon=3,
-                                            done_threshold=0.999, replay=random_replay(model), device="cpu"))
+    venv = RecordTerminals(
+        make_sb3_vec_env(
+            "DreamDoomTakeCover-v0",
+            4,
+            world_model=model,
+            starts="data",
+            horizon=3,
+            done_threshold=0.999,
+            replay=random_replay(model),
+            device="cpu",
+        )
+    )
     agent = PPO("MlpPolicy", venv, n_steps=9, batch_size=36, n_epochs=1, gamma=0.9, seed=0, device="cpu")
     check = ValuesAtRolloutEnd(venv)
     agent.learn(36, callback=check)  # one rollout of 9 steps x 4 dreams

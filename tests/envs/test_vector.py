@@ -63,7 +63,9 @@ def test_same_step_autoreset_reports_the_final_observation(model_dirs):
     model = small_world_model("doom")
     with torch.no_grad():
         model.mdnrnn.head.bias[-1].fill_(-50.0)
-    envs = DreamVectorEnv("doom", num_envs=2, world_model=model, max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = DreamVectorEnv(
+        "doom", num_envs=2, world_model=model, max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP
+    )
     envs.reset(seed=0)
     envs.step(np.array([1, 2]))
     observations, _, _, truncated, info = envs.step(np.array([1, 2]))
@@ -104,11 +106,14 @@ def test_native_statistics_match_the_sync_vector_env(geometric_dirs, game):
     assert 9 < native[0].mean() < 11
 
 
-@pytest.mark.parametrize("actions,error", [
-    (np.zeros(3, np.int64), ValueError),
-    (np.array([0, 1, 3, 0]), ValueError),
-    (np.zeros(4, np.float32), TypeError),
-])
+@pytest.mark.parametrize(
+    "actions,error",
+    [
+        (np.zeros(3, np.int64), ValueError),
+        (np.array([0, 1, 3, 0]), ValueError),
+        (np.zeros(4, np.float32), TypeError),
+    ],
+)
 def test_bad_batched_actions_are_refused_and_change_nothing(model_dirs, actions, error):
     envs = DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]))
     reference = DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]))
@@ -152,7 +157,9 @@ def assert_same_step(numpy_step: tuple, tensor_step: tuple, same_step: bool) -> 
         np.testing.assert_array_equal(final_mask, ended)
         if ended.any():
             np.testing.assert_array_equal(info["_final_obs"], final_mask)
-            np.testing.assert_array_equal(np.stack(info["final_obs"][ended]), tensor_info["final_obs"][final_mask].numpy())
+            np.testing.assert_array_equal(
+                np.stack(info["final_obs"][ended]), tensor_info["final_obs"][final_mask].numpy()
+            )
         else:
             assert "final_obs" not in info
         np.testing.assert_array_equal(tensor_info["final_obs"][~final_mask].numpy(), tensors[~final_mask].numpy())
@@ -161,8 +168,13 @@ def assert_same_step(numpy_step: tuple, tensor_step: tuple, same_step: bool) -> 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
 @pytest.mark.parametrize("game", ["carracing", "doom"])
 def test_tensor_path_gives_the_numpy_trajectories(geometric_dirs, game, mode):
-    kwargs = {"world_model": geometric_dirs[game], "sample_done": True, "max_episode_steps": 12,
-              "autoreset_mode": mode, "device": "cpu"}
+    kwargs = {
+        "world_model": geometric_dirs[game],
+        "sample_done": True,
+        "max_episode_steps": 12,
+        "autoreset_mode": mode,
+        "device": "cpu",
+    }
     numpy_envs, tensor_envs = DreamVectorEnv(game, 6, **kwargs), DreamVectorEnv(game, 6, **kwargs)
     observations, _ = numpy_envs.reset(seed=5)
     tensors, _ = tensor_envs.reset_tensor(seed=5)
@@ -193,17 +205,36 @@ def check_tensor_step_types(envs: DreamVectorEnv, device: torch.device) -> None:
     assert observations.shape == (envs.num_envs, envs.single_observation_space.shape[0])
     assert rewards.dtype == torch.float32 and terminated.dtype == truncated.dtype == torch.bool
     assert rewards.shape == terminated.shape == truncated.shape == (envs.num_envs,)
-    tensors = [observations, rewards, terminated, truncated, info["final_obs"], info["_final_obs"],
-               info["done_probability"], info["_done_probability"], envs._steps, envs._needs_reset]
+    tensors = [
+        observations,
+        rewards,
+        terminated,
+        truncated,
+        info["final_obs"],
+        info["_final_obs"],
+        info["done_probability"],
+        info["_done_probability"],
+        envs._steps,
+        envs._needs_reset,
+    ]
     assert all(tensor.device == device for tensor in tensors)
 
 
 def test_tensor_path_returns_tensors_on_the_env_device(model_dirs):
-    envs = DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]),
-                          autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = DreamVectorEnv(
+        "doom", num_envs=4, world_model=str(model_dirs["doom"]), autoreset_mode=AutoresetMode.SAME_STEP
+    )
     assert envs.device == resolve_device("auto")  # the default device is "auto"
-    check_tensor_step_types(DreamVectorEnv("doom", num_envs=4, world_model=str(model_dirs["doom"]), device="cpu",
-                                           autoreset_mode=AutoresetMode.SAME_STEP), torch.device("cpu"))
+    check_tensor_step_types(
+        DreamVectorEnv(
+            "doom",
+            num_envs=4,
+            world_model=str(model_dirs["doom"]),
+            device="cpu",
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        ),
+        torch.device("cpu"),
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -219,20 +250,23 @@ def test_tensor_path_stays_on_the_gpu_and_matches_the_numpy_path(model_dirs):
         np.testing.assert_array_equal(observations, tensors.cpu().numpy())
 
 
-@pytest.mark.parametrize("game,actions,error,message", [
-    ("doom", torch.zeros(3, dtype=torch.int64), ValueError, "shape"),
-    ("doom", torch.zeros(4, 1, dtype=torch.int64), ValueError, "shape"),
-    ("doom", torch.zeros(4), TypeError, "integer"),
-    ("doom", torch.zeros(4, dtype=torch.bool), TypeError, "integer"),
-    ("doom", torch.tensor([0, 1, 3, 0]), ValueError, r"\[0, 2\]"),
-    ("doom", torch.tensor([0, -1, 2, 0]), ValueError, r"\[0, 2\]"),
-    ("doom", np.zeros(4, np.int64), TypeError, "torch.Tensor"),
-    ("carracing", torch.zeros(4, 2), ValueError, "shape"),
-    ("carracing", torch.zeros(4, 3, dtype=torch.complex64), TypeError, "real"),
-    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[float("nan"), 0, 0]]), ValueError, "NaN"),
-    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, float("inf"), 0]]), ValueError, "NaN or inf"),
-    ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, 1.5, 0]]), ValueError, "bounds"),
-])
+@pytest.mark.parametrize(
+    "game,actions,error,message",
+    [
+        ("doom", torch.zeros(3, dtype=torch.int64), ValueError, "shape"),
+        ("doom", torch.zeros(4, 1, dtype=torch.int64), ValueError, "shape"),
+        ("doom", torch.zeros(4), TypeError, "integer"),
+        ("doom", torch.zeros(4, dtype=torch.bool), TypeError, "integer"),
+        ("doom", torch.tensor([0, 1, 3, 0]), ValueError, r"\[0, 2\]"),
+        ("doom", torch.tensor([0, -1, 2, 0]), ValueError, r"\[0, 2\]"),
+        ("doom", np.zeros(4, np.int64), TypeError, "torch.Tensor"),
+        ("carracing", torch.zeros(4, 2), ValueError, "shape"),
+        ("carracing", torch.zeros(4, 3, dtype=torch.complex64), TypeError, "real"),
+        ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[float("nan"), 0, 0]]), ValueError, "NaN"),
+        ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, float("inf"), 0]]), ValueError, "NaN or inf"),
+        ("carracing", torch.tensor([[0, 0.5, 0]] * 3 + [[0, 1.5, 0]]), ValueError, "bounds"),
+    ],
+)
 def test_bad_tensor_actions_are_refused_and_change_nothing(model_dirs, game, actions, error, message):
     envs = DreamVectorEnv(game, num_envs=4, world_model=str(model_dirs[game]), device="cpu")
     reference = DreamVectorEnv(game, num_envs=4, world_model=str(model_dirs[game]), device="cpu")
@@ -245,8 +279,9 @@ def test_bad_tensor_actions_are_refused_and_change_nothing(model_dirs, game, act
 
 
 def test_unchecked_tensor_actions_still_get_type_and_shape_checks(model_dirs):
-    envs = DreamVectorEnv("carracing", num_envs=2, world_model=str(model_dirs["carracing"]), device="cpu",
-                          check_action_values=False)
+    envs = DreamVectorEnv(
+        "carracing", num_envs=2, world_model=str(model_dirs["carracing"]), device="cpu", check_action_values=False
+    )
     envs.reset_tensor(seed=0)
     envs.step_tensor(torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.0]]))  # out of bounds, not checked
     with pytest.raises(ValueError, match="shape"):
@@ -297,19 +332,28 @@ def test_sb3_ppo_trained_in_the_dream_loads_on_the_latent_twin(model_dirs, tmp_p
     twin.close()
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"num_envs": 0}, "num_envs must be a positive integer"),
-    ({"num_envs": 2, "max_episode_steps": 0}, "max_episode_steps must be a positive integer"),
-    ({"num_envs": 2, "max_episode_steps": -3}, "max_episode_steps must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"num_envs": 0}, "num_envs must be a positive integer"),
+        ({"num_envs": 2, "max_episode_steps": 0}, "max_episode_steps must be a positive integer"),
+        ({"num_envs": 2, "max_episode_steps": -3}, "max_episode_steps must be a positive integer"),
+    ],
+)
 def test_bad_vector_settings_are_refused(model_dirs, kwargs, words):
     with pytest.raises(ValueError, match=words):
         DreamVectorEnv("doom", world_model=str(model_dirs["doom"]), device="cpu", **kwargs)
 
 
 def test_autoreset_disabled_leaves_ended_envs_to_the_callers_reset(model_dirs):
-    envs = gym.make_vec("DreamDoomTakeCover-v0", num_envs=2, world_model=str(model_dirs["doom"]), device="cpu",
-                        max_episode_steps=3, autoreset_mode="disabled")
+    envs = gym.make_vec(
+        "DreamDoomTakeCover-v0",
+        num_envs=2,
+        world_model=str(model_dirs["doom"]),
+        device="cpu",
+        max_episode_steps=3,
+        autoreset_mode="disabled",
+    )
     assert envs.metadata["autoreset_mode"] == AutoresetMode.DISABLED
     envs.reset(seed=0)
     for _ in range(3):
@@ -322,4 +366,6 @@ def test_autoreset_disabled_leaves_ended_envs_to_the_callers_reset(model_dirs):
     _, _, terminated, truncated, _ = envs.step(np.zeros(2, np.int64))
     assert not truncated[0] and (truncated[1] or terminated[1])
     with pytest.raises(ValueError, match="autoreset_mode must be one of"):
-        gym.make_vec("DreamDoomTakeCover-v0", num_envs=2, world_model=str(model_dirs["doom"]), autoreset_mode="sometimes")
+        gym.make_vec(
+            "DreamDoomTakeCover-v0", num_envs=2, world_model=str(model_dirs["doom"]), autoreset_mode="sometimes"
+        )
