@@ -149,6 +149,7 @@ def run_ppo(
                 args.workers,
                 env_kwargs={"world_model": model_dir, "device": "cpu"},
                 algorithm="ppo",
+                trust_zip=True,  # the agent this script trained in this cell
             )
             scores["real"][key] = [result.mean, result.std]
             atomic_write_text(progress_path, json.dumps(scores))

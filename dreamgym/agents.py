@@ -18,6 +18,7 @@ import numpy as np
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write
 from dreamgym.games import Game, lookup
+from dreamgym.training import log_agent_to_tensorboard
 
 ALGORITHMS = ("PPO", "DQN")
 """The SB3 algorithms a game may have a recipe for (``Game.sb3_recipes``)."""
@@ -90,8 +91,9 @@ def train_sb3(
             agent.learning_starts = agent.num_timesteps + settings.get("learning_starts", agent.learning_starts)
     else:
         agent = cls("MlpPolicy", venv, seed=seed, device="cpu", **settings)
-    agent.learn(steps, reset_num_timesteps=init is None)
     out = Path(out)
+    log_agent_to_tensorboard(agent, out.parent)
+    agent.learn(steps, reset_num_timesteps=init is None)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: agent.save(tmp))
     buffer = agent.ep_info_buffer or []

@@ -310,6 +310,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         args.algo,
         progress=args.progress,
         backend=args.backend,
+        trust_zip=args.trust_zip,
         address=args.address,
         noise=args.noise,
     )

@@ -484,7 +484,7 @@ def _write_outputs(out_dir: Path, state: CmaState, game: Game, obs_dim: int, tit
         rundir.controller(out_dir),
         {"generations": state.generations, "score": state.best_score},
     )
-    write_metrics(rundir.fitness_table(out_dir), state.history)
+    write_metrics(rundir.fitness_table(out_dir), state.history, step="generation")
     plot_curves(
         state.history,
         ["best_return", "mean_return", "center_return", "sigma"],

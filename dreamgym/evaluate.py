@@ -80,7 +80,7 @@ def check_trusted(policy: str | os.PathLike | None, trust_zip: bool, where: str 
     from dreamgym.training import StageError
 
     if policy is not None and Path(policy).suffix == ".zip" and not trust_zip:
-        raise StageError(f"{where}{policy}: {SB3_ZIP_WARNING}; pass --trust-zip to load it")
+        raise StageError(f"{where}{policy}: {SB3_ZIP_WARNING}; pass --trust-zip (trust_zip=True) to load it")
 
 
 def sb3_algorithm(path: Path) -> str:
@@ -291,6 +291,7 @@ def evaluate(
     backend: str = "local",
     address: str | None = None,
     noise: float = 0.0,
+    trust_zip: bool = False,
 ) -> EvalResult:
     """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` workers
     (processes here, or Ray actors with ``backend="ray"``: see :mod:`dreamgym.parallel`).
@@ -300,8 +301,10 @@ def evaluate(
     If ``policy`` is a model directory, the env uses that world model unless ``env_kwargs``
     names another. ``progress("evaluate ENV_ID", done, total)`` is called after each episode.
     ``noise`` > 0 plays the policy with exploration noise (:class:`NoisyPolicy`, seeded by the
-    episode's seed), as rounds record it.
+    episode's seed), as rounds record it. An SB3 ``.zip`` policy needs ``trust_zip=True``: loading
+    one runs code from the file.
     """
+    check_trusted(policy, trust_zip)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:

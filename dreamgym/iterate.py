@@ -431,6 +431,7 @@ def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> f
         config.eval_seed,
         config.workers,
         {"world_model": str(files.model), "device": device, "temperature": game.dream_temperature},
+        trust_zip=True,  # the start run's agent, checked by acting_agent above and consented to with --trust-zip
     ).mean
 
 
@@ -451,6 +452,7 @@ def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: 
             config.workers,
             {"world_model": str(RunDir(rdir).model), "device": device},
             progress=progress,
+            trust_zip=True,  # this run's own agent (a resumed run was consented to with --trust-zip)
         ),
     )
     result.save(path)

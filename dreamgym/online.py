@@ -60,7 +60,7 @@ from dreamgym.policy import AGENT_FILE as POLICY_FILE
 from dreamgym.policy import save_policy
 from dreamgym.replay import Replay
 from dreamgym.rundir import RunDir
-from dreamgym.training import Report, StageError, no_report
+from dreamgym.training import Report, StageError, log_agent_to_tensorboard, no_report
 from dreamgym.vae import encode_frames, frames_to_tensor
 from dreamgym.world_model import WorldModel
 
@@ -370,6 +370,7 @@ def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
 def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]) -> None:
     """The round's model, agent and rows, in that order (the rows say the round is complete)."""
     files = RunDir(run)
+    model.metadata["online"].update(rounds=len(rows), real_steps=rows[-1].real_steps)
     save_world_model(model, files.model)
     save_policy(agent, files.model / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
     atomic_write(files.agent, lambda tmp: agent.save(tmp))
@@ -440,6 +441,10 @@ def online(
     model = load_world_model(source, device="cpu")  # checked before any write
     if model.game.name != game_spec.name:
         raise StageError(f"world model {config.world_model} is a {model.game.name} model, not {game_spec.name}")
+    # The start model's controller read its M's h and its record describes its own build: this
+    # run's M is refined every round and its agent is the PPO saved beside it.
+    model.controller = None
+    model.metadata = {"online": {"world_model": config.world_model}}
     check_destination(run, "a dreamgym online run", lambda path: RunDir(path).online_settings.is_file())
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
@@ -479,7 +484,8 @@ def online(
         clock = time.perf_counter()
         if agent is None:
             agent = make_agent(model, replay, config, None)
-        agent.learn(config.agent_steps, reset_num_timesteps=False)
+        log_agent_to_tensorboard(agent, run)
+        agent.learn(config.agent_steps, reset_num_timesteps=agent.num_timesteps == 0)  # one ALGO_1 over the rounds
         timings["agent"] = time.perf_counter() - clock
         eval_steps = rows[-1].eval_steps if rows else 0
         eval_mean = eval_std = None

@@ -35,6 +35,7 @@ from pathlib import Path
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
 METRICS = "metrics.csv"
+TENSORBOARD = "tensorboard"
 CONTROLLER = "controller.safetensors"
 CMA_STATE = "cma_state.json"
 CMA_ARRAYS = "cma_state.{generations:06d}.safetensors"
@@ -53,6 +54,12 @@ def previous_checkpoint(stage_dir: Path) -> Path:
 def metrics(stage_dir: Path) -> Path:
     """One row per epoch or generation."""
     return Path(stage_dir) / METRICS
+
+
+def tensorboard(stage_dir: Path) -> Path:
+    """Where a stage's TensorBoard events go: ``RUN/tensorboard/STAGE`` (SB3 agents log to
+    ``RUN/tensorboard/PPO_1`` and so on beside them)."""
+    return Path(stage_dir).parent / TENSORBOARD / Path(stage_dir).name
 
 
 def picture(stage_dir: Path, name: str) -> Path:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -257,13 +258,54 @@ def prefetch(batches: Iterable, depth: int = 4) -> Iterator:
         thread.join()
 
 
-def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+def write_metrics(path: Path, history: list[dict[str, float]], step: str = "epoch") -> None:
+    """The whole history as CSV at ``path``, and its last row as TensorBoard scalars (see
+    :func:`log_scalars`)."""
+    if history:
+        log_scalars(path.parent, history[-1], step)
     buffer = io.StringIO()
     names = list(dict.fromkeys(key for row in history for key in row))
     writer = csv.DictWriter(buffer, fieldnames=names)
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, buffer.getvalue())
+
+
+def tensorboard_installed() -> bool:
+    """Whether the ``tensorboard`` package (``pip install "dreamgym[tensorboard]"``) is there:
+    then V, M, CMA-ES and the SB3 agents dreamgym trains also log TensorBoard events."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def log_agent_to_tensorboard(agent: Any, run_dir: Path) -> None:
+    """Have an SB3 ``agent`` log to ``RUN/tensorboard/ALGO_1``, beside the stages' own events
+    (when the ``tensorboard`` package is there); a continued agent keeps its ``ALGO_N``."""
+    if tensorboard_installed():
+        agent.tensorboard_log = os.fspath(Path(run_dir) / rundir.TENSORBOARD)
+
+
+_WRITERS: dict[Path, Any] = {}  # torch SummaryWriters, one per directory, open for the process
+
+
+def log_scalars(stage_dir: Path, row: dict[str, float], step: str) -> None:
+    """One epoch's or generation's numbers as TensorBoard scalars in ``RUN/tensorboard/STAGE``,
+    at step ``row[step]``, named as SB3 names its own (``train/loss``, ``validation/nll``); a
+    no-op without the ``tensorboard`` package."""
+    if not tensorboard_installed():
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    directory = rundir.tensorboard(stage_dir)
+    writer = _WRITERS.get(directory)
+    if writer is None:
+        writer = _WRITERS[directory] = SummaryWriter(os.fspath(directory))
+    for name, value in row.items():
+        if name != step and isinstance(value, (int, float)) and math.isfinite(value):
+            group, _, metric = name.partition("_") if name.startswith("validation_") else ("train", "", name)
+            writer.add_scalar(f"{group}/{metric}", value, int(row[step]))
+    writer.flush()
 
 
 def kept_epoch(checkpoint: dict) -> int:

@@ -409,11 +409,17 @@ def validate_dropout(dropout: object, trained_rate: float) -> float:
     return rate
 
 
+MAX_TEMPERATURE = 1000.0
+"""Above this, M's σ·√τ overflows float32 for ordinary weights (the paper sweeps 0.1 to 1.3)."""
+
+
 def validate_temperature(temperature: object) -> float:
-    """Temperature as a float; TypeError / ValueError unless a finite number > 0."""
+    """Temperature as a float; TypeError / ValueError unless a number in (0, MAX_TEMPERATURE]."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
         raise TypeError(f"temperature must be a number, got {type(temperature).__name__} {temperature!r}")
     value = float(temperature)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"temperature must be finite and > 0, got {value}")
+    if not math.isfinite(value) or not 0 < value <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be > 0 and at most {MAX_TEMPERATURE:g} (the paper uses 0.1 to 1.3), got {value}"
+        )
     return value

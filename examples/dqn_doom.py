@@ -44,7 +44,12 @@ def main() -> None:
     # The model loads on the real game's latent twin: identical observation and action spaces.
     DQN.load(args.out, env=gym.make("LatentDoomTakeCover-v0", world_model=args.world_model))
     real = evaluate(
-        "LatentDoomTakeCover-v0", args.out, args.episodes, seed=50_000, env_kwargs={"world_model": args.world_model}
+        "LatentDoomTakeCover-v0",
+        args.out,
+        args.episodes,
+        seed=50_000,
+        env_kwargs={"world_model": args.world_model},
+        trust_zip=True,  # the agent this script just trained
     )
     recent = [episode["r"] for episode in model.ep_info_buffer]
     print(f"dream episodes (last 100): {sum(recent) / max(1, len(recent)):.0f}")

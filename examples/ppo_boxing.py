@@ -32,7 +32,9 @@ def main() -> None:
         out = Path(args.out) / f"ppo_seed{seed}.zip"
         # No recipe of its own: the any-game PPO settings (64 dreams × 128 steps a rollout).
         _, dream = train_sb3("ppo", args.world_model, args.steps, out, seed=seed)
-        result = evaluate("LatentBoxing-v0", out, args.episodes, seed=args.eval_seed, env_kwargs=real)
+        result = evaluate(
+            "LatentBoxing-v0", out, args.episodes, seed=args.eval_seed, env_kwargs=real, trust_zip=True
+        )  # the agent just trained
         means.append(result.mean)
         print(
             f"seed {seed}: dream {dream:.1f}, real {result.mean:.1f} ± {result.std:.1f} over {result.episodes} bouts",

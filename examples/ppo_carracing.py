@@ -29,7 +29,12 @@ def main() -> None:
 
     PPO.load(args.out, env=gym.make("LatentCarRacing-v0", world_model=args.world_model))
     real = evaluate(
-        "LatentCarRacing-v0", args.out, args.episodes, seed=50_000, env_kwargs={"world_model": args.world_model}
+        "LatentCarRacing-v0",
+        args.out,
+        args.episodes,
+        seed=50_000,
+        env_kwargs={"world_model": args.world_model},
+        trust_zip=True,  # the agent this script just trained
     )
     print(f"real CarRacing-v3: {real.mean:.0f} ± {real.std:.0f} over {real.episodes} episodes")
 

@@ -132,6 +132,7 @@ def test_models_lists_the_shipped_models_with_their_ids_and_scores_and_shows_a_c
     for name, ids in (
         ("doom_take_cover", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),
         ("car_racing", "DreamCarRacing-v0, LatentCarRacing-v0"),
+        ("car_racing_paper", "DreamCarRacing-v0, LatentCarRacing-v0"),  # a second model of a defined game
         ("boxing", "DreamBoxing-v0, LatentBoxing-v0"),
     ):
         assert f"{name}: " in listing and ids in listing

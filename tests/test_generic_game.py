@@ -246,6 +246,7 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     import dreamgym
     from dreamgym.agents import train_sb3
     from dreamgym.evaluate import evaluate
+    from dreamgym.training import StageError
 
     run_json = json.loads((pixel_run / "run.json").read_text())
     assert run_json["game"] == "pixelchase" and run_json["env"] == {"env_id": ENV_ID, "max_episode_steps": 40}
@@ -284,7 +285,9 @@ def test_the_pixel_game_goes_through_the_pipeline_and_becomes_registered_ids(pix
     agent, _ = train_sb3(
         "ppo", pixel_run / "model", 256, tmp_path / "ppo.zip", seed=0
     )  # no recipe of its own: the any-game one
-    result = evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2)  # spawned workers
+    with pytest.raises(StageError, match="trust_zip=True"):  # loading a .zip runs code from it: consent first
+        evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2)
+    result = evaluate(latent_id, tmp_path / "ppo.zip", episodes=4, seed=60_000, workers=2, trust_zip=True)  # spawned
     assert len(result.returns) == 4 and all(length == 40 for length in result.lengths)
 
 

@@ -16,7 +16,9 @@ import pytest
 import torch
 from conftest import run_command, small_world_model
 
+from dreamgym.checkpoint import save_world_model
 from dreamgym.config import OnlineConfig
+from dreamgym.controller import LinearController
 from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason
 
 
@@ -61,9 +63,14 @@ def online_command(game, run, model_dir, *extra):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("game", ["carracing", "doom"])
-def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_that_round(tmp_path, model_dirs, game):
-    run = tmp_path / "run"
-    command = online_command(game, run, model_dirs[game])
+def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_that_round(tmp_path, game):
+    run, start = tmp_path / "run", tmp_path / "start"
+    model = small_world_model(game)  # a start model with a controller, which the run must not carry
+    outputs, inputs = model.game.controller_output_dim, model.z_dim + model.hidden_dim
+    weights, bias = np.ones((outputs, inputs), np.float32), np.zeros(outputs, np.float32)
+    model.controller = LinearController(model.game, weights, bias)
+    save_world_model(model, start)
+    command = online_command(game, run, start)
     process = subprocess.Popen(
         [*command, "--trust-zip"],
         cwd=tmp_path,
@@ -98,6 +105,13 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     assert rows[2]["eval_steps"] == rows[1]["eval_steps"] and rows[2]["agent_steps"] > rows[1]["agent_steps"]
     assert (run / "curve.png").stat().st_size > 0 and (run / "best" / "agent.zip").is_file()
     assert (run / "best" / "config.json").is_file()
+    assert list((run / "tensorboard" / "PPO_1").glob("events.out.tfevents.*"))  # one SB3 run across rounds
+    assert not (run / "tensorboard" / "PPO_2").exists()
+    # The start model's controller and record do not describe the refined M: neither is carried.
+    assert not (run / "model" / "controller.safetensors").exists()
+    record = json.loads((run / "model" / "config.json").read_text())["metadata"]
+    real_steps = rows[-1]["data_steps"] + rows[-1]["eval_steps"]
+    assert record == {"online": {"world_model": str(start), "rounds": 3, "real_steps": real_steps}}
     again = run_command([*command, "--trust-zip"], cwd=tmp_path)  # finished: nothing is redone
     assert again.returncode == 0 and "stopped: 3 rounds done" in again.stdout
     assert json.loads((run / "rounds.json").read_text()) == rows

@@ -15,7 +15,8 @@ from dreamgym.checkpoint import SHIPPED_MODELS
 from dreamgym.games import GAMES
 
 REPO = Path(__file__).resolve().parent.parent
-WHEEL_LIMIT_MB = 35
+WHEEL_LIMIT_MB = 45
+"""Four model directories; car_racing and car_racing_paper hold the same V (the wheel stores it twice)."""
 DEFINED_GAMES = sorted(name for name, game in GAMES.items() if game.spec is None)
 """Doom and CarRacing: their shipped models carry a controller (a dream of an env id need not)."""
 
@@ -45,10 +46,11 @@ def test_the_wheel_carries_the_shipped_model_weights_and_not_their_pictures(whee
     names = zipfile.ZipFile(wheel).namelist()
     for model, game in SHIPPED_MODELS.items():
         files = ["config.json", "vae.safetensors", "mdnrnn.safetensors", "initial_latents.safetensors", "MODEL_CARD.md"]
-        if game in DEFINED_GAMES:
-            files.append("controller.safetensors")
         for file in files:
             assert f"dreamgym/pretrained/{model}/{file}" in names
+        if game in DEFINED_GAMES:  # with a controller or an agent trained in it
+            agents = {f"dreamgym/pretrained/{model}/{file}" for file in ("controller.safetensors", "agent.safetensors")}
+            assert agents & set(names), model
     assert not [name for name in names if "/pictures/" in name or name.endswith((".png", ".gif"))]
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert wheel.stat().st_size < WHEEL_LIMIT_MB * 1e6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -47,6 +48,26 @@ def test_tiny_pipeline_exports_a_model_that_passes_both_env_checkers(tiny_run):
     assert model.controller is not None and model.game.name == game
     card = (run / "model" / "MODEL_CARD.md").read_text()
     assert "Wall-clock time per stage" in card and "over 2 episodes" in card
+
+
+def test_a_run_logs_every_epoch_and_generation_to_tensorboard_beside_the_csv(tiny_runs):
+    """`tensorboard --logdir RUN` shows V, M and CMA-ES, named as SB3 names its scalars."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tiny_runs("doom")
+    config = RunConfig.load(run)
+    for stage, tag, count in (
+        ("vae", "train/reconstruction", config.vae.epochs),
+        ("mdnrnn", "train/nll", config.mdnrnn.epochs),
+        ("controller", "train/best_return", config.controller.generations),
+    ):
+        events = EventAccumulator(str(run / "tensorboard" / stage))
+        events.Reload()
+        assert [event.step for event in events.Scalars(tag)] == list(range(1, count + 1)), stage
+    rows = list(csv.DictReader((run / "mdnrnn" / "metrics.csv").open()))
+    events = EventAccumulator(str(run / "tensorboard" / "mdnrnn"))
+    events.Reload()
+    assert [event.value for event in events.Scalars("train/nll")] == pytest.approx([float(r["nll"]) for r in rows])
 
 
 def test_an_ensemble_run_exports_its_members_real_episodes_and_dream_defaults(tiny_runs, tmp_path):

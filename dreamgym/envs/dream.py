@@ -22,8 +22,9 @@ from dreamgym.world_model import (
     validate_temperature,
 )
 
-DEFAULT_WORLD_MODEL = {game: name for name, game in SHIPPED_MODELS.items()}
-"""The shipped model each game's envs load when no ``world_model`` is given."""
+DEFAULT_WORLD_MODEL = {game: name for name, game in reversed(SHIPPED_MODELS.items())}  # the first of a game wins
+"""The shipped model each game's envs load when no ``world_model`` is given: the game's own
+(``Game.shipped_model``), else the first of its directories."""
 
 WINDOW_SCALE = 8
 """``render_mode="human"`` shows V's 64×64 frames in a window this many times larger (512×512)."""
@@ -81,6 +82,20 @@ def load_dream(
     model = get_world_model(game, world_model, device)
     replay = as_replay(replay, model.game)
     return model, model.dream_settings(PLAIN_DREAM if plain else None, replay=replay, **defences), replay
+
+
+def check_reset_options(options: Any, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A reset's ``options``: None or a dict of the keys ``allowed`` only -> a dict;
+    TypeError / ValueError otherwise (an option a dream does not know is not ignored)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict or None, got {type(options).__name__} {options!r}")
+    unknown = sorted(str(key) for key in options if key not in allowed)
+    if unknown:
+        known = f"only {list(allowed)}" if allowed else "none"
+        raise ValueError(f"unknown reset option(s) {unknown}: this env takes {known}")
+    return options
 
 
 def check_actions(space: gym.spaces.Space, actions: Any, num_envs: int | None = None) -> Any:
@@ -319,6 +334,7 @@ class DreamEnv(gym.Env, EzPickle):
         self._clock: Any = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        check_reset_options(options)
         super().reset(seed=seed)
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self._state = self.model.initial_state(1, self._generator, self.settings, replay=self.replay)
@@ -382,9 +398,11 @@ class DreamEnv(gym.Env, EzPickle):
         return keys_to_action(self.game.name)
 
     def close(self) -> None:
+        """Close the window, if any, and end the episode: ``step`` needs a ``reset`` again."""
         if self._window is not None:
             _import_pygame().display.quit()
             self._window = self._clock = None
+        self._state = None
         super().close()
 
     def _show(self, frame: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamgym.checkpoint import env_game
-from dreamgym.envs.dream import check_actions, load_dream
+from dreamgym.envs.dream import check_actions, check_reset_options, load_dream
 from dreamgym.replay import Replay
 from dreamgym.world_model import (
     DreamState,
@@ -22,6 +22,9 @@ from dreamgym.world_model import (
 
 TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
 """(observations, rewards, terminated, truncated, info) of :meth:`DreamVectorEnv.step_tensor`."""
+
+MAX_NUM_ENVS = 1 << 22
+"""The most dreams one batch holds (4,194,304: ~16 GB of state for the paper's CarRacing M)."""
 
 
 def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
@@ -123,8 +126,12 @@ class DreamVectorEnv(VectorEnv):
         warmup: int | None = None,
         replay: Replay | str | os.PathLike | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or not 1 <= num_envs <= MAX_NUM_ENVS
+        ):
+            raise ValueError(f"num_envs must be a whole number from 1 to {MAX_NUM_ENVS:,}, got {num_envs!r}")
         self.game = env_game(game, world_model)
         self.num_envs = int(num_envs)
         self.temperature = validate_temperature(temperature)
@@ -185,13 +192,17 @@ class DreamVectorEnv(VectorEnv):
         """Reset every env (or those in ``options["reset_mask"]``, a bool array of shape (N,));
         ``seed`` seeds the whole batch."""
         mask = None
-        if options is not None and "reset_mask" in options:
-            given = np.asarray(options["reset_mask"])
+        if "reset_mask" in check_reset_options(options, ("reset_mask",)):
+            given = np.asarray(cast(dict, options)["reset_mask"])
             if given.shape != (self.num_envs,) or given.dtype != np.bool_:
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
             mask = torch.from_numpy(given).to(self.device)
         observations, info = self._reset(seed, mask)
         return to_numpy(observations, np.float32), info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """End the batch's episodes: ``step`` needs a ``reset`` again."""
+        self._state = None
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Step every env with numpy ``actions``: (N,) ints for Doom, (N, 3) floats for CarRacing."""
@@ -229,8 +240,8 @@ class DreamVectorEnv(VectorEnv):
         """:meth:`reset`, returning observations (N, obs_dim) float32 on the env's device;
         ``options["reset_mask"]`` is a bool tensor of shape (N,) (moved to the env's device)."""
         mask = None
-        if options is not None and "reset_mask" in options:
-            mask = options["reset_mask"]
+        if "reset_mask" in check_reset_options(options, ("reset_mask",)):
+            mask = cast(dict, options)["reset_mask"]
             if not isinstance(mask, torch.Tensor) or mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
                 raise ValueError(f"options['reset_mask'] must be a bool tensor of shape ({self.num_envs},)")
             mask = mask.to(self.device)

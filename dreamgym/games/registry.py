@@ -43,8 +43,9 @@ def pretrained_root() -> Path:
 
 def shipped_models() -> dict[str, tuple[str, dict[str, Any] | None]]:
     """Shipped model name -> (its game, the env it was built from): each defined game's own
-    model, and every directory in :func:`pretrained_root` whose config.json records a game made
-    by :func:`game_from_env` (a dream of another game, shipped like the others). Only JSON is
+    model first, then every other directory in :func:`pretrained_root` whose config.json records
+    a defined game (another model of it, such as ``car_racing_paper``) or a game made by
+    :func:`game_from_env` (a dream of another game, shipped like the others). Only JSON is
     read; a model is checked in full when it is loaded."""
     import json
 
@@ -60,8 +61,12 @@ def shipped_models() -> dict[str, tuple[str, dict[str, Any] | None]]:
             data = json.loads(config.read_text())
         except (OSError, ValueError):
             continue  # loading it names what is wrong
-        if isinstance(data, dict) and isinstance(data.get("game"), str) and isinstance(data.get("env"), dict):
+        if not isinstance(data, dict) or not isinstance(data.get("game"), str):
+            continue
+        if isinstance(data.get("env"), dict):
             models[directory.name] = (data["game"], data["env"])
+        elif data["game"] in GAMES and GAMES[data["game"]].spec is None:
+            models[directory.name] = (data["game"], None)
     return models
 
 

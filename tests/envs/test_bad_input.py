@@ -73,6 +73,39 @@ def test_step_before_reset_is_refused(model_dirs, game):
         env.step(env.action_space.sample())
 
 
+@pytest.mark.parametrize("game", sorted(dreamgym.ENV_IDS))
+def test_step_after_close_is_refused_like_step_before_reset(model_dirs, game):
+    env = dreamgym.DreamEnv(game, world_model=model_dirs[game])
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(env.action_space.sample())
+    envs = dreamgym.DreamVectorEnv(game, num_envs=2, world_model=model_dirs[game], device="cpu")
+    envs.reset(seed=0)
+    envs.close()
+    with pytest.raises(gym.error.ResetNeeded):
+        envs.step(np.stack([envs.single_action_space.sample()] * 2))
+
+
+@pytest.mark.parametrize(
+    "options, error, words",
+    [
+        ([1], TypeError, "reset options must be a dict or None"),
+        ({"bogus": 1}, ValueError, r"unknown reset option\(s\) \['bogus'\]"),
+    ],
+)
+def test_reset_options_a_dream_does_not_know_are_refused(model_dirs, options, error, words):
+    single = dreamgym.DreamEnv("doom", world_model=model_dirs["doom"])
+    with pytest.raises(error, match=words):
+        single.reset(seed=0, options=options)
+    assert single.reset(seed=0, options={})[0].shape == single.observation_space.shape  # empty is fine
+    envs = dreamgym.DreamVectorEnv("doom", num_envs=2, world_model=model_dirs["doom"], device="cpu")
+    with pytest.raises(error, match=words):
+        envs.reset(seed=0, options=options)
+    envs.reset(seed=0, options={"reset_mask": np.ones(2, bool)})  # the one it knows
+
+
 @pytest.mark.parametrize(
     "temperature,error",
     [
@@ -80,6 +113,7 @@ def test_step_before_reset_is_refused(model_dirs, game):
         (-1.0, ValueError),
         (float("nan"), ValueError),
         (float("inf"), ValueError),
+        (1e300, ValueError),  # finite, but M's σ·√τ would overflow: refused here, not blamed on the weights
         ("hot", TypeError),
         (None, TypeError),
     ],

@@ -335,7 +335,8 @@ def test_sb3_ppo_trained_in_the_dream_loads_on_the_latent_twin(model_dirs, tmp_p
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"num_envs": 0}, "num_envs must be a positive integer"),
+        ({"num_envs": 0}, "num_envs must be a whole number from 1 to 4,194,304"),
+        ({"num_envs": 10**9}, "num_envs must be a whole number from 1 to 4,194,304"),  # not numpy's MemoryError
         ({"num_envs": 2, "max_episode_steps": 0}, "max_episode_steps must be a positive integer"),
         ({"num_envs": 2, "max_episode_steps": -3}, "max_episode_steps must be a positive integer"),
     ],
