@@ -23,6 +23,7 @@ from dreamgym.config import (
     OnlineConfig,
     RunConfig,
     field_docs,
+    option_name,
 )
 from dreamgym.demo import GENERATIONS, run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
@@ -537,7 +538,7 @@ def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str,
         default = spec.default if spec.default is not dataclasses.MISSING else None
         shown = f"{default:,}" if isinstance(default, int) and not isinstance(default, bool) else default
         p.add_argument(
-            f"--{spec.name.replace('_', '-')}",
+            option_name(spec.name),
             type=parse,
             metavar=spec.name.upper(),
             help=f"{docs.get(spec.name, '')} (default: {shown})".replace("%", "%%"),

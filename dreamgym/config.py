@@ -42,6 +42,23 @@ class Settings:
             _check_setting(type(self).__name__, spec, getattr(self, spec.name))
 
 
+def option_name(field_name: str) -> str:
+    """The command-line option of a settings field: ``agent_steps`` -> ``--agent-steps``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def settings_arguments(settings: Settings, skip: tuple[str, ...] = ()) -> list[str]:
+    """The options that give ``settings`` on a command line, one per field that is not its
+    default (the inverse of the options the CLI makes from the same dataclass)."""
+    default = type(settings)()
+    arguments = []
+    for spec in fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, spec.name)
+        if spec.name not in skip and value != getattr(default, spec.name):
+            arguments.append(f"{option_name(spec.name)} {value}")
+    return arguments
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The attribute docstrings of a settings dataclass (the string under each field), by field
     name: one home for every setting's help, read by the CLI."""

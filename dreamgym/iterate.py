@@ -38,7 +38,7 @@ from typing import Any, cast
 from dreamgym import rundir
 from dreamgym.checkpoint import MODEL_CARD_FILE, PICTURES_DIR, load_controller
 from dreamgym.cmaes import train_controller
-from dreamgym.config import CollectConfig, IterateConfig, RunConfig
+from dreamgym.config import CollectConfig, IterateConfig, RunConfig, settings_arguments
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
 from dreamgym.files import (
@@ -219,15 +219,10 @@ def iterate_command(run: Path) -> tuple[str, IterateConfig]:
         arguments = [f"dreamgym iterate {game_arguments(game, stored.get('env'))} --out RUN"]
     except (ValueError, KeyError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
-    default = IterateConfig()
-    for spec in dataclasses.fields(IterateConfig):
-        value = getattr(config, spec.name)
-        if spec.name in ("start", "workers") or value == getattr(default, spec.name):
-            continue
-        if spec.name == "dream":
-            arguments += [f"--dream {key}={json.dumps(setting)}" for key, setting in value.items()]
-        else:
-            arguments.append(f"--{spec.name.replace('_', '-')} {Path(value).name if spec.name == 'agent' else value}")
+    arguments += settings_arguments(
+        dataclasses.replace(config, agent=Path(config.agent).name), ("start", "workers", "dream")
+    )
+    arguments += [f"--dream {key}={json.dumps(setting)}" for key, setting in config.dream.items()]
     if config.agent != "cmaes":
         arguments.append("--trust-zip")
     arguments.append("--start RUN0" if config.start else f"--preset {preset}")  # a start brings its own preset

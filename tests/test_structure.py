@@ -166,3 +166,22 @@ def test_the_branch_finder_finds_branches():
         "line 2",
         "line 3",
     ]
+
+
+def test_the_dream_envs_take_each_dream_setting_by_its_name_with_none_as_the_models_default():
+    """DreamEnv and DreamVectorEnv spell out DreamSettings' fields as keywords (so that
+    ``gym.make`` and ``help()`` show them); this keeps the three lists one, and each documented."""
+    import dataclasses
+    import inspect
+
+    from dreamgym.config import DreamSettings
+    from dreamgym.envs.dream import DreamEnv
+    from dreamgym.envs.vector import DreamVectorEnv
+
+    fields = [field.name for field in dataclasses.fields(DreamSettings)]
+    for env in (DreamEnv, DreamVectorEnv):
+        parameters = inspect.signature(env.__init__).parameters
+        assert [name for name in parameters if name in fields] == fields, env.__name__
+        assert all(parameters[name].default is None for name in fields), env.__name__
+    documented = DreamEnv.__doc__ or ""
+    assert [name for name in fields if f"``{name}``" not in documented] == []
