@@ -54,6 +54,7 @@ from dreamgym.episodes import (
 )
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate
 from dreamgym.files import (
+    DamagedFileError,
     atomic_write_text,
     check_destination,
     load_torch_checkpoint,
@@ -102,6 +103,10 @@ def timed(run_dir: Path, stage: str, work: Callable[[], T]) -> tuple[T, float]:
     seconds = time.perf_counter() - start
     path = RunDir(run_dir).timings
     timings = read_json(path) if path.exists() else {}
+    if not isinstance(timings, dict) or not all(
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in timings.values()
+    ):
+        raise DamagedFileError(f"{path} is damaged: expected seconds by stage; delete it to count the times again")
     timings[stage] = timings.get(stage, 0.0) + seconds
     atomic_write_text(path, json.dumps(timings, indent=2) + "\n")
     return result, seconds

@@ -145,3 +145,27 @@ def test_results_arrive_as_jobs_finish_not_all_at_the_end(tmp_path):
         results.append(result)
         marker.touch()
     assert results == ["first", "released"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_a_damaged_record_is_an_error_that_names_its_file(tmp_path, content):
+    """timings.json, a round's tuning score and a stage's checkpoint: each damaged file is named."""
+    from dreamgym.evaluate import EvalResult
+    from dreamgym.iterate import _read_record
+    from dreamgym.pipeline import timed
+    from dreamgym.rundir import RunDir
+    from dreamgym.training import StageError, read_checkpoint
+
+    run = RunDir(tmp_path)
+    run.timings.write_bytes(content)
+    with pytest.raises(DamagedFileError, match="timings.json"):
+        timed(tmp_path, "collect", lambda: None)
+    run.tuning_result.parent.mkdir(parents=True, exist_ok=True)
+    run.tuning_result.write_bytes(content)
+    with pytest.raises((StageError, DamagedFileError), match=run.tuning_result.name):
+        _read_record(run.tuning_result, EvalResult)
+    stage = tmp_path / "vae"
+    stage.mkdir()
+    (stage / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(DamagedFileError, match="checkpoint.pt"):
+        read_checkpoint(stage)

@@ -112,6 +112,13 @@ class PixelChaseBroken(PixelChase):
         return super().step(action)
 
 
+class PixelChaseBrokenReset(PixelChase):
+    """The same game with a bug in reset."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        raise RuntimeError("no level file")
+
+
 def pixel_chase_rgb(**kwargs) -> PixelChase:
     """The usual pixel factory: it fixes its own render mode."""
     return PixelChase(render_mode="rgb_array", **kwargs)
@@ -125,6 +132,7 @@ if "PixelChase-v0" not in gym.registry:
     gym.register("PixelChaseRGB-v0", entry_point=pixel_chase_rgb, max_episode_steps=40)
     gym.register("PixelChaseNoRenderMode-v0", entry_point=PixelChaseNoRenderMode, max_episode_steps=40)
     gym.register("PixelChaseBroken-v0", entry_point=PixelChaseBroken, max_episode_steps=40)
+    gym.register("PixelChaseBrokenReset-v0", entry_point=PixelChaseBrokenReset, max_episode_steps=40)
 
 ENV_ID = "test_generic_game:PixelChase-v0"
 
@@ -201,14 +209,18 @@ def test_an_env_is_made_as_its_author_wrote_it_whatever_it_does_with_render_mode
     assert summary.steps == 40 and payload
 
 
-def test_an_env_that_fails_mid_episode_is_one_error_naming_it_and_the_episode():
+@pytest.mark.parametrize(
+    "env_id, error",
+    [("PixelChaseBroken-v0", "KeyError: 'score'"), ("PixelChaseBrokenReset-v0", "RuntimeError: no level file")],
+)
+def test_an_env_that_fails_in_step_or_reset_is_one_error_naming_it_and_the_episode(env_id, error):
     from dreamgym.collect import record_episode
     from dreamgym.config import CollectConfig
     from dreamgym.games import game_from_env
     from dreamgym.training import EpisodeError
 
-    game = game_from_env("test_generic_game:PixelChaseBroken-v0")
-    with pytest.raises(EpisodeError, match=r"PixelChaseBroken-v0, episode 3 \(seed 10\): KeyError: 'score'"):
+    game = game_from_env(f"test_generic_game:{env_id}")
+    with pytest.raises(EpisodeError, match=rf"{env_id}, episode 3 \(seed 10\): {error}"):
         record_episode(game, 3, CollectConfig(seed=7))
 
 
