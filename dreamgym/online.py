@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dreamgym.checkpoint import load_world_model, save_world_model
-from dreamgym.config import OnlineConfig
+from dreamgym.config import OnlineConfig, settings_arguments
 from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
 from dreamgym.evaluate import NoisyPolicy
 from dreamgym.files import (
@@ -367,11 +367,39 @@ def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
     return None
 
 
-def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]) -> None:
-    """The round's model, agent and rows, in that order (the rows say the round is complete)."""
+def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str:
+    """The card of an online run's model directory: how it was made, the real and dream steps it
+    used, and its last tuning scores (on tuning seeds: not a test score)."""
+    start = Path(cast(str, config.world_model)).name
+    command = " ".join(
+        [f"dreamgym online {game.name} --out RUN", *settings_arguments(dataclasses.replace(config, world_model=start))]
+    )
+    last = rows[-1]
+    lines = [
+        f"# dreamgym world model: {game.name}",
+        "",
+        f"Built with round {last.round} of `{command}`.",
+        "",
+        "## What is in it",
+        f"- V and M of `{start}`; M refined in each of {len(rows)} rounds on the agent's own real episodes",
+        f"- the agent: `{POLICY_FILE}`, SB3 PPO saved without pickle, trained only in dreams of this M "
+        f"(`dreamgym evaluate {game.latent_env_id} --policy DIR --noise {config.noise}` plays it as it learned)",
+        f"- real steps: {last.real_steps:,} ({last.data_steps:,} recorded, {last.eval_steps:,} of tuning episodes); "
+        f"dream steps: {last.agent_steps:,}",
+    ]
+    scored = [r for r in rows if r.eval_mean is not None and r.eval_std is not None]
+    if scored:
+        lines += ["", f"## Tuning scores ({config.eval_episodes} real episodes from seed {config.eval_seed})"]
+        lines += [f"- round {r.round}: {r.eval_mean:.1f} ± {r.eval_std:.1f}" for r in scored[-5:]]
+    return "\n".join(lines) + "\n"
+
+
+def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound], config: OnlineConfig) -> None:
+    """The round's model (with its card), agent and rows, in that order (the rows say the round
+    is complete)."""
     files = RunDir(run)
     model.metadata["online"].update(rounds=len(rows), real_steps=rows[-1].real_steps)
-    save_world_model(model, files.model)
+    save_world_model(model, files.model, model_card=model_card(model.game, config, rows))
     save_policy(agent, files.model / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
     atomic_write(files.agent, lambda tmp: agent.save(tmp))
     atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
@@ -513,7 +541,7 @@ def online(
         )
         best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         rows.append(row)
-        save_round(run, model, agent, rows)
+        save_round(run, model, agent, rows, config)
         if eval_mean is not None and eval_mean > best:
             keep_best(run)
         plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")

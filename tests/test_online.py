@@ -112,6 +112,9 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     record = json.loads((run / "model" / "config.json").read_text())["metadata"]
     real_steps = rows[-1]["data_steps"] + rows[-1]["eval_steps"]
     assert record == {"online": {"world_model": str(start), "rounds": 3, "real_steps": real_steps}}
+    card = (run / "model" / "MODEL_CARD.md").read_text()
+    assert f"Built with round 2 of `dreamgym online {game} --out RUN --world-model start --rounds 3 " in card
+    assert f"real steps: {real_steps:,}" in card and "- round 1: " in card  # the tuning score of round 1
     again = run_command([*command, "--trust-zip"], cwd=tmp_path)  # finished: nothing is redone
     assert again.returncode == 0 and "stopped: 3 rounds done" in again.stdout
     assert json.loads((run / "rounds.json").read_text()) == rows
