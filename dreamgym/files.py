@@ -92,6 +92,19 @@ def atomic_directory(
 MAX_JSON_BYTES = 1 << 26
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` hold what ``source`` holds now, atomically: a hard link (no bytes copied;
+    a copy where links are not allowed). Files dreamgym rewrites are replaced, never written in
+    place, so a later version of ``source`` leaves ``target`` as it was."""
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
 def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """A JSON file dreamgym wrote (a record, a table, settings); DamagedFileError names the file."""
     path = Path(path)

@@ -330,7 +330,7 @@ def data_steps(rdir: Path) -> int:
 def check_v(rdir: Path, parent: Path, config: IterateConfig, report: Report, device: str) -> VCheck:
     """Round ``rdir``'s decision on V, made once (``v_check.json``): measure the parent's V on the
     earlier frames and on the new ones; if it reconstructs the new ones more than ``refresh_v``
-    times worse, unlink the parent's V from the round and set V's training to one warm-started
+    times worse, remove the parent's V from the round and set V's training to one warm-started
     pass of ``refine_v_frames`` (``train_vae_stage`` then trains it, and ``encode_stage`` encodes
     every episode again, since the latents' marker no longer matches)."""
     path = RunDir(rdir).v_check
@@ -345,9 +345,7 @@ def check_v(rdir: Path, parent: Path, config: IterateConfig, report: Report, dev
     check = VCheck(reconstruction_error(vae, old, report), reconstruction_error(vae, new, report), False)
     check = dataclasses.replace(check, refresh=bool(config.refresh_v) and check.ratio > config.refresh_v)
     if check.refresh:
-        link = rundir.checkpoint(RunDir(rdir).vae)
-        if link.is_symlink():  # the parent's V itself is never written to
-            link.unlink()
+        rundir.checkpoint(RunDir(rdir).vae).unlink(missing_ok=True)  # the parent's (a hard link: the parent keeps it)
         run_config.with_overrides("vae", epochs=1, frames_per_epoch=config.refine_v_frames).save(rdir)
     atomic_write_text(path, json.dumps(dataclasses.asdict(check)) + "\n")
     report(

@@ -57,6 +57,7 @@ from dreamgym.files import (
     DamagedFileError,
     atomic_write_text,
     check_destination,
+    link_or_copy,
     load_torch_checkpoint,
     read_json,
 )
@@ -217,24 +218,26 @@ def next_round(
 
 
 def _link_run(source: Path, run_dir: Path, stages: list[Path]) -> None:
-    """Link (not copy) ``source``'s episodes, latents and the checkpoints of its stage
-    directories ``stages`` into ``run_dir``, and copy the latents' marker (which V encoded them).
-    Nothing is written in ``source``: a stage that trains again in ``run_dir`` first replaces its
-    link."""
+    """Link ``source``'s episodes and latents (relative symbolic links: they are never rewritten,
+    and runs moved or copied together keep them) and the checkpoints of its stage directories
+    ``stages`` (hard links: the checkpoint as it is now, which retraining ``source`` later
+    leaves as it was) into ``run_dir``, and copy the latents' marker (which V encoded them).
+    Nothing is written in ``source``."""
     source_run, run = RunDir(source), RunDir(run_dir)
     checkpoints = [rundir.checkpoint(stage) for stage in stages]
     for path in checkpoints:
         if not path.exists():
             raise StageError(f"{source} has no trained {path.parent.name} ({path}): finish its pipeline first")
-    links = (
-        [(path, run.episodes / path.name) for path in episode_files(source_run.episodes)]
-        + [(path, run.latents / path.name) for path in latent_files(source)]
-        + [(path, run_dir / path.relative_to(source)) for path in checkpoints]
-    )
+    links = [(path, run.episodes / path.name) for path in episode_files(source_run.episodes)]
+    links += [(path, run.latents / path.name) for path in latent_files(source)]
     for path, link in links:
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():  # relative: runs moved or copied together keep their links
+        if not link.is_symlink():
             link.symlink_to(os.path.relpath(path.resolve(), link.parent.resolve()))
+    for path in checkpoints:
+        frozen = run_dir / path.relative_to(source)
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(path.resolve(), frozen)
     if source_run.latents_marker.exists():
         shutil.copyfile(source_run.latents_marker, run.latents_marker)
 

@@ -33,6 +33,7 @@ from dreamgym.files import (
     DamagedFileError,
     atomic_save_torch,
     atomic_write_text,
+    link_or_copy,
     load_torch_checkpoint,
 )
 
@@ -109,16 +110,10 @@ def remove_leftover_temporaries(directory: Path) -> None:
 
 
 def keep_as_previous(path: Path, previous: Path) -> None:
-    """Make ``previous`` hold what ``path`` holds now, before ``path`` is replaced: a hard link
-    (no bytes copied; a copy where links are not allowed), swapped in atomically. If writing
-    the new ``path`` then fails, both still hold the last good checkpoint."""
-    tmp = previous.with_name(f".{previous.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(path, tmp)
-    except OSError:
-        shutil.copyfile(path, tmp)
-    os.replace(tmp, previous)
+    """Make ``previous`` hold what ``path`` holds now, before ``path`` is replaced (see
+    :func:`~dreamgym.files.link_or_copy`). If writing the new ``path`` then fails, both still
+    hold the last good checkpoint."""
+    link_or_copy(path, previous)
 
 
 def train_epochs(

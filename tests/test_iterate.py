@@ -159,9 +159,11 @@ def test_two_rounds_on_the_real_game_resume_after_a_sigkill_in_round_two(tmp_pat
     v_file, latents = run / "round_1" / "vae" / "checkpoint.pt", list((run / "round_1" / "latents").glob("*.npz"))
     assert len(latents) == 6
     if refresh_v == "0":  # round 0's V and latents, linked
-        assert not v_check["refresh"] and v_file.is_symlink() and sum(p.is_symlink() for p in latents) == 3
+        assert not v_check["refresh"] and sum(p.is_symlink() for p in latents) == 3
+        assert os.path.samefile(v_file, run / "round_0" / "vae" / "checkpoint.pt")  # a hard link
     else:  # its own V, warm-started from round 0's for one pass of 64 frames; every episode encoded again
-        assert v_check["refresh"] and rows[1]["v_refreshed"] and not v_file.is_symlink()
+        assert v_check["refresh"] and rows[1]["v_refreshed"]
+        assert not os.path.samefile(v_file, run / "round_0" / "vae" / "checkpoint.pt")
         assert not any(p.is_symlink() for p in latents) and "(V refined)" in table
         assert json.loads((run / "round_1" / "run.json").read_text())["vae"]["frames_per_epoch"] == 64
     best = max(rows, key=lambda r: r["real_mean"])
@@ -233,7 +235,8 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
     assert after == before  # the start run is only read (and locked while the rounds run)
     round_0 = run / "round_0"
     assert all(p.is_symlink() for p in (round_0 / "episodes").glob("*.npz"))  # linked, not recorded again
-    assert (round_0 / "vae" / "checkpoint.pt").is_symlink() and (round_0 / "mdnrnn" / "checkpoint.pt").is_symlink()
+    for stage in ("vae", "mdnrnn"):  # the start run's checkpoints as they were: hard links
+        assert os.path.samefile(round_0 / stage / "checkpoint.pt", start / stage / "checkpoint.pt")
     rows = json.loads((run / "rounds.json").read_text())
     start_steps = sum(len(np.load(p)["actions"]) for p in (start / "episodes").glob("*.npz"))
     assert rows[0]["data_steps"] == start_steps and rows[0]["seconds"]["collect"] < 5  # its data counts, once

@@ -464,5 +464,21 @@ def test_a_round_moved_with_its_parent_still_finds_its_parent_episodes_and_v(tin
     config = RunConfig.load(round2)
     assert config.parent == str((tmp_path / "after" / "parent").resolve())
     assert config.collect.policy == str((tmp_path / "after" / "parent" / "model").resolve())
-    links = [*(round2 / "episodes").iterdir(), round2 / "vae" / "checkpoint.pt"]
+    links = list((round2 / "episodes").iterdir())
     assert links and all(link.is_symlink() and link.exists() for link in links)  # relative links survive the move
+    assert (round2 / "vae" / "checkpoint.pt").is_file()
+
+
+def test_retraining_a_parent_after_a_round_was_set_up_leaves_the_rounds_v_as_it_was(tiny_runs, tmp_path):
+    from dreamgym.files import atomic_save_torch, load_torch_checkpoint
+    from dreamgym.pipeline import next_round
+
+    parent = tmp_path / "parent"
+    shutil.copytree(tiny_runs("doom"), parent, ignore=shutil.ignore_patterns("eval"))
+    next_round(parent, tmp_path / "round2", episodes=2)
+    before = (tmp_path / "round2" / "vae" / "checkpoint.pt").read_bytes()
+    retrained = load_torch_checkpoint(parent / "vae" / "checkpoint.pt")
+    retrained["epoch"] = 99
+    atomic_save_torch(retrained, parent / "vae" / "checkpoint.pt")  # as train-vae --force replaces it
+    assert load_torch_checkpoint(parent / "vae" / "checkpoint.pt")["epoch"] == 99
+    assert (tmp_path / "round2" / "vae" / "checkpoint.pt").read_bytes() == before

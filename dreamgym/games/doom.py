@@ -21,13 +21,6 @@ if TYPE_CHECKING:
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {**TINY_PRESET, "collect": {"episodes": 6, "max_steps": 60}},
-    "small": {  # a dream a controller learns in, built in ~15 minutes on 2 CPU cores
-        "collect": {"episodes": 200},
-        "vae": {"epochs": 1, "frames_per_epoch": 80_000},
-        "mdnrnn": {"epochs": 30, "batch_size": 32},
-        "controller": {"generations": 30, "population": 32, "trials": 4},
-        "evaluate": {"episodes": 20},
-    },
     "cpu": {
         "collect": {"episodes": 2000},
         "vae": {"epochs": 3, "frames_per_epoch": 400_000},
