@@ -266,18 +266,20 @@ def write_metrics(path: Path, history: list[dict[str, float]], step: str = "epoc
     atomic_write_text(path, buffer.getvalue())
 
 
-def tensorboard_installed() -> bool:
-    """Whether the ``tensorboard`` package (``pip install "dreamgym[tensorboard]"``) is there:
-    then V, M, CMA-ES and the SB3 agents dreamgym trains also log TensorBoard events."""
+def logs_to_tensorboard(run_dir: Path) -> bool:
+    """Whether work in ``run_dir`` also logs TensorBoard events: when it is a run directory
+    (``pipeline``, a round of ``iterate``, ``online``) and the ``tensorboard`` package
+    (``pip install "dreamgym[tensorboard]"``) is there. Elsewhere (a demo's output, an agent
+    saved at a path of the user's) nothing is added."""
     import importlib.util
 
-    return importlib.util.find_spec("tensorboard") is not None
+    return rundir.RunDir(run_dir).kind() is not None and importlib.util.find_spec("tensorboard") is not None
 
 
 def log_agent_to_tensorboard(agent: Any, run_dir: Path) -> None:
-    """Have an SB3 ``agent`` log to ``RUN/tensorboard/ALGO_1``, beside the stages' own events
-    (when the ``tensorboard`` package is there); a continued agent keeps its ``ALGO_N``."""
-    if tensorboard_installed():
+    """Have an SB3 ``agent`` trained for ``run_dir`` log to ``RUN/tensorboard/ALGO_1``, beside
+    the stages' own events (see :func:`logs_to_tensorboard`); a continued agent keeps its ``ALGO_N``."""
+    if logs_to_tensorboard(run_dir):
         agent.tensorboard_log = os.fspath(Path(run_dir) / rundir.TENSORBOARD)
 
 
@@ -287,8 +289,8 @@ _WRITERS: dict[Path, Any] = {}  # torch SummaryWriters, one per directory, open 
 def log_scalars(stage_dir: Path, row: dict[str, float], step: str) -> None:
     """One epoch's or generation's numbers as TensorBoard scalars in ``RUN/tensorboard/STAGE``,
     at step ``row[step]``, named as SB3 names its own (``train/loss``, ``validation/nll``); a
-    no-op without the ``tensorboard`` package."""
-    if not tensorboard_installed():
+    no-op unless :func:`logs_to_tensorboard` for the stage's run."""
+    if not logs_to_tensorboard(Path(stage_dir).parent):
         return
     from torch.utils.tensorboard import SummaryWriter
 

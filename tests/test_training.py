@@ -84,3 +84,27 @@ def test_zero_epochs_is_refused_before_anything_is_deleted(tmp_path):
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         train_epochs(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 0, lambda e: {}, {}, force=True)
     assert load_trained(tmp_path, model)["epoch"] == 2
+
+
+def test_only_a_run_directory_gets_tensorboard_events(tmp_path):
+    """A run's stages log to RUN/tensorboard; a directory that is no run (a demo's output, an
+    agent saved where the user chose) gets nothing it did not ask for."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dreamgym.config import preset
+    from dreamgym.training import write_metrics
+
+    rows = [{"epoch": 1, "loss": 2.0, "validation_loss": 3.0}, {"epoch": 2, "loss": 1.0, "validation_loss": 2.5}]
+    elsewhere = tmp_path / "elsewhere" / "vae"
+    elsewhere.mkdir(parents=True)
+    write_metrics(elsewhere / "metrics.csv", rows)
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["vae"]
+    run = tmp_path / "run"
+    preset("doom", "tiny").save(run)
+    (run / "vae").mkdir()
+    for k in (1, 2):
+        write_metrics(run / "vae" / "metrics.csv", rows[:k])  # each epoch's call adds its own row
+    events = EventAccumulator(str(run / "tensorboard" / "vae"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("validation/loss")] == [(1, 3.0), (2, 2.5)]
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 2.0), (2, 1.0)]
