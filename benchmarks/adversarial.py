@@ -88,7 +88,11 @@ FINDINGS: list[tuple[str, str, list[str]]] = [
             "test_checkpoint.py::test_saves_that_hit_a_file_size_limit_are_clear_errors_and_keep_the_old_files",
         ],
     ),
-    ("low", "an edited frozen eval_seed in iterate.json is used", []),
+    (
+        "low",
+        "an edited frozen eval_seed in iterate.json is used",
+        ["test_iterate.py::test_an_edited_tuning_seed_in_iterate_json_is_refused_once_round_0_is_scored"],
+    ),
     ("low", "bare JSON errors name no file", ["test_faults.py::test_a_damaged_record_is_an_error_that_names_its_file"]),
     (
         "low",

@@ -15,7 +15,6 @@ Gymnasium: the classes below, torch and Stable-Baselines3 load on first use):
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import warnings
 from typing import Any
@@ -25,6 +24,7 @@ from gymnasium.envs.registration import registry
 
 from dreamgym.games import GAMES, Game, env_names, shipped_models
 from dreamgym.games import lookup as get_game
+from dreamgym.validation import check_fields
 
 __all__ = [
     "GAMES",
@@ -118,17 +118,13 @@ def ensure_registered(env_id: str, world_model: Any) -> None:
 def _shipped_limits(env: dict[str, Any]) -> dict[str, Any] | None:
     """The episode cap and reward threshold a shipped model's env entry records, or None when
     they are missing or out of range (loading the model by name then says what is wrong)."""
-    from dreamgym.games import SPEC_LIMITS
+    from dreamgym.games import SPEC_SETTINGS
 
-    steps, threshold = env.get("max_episode_steps"), env.get("reward_threshold")
-    low, high = SPEC_LIMITS["max_episode_steps"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
+    limits = {"max_episode_steps": env.get("max_episode_steps"), "reward_threshold": env.get("reward_threshold")}
+    try:
+        return check_fields("env", limits, SPEC_SETTINGS)
+    except ValueError:
         return None
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
-    ):
-        return None
-    return {"max_episode_steps": steps, "reward_threshold": threshold}
 
 
 def _register() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from dreamgym.games import (
 )
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
+from dreamgym.validation import check_fields, rules_of
 from dreamgym.world_model import StartEpisodes, WorldModel
 
 FORMAT = "dreamgym-world-model"
@@ -301,26 +301,11 @@ def read_model_config(directory: str | Path) -> dict:
 
 def _model_settings(path: Path, config: dict, key: str, cls: type, limits: dict[str, tuple[float, float]]):
     """``cls(**config[key])`` after checking every field: known, a number of the right kind, in range."""
-    section = config[key]
-    known = {spec.name: spec for spec in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ModelFileError(f"{path}: {key} has unknown fields {unknown}")
-    for name, value in section.items():
-        integer = str(known[name].type).startswith("int")
-        low, high = limits[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (integer and not isinstance(value, int))
-            or not math.isfinite(value)
-            or not low <= value <= high
-        ):
-            raise ModelFileError(
-                f"{path}: {key}.{name} must be {'an integer' if integer else 'a number'} in "
-                f"[{low:g}, {high:g}], got {value!r}"
-            )
-    return cls(**section)
+    rules = rules_of(cls, {name: {"minimum": low, "maximum": high} for name, (low, high) in limits.items()})
+    try:
+        return cls(**check_fields(f"{path}: {key}", config[key], rules))
+    except ValueError as error:
+        raise ModelFileError(str(error)) from None
 
 
 def _recorded_file(directory: Path, name: str, config: dict) -> tuple[Path, dict]:
@@ -484,13 +469,10 @@ def _dream_settings(path: Path, section: object) -> DreamSettings:
     """The ``dream`` section of config.json as settings; ModelFileError names a bad entry."""
     if not isinstance(section, dict):
         raise ModelFileError(f"{path}: field 'dream' must be a JSON object, got {section!r}")
-    unknown = sorted(set(section) - {spec.name for spec in dataclasses.fields(DreamSettings)})
-    if unknown:
-        raise ModelFileError(f"{path}: dream has unknown fields {unknown}")
     try:
-        return DreamSettings(**section)
+        return DreamSettings(**check_fields(f"{path}: dream", section, rules_of(DreamSettings)))
     except ValueError as error:
-        raise ModelFileError(f"{path}: dream: {str(error).replace('DreamSettings.', '')}") from None
+        raise ModelFileError(str(error).replace("DreamSettings.", "")) from None
 
 
 def _start_episodes(directory: Path, config: dict, z_dim: int, action_dim: int) -> StartEpisodes | None:

@@ -37,7 +37,7 @@ from dreamgym import rundir
 from dreamgym.checkpoint import save_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.controller import LinearController, batched_actions
-from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text
+from dreamgym.files import DamagedFileError, atomic_write, atomic_write_text, read_json
 from dreamgym.games import Game
 from dreamgym.parallel import WorkerPool
 from dreamgym.plots import plot_curves
@@ -50,6 +50,7 @@ from dreamgym.training import (
     remove_leftover_temporaries,
     write_metrics,
 )
+from dreamgym.validation import Rule, check_fields
 from dreamgym.world_model import WorldModel
 
 STATE_FORMAT = 1
@@ -497,6 +498,23 @@ def _write_outputs(out_dir: Path, state: CmaState, game: Game, obs_dim: int, tit
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+_STATE_RULES = {
+    "format": Rule("int"),
+    "arrays": Rule("str"),
+    "arrays_sha256": Rule("str"),
+    "pycma": Rule("str"),
+    "numpy": Rule("str"),
+    "popsize": Rule("int", minimum=2),
+    "seed": Rule("int", minimum=0),
+    "sigma0": Rule("float", above=0),
+    "best_score": Rule("float", optional=True),
+    "asked_sha256": Rule("list"),
+    "mean_sha256": Rule("list"),
+    "history": Rule("list"),
+}
+"""The fields of a CMA-ES state record (:func:`_save_state` writes them)."""
+
+
 def _load_state(out_dir: Path) -> CmaState | None:
     """The recorded CMA-ES run in ``out_dir`` (None if there is none), every field checked:
     :class:`DamagedFileError` naming the file on anything malformed or inconsistent. Nothing
@@ -504,39 +522,32 @@ def _load_state(out_dir: Path) -> CmaState | None:
     path = rundir.cma_state(out_dir)
     if not path.exists():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DamagedFileError(f"{path} cannot be read: {error}") from error
+    record = read_json(path)
 
     def damaged(what: str) -> DamagedFileError:
         return DamagedFileError(f"{path} is damaged or was modified: {what}")
 
-    def get(name: str, kind: type | tuple[type, ...], valid: Callable[[Any], Any] = lambda value: True) -> Any:
-        value = record.get(name) if isinstance(record, dict) else None
-        if not isinstance(value, kind) or isinstance(value, bool) or not valid(value):
-            raise damaged(f"{name} is {value!r}")
-        return value
-
-    if get("format", int) != STATE_FORMAT:
-        raise damaged(f"format {record['format']}, this version reads format {STATE_FORMAT}")
-    history = get("history", list, lambda rows: len(rows) >= 1)
+    if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise damaged(f"format {found!r}, this version reads format {STATE_FORMAT}")
+    try:
+        check_fields("", record, _STATE_RULES, complete=True)
+    except ValueError as error:
+        raise damaged(str(error)) from None
+    history = record["history"]
     G = len(history)  # generations recorded
+    if G == 0:
+        raise damaged("its history is empty")
     for i, row in enumerate(history):
         if not isinstance(row, dict) or row.get("generation") != i + 1:
             raise damaged(f"history row {i} is not generation {i + 1}")
-    asked, means = get("asked_sha256", list), get("mean_sha256", list)
+    asked, means = record["asked_sha256"], record["mean_sha256"]
     for name, digests in (("asked_sha256", asked), ("mean_sha256", means)):
         if len(digests) != G or not all(isinstance(d, str) and _SHA256.fullmatch(d) for d in digests):
             raise damaged(f"{name} is not {G} sha256 digests, one per generation of the history")
-    popsize = get("popsize", int, lambda n: n >= 2)
-    seed = get("seed", int, lambda n: n >= 0)
-    sigma0 = get("sigma0", (int, float), lambda x: np.isfinite(x) and x > 0)
-    best_score = record.get("best_score")
-    if best_score is not None:
-        best_score = get("best_score", (int, float), np.isfinite)
-    versions = {name: get(name, str) for name in ("pycma", "numpy")}
-    arrays_name = get("arrays", str)
+    popsize, seed, sigma0, best_score = (record[name] for name in ("popsize", "seed", "sigma0", "best_score"))
+    versions = {name: record[name] for name in ("pycma", "numpy")}
+    arrays_name = record["arrays"]
     if arrays_name != rundir.cma_arrays(out_dir, G).name:
         raise damaged(f"it names the arrays file {arrays_name!r} for {G} generations")
     arrays_path = out_dir / arrays_name
@@ -544,7 +555,7 @@ def _load_state(out_dir: Path) -> CmaState | None:
         data = arrays_path.read_bytes()
     except OSError as error:
         raise DamagedFileError(f"{arrays_path}, named by {path}, cannot be read: {error.strerror or error}") from error
-    if hashlib.sha256(data).hexdigest() != get("arrays_sha256", str):
+    if hashlib.sha256(data).hexdigest() != record["arrays_sha256"]:
         raise DamagedFileError(f"{arrays_path} does not match the sha256 recorded in {path}: damaged or modified")
     try:
         arrays = safetensors.numpy.load(data)

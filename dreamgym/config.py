@@ -14,7 +14,6 @@ run alone, resumed, or inspected later.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from dreamgym.files import atomic_write_text
 from dreamgym.games import Game, lookup, resolve_game
 from dreamgym.rundir import RunDir
+from dreamgym.validation import check_fields, check_settings, rules_of, setting
 
 MAX_Z_DIM = 4096
 MAX_HIDDEN_DIM = 8192
@@ -38,8 +38,7 @@ class Settings:
     raised before run.json is written or anything is deleted."""
 
     def __post_init__(self) -> None:
-        for spec in fields(self):  # type: ignore[arg-type]
-            _check_setting(type(self).__name__, spec, getattr(self, spec.name))
+        check_settings(self)
 
 
 def option_name(field_name: str) -> str:
@@ -79,61 +78,6 @@ def field_docs(cls: type) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs
-
-
-def setting(
-    default: Any,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    above: float | None = None,
-    below: float | None = None,
-    choices: tuple[str, ...] | None = None,
-) -> Any:
-    """A dataclass field with its allowed values: ``minimum``/``maximum`` inclusive, ``above``/``below``
-    exclusive; ``choices`` for a string."""
-    return field(
-        default=default,
-        metadata={"minimum": minimum, "maximum": maximum, "above": above, "below": below, "choices": choices},
-    )
-
-
-def _check_setting(section: str, spec: Any, value: Any) -> None:
-    kind = str(spec.type)
-    name = f"{section}.{spec.name}"
-    if value is None:
-        if "None" not in kind:
-            raise ValueError(f"{name} must be set, got None")
-        return
-    if kind.startswith("dict"):  # a nested section, checked by its owner's __post_init__
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} must be a mapping, got {value!r}")
-        return
-    if kind.startswith("bool"):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return
-    if kind.startswith("str"):
-        choices = spec.metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        return
-    integer = kind.startswith("int")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    limits = spec.metadata
-    if limits.get("minimum") is not None and value < limits["minimum"]:
-        raise ValueError(f"{name} must be >= {limits['minimum']:g}, got {value!r}")
-    if limits.get("maximum") is not None and value > limits["maximum"]:
-        raise ValueError(f"{name} must be <= {limits['maximum']:g}, got {value!r}")
-    if limits.get("above") is not None and value <= limits["above"]:
-        raise ValueError(f"{name} must be > {limits['above']:g}, got {value!r}")
-    if limits.get("below") is not None and value >= limits["below"]:
-        raise ValueError(f"{name} must be < {limits['below']:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -360,15 +304,7 @@ class RunConfig:
         for name, section in _SECTIONS.items():
             if name not in data:
                 continue
-            if not isinstance(data[name], dict):
-                raise ValueError(f"run.json section {name!r} must be a JSON object, got {data[name]!r}")
-            unknown = sorted(set(data[name]) - {f.name for f in fields(section)})
-            if unknown:
-                raise ValueError(f"run.json section {name!r} has unknown settings {unknown}")
-            try:
-                kwargs[name] = section(**data[name])
-            except ValueError as error:
-                raise ValueError(f"run.json section {name!r}: {error}") from None
+            kwargs[name] = section(**check_fields(f"run.json {name}", data[name], rules_of(section)))
         return cls(**kwargs)
 
     def save(self, run_dir: str | Path) -> None:
@@ -489,13 +425,7 @@ class IterateConfig(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = sorted(set(self.dream) - {spec.name for spec in fields(DreamSettings)})
-        if unknown:
-            raise ValueError(
-                f"IterateConfig.dream has unknown settings {unknown}; expected some of "
-                f"{[spec.name for spec in fields(DreamSettings)]}"
-            )
-        dream = DreamSettings(**self.dream)  # a ValueError names a bad value
+        dream = DreamSettings(**check_fields("IterateConfig.dream", self.dream, rules_of(DreamSettings)))
         if dream.needs_members and self.members < 2:
             raise ValueError(f"IterateConfig.dream {self.dream} needs members >= 2, got {self.members}")
         if self.agent not in ITERATE_AGENTS and not self.agent.endswith(".zip"):

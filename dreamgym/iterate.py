@@ -46,6 +46,7 @@ from dreamgym.files import (
     atomic_write,
     atomic_write_text,
     check_destination,
+    read_json,
     run_lock,
 )
 from dreamgym.games import game_record, lookup, resolve_game
@@ -73,6 +74,7 @@ from dreamgym.training import (
     no_report,
 )
 from dreamgym.vae import reconstruction_error
+from dreamgym.validation import Rule, check_fields, rules_of
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
                     f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for "
                     "a run (rounds compare on it); give a new RUN"
                 )
+        _check_unedited(run, config)
         preset = stored_preset
     else:
         config = IterateConfig()
@@ -197,6 +200,21 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
     if config.agent.endswith(".zip") and not Path(config.agent).is_file():
         raise StageError(f"agent {config.agent} does not exist: expected an SB3 .zip trained in {config.start}'s dream")
     return config, preset or "cpu"
+
+
+def _check_unedited(run: Path, config: IterateConfig) -> None:
+    """StageError when iterate.json's tuning episodes differ from those round 0 was scored on:
+    the file was edited, and the rounds would no longer compare."""
+    first = RunDir(run).round(0).tuning_result
+    if not first.is_file():
+        return
+    scored = _read_record(first, EvalResult)
+    if (scored.seed, scored.episodes) != (config.eval_seed, config.eval_episodes):
+        raise StageError(
+            f"{RunDir(run).iterate_settings} has eval_seed {config.eval_seed} and eval_episodes "
+            f"{config.eval_episodes}, but round 0 was scored on {scored.episodes} episodes from seed "
+            f"{scored.seed}: the file was edited; put those back (every round is scored on the same episodes)"
+        )
 
 
 def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
@@ -298,27 +316,15 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
     return rdir
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
-
-
 def _read_record(path: Path, kind: Any) -> Any:
-    """A record this module wrote (a round's row, score, evaluation or timings), its fields' types
+    """A record this module wrote (a round's row, score, evaluation or timings), its fields
     checked: a damaged one is an error that names it, not a traceback later."""
+    data = read_json(path)
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        for spec in dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else ():
-            expected: Any = _TYPES.get(
-                str(spec.type),
-                dict if str(spec.type).startswith("dict") else list if str(spec.type).startswith("list") else object,
-            )
-            if spec.name in data and (
-                (expected is not bool and isinstance(data[spec.name], bool))
-                or not isinstance(data[spec.name], expected)
-            ):
-                raise TypeError(f"{spec.name} must be {spec.type}, got {data[spec.name]!r}")
-        return kind(**data)
+        if kind is dict:  # timings: seconds by stage
+            Rule("dict").check("timings", data)
+            return check_fields("timings", data, dict.fromkeys(data, Rule("float")))
+        return kind(**check_fields("", data, rules_of(kind, finite=False)))
     except (ValueError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}); delete it and run again to redo that part") from None
 

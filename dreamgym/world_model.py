@@ -24,9 +24,8 @@ unchanged.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +38,7 @@ from dreamgym.games import Game
 from dreamgym.mdnrnn import MDNRNN, LSTMState, MDNOutput, dropout_masks, sample_next_z
 from dreamgym.replay import Replay, StartTable
 from dreamgym.vae import ConvVAE, encode_frames, tensor_to_frames
+from dreamgym.validation import KindError, Rule
 
 
 class DreamState(NamedTuple):
@@ -391,22 +391,21 @@ def override_dream(settings: DreamSettings, **overrides: object) -> DreamSetting
         raise ValueError(str(error).replace("DreamSettings.", "")) from None
 
 
+_DROPOUT = Rule("float", minimum=0, below=1)
+
+
 def validate_dropout(dropout: object, trained_rate: float) -> float:
     """A dream's dropout rate as a float: ``trained_rate`` (the rate M was trained with) for None;
     TypeError / ValueError unless a finite number with 0 <= p < 1."""
     value = trained_rate if dropout is None else dropout
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"dropout must be a number in [0, 1) or None (the rate M was trained with), "
-            f"got {type(value).__name__} {value!r}"
-        )
-    rate = float(value)
-    if not math.isfinite(rate) or not 0 <= rate < 1:
-        raise ValueError(
-            f"dropout must be finite with 0 <= dropout < 1 (0: the plain dream; None: the rate M "
-            f"was trained with), got {rate}" + (" from M's config" if dropout is None else "")
-        )
-    return rate
+    try:
+        _DROPOUT.check("dropout", value)
+    except KindError:
+        raise
+    except ValueError as error:
+        where = " from M's config (None: the rate M was trained with)" if dropout is None else " (0: the plain dream)"
+        raise ValueError(f"{error}{where}") from None
+    return float(cast(float, value))
 
 
 MAX_TEMPERATURE = 1000.0
@@ -414,12 +413,7 @@ MAX_TEMPERATURE = 1000.0
 
 
 def validate_temperature(temperature: object) -> float:
-    """Temperature as a float; TypeError / ValueError unless a number in (0, MAX_TEMPERATURE]."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__} {temperature!r}")
-    value = float(temperature)
-    if not math.isfinite(value) or not 0 < value <= MAX_TEMPERATURE:
-        raise ValueError(
-            f"temperature must be > 0 and at most {MAX_TEMPERATURE:g} (the paper uses 0.1 to 1.3), got {value}"
-        )
-    return value
+    """Temperature as a float; TypeError / ValueError unless a number in (0, MAX_TEMPERATURE]
+    (the paper uses 0.1 to 1.3)."""
+    Rule("float", above=0, maximum=MAX_TEMPERATURE).check("temperature", temperature)
+    return float(cast(float, temperature))

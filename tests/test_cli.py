@@ -67,20 +67,20 @@ def test_settings_the_command_line_cannot_see_are_checked_by_the_config(tmp_path
     run.mkdir()
     preset("doom", "tiny").save(run)
     assert main(["train-controller", str(run), "--population", "1"]) == 1
-    assert "population must be >= 2" in capsys.readouterr().err
+    assert "population must be an integer >= 2" in capsys.readouterr().err
     assert RunConfig.load(run).controller.population == preset("doom", "tiny").controller.population
 
 
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda data: data["vae"].update(epochs=0), "'vae': VAETrainConfig.epochs must be >= 1"),
+        (lambda data: data["vae"].update(epochs=0), "run.json vae.epochs must be an integer >= 1"),
         (lambda data: data["vae"].update(kl_tolerance=float("nan")), "kl_tolerance must be finite"),
-        (lambda data: data["vae"].update(z_dim=100_000), "z_dim must be <= 4096"),
+        (lambda data: data["vae"].update(z_dim=100_000), "vae.z_dim must be an integer in [1, 4096]"),
         (lambda data: data.update(game="pong"), "unknown game 'pong'"),
         (lambda data: data.pop("game"), "missing ['game']"),
         (lambda data: data["mdnrnn"].update(hidden_dim="512"), "hidden_dim must be an integer"),
-        (lambda data: data.update(controller=[1, 2]), "'controller' must be a JSON object"),
+        (lambda data: data.update(controller=[1, 2]), "run.json controller must be a mapping"),
     ],
 )
 def test_a_bad_run_json_is_refused_by_name_before_force_deletes_anything(edit, words, tmp_path, capsys):

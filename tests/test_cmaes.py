@@ -208,7 +208,7 @@ def edit_best_score(record):
         (edit_digest, "at generation 2, the replay .* asks other candidates"),
         (edit_popsize, "told is float64 \\(3, 6\\), expected float64 \\(3, 7\\)"),
         (edit_arrays_name, "names the arrays file '../elsewhere.safetensors'"),
-        (edit_best_score, "best_score is nan"),
+        (edit_best_score, "best_score must be finite, got nan"),
     ],
 )
 def test_a_modified_record_is_refused_naming_the_file(tmp_path, edit, message):
@@ -235,7 +235,7 @@ def test_non_finite_arrays_are_refused(tmp_path):
 def test_an_unreadable_record_is_refused_naming_it(tmp_path):
     train(tmp_path, 2)
     (tmp_path / STATE_FILE).write_text('{"format": 1, "hist')
-    with pytest.raises(DamagedFileError, match=f"{STATE_FILE} cannot be read"):
+    with pytest.raises(DamagedFileError, match=f"{STATE_FILE} is not valid JSON"):
         train(tmp_path, 4, resume=True)
 
 

@@ -186,12 +186,12 @@ def test_a_game_is_read_off_its_env_and_bad_envs_are_refused():
     assert game.spec == {"env_id": ENV_ID, "max_episode_steps": 40}
     with pytest.raises(ValueError, match="needs RGB frames"):
         game_from_env("CartPole-v1")
-    with pytest.raises(ValueError, match="unknown settings"):
+    with pytest.raises(ValueError, match="unknown fields"):
         game_from_env(ENV_ID, colour="red")
-    with pytest.raises(ValueError, match="z_dim must be in"):
+    with pytest.raises(ValueError, match="z_dim must be an integer in"):
         game_from_env(ENV_ID, z_dim=10**9)
     assert game_from_env(ENV_ID, name="chase-default").spec["max_episode_steps"] == 40  # the env's cap, recorded
-    with pytest.raises(ValueError, match="alive_reward must be a finite number"):
+    with pytest.raises(ValueError, match="alive_reward must be finite"):
         game_from_env(ENV_ID, alive_reward=float("nan"))
     with pytest.raises(ValueError, match=r"bottom <= 48 \(the height"):
         game_from_env(ENV_ID, crop_rows=[0, 60])

@@ -15,6 +15,7 @@ import pytest
 from conftest import run_command
 
 from dreamgym.config import IterateConfig, RunConfig
+from dreamgym.evaluate import EvalResult
 from dreamgym.files import LOCK_FILE
 from dreamgym.iterate import (
     RoundRow,
@@ -23,6 +24,7 @@ from dreamgym.iterate import (
     save_settings,
     stop_reason,
 )
+from dreamgym.rundir import RunDir
 from dreamgym.training import StageError
 
 
@@ -45,13 +47,13 @@ def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stop
 
 
 def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fixed(tmp_path):
-    with pytest.raises(ValueError, match="rounds must be >= 1"):
+    with pytest.raises(ValueError, match=r"rounds must be an integer in \[1, 1000\]"):
         load_settings(tmp_path / "a", "doom", None, {"rounds": 0})
     with pytest.raises(StageError, match="dqn needs discrete actions"):
         load_settings(tmp_path / "b", "carracing", None, {"agent": "dqn"})
     with pytest.raises(ValueError, match="needs members >= 2"):  # the defences of the robust-dreams issue
         load_settings(tmp_path / "b", "doom", None, {"dream": {"ensemble": "pessimist"}})
-    with pytest.raises(ValueError, match="unknown settings \\['bogus'\\]"):
+    with pytest.raises(ValueError, match="unknown fields \\['bogus'\\]"):
         load_settings(tmp_path / "b", "doom", None, {"dream": {"bogus": 1}})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(StageError, match="--trust-zip"):  # a PPO run loads back the agents it saves
@@ -70,6 +72,21 @@ def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fix
     with pytest.raises(StageError, match="iterates doom, not carracing"):
         load_settings(tmp_path / "c", "carracing", None, {})
     assert json.loads((tmp_path / "c" / "iterate.json").read_text())["settings"]["rounds"] == 4
+
+
+def test_an_edited_tuning_seed_in_iterate_json_is_refused_once_round_0_is_scored(tmp_path):
+    run = tmp_path / "run"
+    config, preset = load_settings(run, "doom", "tiny", {})
+    save_settings(run, "doom", preset, config)
+    scored = RunDir(run).round(0).tuning_result
+    scored.parent.mkdir(parents=True)
+    EvalResult("LatentDoomTakeCover-v0", config.eval_episodes, 0.0, 0.0, [], [], config.eval_seed, "p").save(scored)
+    assert load_settings(run, "doom", None, {})[0] == config  # untouched: it loads
+    stored = json.loads(RunDir(run).iterate_settings.read_text())
+    stored["settings"]["eval_seed"] = 0  # edited by hand, past the FROZEN check on overrides
+    RunDir(run).iterate_settings.write_text(json.dumps(stored))
+    with pytest.raises(StageError, match="round 0 was scored on .* from seed 20000: the file was edited"):
+        load_settings(run, "doom", None, {})
 
 
 def iterate_command(game: str, run: Path, agent: str, refresh_v: str) -> list[str]:

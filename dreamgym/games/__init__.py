@@ -12,7 +12,6 @@ env id or a file's ``env`` entry becomes a :class:`Game` through :func:`lookup`.
 from dreamgym.games.any_env import (
     DEFAULT_MAX_EPISODE_STEPS,
     ENV_PACKAGES,
-    SPEC_LIMITS,
     SPEC_SETTINGS,
     env_names,
     game_from_env,
@@ -47,7 +46,6 @@ __all__ = [
     "ENV_PACKAGES",
     "FRAME_SIZE",
     "GAMES",
-    "SPEC_LIMITS",
     "SPEC_SETTINGS",
     "TINY_PRESET",
     "CarRacingPilot",

@@ -4,7 +4,6 @@ modules a file may ask dreamgym to import to register such an env."""
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from dreamgym.games import boxing
 from dreamgym.games.spec import TINY_PRESET, Game
+from dreamgym.validation import Rule, check_fields
 
 GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": TINY_PRESET,
@@ -62,28 +62,20 @@ game's env id; add your own to the environment variable ``DREAMGYM_ENV_PACKAGES`
 separated), or import them in your own code first. A file must not be able to make dreamgym
 import whatever it names."""
 
-SPEC_SETTINGS: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "frame_key": (str, type(None)),
-    "crop_rows": (list, tuple, type(None)),
-    "max_episode_steps": (int,),
-    "z_dim": (int,),
-    "hidden_dim": (int,),
-    "render_fps": (int,),
-    "dream_temperature": (int, float),
-    "reward_threshold": (int, float, type(None)),
-    "alive_reward": (int, float, type(None)),
+SPEC_SETTINGS: dict[str, Rule] = {
+    "name": Rule("str"),
+    "frame_key": Rule("str", optional=True),
+    "crop_rows": Rule("list", optional=True),
+    "max_episode_steps": Rule("int", minimum=1, maximum=1_000_000),
+    "z_dim": Rule("int", minimum=1, maximum=4096),
+    "hidden_dim": Rule("int", minimum=1, maximum=8192),
+    "render_fps": Rule("int", minimum=1, maximum=1000),
+    "dream_temperature": Rule("float", minimum=0.01, maximum=10.0),
+    "reward_threshold": Rule("float", optional=True),
+    "alive_reward": Rule("float", optional=True),
 }
-"""What :func:`game_from_env` lets a caller set, and the JSON types each may take."""
-
-SPEC_LIMITS = {
-    "max_episode_steps": (1, 1_000_000),
-    "z_dim": (1, 4096),
-    "hidden_dim": (1, 8192),
-    "render_fps": (1, 1000),
-    "dream_temperature": (0.01, 10.0),
-}
-"""Bounds of the numeric settings (a file must not make dreamgym allocate an unchecked size)."""
+"""What :func:`game_from_env` lets a caller set, and what each may hold (bounded: a file must not
+make dreamgym allocate an unchecked size)."""
 
 DEFAULT_MAX_EPISODE_STEPS = 5_000
 """Episode cap of a game whose env declares none (Atari's runs 27,000 steps)."""
@@ -247,21 +239,7 @@ def game_from_env(env_id: str, *, trusted: bool = True, **settings: Any) -> Game
     (``Discrete``) or scales to the bounds (``Box``); the reward comes from M's reward head."""
     if not isinstance(env_id, str) or not env_id.strip():
         raise ValueError(f"env_id must be a Gymnasium env id, got {env_id!r}")
-    unknown = sorted(set(settings) - set(SPEC_SETTINGS))
-    if unknown:
-        raise ValueError(f"game_from_env: unknown settings {unknown}; expected some of {sorted(SPEC_SETTINGS)}")
-    for key, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, SPEC_SETTINGS[key]):
-            raise ValueError(
-                f"game_from_env: {key} must be of type {' or '.join(t.__name__ for t in SPEC_SETTINGS[key])}, "
-                f"got {value!r}"
-            )
-    for key, value in settings.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"game_from_env: {key} must be a finite number, got {value!r}")
-    for key, (low, high) in SPEC_LIMITS.items():
-        if key in settings and not low <= settings[key] <= high:
-            raise ValueError(f"game_from_env: {key} must be in [{low}, {high}], got {settings[key]!r}")
+    check_fields("game_from_env", settings, SPEC_SETTINGS)
     module, _, bare_id = env_id.rpartition(":")
     if module:
         import_env_package(module, trusted)
