@@ -32,6 +32,7 @@ from dreamgym.files import DamagedFileError, RunLockedError, WriteError, run_loc
 from dreamgym.games import (
     GAMES,
     SPEC_SETTINGS,
+    Game,
     game_from_env,
     lookup,
     pretrained_root,
@@ -132,7 +133,7 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
     return values
 
 
-def chosen_game(args: argparse.Namespace) -> str:
+def chosen_game(args: argparse.Namespace) -> Game:
     """The game a command works on, known to this process: the named one, the one ``--env``
     builds, or the one of the existing run in ``--out``."""
     if args.env and args.game:
@@ -140,9 +141,9 @@ def chosen_game(args: argparse.Namespace) -> str:
     if args.env_setting and not args.env:
         raise ValueError("--env-setting sets up the game of --env: give --env ENV_ID")
     if args.env:
-        return register_game(game_from_env(args.env, **key_values(args.env_setting, "--env-setting"))).name
+        return register_game(game_from_env(args.env, **key_values(args.env_setting, "--env-setting")))
     if args.game:
-        return lookup(args.game).name
+        return lookup(args.game)
     out = Path(args.out)
     kind = RunDir(out).kind()
     if kind == "iterate":
@@ -154,7 +155,7 @@ def chosen_game(args: argparse.Namespace) -> str:
 
         return online_game(out)
     if kind == "pipeline":
-        return RunConfig.load(out).game
+        return lookup(RunConfig.load(out).game)
     raise ValueError(f"which game? give one of {sorted(GAMES)}, --env ENV_ID, or an --out run that exists")
 
 

@@ -311,13 +311,15 @@ class RunConfig:
         """Write run.json; the settings that name files (``RUN_PATHS``) are stored relative to the
         run directory (``./…`` or ``../…``), so a run moved or copied together with the runs it
         names goes on working. A name that is no path (a shipped model) is kept as it is."""
+        atomic_write_text(RunDir(run_dir).settings, json.dumps(self.to_record(run_dir), indent=2) + "\n")
+
+    def to_record(self, run_dir: str | Path) -> dict[str, Any]:
+        """:meth:`to_dict` with the paths it names relative to ``run_dir`` (what run.json and a
+        model's provenance hold: no path of the machine that made it)."""
         data = self.to_dict()
         for holder, key in _path_entries(data):
-            value = holder[key]
-            if Path(value).is_absolute() or value.startswith(".") or Path(value).exists():
-                relative = os.path.relpath(Path(value).resolve(), Path(run_dir).resolve())
-                holder[key] = relative if relative.startswith("..") else os.path.join(".", relative)
-        atomic_write_text(RunDir(run_dir).settings, json.dumps(data, indent=2) + "\n")
+            holder[key] = relative_path(holder[key], run_dir)
+        return data
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunConfig:
@@ -345,6 +347,15 @@ class RunConfig:
 
 RUN_PATHS = ((None, "parent"), ("collect", "policy"), ("collect", "world_model"))
 """The settings of run.json that name files or directories (section None: the top level)."""
+
+
+def relative_path(value: str, run_dir: str | Path) -> str:
+    """``value`` relative to ``run_dir`` (``./…`` or ``../…``) when it is a path; a name that is
+    no path (a shipped model) is kept as it is."""
+    if Path(value).is_absolute() or value.startswith(".") or Path(value).exists():
+        relative = os.path.relpath(Path(value).resolve(), Path(run_dir).resolve())
+        return relative if relative.startswith("..") else os.path.join(".", relative)
+    return value
 
 
 def _path_entries(data: Any) -> list[tuple[dict[str, Any], str]]:

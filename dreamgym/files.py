@@ -114,7 +114,7 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
             raise DamagedFileError(f"{path} is {size} bytes: more than the {max_bytes} such a file may hold")
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DamagedFileError(f"{path} is not valid JSON ({error}): delete it, or restore it") from None
+        raise DamagedFileError(f"{path} is damaged: not valid JSON ({error}); delete it, or restore it") from None
     except FileNotFoundError:
         raise DamagedFileError(f"{path} is missing") from None
 

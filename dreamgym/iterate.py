@@ -49,7 +49,7 @@ from dreamgym.files import (
     read_json,
     run_lock,
 )
-from dreamgym.games import game_record, lookup, resolve_game
+from dreamgym.games import Game, game_record, lookup, resolve_game
 from dreamgym.pipeline import (
     adopt_run,
     collect_stage,
@@ -142,7 +142,7 @@ def sb3_name(run: Path, config: IterateConfig) -> str | None:
     return sb3_algorithm(RunDir(run).round(0).agent) if config.agent.endswith(".zip") else config.agent
 
 
-def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
+def load_settings(run: Path, game: Game, preset: str | None, overrides: dict[str, Any]) -> tuple[IterateConfig, str]:
     """RUN's settings: the stored ones with ``overrides`` on top (stop rules and later rounds'
     budgets may change between invocations; the game, preset and ``FROZEN`` may not). Nothing
     is written here (``save_settings``)."""
@@ -152,14 +152,10 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
         if name in overrides and (name == "start" or str(overrides[name]).endswith(".zip")):
             overrides[name] = str(Path(overrides[name]).resolve())
     if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-            stored_game, stored_preset, values = stored["game"], stored["preset"], stored["settings"]
-            config = IterateConfig(**values)
-        except (ValueError, KeyError, TypeError) as error:
-            raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
-        if stored_game != lookup(game).name:
-            raise StageError(f"{run} iterates {stored_game}, not {game}")
+        stored, config = _stored(run)
+        stored_preset = stored["preset"]
+        if stored["game"] != game.name:
+            raise StageError(f"{run} iterates {stored['game']}, not {game.name}")
         if preset is not None and preset != stored_preset:
             raise StageError(
                 f"{run} was made with preset {stored_preset!r}, not {preset!r}: drop --preset to continue it"
@@ -175,8 +171,8 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
     else:
         config = IterateConfig()
     config = dataclasses.replace(config, **overrides)  # checks every value
-    if config.agent == "dqn" and not lookup(game).discrete:
-        raise StageError(f"dqn needs discrete actions; {lookup(game).name}'s are continuous: use ppo or cmaes")
+    if config.agent == "dqn" and not game.discrete:
+        raise StageError(f"dqn needs discrete actions; {game.name}'s are continuous: use ppo or cmaes")
     if config.start is not None:
         start = Path(config.start)
         if not RunDir(start).settings.is_file():
@@ -185,8 +181,8 @@ def load_settings(run: Path, game: str, preset: str | None, overrides: dict[str,
                 "pipeline` (or a round of another iterate run) to take as round 0"
             )
         start_config = RunConfig.load(start)
-        if start_config.game != lookup(game).name:
-            raise StageError(f"start {start} is a {start_config.game} run, not {lookup(game).name}")
+        if start_config.game != game.name:
+            raise StageError(f"start {start} is a {start_config.game} run, not {game.name}")
         if start_config.mdnrnn.members != config.members:
             raise StageError(
                 f"start {start} has {start_config.mdnrnn.members} M member(s), not --members "
@@ -217,33 +213,40 @@ def _check_unedited(run: Path, config: IterateConfig) -> None:
         )
 
 
-def save_settings(run: Path, game: str, preset: str, config: IterateConfig) -> None:
+def _stored(run: Path) -> tuple[dict[str, Any], IterateConfig]:
+    """RUN's iterate.json and the settings in it; StageError when it is damaged."""
+    path = RunDir(run).iterate_settings
+    try:
+        stored = read_json(path)
+        Rule("dict").check("iterate.json", stored)
+        for key in ("game", "preset"):
+            Rule("str").check(key, stored.get(key))
+        return stored, IterateConfig(**stored["settings"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
+
+
+def save_settings(run: Path, game: Game, preset: str, config: IterateConfig) -> None:
     check_destination(run, "a dreamgym iterate run", lambda path: RunDir(path).iterate_settings.is_file())
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         RunDir(run).iterate_settings,
-        json.dumps({**game_record(lookup(game)), "preset": preset, "settings": dataclasses.asdict(config)}, indent=2)
-        + "\n",
+        json.dumps({**game_record(game), "preset": preset, "settings": dataclasses.asdict(config)}, indent=2) + "\n",
     )
 
 
 def iterate_command(run: Path) -> tuple[str, IterateConfig]:
     """The command that made RUN (with its last invocation's settings, those that are not the
     default; paths shortened to their names), and those settings."""
-    path = RunDir(run).iterate_settings
-    try:
-        stored = json.loads(path.read_text())
-        config, game, preset = IterateConfig(**stored["settings"]), stored["game"], stored["preset"]
-        arguments = [f"dreamgym iterate {game_arguments(game, stored.get('env'))} --out RUN"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
+    stored, config = _stored(run)
+    arguments = [f"dreamgym iterate {game_arguments(stored['game'], stored.get('env'))} --out RUN"]
     arguments += settings_arguments(
         dataclasses.replace(config, agent=Path(config.agent).name), ("start", "workers", "dream")
     )
     arguments += [f"--dream {key}={json.dumps(setting)}" for key, setting in config.dream.items()]
     if config.agent != "cmaes":
         arguments.append("--trust-zip")
-    arguments.append("--start RUN0" if config.start else f"--preset {preset}")  # a start brings its own preset
+    arguments.append("--start RUN0" if config.start else f"--preset {stored['preset']}")  # a start has its own
     return " ".join(arguments), config
 
 
@@ -262,14 +265,13 @@ def round_origin(rdir: Path) -> str | None:
     )
 
 
-def stored_game(run: Path) -> str:
+def stored_game(run: Path) -> Game:
     """The game RUN iterates (built again from its env entry when it is one of ``game_from_env``)."""
-    path = RunDir(run).iterate_settings
+    stored, _ = _stored(run)
     try:
-        stored = json.loads(path.read_text())
-        return resolve_game(stored["game"], stored.get("env")).name
-    except (ValueError, KeyError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym iterate` writes") from None
+        return resolve_game(stored["game"], stored.get("env"))
+    except ValueError as error:
+        raise StageError(f"{RunDir(run).iterate_settings} is damaged ({error})") from None
 
 
 def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
@@ -286,7 +288,7 @@ def stop_reason(rows: list[RoundRow], config: IterateConfig) -> str | None:
     return None
 
 
-def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig) -> Path:
+def setup_round(run: Path, k: int, game: Game, preset: str, config: IterateConfig) -> Path:
     """Round k's run directory, made on first call; its M epochs and CMA-ES generations follow
     ``config`` on every call (so a changed budget applies to the rounds still to come)."""
     rdir = RunDir(run).round(k).root
@@ -319,7 +321,7 @@ def setup_round(run: Path, k: int, game: str, preset: str, config: IterateConfig
 def _read_record(path: Path, kind: Any) -> Any:
     """A record this module wrote (a round's row, score, evaluation or timings), its fields
     checked: a damaged one is an error that names it, not a traceback later."""
-    data = read_json(path)
+    data = read_json(path)  # DamagedFileError names the file when it is not JSON
     try:
         if kind is dict:  # timings: seconds by stage
             Rule("dict").check("timings", data)
@@ -434,12 +436,11 @@ def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> f
     ).mean
 
 
-def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: Progress, device: str) -> EvalResult:
+def evaluate_agent(rdir: Path, config: IterateConfig, game: Game, progress: Progress, device: str) -> EvalResult:
     """Round ``rdir``'s agent on ``eval_episodes`` real episodes (tuning seeds), once."""
     path = RunDir(rdir).tuning_result
     if path.exists():
         return _read_record(path, EvalResult)
-    game = lookup(game_name)
     result, _ = timed(
         rdir,
         "evaluate",
@@ -461,7 +462,7 @@ def evaluate_agent(rdir: Path, config: IterateConfig, game_name: str, progress: 
 def run_round(
     run: Path,
     k: int,
-    game: str,
+    game: Game,
     preset: str,
     config: IterateConfig,
     *,
@@ -526,13 +527,13 @@ def run_round(
     return row
 
 
-def write_table(run: Path, rows: list[RoundRow], game: str, agent: str, stop: str | None) -> str:
+def write_table(run: Path, rows: list[RoundRow], game: Game, agent: str, stop: str | None) -> str:
     """rounds.md, rounds.json and rounds.png in RUN; the markdown is returned."""
     from dreamgym.plots import plot_rounds
 
     best = max(rows, key=lambda r: r.real_mean)
     lines = [
-        f"# dreamgym iterate: {game}, agent {agent}",
+        f"# dreamgym iterate: {game.name}, agent {agent}",
         "",
         "| round | real steps (data + tuning) | dream score | real score (tuning seeds) | gap | V error new/old "
         "frames | minutes: collect, V, encode, M, agent, evaluate |",
@@ -560,7 +561,7 @@ def write_table(run: Path, rows: list[RoundRow], game: str, agent: str, stop: st
         [r.real_mean for r in rows],
         [r.real_std for r in rows],
         files.rounds_plot,
-        f"{game}, {agent}: dream and real score per round",
+        f"{game.name}, {agent}: dream and real score per round",
     )
     return text
 
@@ -594,7 +595,7 @@ def keep_best(run: Path, rows: list[RoundRow], agent: str) -> RoundRow:
 
 def iterate(
     run: str | Path,
-    game: str,
+    game: str | Game,
     *,
     preset: str | None = None,
     progress: Progress = no_progress,
@@ -609,7 +610,7 @@ def iterate(
     the file: such a run needs ``trust_zip`` (the consent to load the agents saved in ``run``).
     While it runs, it holds the lock of every round it has reached and of the ``start`` run, so
     that no other dreamgym command writes into them (``dreamgym.files.run_lock``)."""
-    run = Path(run)
+    run, game = Path(run), lookup(game)
     config, preset = load_settings(run, game, preset, settings)
     if config.agent != "cmaes":
         check_trusted(RunDir(run).agent.name, trust_zip, f"{run}: each round's ")
@@ -622,7 +623,7 @@ def iterate(
 
 def _rounds(
     run: Path,
-    game: str,
+    game: Game,
     preset: str,
     config: IterateConfig,
     locks: contextlib.ExitStack,

@@ -53,6 +53,7 @@ from dreamgym.files import (
     atomic_write_text,
     check_destination,
     npz_bytes,
+    read_json,
 )
 from dreamgym.games import Game, game_record, lookup
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
@@ -62,6 +63,7 @@ from dreamgym.replay import Replay
 from dreamgym.rundir import RunDir
 from dreamgym.training import Report, StageError, log_agent_to_tensorboard, no_report
 from dreamgym.vae import encode_frames, frames_to_tensor
+from dreamgym.validation import Rule, check_fields, rules_of
 from dreamgym.world_model import WorldModel
 
 
@@ -314,7 +316,7 @@ def dream_return(agent: Any) -> float:
 # --------------------------------------------------------------------------- the run
 
 
-def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConfig:
+def load_settings(run: Path, game: Game, overrides: dict[str, Any]) -> OnlineConfig:
     """RUN's stored settings with ``overrides`` (None: keep) on top; a new run takes the defaults."""
     overrides = {key: value for key, value in overrides.items() if value is not None}
     path = RunDir(run).online_settings
@@ -324,13 +326,9 @@ def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConf
                 "a new online run needs --world-model: the model directory (or shipped name) it starts from"
             )
         return OnlineConfig(**overrides)
-    try:
-        stored = json.loads(path.read_text())
-        config = OnlineConfig(**stored["settings"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
-    if stored.get("game") != lookup(game).name:
-        raise StageError(f"{run} learns {stored.get('game')}, not {game}")
+    stored, config = _stored(run)
+    if stored["game"] != game.name:
+        raise StageError(f"{run} learns {stored['game']}, not {game.name}")
     for name in ("world_model", "seed", "eval_seed", "eval_episodes", "eval_noise"):
         if name in overrides and overrides[name] != getattr(config, name):
             raise StageError(
@@ -340,21 +338,36 @@ def load_settings(run: Path, game: str, overrides: dict[str, Any]) -> OnlineConf
     return dataclasses.replace(config, **overrides)
 
 
-def stored_game(run: Path) -> str:
-    """The game RUN learns."""
+def _stored(run: Path) -> tuple[dict[str, Any], OnlineConfig]:
+    """RUN's online.json and the settings in it; StageError when it is damaged."""
     path = RunDir(run).online_settings
     try:
-        return lookup(json.loads(path.read_text())["game"]).name
+        stored = read_json(path)
+        Rule("dict").check("online.json", stored)
+        Rule("str").check("game", stored.get("game"))
+        return stored, OnlineConfig(**stored["settings"])
     except (ValueError, KeyError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+
+def stored_game(run: Path) -> Game:
+    """The game RUN learns."""
+    stored, _ = _stored(run)
+    try:
+        return lookup(stored["game"])
+    except ValueError as error:
+        raise StageError(f"{RunDir(run).online_settings} is damaged ({error})") from None
 
 
 def read_rounds(run: Path) -> list[OnlineRound]:
     path = RunDir(run).rounds_record
     if not path.exists():
         return []
+    rows = read_json(path)
     try:
-        return [OnlineRound(**row) for row in json.loads(path.read_text())]
+        Rule("list").check("rounds", rows)
+        rules = rules_of(OnlineRound, finite=False)
+        return [OnlineRound(**check_fields(f"round {k}", row, rules)) for k, row in enumerate(rows)]
     except (ValueError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
 
@@ -456,9 +469,8 @@ def online(
     ``.zip`` and loaded back on resume, which runs code from it: a run with rounds needs
     ``trust_zip`` (the consent to load the agent this run saved). The CLI holds RUN's lock
     (``dreamgym.files.run_lock``) while it runs."""
-    run = Path(run)
-    game_spec = lookup(game)
-    config = load_settings(run, game_spec.name, settings)
+    run, game_spec = Path(run), lookup(game)
+    config = load_settings(run, game_spec, settings)
     rows = read_rounds(run)
     if rows and not trust_zip:
         raise StageError(

@@ -40,7 +40,7 @@ from dreamgym.checkpoint import (
 )
 from dreamgym.cmaes import dream_returns, train_controller, train_controller_real
 from dreamgym.collect import collect
-from dreamgym.config import RunConfig, preset
+from dreamgym.config import RunConfig, preset, relative_path
 from dreamgym.devices import resolve_device
 from dreamgym.encode import encode_run, initial_latents
 from dreamgym.episodes import (
@@ -120,7 +120,7 @@ def _timed(run_dir: Path, stage: str, work: Callable[[], str]) -> StageReport:
 
 def init_run(
     run_dir: str | Path,
-    game: str,
+    game: str | Game,
     preset_name: str | None = None,
     *,
     budget: dict[str, dict[str, Any]] | None = None,
@@ -130,11 +130,11 @@ def init_run(
     matches: its game, and its preset when one is named (a run keeps the preset it was made with).
     ``budget``: section -> settings put in on top (``{"vae": {"epochs": 2}}``; None values keep the
     setting), written to run.json; ``collect_overrides``: the same for the collect section."""
-    run_dir = Path(run_dir)
+    run_dir, game = Path(run_dir), lookup(game)
     if RunDir(run_dir).settings.exists():
         config = RunConfig.load(run_dir)
-        if config.game != lookup(game).name:
-            raise StageError(f"{run_dir} is a {config.game} run, not {game}")
+        if config.game != game.name:
+            raise StageError(f"{run_dir} is a {config.game} run, not {game.name}")
         if preset_name is not None and preset_name != config.preset:
             raise StageError(
                 f"{run_dir} was made with preset {config.preset!r}, not {preset_name!r}: drop --preset to "
@@ -632,7 +632,7 @@ def evaluate_stage(
 
 
 def run_pipeline(
-    game: str,
+    game: str | Game,
     run_dir: str | Path,
     preset_name: str | None = None,
     *,
@@ -672,7 +672,7 @@ def run_pipeline(
 def run_metadata(run_dir: Path) -> dict[str, Any]:
     """Provenance of a run for config.json: settings, data size, final losses, timings, scores."""
     config, run = RunConfig.load(run_dir), RunDir(run_dir)
-    metadata: dict[str, Any] = {"run": config.to_dict(), "episodes": len(episode_files(run.episodes))}
+    metadata: dict[str, Any] = {"run": config.to_record(run_dir), "episodes": len(episode_files(run.episodes))}
     for stage, stage_dir in (("vae", run.vae), ("mdnrnn", run.mdnrnn())):
         path = rundir.checkpoint(stage_dir)
         if path.exists():
@@ -687,8 +687,12 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
     if run.timings.exists():
         metadata["timings_seconds"] = read_json(run.timings)
     metadata["evaluations"] = [read_json(p) for p in sorted(run.eval.glob("*.json"))] if run.eval.exists() else []
-    for evaluation in metadata["evaluations"]:
+    for evaluation in metadata["evaluations"]:  # paths relative to the run: no machine's paths in a model
         evaluation.pop("lengths", None)
+        evaluation["policy"] = relative_path(evaluation["policy"], run_dir)
+        kwargs = evaluation.get("env_kwargs", {})
+        if isinstance(kwargs.get("world_model"), str):
+            kwargs["world_model"] = relative_path(kwargs["world_model"], run_dir)
     return metadata
 
 

@@ -14,11 +14,12 @@ from dreamgym.checkpoint import (
     ModelFileError,
     load_controller,
     load_world_model,
+    read_model_config,
     save_controller,
     save_world_model,
 )
 from dreamgym.controller import LinearController
-from dreamgym.games import lookup
+from dreamgym.games import lookup, pretrained_root, shipped_models
 
 
 def test_round_trip_restores_identical_weights(tmp_path):
@@ -289,3 +290,16 @@ def test_sizes_that_each_pass_are_refused_together_or_against_the_file_before_m_
     monkeypatch.setattr(checkpoint, "ConvVAE", lambda config: pytest.fail("V was allocated"))
     with pytest.raises(ModelFileError, match=words):
         load_world_model(directory, device="cpu")
+
+
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_no_shipped_model_records_a_path_of_the_machine_that_built_it(name):
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for item in value.values() for s in strings(item)]
+        if isinstance(value, list):
+            return [s for item in value for s in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    config = read_model_config(pretrained_root() / name)
+    assert not [s for s in strings(config["metadata"]) if os.path.isabs(s)]

@@ -235,7 +235,7 @@ def test_non_finite_arrays_are_refused(tmp_path):
 def test_an_unreadable_record_is_refused_naming_it(tmp_path):
     train(tmp_path, 2)
     (tmp_path / STATE_FILE).write_text('{"format": 1, "hist')
-    with pytest.raises(DamagedFileError, match=f"{STATE_FILE} is not valid JSON"):
+    with pytest.raises(DamagedFileError, match=f"{STATE_FILE} is damaged: not valid JSON"):
         train(tmp_path, 4, resume=True)
 
 

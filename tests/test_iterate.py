@@ -17,6 +17,7 @@ from conftest import run_command
 from dreamgym.config import IterateConfig, RunConfig
 from dreamgym.evaluate import EvalResult
 from dreamgym.files import LOCK_FILE
+from dreamgym.games import CARRACING, DOOM
 from dreamgym.iterate import (
     RoundRow,
     iterate,
@@ -48,45 +49,45 @@ def test_the_rounds_stop_at_the_round_limit_the_step_budget_or_when_reality_stop
 
 def test_settings_are_checked_before_anything_is_written_and_the_agent_stays_fixed(tmp_path):
     with pytest.raises(ValueError, match=r"rounds must be an integer in \[1, 1000\]"):
-        load_settings(tmp_path / "a", "doom", None, {"rounds": 0})
+        load_settings(tmp_path / "a", DOOM, None, {"rounds": 0})
     with pytest.raises(StageError, match="dqn needs discrete actions"):
-        load_settings(tmp_path / "b", "carracing", None, {"agent": "dqn"})
+        load_settings(tmp_path / "b", CARRACING, None, {"agent": "dqn"})
     with pytest.raises(ValueError, match="needs members >= 2"):  # the defences of the robust-dreams issue
-        load_settings(tmp_path / "b", "doom", None, {"dream": {"ensemble": "pessimist"}})
+        load_settings(tmp_path / "b", DOOM, None, {"dream": {"ensemble": "pessimist"}})
     with pytest.raises(ValueError, match="unknown fields \\['bogus'\\]"):
-        load_settings(tmp_path / "b", "doom", None, {"dream": {"bogus": 1}})
+        load_settings(tmp_path / "b", DOOM, None, {"dream": {"bogus": 1}})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(StageError, match="--trust-zip"):  # a PPO run loads back the agents it saves
         iterate(tmp_path / "d", "doom", preset="tiny", agent="ppo")
     assert not (tmp_path / "d").exists()
-    config, preset = load_settings(tmp_path / "c", "doom", "tiny", {"agent": "ppo", "rounds": 2})
+    config, preset = load_settings(tmp_path / "c", DOOM, "tiny", {"agent": "ppo", "rounds": 2})
     assert (config.agent, config.rounds, preset) == ("ppo", 2, "tiny")
-    save_settings(tmp_path / "c", "doom", preset, config)
-    config, preset = load_settings(tmp_path / "c", "doom", None, {"rounds": 4})  # stop rules may change
+    save_settings(tmp_path / "c", DOOM, preset, config)
+    config, preset = load_settings(tmp_path / "c", DOOM, None, {"rounds": 4})  # stop rules may change
     assert (config.agent, config.rounds, preset) == ("ppo", 4, "tiny")
-    save_settings(tmp_path / "c", "doom", preset, config)
+    save_settings(tmp_path / "c", DOOM, preset, config)
     with pytest.raises(StageError, match="has eval_seed 20000, not 0"):  # rounds compare on the same seeds
-        load_settings(tmp_path / "c", "doom", None, {"eval_seed": 0})
+        load_settings(tmp_path / "c", DOOM, None, {"eval_seed": 0})
     with pytest.raises(StageError, match="has agent 'ppo', not 'cmaes'"):
-        load_settings(tmp_path / "c", "doom", None, {"agent": "cmaes"})
+        load_settings(tmp_path / "c", DOOM, None, {"agent": "cmaes"})
     with pytest.raises(StageError, match="iterates doom, not carracing"):
-        load_settings(tmp_path / "c", "carracing", None, {})
+        load_settings(tmp_path / "c", CARRACING, None, {})
     assert json.loads((tmp_path / "c" / "iterate.json").read_text())["settings"]["rounds"] == 4
 
 
 def test_an_edited_tuning_seed_in_iterate_json_is_refused_once_round_0_is_scored(tmp_path):
     run = tmp_path / "run"
-    config, preset = load_settings(run, "doom", "tiny", {})
-    save_settings(run, "doom", preset, config)
+    config, preset = load_settings(run, DOOM, "tiny", {})
+    save_settings(run, DOOM, preset, config)
     scored = RunDir(run).round(0).tuning_result
     scored.parent.mkdir(parents=True)
     EvalResult("LatentDoomTakeCover-v0", config.eval_episodes, 0.0, 0.0, [], [], config.eval_seed, "p").save(scored)
-    assert load_settings(run, "doom", None, {})[0] == config  # untouched: it loads
+    assert load_settings(run, DOOM, None, {})[0] == config  # untouched: it loads
     stored = json.loads(RunDir(run).iterate_settings.read_text())
     stored["settings"]["eval_seed"] = 0  # edited by hand, past the FROZEN check on overrides
     RunDir(run).iterate_settings.write_text(json.dumps(stored))
     with pytest.raises(StageError, match="round 0 was scored on .* from seed 20000: the file was edited"):
-        load_settings(run, "doom", None, {})
+        load_settings(run, DOOM, None, {})
 
 
 def iterate_command(game: str, run: Path, agent: str, refresh_v: str) -> list[str]:
@@ -288,7 +289,7 @@ def test_a_run_starts_from_a_finished_run_and_an_sb3_agent_of_any_algorithm(tmp_
 def test_a_round_linked_to_another_directory_is_refused(tmp_path):
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    save_settings(run, "doom", "tiny", IterateConfig(rounds=1))  # an iterate run, as a first call leaves it
+    save_settings(run, DOOM, "tiny", IterateConfig(rounds=1))  # an iterate run, as a first call leaves it
     (run / "round_0").symlink_to(elsewhere)
     with pytest.raises(StageError, match="round_0 is a symbolic link"):
         iterate(run, "doom", preset="tiny", rounds=1)
@@ -299,7 +300,7 @@ def test_iterate_holds_the_lock_of_its_rounds_and_of_its_start_run(tmp_path):
     from dreamgym.files import RunLockedError, run_lock
     from dreamgym.pipeline import init_run
 
-    save_settings(tmp_path / "run", "doom", "tiny", IterateConfig(rounds=1))
+    save_settings(tmp_path / "run", DOOM, "tiny", IterateConfig(rounds=1))
     with run_lock(tmp_path / "run" / "round_0"), pytest.raises(RunLockedError, match="round_0 is in use"):
         iterate(tmp_path / "run", "doom", preset="tiny", rounds=1)
     start = tmp_path / "start"

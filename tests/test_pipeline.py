@@ -424,8 +424,10 @@ def test_a_finished_run_is_not_evaluated_again_unless_its_weights_change(tiny_ru
     assert again.summary.startswith("already evaluated") and again.seconds < 5
     export_stage(run, run / "model")  # a re-export (new card, same weights) keeps the result
     assert evaluate_stage(run).summary.startswith("already evaluated")
+    provenance = json.loads((run / "model" / "config.json").read_text())["metadata"]
+    assert provenance["evaluations"] and str(tmp_path) not in json.dumps(provenance)  # no path of this machine
     (run / "evaluated.json").write_text("{not json")
-    with pytest.raises(Exception, match="evaluated.json is not valid JSON"):
+    with pytest.raises(Exception, match="evaluated.json is damaged: not valid JSON"):
         evaluate_stage(run)
 
 
