@@ -207,6 +207,10 @@ class DreamEnv(gym.Env, EzPickle):
     ``horizon`` steps if one is set, and at 1000 steps (CarRacing) or 2100 (Doom) by the
     registered time limit.
 
+    A pickled or copied dream (``pickle``, ``copy.deepcopy``, Ray and subprocess vector envs) is
+    made again from its arguments: it holds no episode, and its ``step`` raises ``ResetNeeded``
+    until it is reset. A dream's state lives in M's tensors, which are not carried across.
+
     ## Arguments
     * ``temperature``: τ > 0, finite (default 1.0).
     * ``world_model``: a shipped model name (``"car_racing"``, ``"doom_take_cover"``), the path

@@ -222,3 +222,21 @@ def test_model_producing_nan_raises_instead_of_handing_nan_to_the_agent(vector):
     action = np.zeros((2, 3), np.float32) if vector else np.zeros(3, np.float32)
     with pytest.raises(FloatingPointError, match="NaN or inf"):
         env.step(action)
+
+
+def test_a_dream_copied_or_pickled_mid_episode_must_be_reset_and_then_runs(model_dirs):
+    import copy
+    import pickle
+
+    from gymnasium.error import ResetNeeded
+
+    env = gym.make("DreamDoomTakeCover-v0", world_model=str(model_dirs["doom"]), device="cpu")
+    env.reset(seed=0)
+    env.step(0)
+    for again in (copy.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        with pytest.raises(ResetNeeded):
+            again.step(0)
+        observation, _ = again.reset(seed=1)
+        assert again.observation_space.contains(observation)
+        again.step(0)
+    env.step(0)  # the original goes on
