@@ -81,7 +81,8 @@ def test_an_edited_tuning_seed_in_iterate_json_is_refused_once_round_0_is_scored
     save_settings(run, DOOM, preset, config)
     scored = RunDir(run).round(0).tuning_result
     scored.parent.mkdir(parents=True)
-    EvalResult("LatentDoomTakeCover-v0", config.eval_episodes, 0.0, 0.0, [], [], config.eval_seed, "p").save(scored)
+    n = config.eval_episodes
+    EvalResult("LatentDoomTakeCover-v0", n, 0.0, 0.0, [0.0] * n, [1] * n, config.eval_seed, "p").save(scored)
     assert load_settings(run, DOOM, None, {})[0] == config  # untouched: it loads
     stored = json.loads(RunDir(run).iterate_settings.read_text())
     stored["settings"]["eval_seed"] = 0  # edited by hand, past the FROZEN check on overrides
