@@ -26,6 +26,14 @@ KINDS = ("int", "float", "str", "bool", "dict", "list", "any")
 """What a value may be: ``float`` takes integers too; ``list`` takes a tuple; ``any`` is unchecked."""
 
 
+_PLAIN_KINDS: dict[str, tuple[Any, str]] = {
+    "dict": (Mapping, "a mapping"),
+    "list": ((list, tuple), "a list"),
+    "bool": (bool, "true or false"),
+}
+"""The kinds checked by type alone, and how an error names them."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one field may hold: its kind, whether None is allowed, and its bounds
@@ -54,17 +62,10 @@ class Rule:
             return
         if self.kind == "any":
             return
-        if self.kind == "dict":
-            if not isinstance(value, Mapping):
-                raise KindError(f"{name} must be a mapping, got {value!r}")
-            return
-        if self.kind == "list":
-            if not isinstance(value, (list, tuple)):
-                raise KindError(f"{name} must be a list, got {value!r}")
-            return
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise KindError(f"{name} must be true or false, got {value!r}")
+        if self.kind in _PLAIN_KINDS:
+            types, what = _PLAIN_KINDS[self.kind]
+            if not isinstance(value, types):
+                raise KindError(f"{name} must be {what}, got {value!r}")
             return
         if self.kind == "str":
             if self.choices is not None and value not in self.choices:
