@@ -62,7 +62,7 @@ from dreamgym.games import (
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 from dreamgym.validation import check_fields, rules_of
-from dreamgym.world_model import StartEpisodes, WorldModel
+from dreamgym.world_model import StartEpisodes, WorldModel, observation_size
 
 FORMAT = "dreamgym-world-model"
 FORMAT_VERSION = 2
@@ -154,12 +154,12 @@ def save_world_model(
     """
     directory = check_destination(directory, "a dreamgym model directory", is_model_directory)
     if model.controller is not None and (
-        model.controller.game.name != model.game.name or model.controller.obs_dim != model.z_dim + model.hidden_dim
+        model.controller.game.name != model.game.name or model.controller.obs_dim != model.observation_dim
     ):
         raise ValueError(
             f"cannot save {directory}: its controller reads {model.controller.obs_dim} inputs of "
-            f"{model.controller.game.name}, but this {model.game.name} model gives z + h = "
-            f"{model.z_dim + model.hidden_dim} (was it trained in another dream?)"
+            f"{model.controller.game.name}, but this {model.game.name} model's observation "
+            f"{model.dream_defaults.observation!r} has {model.observation_dim} (was it trained in another dream?)"
         )
 
     def fill(staging: Path) -> None:
@@ -424,7 +424,8 @@ def load_world_model(
         )
     controller = None
     if config.get("controller"):
-        outputs, inputs = model_game.controller_output_dim, vae_config.z_dim + mdnrnn_config.hidden_dim
+        outputs = model_game.controller_output_dim
+        inputs = observation_size(vae_config.z_dim, mdnrnn_config.hidden_dim, dream.observation)
         weights = verified_tensors(
             directory, "controller.safetensors", config, {"weight": (outputs, inputs), "bias": (outputs,)}
         )

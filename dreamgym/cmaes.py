@@ -51,7 +51,7 @@ from dreamgym.training import (
     write_metrics,
 )
 from dreamgym.validation import Rule, check_fields
-from dreamgym.world_model import WorldModel
+from dreamgym.world_model import WorldModel, observation_size
 
 STATE_FORMAT = 1
 """A CMA-ES stage keeps two files (``dreamgym.rundir``): the record of the run (settings,
@@ -92,7 +92,7 @@ def dream_returns(
     alive = torch.arange(P * trials, device=model.device)  # indices of dreams still running
     returns = torch.zeros(P * trials, device=model.device)
     for _ in range(max_steps):
-        observations = state.observation()
+        observations = state.observation(settings.observation)
         actions = batched_actions(model.game, theta[owner[alive]], observations[:, None, :])[:, 0]
         step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done, settings)
         returns[alive] += step.reward
@@ -166,7 +166,7 @@ def train_controller(
 
     return run_cmaes(
         model.game,
-        model.observation_dim,
+        observation_size(model.z_dim, model.hidden_dim, dream.observation),
         out_dir,
         config,
         returns_of,

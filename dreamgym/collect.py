@@ -51,13 +51,13 @@ def acting_agent(game: Game, config: CollectConfig) -> tuple[Any, str]:
     actions = getattr(agent, "action_space", None)
     if actions is not None and actions != game.action_space():
         raise ValueError(f"policy {config.policy} acts in {actions}, but {game.name} takes {game.action_space()}")
-    expected = (model.z_dim + model.hidden_dim,)
+    expected = (model.observation_dim,)
     space = getattr(agent, "observation_space", None)
     shape = space.shape if space is not None else (agent.obs_dim,)
     if tuple(shape) != expected:
         raise ValueError(
             f"policy {config.policy} takes observations of shape {tuple(shape)}, but {model_dir}'s latent "
-            f"observation has shape {expected} (z {model.z_dim} + h {model.hidden_dim}): "
+            f"observation {model.dream_defaults.observation!r} has shape {expected}: "
             "give the world model the agent was trained in"
         )
     return agent, model_dir

@@ -191,6 +191,7 @@ REAL_CONTROLLER = ControllerTrainConfig(
 
 ENSEMBLE_MODES = ("off", "episode", "pessimist")
 START_MODES = ("first", "data")
+OBSERVATION_LAYOUTS = ("zh", "zch")
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,10 @@ class DreamSettings(Settings):
     """With ``starts="data"``: each M's state at a start is its state after at most this many
     real steps before it in its episode, run from zero (a replay burn-in; exact for a step
     fewer than ``warmup`` steps into its episode)."""
+    observation: str = setting("zh", choices=OBSERVATION_LAYOUTS)
+    """What an agent sees: ``"zh"``, [z, h] (z_dim + hidden_dim values), or ``"zch"``, [z, c, h]
+    with M's LSTM cell state too (z_dim + 2 · hidden_dim), the paper's Doom controller input. The
+    latent twin of the same model shows the same layout."""
 
     @property
     def needs_members(self) -> bool:

@@ -60,9 +60,10 @@ class DreamState(NamedTuple):
     member: torch.Tensor | None = None
     """(B,) int64: the member that moves each dream (``ensemble="episode"``); None: member 0."""
 
-    def observation(self) -> torch.Tensor:
-        """(B, z_dim + hidden_dim): the dream's observation layout [z, h]."""
-        return torch.cat([self.z, self.h], dim=-1)
+    def observation(self, layout: str = "zh") -> torch.Tensor:
+        """(B, obs_dim): [z, h], or [z, c, h] for ``layout="zch"`` (see
+        :attr:`~dreamgym.config.DreamSettings.observation`)."""
+        return torch.cat([self.z, self.c, self.h] if layout == "zch" else [self.z, self.h], dim=-1)
 
     def select(self, keep: torch.Tensor) -> DreamState:
         """The dreams at ``keep`` (indices or a (B,) bool mask)."""
@@ -99,6 +100,11 @@ class DreamStep(NamedTuple):
 
 PLAIN_DREAM = DreamSettings(dropout=0.0)
 """The paper's dream: member 0, no dropout, first-frame starts, ends at p(done) > 0.5."""
+
+
+def observation_size(z_dim: int, hidden_dim: int, layout: str) -> int:
+    """Values in an observation of ``layout``: [z, h] or [z, c, h]."""
+    return z_dim + hidden_dim * (2 if layout == "zch" else 1)
 
 
 @dataclass
@@ -159,11 +165,14 @@ class WorldModel:
 
     @property
     def observation_dim(self) -> int:
-        return self.z_dim + self.hidden_dim
+        """Values in an observation of the model's own layout (``dream_defaults.observation``)."""
+        return observation_size(self.z_dim, self.hidden_dim, self.dream_defaults.observation)
 
-    def observation_space(self) -> gym.spaces.Box:
-        """The space of [z, h] shared by the dream, its vector env and the latent twin."""
-        return gym.spaces.Box(-np.inf, np.inf, shape=(self.observation_dim,), dtype=np.float32)
+    def observation_space(self, layout: str | None = None) -> gym.spaces.Box:
+        """The space of an observation of ``layout`` (default: the model's own), shared by the
+        dream, its vector env and the latent twin."""
+        size = observation_size(self.z_dim, self.hidden_dim, layout or self.dream_defaults.observation)
+        return gym.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
 
     @property
     def device(self) -> torch.device:

@@ -334,11 +334,16 @@ def small_model_returns(game: str, trained_rate: float = 0.0, **kwargs) -> np.nd
     return dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(3), 50, sample_done=True, **kwargs)
 
 
-# sha256 of small_model_returns(game) as float64, recorded with the code of commit 0d2b3eb, before
-# dropout existed (torch 2.13.0+cpu).
-PLAIN_RETURNS_DIGESTS = {
-    "carracing": "630bfbc1335e93704ca094d326d3b9ddd35592eae0e3a1e5d6d0bab0d2c11a99",
-    "doom": "5f058e82c72a4e6ae863cbb8e1b9c53e08ad01647887e6a8e6a21638fb478d6a",
+# small_model_returns(game) as the code before dropout existed made it (torch 2.13.0+cpu; a sha256
+# of the exact values was recorded first, but CarRacing's rewards differ in the last bits on
+# another CPU, so they are compared to 6 decimals; Doom's steps are counted exactly).
+PLAIN_RETURNS = {
+    "carracing": [
+        [6.873089, 2.998134, 0.963187, 2.304428],
+        [3.206943, 5.984315, 0.519094, 3.716134],
+        [6.689082, 1.795743, 0.41805, 4.617803],
+    ],
+    "doom": [[40.0, 23.0, 5.0, 18.0], [29.0, 50.0, 4.0, 25.0], [49.0, 16.0, 2.0, 29.0]],
 }
 
 
@@ -346,7 +351,7 @@ PLAIN_RETURNS_DIGESTS = {
 @pytest.mark.parametrize("trained_rate, dropout", [(0.0, None), (0.0, 0.0), (0.3, 0.0)])
 def test_dream_returns_at_dropout_zero_are_those_recorded_before_dropout(game, trained_rate, dropout):
     returns = small_model_returns(game, trained_rate, dropout=dropout)
-    assert hashlib.sha256(returns.astype(np.float64).tobytes()).hexdigest() == PLAIN_RETURNS_DIGESTS[game]
+    np.testing.assert_allclose(returns, PLAIN_RETURNS[game], rtol=0, atol=2e-6 if game == "carracing" else 0)
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, cast
 
@@ -81,7 +82,9 @@ def load_dream(
         raise TypeError(f"replay must be a dreamgym.replay.Replay or a run directory, got {type(replay).__name__}")
     model = get_world_model(game, world_model, device)
     replay = as_replay(replay, model.game)
-    return model, model.dream_settings(PLAIN_DREAM if plain else None, replay=replay, **defences), replay
+    # the plain dream drops the defences, not the model's observation layout
+    base = dataclasses.replace(PLAIN_DREAM, observation=model.dream_defaults.observation) if plain else None
+    return model, model.dream_settings(base, replay=replay, **defences), replay
 
 
 def check_reset_options(options: Any, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -186,8 +189,10 @@ class DreamEnv(gym.Env, EzPickle):
 
     ## Observation Space
     ``Box(-inf, inf, (z_dim + hidden_dim,), float32)``: ``obs[:z_dim]`` is z_t,
-    ``obs[z_dim:]`` is M's hidden state h_t before it has seen (z_t, a_t). The latent twins
-    (``LatentCarRacing-v0``, ``LatentDoomTakeCover-v0``) declare the same space.
+    ``obs[z_dim:]`` is M's hidden state h_t before it has seen (z_t, a_t). With
+    ``observation="zch"`` (the paper's Doom controller input) it is [z, c, h], c the LSTM's cell
+    state: ``(z_dim + 2 * hidden_dim,)``. The latent twins (``LatentCarRacing-v0``,
+    ``LatentDoomTakeCover-v0``) declare the same space, and take the same keyword.
 
     ## Rewards
     Doom: +1 per step alive, as in the real game. CarRacing: M's reward head, trained on the
@@ -263,10 +268,12 @@ class DreamEnv(gym.Env, EzPickle):
       in the new episode). Many envs can share one.
     * ``warmup``: with data starts, M's state at a start is its state after at most this many real
       steps before it (default 32), run from zero.
+    * ``observation``: ``"zh"`` ([z, h]) or ``"zch"`` ([z, c, h], the paper's Doom controller
+      input); default: the model's own.
 
     ## Version History
     * v0: initial release; ``dropout``, ``ensemble``, ``uncertainty_penalty``, ``done_threshold``,
-      ``starts`` and ``horizon`` added later (defaults: the model's own settings).
+      ``starts``, ``horizon`` and ``observation`` added later (defaults: the model's own settings).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
@@ -288,6 +295,7 @@ class DreamEnv(gym.Env, EzPickle):
         plain: bool = False,
         warmup: int | None = None,
         replay: Replay | str | os.PathLike | None = None,
+        observation: str | None = None,
     ) -> None:
         EzPickle.__init__(
             self,
@@ -306,6 +314,7 @@ class DreamEnv(gym.Env, EzPickle):
             plain,
             warmup,
             replay,
+            observation,
         )
         self.game = env_game(game, world_model)
         self.temperature = validate_temperature(temperature)
@@ -327,9 +336,10 @@ class DreamEnv(gym.Env, EzPickle):
             horizon=horizon,
             warmup=warmup,
             replay=replay,
+            observation=observation,
         )
         """The dream's defences: the model's defaults with this env's keyword arguments."""
-        self.observation_space = self.model.observation_space()
+        self.observation_space = self.model.observation_space(self.settings.observation)
         self.action_space = self.game.action_space()
         self._generator = torch.Generator(device=self.model.device)
         self._state: DreamState | None = None
@@ -425,4 +435,4 @@ class DreamEnv(gym.Env, EzPickle):
 
     def _observation(self) -> np.ndarray:
         assert self._state is not None
-        return self._state.observation()[0].cpu().numpy().astype(np.float32, copy=True)
+        return self._state.observation(self.settings.observation)[0].cpu().numpy().astype(np.float32, copy=True)

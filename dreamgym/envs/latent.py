@@ -11,11 +11,11 @@ import torch
 
 from dreamgym.checkpoint import env_game
 from dreamgym.envs.dream import check_actions, get_world_model
-from dreamgym.world_model import DreamState, WorldModel
+from dreamgym.world_model import DreamState, WorldModel, override_dream
 
 
 class LatentObservation(gym.Wrapper):
-    """Replace a real game's frames by the dream's observation [z, h].
+    """Replace a real game's frames by the dream's observation, [z, h] or [z, c, h].
 
     Each frame is preprocessed with :meth:`dreamgym.games.Game.preprocess` (the function that
     made the training data), encoded with V (z = μ, deterministic), and M's LSTM is advanced
@@ -27,7 +27,9 @@ class LatentObservation(gym.Wrapper):
     ```
 
     With ``keep_frame=True`` each ``info`` also carries ``"frame"``, the preprocessed
-    (64, 64, 3) uint8 frame that V encoded (for recording data and pictures).
+    (64, 64, 3) uint8 frame that V encoded (for recording data and pictures). ``observation``:
+    ``"zh"`` or ``"zch"`` (None: the model's own, as its dreams show it; see
+    :attr:`~dreamgym.config.DreamSettings.observation`).
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class LatentObservation(gym.Wrapper):
         world_model: WorldModel | str | os.PathLike,
         device: str | torch.device = "auto",
         keep_frame: bool = False,
+        observation: str | None = None,
     ) -> None:
         super().__init__(env)
         self.keep_frame = keep_frame
@@ -51,7 +54,8 @@ class LatentObservation(gym.Wrapper):
                 f"the world model is for {game.real_env_id} with actions {game.action_space()}, "
                 f"but the wrapped env's action space is {env.action_space}"
             )
-        self.observation_space = self.model.observation_space()
+        self.layout = override_dream(self.model.dream_defaults, observation=observation).observation
+        self.observation_space = self.model.observation_space(self.layout)
         self._state: DreamState | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -79,7 +83,7 @@ class LatentObservation(gym.Wrapper):
 
     def _observation(self) -> np.ndarray:
         assert self._state is not None
-        return self._state.observation()[0].cpu().numpy().astype(np.float32, copy=True)
+        return self._state.observation(self.layout)[0].cpu().numpy().astype(np.float32, copy=True)
 
 
 def make_latent_env(
@@ -87,8 +91,9 @@ def make_latent_env(
     world_model: WorldModel | str | os.PathLike | None = None,
     render_mode: str | None = None,
     device: str | torch.device = "auto",
+    observation: str | None = None,
 ) -> LatentObservation:
     """Entry point of ``Latent*-v0``: the real game with its time limit, through :class:`LatentObservation`."""
     spec = env_game(game, world_model)
     model = get_world_model(spec.name, world_model, device)
-    return LatentObservation(spec.make_real_env(render_mode=render_mode), model, device)
+    return LatentObservation(spec.make_real_env(render_mode=render_mode), model, device, observation=observation)

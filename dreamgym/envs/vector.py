@@ -125,6 +125,7 @@ class DreamVectorEnv(VectorEnv):
         plain: bool = False,
         warmup: int | None = None,
         replay: Replay | str | os.PathLike | None = None,
+        observation: str | None = None,
     ) -> None:
         if (
             isinstance(num_envs, bool)
@@ -161,6 +162,7 @@ class DreamVectorEnv(VectorEnv):
             horizon=horizon,
             warmup=warmup,
             replay=replay,
+            observation=observation,
         )
         if self.settings.horizon is not None:
             self.max_episode_steps = min(self.max_episode_steps, self.settings.horizon)
@@ -170,7 +172,7 @@ class DreamVectorEnv(VectorEnv):
             "render_modes": ["rgb_array"],
             "render_fps": self.game.render_fps,
         }
-        self.single_observation_space = self.model.observation_space()
+        self.single_observation_space = self.model.observation_space(self.settings.observation)
         self.single_action_space = self.game.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -304,7 +306,7 @@ class DreamVectorEnv(VectorEnv):
         self._generator.manual_seed(int(self._np_random.integers(2**63 - 1)))
         self._reset_envs(mask)
         assert self._state is not None
-        return self._state.observation(), {}
+        return self._state.observation(self.settings.observation), {}
 
     def _step(self, actions: torch.Tensor) -> TensorStep:
         """One step of every env with checked ``actions`` on the env's device; no host sync here."""
@@ -328,7 +330,7 @@ class DreamVectorEnv(VectorEnv):
         if step.uncertainty is not None:
             info["uncertainty"], info["_uncertainty"] = step.uncertainty, ~restarting
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            info["final_obs"] = self._state.observation()
+            info["final_obs"] = self._state.observation(self.settings.observation)
             info["_final_obs"] = ended
             info["final_info"] = {"done_probability": step.done_probability, "_done_probability": ended}
             if step.uncertainty is not None:
@@ -338,7 +340,8 @@ class DreamVectorEnv(VectorEnv):
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._reset_envs(restarting)
             self._needs_reset = ended
-        return self._state.observation(), rewards, terminated, truncated, info  # DISABLED: reset(options=...) does it
+        # DISABLED: reset(options=...) does it
+        return self._state.observation(self.settings.observation), rewards, terminated, truncated, info
 
     def _reset_envs(self, mask: torch.Tensor | None) -> None:
         """Fresh starts (with their dropout masks and members) and zero step counts for the envs

@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "vae": {"epochs": 10},
         "mdnrnn": {"epochs": 1200, "batch_size": 100},
         "controller": {"generations": 200, "population": 64, "trials": 16},
+        "dream": {"observation": "zch"},  # the original code's controller input [z, c, h]
     },
 }
 """``dreamgym pipeline doom --preset NAME``; V's and M's sizes are the game's own (z 64, LSTM 512)."""

@@ -2,9 +2,11 @@
 # Run HERE (not on the GPU machine): download, into .whl/, the wheels the GPU machine lacks
 # (it has torch, numpy, matplotlib, pillow, safetensors, tqdm, but no game packages and no
 # network). The GPU machine's python3 is 3.12. dreamgym itself runs from the working tree
-# (PYTHONPATH=.), so the shipped models travel once. Only the games' packages: with the tree
-# (~26 MiB) everything must stay under the 64 MiB a call may carry, so VizDoom's wheel is
-# repacked without freedoom1.wad (TakeCover runs on freedoom2.wad). ale-py (3 MiB) is Boxing's.
+# (PYTHONPATH=.). Only the games' packages (~42 MiB; VizDoom's wheel repacked without
+# freedoom1.wad, since TakeCover runs on freedoom2.wad; pygame, which VizDoom's Gymnasium wrapper
+# imports): with the tree everything must stay under the 64 MiB a call may carry, and the tree
+# with every shipped model is ~47 MB, so move the shipped models a run does not use out of the
+# tree while the calls run (docs/DEVELOPMENT.md). ale-py (3 MiB, Boxing's) with ATARI=1.
 # Development tooling of this workplace only: nothing in the package depends on it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +18,8 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manyl
   platforms+=(--platform "$p")
 done
 "${PYTHON:-.venv/bin/python}" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${platforms[@]}" -d .whl \
-  gymnasium==1.4.0 farama-notifications==0.0.6 cloudpickle==3.1.2 vizdoom==1.3.2 stable-baselines3==2.9.2 cma==4.5.0 ale-py==0.12.1
+  gymnasium==1.4.0 farama-notifications==0.0.6 cloudpickle==3.1.2 vizdoom==1.3.2 pygame==2.6.1 \
+  stable-baselines3==2.9.2 cma==4.5.0 ${ATARI:+ale-py==0.12.1}
 python3 - <<'PY'
 import pathlib, zipfile
 wheel = next(pathlib.Path(".whl").glob("vizdoom-*.whl"))
