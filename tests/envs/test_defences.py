@@ -15,9 +15,9 @@ from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from safetensors.torch import load_file, save_file
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from test_dropout import (
-    PLAIN_DREAM_DIGESTS,
-    single_trajectory_digest,
-    vector_trajectory_digest,
+    assert_plain_dream,
+    single_trajectory,
+    vector_trajectory,
 )
 
 import dreamgym
@@ -43,8 +43,8 @@ def doom_env(**kwargs) -> dreamgym.DreamEnv:
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])
-@pytest.mark.parametrize("digest, kind", [(single_trajectory_digest, "single"), (vector_trajectory_digest, "vector")])
-def test_a_model_with_members_and_starts_dreams_the_plain_dream_bit_for_bit_at_plain_settings(game, digest, kind):
+@pytest.mark.parametrize("trajectory, kind", [(single_trajectory, "single"), (vector_trajectory, "vector")])
+def test_a_model_with_members_and_starts_dreams_the_plain_dream_at_plain_settings(game, trajectory, kind):
     """Members and stored episodes change nothing until a setting asks for them: the trajectories
     for a seed are those recorded before any defence existed."""
     defended = defended_world_model(
@@ -61,19 +61,19 @@ def test_a_model_with_members_and_starts_dreams_the_plain_dream_bit_for_bit_at_p
         "starts": "first",
         "horizon": 10_000,
     }
-    assert digest(game, model=defended, **plain) == PLAIN_DREAM_DIGESTS[kind, game]
+    assert_plain_dream(trajectory(game, model=defended, **plain), kind, game)
 
 
 @pytest.mark.parametrize("game", ["carracing", "doom"])
-@pytest.mark.parametrize("digest, kind", [(single_trajectory_digest, "single"), (vector_trajectory_digest, "vector")])
-def test_plain_is_one_keyword_away_whatever_the_models_defaults(game, digest, kind):
+@pytest.mark.parametrize("trajectory, kind", [(single_trajectory, "single"), (vector_trajectory, "vector")])
+def test_plain_is_one_keyword_away_whatever_the_models_defaults(game, trajectory, kind):
     defended = defended_world_model(
         game,
         defaults=DreamSettings(
             dropout=0.2, ensemble="episode", uncertainty_penalty=1.0, done_threshold=0.2, starts="data", horizon=3
         ),
     )
-    assert digest(game, model=defended, plain=True) == PLAIN_DREAM_DIGESTS[kind, game]
+    assert_plain_dream(trajectory(game, model=defended, plain=True), kind, game)
     env = dreamgym.DreamEnv(game, world_model=defended, plain=True, horizon=7, device="cpu")
     assert env.settings == DreamSettings(dropout=0.0, horizon=7)  # keywords beside it still apply
     with pytest.raises(TypeError, match="plain must be True or False"):
