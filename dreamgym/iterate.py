@@ -318,6 +318,32 @@ def setup_round(run: Path, k: int, game: Game, preset: str, config: IterateConfi
     return rdir
 
 
+def check_round(run: Path, k: int) -> None:
+    """Round k's directory is round k of ``run``: its record, once finished, says k, and its
+    run.json names round k - 1 as its parent. A directory copied or moved from another round
+    would count that round twice and train on the wrong parent: it is refused by name."""
+    files = RunDir(RunDir(run).round(k).root)
+    if not files.settings.exists():
+        return  # not set up yet: setup_round makes it what it should be
+    if files.round_record.exists():
+        recorded = _read_record(files.round_record, RoundRow).round
+        if recorded != k:
+            raise StageError(
+                f"{files.round_record} is the record of round {recorded}, not of round {k}: the directory was "
+                "copied or moved from another round; remove it and run again to redo round "
+                f"{k}"
+            )
+    if k > 0:
+        parent = RunConfig.load(files.root).parent
+        expected = RunDir(run).round(k - 1).root.resolve()
+        if parent is None or Path(parent).resolve() != expected:
+            raise StageError(
+                f"{files.settings} names {parent or 'no parent'} as its parent, but round {k} of {run} follows "
+                f"{expected}: the directory was copied or moved from elsewhere; remove it and run again to redo "
+                f"round {k}"
+            )
+
+
 def _read_record(path: Path, kind: Any) -> Any:
     """A record this module wrote (a round's row, score, evaluation or timings), its fields
     checked: a damaged one is an error that names it, not a traceback later."""
@@ -470,6 +496,7 @@ def run_round(
     device: str = "auto",
 ) -> RoundRow:
     """Every stage of round k (each skipped when done) -> its row, also saved in round.json."""
+    check_round(run, k)  # before setup_round writes into it
     rdir = setup_round(run, k, game, preset, config)
     files = RunDir(rdir)
     if files.round_record.exists():

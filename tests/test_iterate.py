@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,6 +296,42 @@ def test_a_round_linked_to_another_directory_is_refused(tmp_path):
     with pytest.raises(StageError, match="round_0 is a symbolic link"):
         iterate(run, "doom", preset="tiny", rounds=1)
     assert list(elsewhere.iterdir()) == []
+
+
+def finished_round_record(round_number: int) -> str:
+    """round.json of a finished round (what run_round writes), with made-up figures."""
+    return json.dumps(
+        {
+            "round": round_number,
+            "data_steps": 100,
+            "eval_steps": 50,
+            "dream_mean": 10.0,
+            "real_mean": 9.0,
+            "real_std": 1.0,
+            "seconds": {},
+            "v_ratio": None,
+            "v_refreshed": False,
+        }
+    )
+
+
+def test_a_round_copied_from_another_round_or_run_is_refused_by_name(tmp_path):
+    from dreamgym.pipeline import init_run
+
+    run = tmp_path / "run"
+    save_settings(run, DOOM, "tiny", IterateConfig(rounds=3))
+    init_run(run / "round_0", "doom", "tiny")
+    (run / "round_0" / "round.json").write_text(finished_round_record(0))
+    init_run(tmp_path / "other", "doom", "tiny")  # a run of its own, copied in as round 1
+    shutil.copytree(tmp_path / "other", run / "round_1")
+    before = (run / "round_1" / "run.json").read_bytes()
+    with pytest.raises(StageError, match=r"round_1/run.json names no parent as its parent, but round 1 .* follows"):
+        iterate(run, "doom", preset="tiny", rounds=3)
+    assert (run / "round_1" / "run.json").read_bytes() == before  # refused before anything is written
+    shutil.rmtree(run / "round_1")
+    shutil.copytree(run / "round_0", run / "round_1")  # a finished round copied to the next number
+    with pytest.raises(StageError, match=r"round_1/round.json is the record of round 0, not of round 1"):
+        iterate(run, "doom", preset="tiny", rounds=3)
 
 
 def test_iterate_holds_the_lock_of_its_rounds_and_of_its_start_run(tmp_path):
