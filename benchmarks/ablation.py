@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from dreamgym import rundir
 from dreamgym.agents import train_sb3
 from dreamgym.checkpoint import load_world_model, save_controller
-from dreamgym.cmaes import BEST_FILE, dream_returns, train_controller
+from dreamgym.cmaes import dream_returns, train_controller
 from dreamgym.config import ControllerTrainConfig, DreamSettings
 from dreamgym.evaluate import evaluate
 from dreamgym.files import atomic_write_text
@@ -80,7 +81,7 @@ def run_cmaes(
     )
     start = time.perf_counter()
     result = train_controller(model, cell, config, resume=True, dream=dream)
-    save_controller(result.controller, cell / BEST_FILE, {"dream": dataclasses.asdict(dream), "seed": seed})
+    save_controller(result.controller, rundir.controller(cell), {"dream": dataclasses.asdict(dream), "seed": seed})
     generator = torch.Generator(device=model.device).manual_seed(1)
     in_dream = dream_returns(
         model,
@@ -98,16 +99,16 @@ def run_cmaes(
         args.temperature,
         generator,
         model.game.max_episode_steps,
-        settings=PLAIN_DREAM,
+        settings=dataclasses.replace(PLAIN_DREAM, observation=dream.observation),  # what the controller reads
     )[0]
     train_seconds = time.perf_counter() - start
     real = evaluate(
         model.game.latent_env_id,
-        cell / BEST_FILE,
+        rundir.controller(cell),
         args.episodes,
         args.eval_seed,
         args.workers,
-        env_kwargs={"world_model": model_dir, "device": "cpu"},
+        env_kwargs={"world_model": model_dir, "device": "cpu", "observation": dream.observation},
     )
     return {
         "dream_mean": float(in_dream.mean()),
@@ -147,7 +148,7 @@ def run_ppo(
                 args.episodes,
                 args.eval_seed,
                 args.workers,
-                env_kwargs={"world_model": model_dir, "device": "cpu"},
+                env_kwargs={"world_model": model_dir, "device": "cpu", "observation": dream.observation},
                 algorithm="ppo",
                 trust_zip=True,  # the agent this script trained in this cell
             )

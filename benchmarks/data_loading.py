@@ -20,7 +20,7 @@ import torch
 from dreamgym.config import RunConfig
 from dreamgym.devices import resolve_device
 from dreamgym.episodes import DATA_READERS, episode_files, latent_files
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.mdnrnn import LatentEpisodes
 from dreamgym.training import prefetch
 from dreamgym.vae import frame_batches
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024, help="V's batch (M's: 32 episodes)")
     parser.add_argument("--device", default="cpu", help="where M's batches are gathered")
     args = parser.parse_args()
-    game = get_game(RunConfig.load(args.run).game)
+    game = lookup(RunConfig.load(args.run).game)
     episodes, latents = episode_files(args.run / "episodes"), latent_files(args.run)
     print(f"{len(episodes)} episode files, {len(latents)} latent files")
     for readers in (int(r) for r in args.readers.split(",")):

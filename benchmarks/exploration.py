@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.games import CarRacingPilot, get_game, on_road
+from dreamgym.games import CarRacingPilot, lookup, on_road
 
 
 def uniform_policy(rng: np.random.Generator) -> Callable[[object], np.ndarray]:
@@ -60,7 +60,7 @@ POLICIES: dict[str, Callable[[np.random.Generator, object], Callable[[object], n
 
 
 def run_episode(policy_factory: Callable, seed: int, steps: int) -> dict[str, float]:
-    env = get_game("carracing").make_real_env()
+    env = lookup("carracing").make_real_env()
     rng = np.random.default_rng(seed)
     policy = policy_factory(rng, env)
     observation, _ = env.reset(seed=seed)

@@ -31,7 +31,7 @@ import torch
 import dreamgym
 from dreamgym.devices import resolve_device
 from dreamgym.envs.vector import DreamVectorEnv
-from dreamgym.games import get_game
+from dreamgym.games import lookup
 from dreamgym.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.vae import ConvVAE, VAEConfig
 
@@ -39,7 +39,7 @@ DEFAULT_NUM_ENVS = {"cpu": (1, 64, 1024, 4096), "cuda": (1, 64, 1024, 4096, 2**1
 
 
 def paper_size_model(game_name: str, directory: Path) -> Path:
-    game = get_game(game_name)
+    game = lookup(game_name)
     model = dreamgym.WorldModel(
         game=game,
         vae=ConvVAE(VAEConfig(z_dim=game.z_dim)),
@@ -145,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     num_envs_list = args.num_envs or DEFAULT_NUM_ENVS[device.type]
-    game = get_game(args.game)
+    game = lookup(args.game)
     dream_id, latent_id = dreamgym.ENV_IDS[args.game]
     with tempfile.TemporaryDirectory() as tmp:
         world_model = args.world_model or str(paper_size_model(args.game, Path(tmp)))

@@ -185,3 +185,16 @@ def test_the_dream_envs_take_each_dream_setting_by_its_name_with_none_as_the_mod
         assert all(parameters[name].default is None for name in fields), env.__name__
     documented = DreamEnv.__doc__ or ""
     assert [name for name in fields if f"``{name}``" not in documented] == []
+
+
+def test_every_benchmark_script_still_imports_what_it_uses():
+    """The benchmarks are run by hand, not by the suite: each must at least start (``--help``),
+    so that a renamed or moved name in the package is caught here rather than months later."""
+    import subprocess
+    import sys
+
+    scripts = sorted((PACKAGE.parent / "benchmarks").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{script.name}: {result.stderr[-1500:]}"
