@@ -63,7 +63,10 @@ FINDINGS: list[tuple[str, str, list[str]]] = [
     (
         "medium",
         "a round symlinked to another is trusted",
-        ["test_iterate.py::test_a_round_linked_to_another_directory_is_refused"],
+        [
+            "test_iterate.py::test_a_round_linked_to_another_directory_is_refused",
+            "test_iterate.py::test_a_round_copied_from_another_round_or_run_is_refused_by_name",
+        ],
     ),
     (
         "medium",
