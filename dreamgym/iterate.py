@@ -330,8 +330,7 @@ def check_round(run: Path, k: int) -> None:
         if recorded != k:
             raise StageError(
                 f"{files.round_record} is the record of round {recorded}, not of round {k}: the directory was "
-                "copied or moved from another round; remove it and run again to redo round "
-                f"{k}"
+                f"copied or moved from another round; remove it and run again to redo round {k}"
             )
     if k > 0:
         parent = RunConfig.load(files.root).parent

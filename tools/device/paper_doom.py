@@ -6,8 +6,8 @@ Run ON the GPU machine (after ``paper_scale.sh``'s wheel install; dreamgym from 
     python3 tools/device/paper_doom.py cmaes     # CMA-ES, seeds 0 1 2 at once -> $OUT/controllers.tgz
 
 Each stage first measures its own speed (a chunk of episodes once the workers run, V's and M's
-second and third epochs), then asks for as much more as the stage's budget holds (``COLLECT_S``, ``VAE_S``, ``MDN_S``,
-``CMA_S`` seconds). Every stage is dreamgym's own command and resumes like it. Development
+second and third epochs), then asks for as much more as the stage's budget holds (``COLLECT_S``,
+``VAE_S``, ``MDN_S``, ``CMA_S`` seconds). Every stage is dreamgym's own command and resumes like it. Development
 tooling of this workplace only: nothing in the package depends on it.
 """
 
@@ -46,7 +46,7 @@ def dreamgym(*args: object) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dreamgym.cli", *map(str, args)], check=True)
     seconds = time.perf_counter() - start
-    record(" ".join(map(str, args[:1])), seconds)
+    record(str(args[0]), seconds)
     return seconds
 
 
@@ -144,8 +144,8 @@ def cmaes_seed(seed: int) -> None:
     from dreamgym.config import RunConfig
     from dreamgym.pipeline import world_model_from_run
 
-    config = RunConfig.load(RUN) if MODEL is None else None
     if MODEL is None:
+        config = RunConfig.load(RUN)
         model = world_model_from_run(RUN, starts=0).to(DEVICE)
     else:  # an exported model directory (its run's settings are in its metadata)
         model = load_world_model(MODEL, device=DEVICE)
