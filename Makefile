@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[test,ray,atari,tensorboard]"
+	$(PY) -m pip install --quiet -e ".[test,ray,atari,tensorboard,torchrl]"
 	touch $@
 
 .PHONY: install demo test
