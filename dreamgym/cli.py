@@ -520,10 +520,18 @@ PRESET_HELP = (
 )
 
 
+def game_choices() -> list[str]:
+    """The game names the commands take: the built-in games and those of the shipped models."""
+    return sorted({*GAMES, *(game for game, env in shipped_models().values() if env is not None)})
+
+
+def preset_choices() -> list[str]:
+    """The preset names ``--preset`` offers: the built-in games' (every game has each of them)."""
+    return sorted({name for game in GAMES.values() for name in game.presets})
+
+
 def add_preset_argument(p: argparse.ArgumentParser) -> None:
-    """``--preset``, its choices every preset some game has (a game without it refuses it by name)."""
-    names = sorted({name for game in GAMES.values() for name in game.presets})
-    p.add_argument("--preset", choices=names, help=PRESET_HELP)
+    p.add_argument("--preset", choices=preset_choices(), help=PRESET_HELP)
 
 
 def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
@@ -552,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dreamgym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    games = sorted({*GAMES, *(game for game, env in shipped_models().values() if env is not None)})
+    games = game_choices()
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=_ShowDefaults)

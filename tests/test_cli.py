@@ -203,3 +203,17 @@ def test_a_loop_has_one_option_per_setting_with_its_docstring_and_default(comman
             )
             assert f"(default: {shown})" in action.help, spec.name
         assert action.default in (None, []), f"{spec.name}: the stored or the dataclass's default must win"
+
+
+
+def test_every_preset_the_cli_offers_works_for_every_game_it_names():
+    from dreamgym.cli import game_choices, preset_choices
+    from dreamgym.games import lookup
+
+    assert {"doom", "carracing", "boxing"} <= set(game_choices())
+    assert preset_choices() == ["cpu", "paper", "tiny"]
+    for name in game_choices():
+        game = lookup(name)
+        for preset_name in preset_choices():
+            config = preset(game, preset_name)
+            assert (config.game, config.preset) == (game.name, preset_name)

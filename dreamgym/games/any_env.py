@@ -24,6 +24,12 @@ GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mdnrnn": {"epochs": 40, "batch_size": 16},
         "controller": {"generations": 100, "population": 64, "trials": 8},
     },
+    "paper": {  # Ha & Schmidhuber's budget: 10,000 episodes, V 10 epochs, M batch 100, CMA-ES 64 × 16
+        "collect": {"episodes": 10_000},
+        "vae": {"epochs": 10},
+        "mdnrnn": {"epochs": 20, "batch_size": 100},
+        "controller": {"generations": 200, "population": 64, "trials": 16},
+    },
 }
 """The presets of a game made from any env (V's and M's sizes are the game's, ``z_dim`` and
 ``hidden_dim``), unless ``ENV_PRESETS`` has the env's own."""
