@@ -205,7 +205,6 @@ def test_a_loop_has_one_option_per_setting_with_its_docstring_and_default(comman
         assert action.default in (None, []), f"{spec.name}: the stored or the dataclass's default must win"
 
 
-
 def test_every_preset_the_cli_offers_works_for_every_game_it_names():
     from dreamgym.cli import game_choices, preset_choices
     from dreamgym.games import lookup
