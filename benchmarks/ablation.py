@@ -64,9 +64,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
-def settings_for(model: WorldModel, name: str, settings: dict[str, Any]) -> DreamSettings:
-    """A variant's dream: the plain dream with its settings on top (``model``: the model's own)."""
-    return model.dream_settings(None if name == "model" else PLAIN_DREAM, **settings)
+def settings_for(model: WorldModel, name: str, settings: dict[str, Any], temperature: float) -> DreamSettings:
+    """A variant's dream at ``temperature``: the plain dream with its settings on top (``model``:
+    the model's own)."""
+    return model.dream_settings(None if name == "model" else PLAIN_DREAM, temperature=temperature, **settings)
 
 
 def run_cmaes(
@@ -76,7 +77,6 @@ def run_cmaes(
         generations=args.generations,
         population=args.population,
         trials=args.trials,
-        temperature=args.temperature,
         seed=seed,
     )
     start = time.perf_counter()
@@ -87,7 +87,6 @@ def run_cmaes(
         model,
         result.controller.flat()[None],
         256,
-        args.temperature,
         generator,
         model.game.max_episode_steps,
         settings=dream,
@@ -96,10 +95,10 @@ def run_cmaes(
         model,
         result.controller.flat()[None],
         256,
-        args.temperature,
         generator,
         model.game.max_episode_steps,
-        settings=dataclasses.replace(PLAIN_DREAM, observation=dream.observation),  # what the controller reads
+        # the plain dream at the same τ, with the observation the controller reads
+        settings=dataclasses.replace(PLAIN_DREAM, observation=dream.observation, temperature=dream.temperature),
     )[0]
     train_seconds = time.perf_counter() - start
     real = evaluate(
@@ -137,7 +136,6 @@ def run_ppo(
                     path,
                     seed=seed,
                     init=previous,
-                    temperature=args.temperature,
                     device=args.device,
                     dream={"plain": True, **dataclasses.asdict(dream)},
                 )
@@ -247,7 +245,7 @@ def main() -> None:
     model_dir = str(Path(args.world_model).resolve()) if Path(args.world_model).exists() else args.world_model
     model = load_world_model(model_dir, device=args.device)
     if args.temperature is None:
-        args.temperature = model.game.dream_temperature
+        args.temperature = model.dream_settings().temperature  # the model's, else the game's
     rows = []
     for variant in args.variants.split(","):
         name, settings = parse_variant(variant)
@@ -258,7 +256,7 @@ def main() -> None:
                 if not summary_path.exists():
                     cell.mkdir(parents=True, exist_ok=True)
                     run = {"cmaes": run_cmaes, "ppo": run_ppo}[agent]
-                    dream = settings_for(model, name, settings)
+                    dream = settings_for(model, name, settings, args.temperature)
                     summary = {
                         "variant": name,
                         "settings": dataclasses.asdict(dream),

@@ -17,7 +17,7 @@ import numpy as np
 
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write
-from dreamgym.games import Game, lookup
+from dreamgym.games import Game
 from dreamgym.training import log_agent_to_tensorboard
 
 ALGORITHMS = ("PPO", "DQN")
@@ -27,9 +27,9 @@ DEFAULT_NUM_ENVS = 64
 """Dreams stepped together for an agent of an algorithm without a recipe for its game."""
 
 
-def recipe(algorithm: str, game: Game | str) -> dict[str, Any]:
-    """The settings ``train_sb3`` uses for ``algorithm`` (any case) on ``game``."""
-    name, spec = algorithm.upper(), lookup(game)
+def recipe(algorithm: str, spec: Game) -> dict[str, Any]:
+    """The settings ``train_sb3`` uses for ``algorithm`` (any case) on the game ``spec``."""
+    name = algorithm.upper()
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(a.lower() for a in ALGORITHMS)}")
     if name == "DQN" and not spec.discrete:
@@ -59,7 +59,8 @@ def train_sb3(
     and settings; any SB3 algorithm; a warm start: ``seed`` is then not used, and an off-policy
     agent refills its replay buffer, which is not saved, before it learns again), else a fresh
     one of the game's recipe. ``dream``: the dream's
-    keyword arguments (the defences), on top of the model directory's defaults. The agent runs
+    keyword arguments (the defences), on top of the model directory's defaults; ``temperature``
+    (None: the model's, else the game's) overrides its temperature. The agent runs
     on the CPU (an MLP on a small latent); the dream on ``device``. Loading ``init`` unpickles
     part of it: pass only agents you made."""
     import stable_baselines3
@@ -74,14 +75,11 @@ def train_sb3(
     else:
         settings = recipe(algorithm, game)
     num_envs = settings.pop("num_envs")
-    temperature = game.dream_temperature if temperature is None else temperature
+    dream = dict(dream or {})
+    if temperature is not None:
+        dream["temperature"] = temperature
     venv = make_sb3_vec_env(
-        game.dream_env_id,
-        num_envs=num_envs,
-        temperature=temperature,
-        world_model=os.fspath(world_model),
-        device=device,
-        **(dream or {}),
+        game.dream_env_id, num_envs=num_envs, world_model=os.fspath(world_model), device=device, **dream
     )
     cls = getattr(stable_baselines3, algorithm.upper())
     if init is not None:

@@ -18,12 +18,18 @@ from tqdm import tqdm
 
 from dreamgym import ENV_IDS, __version__
 from dreamgym.checkpoint import MODEL_CARD_FILE, resolve_model_dir
+from dreamgym.commands import command_line, option_name
 from dreamgym.config import (
+    CollectConfig,
+    ControllerTrainConfig,
+    DreamSettings,
+    EvalConfig,
     IterateConfig,
+    MDNTrainConfig,
     OnlineConfig,
     RunConfig,
+    VAETrainConfig,
     field_docs,
-    option_name,
 )
 from dreamgym.demo import GENERATIONS, run_demo
 from dreamgym.devices import DEFAULT_DEVICE, resolve_device
@@ -43,6 +49,7 @@ from dreamgym.parallel import BACKENDS
 from dreamgym.pipeline import (
     DEFAULT_ROUND_NOISE,
     START_EPISODES,
+    SWEEP_TEMPERATURES,
     collect_stage,
     encode_stage,
     export_stage,
@@ -59,6 +66,25 @@ from dreamgym.pipeline import (
 )
 from dreamgym.rundir import RunDir
 from dreamgym.training import StageError
+from dreamgym.validation import Rule, rules_of
+
+STAGE_SETTINGS: dict[str, tuple[str, type]] = {
+    "train-vae": ("vae", VAETrainConfig),
+    "train-mdnrnn": ("mdnrnn", MDNTrainConfig),
+    "train-controller": ("controller", ControllerTrainConfig),
+}
+"""A training command -> the run.json section it trains with, and that section's settings."""
+
+COLLECT_SKIP = ("first_episode",)
+"""Collect settings the command line does not give (a round's numbering is ``next-round``'s)."""
+
+PIPELINE_BUDGET: tuple[tuple[str, type, str, str], ...] = (
+    ("collect", CollectConfig, "episodes", "--episodes"),
+    ("vae", VAETrainConfig, "epochs", "--vae-epochs"),
+    ("mdnrnn", MDNTrainConfig, "epochs", "--mdnrnn-epochs"),
+    ("controller", ControllerTrainConfig, "generations", "--generations"),
+)
+"""The budget ``dreamgym pipeline`` takes: (run.json section, its settings, the setting, its option)."""
 
 
 def _print(message: str) -> None:
@@ -164,18 +190,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     check_trusted(args.policy, args.trust_zip)
     if args.world_model is not None and args.policy is None:
         raise StageError("--world-model gives --policy its latent observation; the exploration policy needs none")
-    init_run(
-        args.out,
-        args.game,
-        args.preset,
-        episodes=args.episodes,
-        workers=args.workers,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        policy=args.policy,
-        noise=args.noise,
-        world_model=args.world_model,
-    )
+    init_run(args.out, args.game, args.preset, **settings_given(args, CollectConfig, COLLECT_SKIP))
     _print(
         str(
             collect_stage(
@@ -190,8 +205,14 @@ def cmd_collect(args: argparse.Namespace) -> None:
     )
 
 
+def _override_stage(args: argparse.Namespace, section: str | None = None) -> None:
+    """Write the command's settings options that were given into its run.json section."""
+    default_section, cls = STAGE_SETTINGS[args.command]
+    _override(Path(args.run), section or default_section, **settings_given(args, cls))
+
+
 def cmd_train_vae(args: argparse.Namespace) -> None:
-    _override(Path(args.run), "vae", epochs=args.epochs)
+    _override_stage(args)
     _print(
         str(
             train_vae_stage(
@@ -211,7 +232,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_train_mdnrnn(args: argparse.Namespace) -> None:
-    _override(Path(args.run), "mdnrnn", epochs=args.epochs, members=args.members)
+    _override_stage(args)
     _print(
         str(
             train_mdnrnn_stage(
@@ -230,13 +251,7 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
     if args.real:
         if args.temperature is not None:
             raise StageError("--temperature is a dream setting; it does not apply with --real")
-        _override(
-            Path(args.run),
-            "real_controller",
-            generations=args.generations,
-            population=args.population,
-            trials=args.trials,
-        )
+        _override_stage(args, "real_controller")
         _print(
             str(
                 train_controller_real_stage(
@@ -254,14 +269,8 @@ def cmd_train_controller(args: argparse.Namespace) -> None:
         return
     if args.backend != "local" or args.address:
         raise StageError("--backend and --address apply to --real training (the dream runs batched in one process)")
-    _override(
-        Path(args.run),
-        "controller",
-        generations=args.generations,
-        temperature=args.temperature,
-        population=args.population,
-        trials=args.trials,
-    )
+    _override(Path(args.run), "dream", temperature=args.temperature)
+    _override_stage(args)
     _print(
         str(
             train_controller_stage(
@@ -334,10 +343,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         device=args.device,
         trust_zip=args.trust_zip,
         budget={
-            "collect": {"episodes": args.episodes},
-            "vae": {"epochs": args.vae_epochs},
-            "mdnrnn": {"epochs": args.mdnrnn_epochs},
-            "controller": {"generations": args.generations},
+            section: {field_name: getattr(args, option[2:].replace("-", "_"))}
+            for section, _, field_name, option in PIPELINE_BUDGET
         },
     )
     _print("stage times: " + ", ".join(f"{r.stage} {format_seconds(r.seconds)}" for r in reports))
@@ -393,7 +400,7 @@ def cmd_next_round(args: argparse.Namespace) -> None:
     _print(
         f"{args.out}: round after {config.parent}: its {first} episodes, latents and V linked; "
         f"episodes {first}-{first + args.episodes - 1} will be played by {player}.\n"
-        f"Next: dreamgym pipeline {config.game} --out {args.out}"
+        f"Next: {command_line('pipeline', f'--out {args.out}')}"
     )
 
 
@@ -472,7 +479,6 @@ def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callabl
 
 count = _number(int, lambda n: n >= 1, "an integer >= 1")
 seed_number = _number(int, lambda n: n >= 0, "an integer >= 0")
-positive_number = _number(float, lambda x: x > 0, "a number > 0")
 amount = _number(float, lambda x: x >= 0, "a number >= 0")
 
 
@@ -534,24 +540,75 @@ def add_preset_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=preset_choices(), help=PRESET_HELP)
 
 
-def add_settings_options(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One option per field of the settings dataclass ``cls`` (``--field-name``), its help the
-    field's docstring and its default the field's: nothing restated here. Every option defaults
-    to None (keep the stored or default value); the dataclass checks the values."""
-    docs = field_docs(cls)
+def setting_type(rule: Rule, name: str) -> Callable[[str], Any]:
+    """The argparse type of a settings field: the text read as the field's kind, then checked by
+    its rule, so that a bad value is a usage error that says what was expected."""
+    read: Callable[[str], Any] = {"int": int, "float": float}.get(rule.kind, str)
+
+    def parse(text: str) -> Any:
+        try:
+            value = read(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if read is int else 'a number'}, got {text!r}"
+            ) from None
+        try:
+            rule.check(name, value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError("expected " + str(error).split(" must be ", 1)[-1]) from None
+        return value
+
+    return parse
+
+
+def add_setting_option(
+    p: argparse.ArgumentParser,
+    cls: type,
+    name: str,
+    *,
+    option: str | None = None,
+    default: str | None = None,
+    keep_default: bool = False,
+    dest: str | None = None,
+) -> None:
+    """The option of one field of the settings dataclass ``cls``: ``--field-name`` (or ``option``),
+    its help the field's docstring, its type and bounds the field's rule. It defaults to None
+    (keep the stored setting; the help names the ``default`` it then falls back on, the field's
+    own unless given), or with ``keep_default`` to the field's default. ``dest``: the attribute it
+    sets (default: the field's name)."""
+    spec = next(spec for spec in dataclasses.fields(cls) if spec.name == name)
+    rule = rules_of(cls)[name]
+    value = spec.default if spec.default is not dataclasses.MISSING else None
+    shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+    text = f"{field_docs(cls).get(name, '').replace('``', '')} (default: {default or shown})".replace("%", "%%")
+    flag = option or option_name(name)
+    if rule.kind == "bool":
+        p.add_argument(flag, dest=dest or name, action=argparse.BooleanOptionalAction, help=text)
+        return
+    p.add_argument(
+        flag,
+        dest=dest or name,
+        type=setting_type(rule, name),
+        choices=rule.choices,
+        default=value if keep_default else None,
+        metavar=None if rule.choices else name.upper(),
+        help=text,
+    )
+
+
+def add_settings_options(
+    p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), default: str | None = None
+) -> None:
+    """One option per field of the settings dataclass ``cls`` (see :func:`add_setting_option`):
+    nothing restated here. ``default``: where an option left out takes its value from."""
     for spec in dataclasses.fields(cls):
-        if spec.name in skip:
-            continue
-        kind = str(spec.type)
-        parse = int if kind.startswith("int") else float if kind.startswith("float") else str
-        default = spec.default if spec.default is not dataclasses.MISSING else None
-        shown = f"{default:,}" if isinstance(default, int) and not isinstance(default, bool) else default
-        p.add_argument(
-            option_name(spec.name),
-            type=parse,
-            metavar=spec.name.upper(),
-            help=f"{docs.get(spec.name, '')} (default: {shown})".replace("%", "%%"),
-        )
+        if spec.name not in skip:
+            add_setting_option(p, cls, spec.name, default=default)
+
+
+def settings_given(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values of ``cls``'s options on the command line, None for those left out."""
+    return {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(cls) if spec.name not in skip}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -571,58 +628,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_game_arguments(p, games)
     p.add_argument("--out", required=True, help="run directory")
     add_preset_argument(p)
-    p.add_argument("--episodes", type=count, help="episodes to record (default: the preset's)")
-    p.add_argument("--workers", type=count, help="parallel game processes (default: the preset's)")
-    p.add_argument(
-        "--seed",
-        type=seed_number,
-        help="seed of the first episode; episode i is seeded seed + i (default: the preset's)",
-    )
-    p.add_argument("--max-steps", type=count, help="cap on the steps of one episode (default: the game's own limit)")
-    p.add_argument(
-        "--policy",
-        help="the agent that acts (iterative rounds; default: exploration): a model directory "
-        "with a controller, a controller file or an SB3 .zip (with --world-model, --trust-zip)",
-    )
-    p.add_argument(
-        "--world-model",
-        help="model directory whose V and M give --policy its latent observation "
-        "(default: the policy's own model directory)",
-    )
-    p.add_argument("--noise", type=amount, help="exploration noise added to --policy")
+    add_settings_options(p, CollectConfig, skip=COLLECT_SKIP, default="the preset's, or run.json's")
     p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
     p.add_argument("--force", action="store_true", help="delete the episodes and record them again")
     add_backend_arguments(p)
 
-    for name, func, unit, what in (
-        ("train-vae", cmd_train_vae, "epochs", "V's training"),
-        ("train-mdnrnn", cmd_train_mdnrnn, "epochs", "M's training"),
-        (
-            "train-controller",
-            cmd_train_controller,
-            "generations",
-            "the dream (or, with --real, the latent twins' V and M)",
-        ),
+    for name, func, what in (
+        ("train-vae", cmd_train_vae, "V's training"),
+        ("train-mdnrnn", cmd_train_mdnrnn, "M's training"),
+        ("train-controller", cmd_train_controller, "the dream (or, with --real, the latent twins' V and M)"),
     ):
         p = command(name, f"{name.replace('-', ' ')} on a run directory", func)
         p.add_argument("run", help="run directory")
-        p.add_argument(
-            f"--{unit}", type=count, help=f"{unit} in all (default: run.json's; a new value is written there)"
-        )
+        stored = "run.json's; a value given is written there"
+        add_settings_options(p, STAGE_SETTINGS[name][1], default=stored)
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
         p.add_argument("--force", action="store_true", help="discard the checkpoint and train from scratch")
         add_device_argument(p, what)
-        if name == "train-mdnrnn":
-            p.add_argument(
-                "--members",
-                type=count,
-                help="Ms for an ensemble dream: member 0 on every episode, the others "
-                "on bootstrap resamples (default: run.json's)",
-            )
         if name == "train-controller":
-            p.add_argument("--temperature", type=positive_number, help="dream temperature τ (default: run.json's)")
-            p.add_argument("--population", type=count, help="CMA-ES candidates per generation (default: run.json's)")
-            p.add_argument("--trials", type=count, help="dreams (or real episodes) per candidate (default: run.json's)")
+            add_setting_option(p, DreamSettings, "temperature", default=f"{stored}; else the game's")
             p.add_argument(
                 "--real",
                 action="store_true",
@@ -653,12 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id", help="a registered id, e.g. LatentDoomTakeCover-v0 or DreamCarRacing-v0")
     p.add_argument("--policy", required=True, help="model directory, controller .safetensors, SB3 .zip, or 'random'")
     p.add_argument("--trust-zip", action="store_true", help=f"consent to load an SB3 .zip policy: {SB3_ZIP_WARNING}")
-    p.add_argument("--episodes", type=count, default=100, help="episodes to play")
-    p.add_argument("--seed", type=seed_number, default=10_000, help="episode i is seeded seed + i")
-    p.add_argument("--workers", type=count, default=2, help="parallel workers")
+    for field_name in ("episodes", "seed", "workers"):
+        add_setting_option(p, EvalConfig, field_name, keep_default=True)
     p.add_argument("--json", help="write the result here (and a histogram PNG beside it)")
     p.add_argument("--world-model", help="world model of the env (default: the policy's, or the shipped one)")
-    p.add_argument("--temperature", type=positive_number, help="dream temperature (default: the env's, 1.0)")
+    add_setting_option(p, DreamSettings, "temperature", default="the model's, else the game's")
     p.add_argument("--env-kwargs", type=json_object, help="more keyword arguments for gym.make, as a JSON object")
     p.add_argument("--algo", help="SB3 algorithm of a .zip (default: detected)")
     p.add_argument(
@@ -676,11 +699,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     add_preset_argument(p)
     add_device_argument(p, "every stage but collection")
-    written = "(default: the preset's; a value given is written to run.json)"
-    p.add_argument("--episodes", type=count, help=f"real episodes to record {written}")
-    p.add_argument("--vae-epochs", type=count, help=f"V's epochs {written}")
-    p.add_argument("--mdnrnn-epochs", type=count, help=f"M's epochs {written}")
-    p.add_argument("--generations", type=count, help=f"CMA-ES generations in the dream {written}")
+    for _, cls, field_name, option in PIPELINE_BUDGET:
+        add_setting_option(
+            p,
+            cls,
+            field_name,
+            option=option,
+            dest=option[2:].replace("-", "_"),
+            default="the preset's, or run.json's; a value given is written to run.json",
+        )
     p.add_argument(
         "--trust-zip",
         action="store_true",
@@ -763,15 +790,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run directory (with V and M trained)")
     p.add_argument(
-        "--temperatures", type=positive_number, nargs="+", default=[0.1, 0.5, 1.0, 1.15, 1.3], help="the τ to try"
+        "--temperatures",
+        type=setting_type(rules_of(DreamSettings)["temperature"], "temperature"),
+        nargs="+",
+        default=list(SWEEP_TEMPERATURES),
+        help="the τ to try",
     )
-    p.add_argument("--generations", type=count, help="CMA-ES generations per τ (default: the run's)")
-    p.add_argument("--population", type=count, help="CMA-ES population (default: the run's)")
-    p.add_argument("--trials", type=count, help="dreams per candidate (default: the run's)")
-    p.add_argument(
-        "--episodes", type=count, help="dream and real episodes per τ (default: the run's evaluate.episodes)"
-    )
-    p.add_argument("--seed", type=seed_number, help="first evaluation seed (default: the run's)")
+    for cls, names in (
+        (ControllerTrainConfig, ("generations", "population", "trials")),
+        (EvalConfig, ("episodes", "seed")),
+    ):
+        for field_name in names:
+            add_setting_option(p, cls, field_name, default="run.json's, the same for every τ")
     add_device_argument(p, "the dream and the latent twins")
 
     p = command("models", "list the installed world models with their scores, or show one's model card", cmd_models)

@@ -67,7 +67,6 @@ def dream_returns(
     model: WorldModel,
     parameters: np.ndarray,
     trials: int,
-    temperature: float,
     generator: torch.Generator,
     max_steps: int,
     sample_done: bool = False,
@@ -77,10 +76,10 @@ def dream_returns(
     """Dream return of each of P controllers in each of ``trials`` dreams: (P, n) -> (P, trials).
 
     All P × trials dreams advance together; finished ones stop collecting reward and the batch
-    shrinks to the dreams still alive. ``settings``: the dream's defences (None: the model's
-    defaults; see :class:`~dreamgym.config.DreamSettings`), with ``overrides`` (``dropout=0.1``,
-    ...) put in; each dream draws its own start, dropout mask and member, and a ``horizon``
-    shortens ``max_steps``.
+    shrinks to the dreams still alive. ``settings``: the dream's temperature and defences (None:
+    the model's defaults; see :class:`~dreamgym.config.DreamSettings`), with ``overrides``
+    (``temperature=1.15``, ``dropout=0.1``, ...) put in; each dream draws its own start, dropout
+    mask and member, and a ``horizon`` shortens ``max_steps``.
     """
     settings = model.dream_settings(settings, **overrides)
     if settings.horizon is not None:
@@ -94,7 +93,7 @@ def dream_returns(
     for _ in range(max_steps):
         observations = state.observation(settings.observation)
         actions = batched_actions(model.game, theta[owner[alive]], observations[:, None, :])[:, 0]
-        step = model.dream_step(state, model.action_tensor(actions), temperature, generator, sample_done, settings)
+        step = model.dream_step(state, model.action_tensor(actions), generator, sample_done, settings)
         returns[alive] += step.reward
         keep = ~step.done
         if not bool(keep.any()):
@@ -136,7 +135,7 @@ def train_controller(
 ) -> ControllerResult:
     """CMA-ES on the controller's flat parameters inside ``model``'s dream; files in ``out_dir``.
 
-    ``dream``: the dream's defences (None: the model's defaults). ``max_seconds`` stops after
+    ``dream``: the dream, its temperature and defences (None: the model's defaults). ``max_seconds`` stops after
     the generation that exceeds this budget (the demo uses it). ``x0``: the flat parameters the
     search starts from (an earlier round's controller; default zeros).
     """
@@ -145,9 +144,9 @@ def train_controller(
 
     def returns_of(solutions: np.ndarray, generation: int) -> np.ndarray:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + generation)
-        return dream_returns(
-            model, solutions, config.trials, config.temperature, generator, max_steps, config.sample_done, dream
-        ).mean(axis=1)
+        return dream_returns(model, solutions, config.trials, generator, max_steps, config.sample_done, dream).mean(
+            axis=1
+        )
 
     def score_of(parameters: np.ndarray) -> float:
         generator = torch.Generator(device=model.device).manual_seed(config.seed * 1_000_003 + 999_983)
@@ -156,7 +155,6 @@ def train_controller(
                 model,
                 parameters[None],
                 config.eval_trials,
-                config.temperature,
                 generator,
                 max_steps,
                 config.sample_done,

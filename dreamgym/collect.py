@@ -74,11 +74,10 @@ class EpisodeSummary:
     seconds: float
 
 
-def record_episode(game: Game | str, index: int, config: CollectConfig) -> tuple[EpisodeSummary, bytes]:
+def record_episode(game: Game, index: int, config: CollectConfig) -> tuple[EpisodeSummary, bytes]:
     """Play episode ``index`` (seed = config.seed + index): its summary and its file's bytes.
     The worker writes nothing: on a cluster it need not share the run directory's disk."""
     start = time.perf_counter()
-    game = lookup(game)
     seed = config.seed + index
     rng = np.random.default_rng(seed)
     with episode_errors(game.real_env_id, index, seed):

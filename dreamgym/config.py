@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ MAX_Z_DIM = 4096
 MAX_HIDDEN_DIM = 8192
 MAX_MIXTURES = 64
 MAX_MEMBERS = 16
+MAX_TEMPERATURE = 1000.0
 """Upper bounds on model sizes: far above the paper's (z 64, LSTM 512, 5 mixtures), low
-enough that no settings file can make dreamgym allocate tens of GB before it notices."""
+enough that no settings file can make dreamgym allocate tens of GB before it notices; above
+MAX_TEMPERATURE, M's σ·√τ overflows float32 for ordinary weights (the paper sweeps 0.1 to 1.3)."""
 
 
 class Settings:
@@ -39,23 +41,6 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_settings(self)
-
-
-def option_name(field_name: str) -> str:
-    """The command-line option of a settings field: ``agent_steps`` -> ``--agent-steps``."""
-    return "--" + field_name.replace("_", "-")
-
-
-def settings_arguments(settings: Settings, skip: tuple[str, ...] = ()) -> list[str]:
-    """The options that give ``settings`` on a command line, one per field that is not its
-    default (the inverse of the options the CLI makes from the same dataclass)."""
-    default = type(settings)()
-    arguments = []
-    for spec in fields(settings):  # type: ignore[arg-type]
-        value = getattr(settings, spec.name)
-        if spec.name not in skip and value != getattr(default, spec.name):
-            arguments.append(f"{option_name(spec.name)} {value}")
-    return arguments
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -169,8 +154,6 @@ class ControllerTrainConfig(Settings):
     """Initial CMA-ES step size (x0 = 0)."""
     weight_decay: float = setting(0.01, minimum=0)
     """Fitness penalty times mean(θ²), as the original code."""
-    temperature: float = setting(1.15, above=0)
-    """Dream temperature τ."""
     max_steps: int | None = setting(None, minimum=1)
     """Dream episode cap (None: the game's limit)."""
     sample_done: bool = False
@@ -196,10 +179,15 @@ OBSERVATION_LAYOUTS = ("zh", "zch")
 
 @dataclass(frozen=True)
 class DreamSettings(Settings):
-    """How dreams are drawn: the defences against an agent that exploits M's errors. A model
-    directory stores the settings it was built for (its dreams' defaults); every dream id,
-    :class:`~dreamgym.envs.vector.DreamVectorEnv`, ``make_sb3_vec_env`` and CMA-ES take each
-    of them as a keyword argument. The defaults are the paper's plain dream."""
+    """How dreams are drawn: their temperature, and the defences against an agent that exploits
+    M's errors. A model directory stores the settings it was built for (its dreams' defaults);
+    every dream id, :class:`~dreamgym.envs.vector.DreamVectorEnv`, ``make_sb3_vec_env`` and CMA-ES
+    take each of them as a keyword argument. The defaults are the paper's plain dream."""
+
+    temperature: float | None = setting(None, above=0, maximum=MAX_TEMPERATURE)
+    """τ > 0: M's mixture logits are divided by τ and its σ multiplied by √τ when it draws the
+    next latent (higher: a wilder dream). None: the game's (``Game.dream_temperature``; Doom the
+    paper's 1.15, CarRacing 1.0)."""
 
     dropout: float | None = setting(None, minimum=0, below=1)
     """Each dream its own dropout mask on M's h before the heads, fixed for the episode (Wellmer &
@@ -492,7 +480,7 @@ class OnlineConfig(Settings):
     warmup: int = setting(32, minimum=0)
     """M's state at a dream's start: run over at most this many real steps before it."""
     temperature: float | None = setting(None, above=0)
-    """Dream temperature (None: the game's)."""
+    """Dream temperature (None: the start model's, else the game's)."""
     replay_capacity: int = setting(2_000_000, minimum=1)
     """Real steps the replay keeps (the oldest episodes go first)."""
     eval_every: int = setting(10, minimum=1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dreamgym.games import Game, lookup
+from dreamgym.games import Game
 
 
 def batched_actions(game: Game, parameters: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
@@ -48,8 +48,7 @@ class LinearController:
         return cls(game, np.zeros((out, obs_dim), np.float32), np.zeros(out, np.float32))
 
     @classmethod
-    def from_flat(cls, game: Game | str, obs_dim: int, flat: np.ndarray) -> LinearController:
-        game = lookup(game)
+    def from_flat(cls, game: Game, obs_dim: int, flat: np.ndarray) -> LinearController:
         out = game.controller_output_dim
         flat = np.asarray(flat, dtype=np.float32)
         expected = out * obs_dim + out

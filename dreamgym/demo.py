@@ -31,7 +31,6 @@ from dreamgym.files import LOCK_FILE, atomic_write_text, check_destination
 from dreamgym.plots import side_by_side_gif
 from dreamgym.training import Progress, Report, no_progress, no_report
 
-TEMPERATURE = 1.15
 GIF_STEPS = 300
 GENERATIONS = 30
 """CMA-ES generations of 32 candidates × 8 dreams: ~6 s each on one busy CPU core."""
@@ -69,26 +68,26 @@ def run_demo(
         raise FileNotFoundError(f"{error} Then run `dreamgym demo --world-model runs/doom/model`.") from None
     model = load_world_model(model_dir, device=device)
     env_id = model.game.latent_env_id
+    temperature = model.dream_settings().temperature  # the model's, else the game's (Doom: the paper's 1.15)
     report(f"world model: {model_dir} ({model.game.name}, z={model.z_dim}, LSTM {model.hidden_dim})")
 
     config = ControllerTrainConfig(
         generations=generations,
         population=32,
         trials=8,
-        temperature=TEMPERATURE,
         eval_every=5,
         eval_trials=128,
         seed=seed,
     )
-    report(f"1/3 training a fresh controller inside the dream: {generations} generations of CMA-ES (τ = {TEMPERATURE})")
+    report(
+        f"1/3 training a fresh controller inside the dream: {generations} generations of CMA-ES (τ = {temperature:g})"
+    )
     trained = train_controller(model, out_dir / CONTROLLER_DIR, config, force=True, progress=progress, report=report)
     controller_file = rundir.controller(out_dir / CONTROLLER_DIR)
     save_controller(trained.controller, controller_file, {"generations": trained.generations})
 
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    dream = dream_returns(
-        model, trained.controller.flat()[None], 100, TEMPERATURE, generator, model.game.max_episode_steps
-    )[0]
+    dream = dream_returns(model, trained.controller.flat()[None], 100, generator, model.game.max_episode_steps)[0]
     report(f"2/3 testing on the real game: {episodes} episodes, and random play for comparison")
     env_kwargs = {"world_model": os.fspath(model_dir), "device": str(model.device)}
     real = evaluate(env_id, controller_file, episodes, seed, env_kwargs=env_kwargs, progress=progress)
@@ -104,7 +103,7 @@ def run_demo(
             {
                 "world_model": os.fspath(model_dir),
                 "generations": generations,
-                "temperature": TEMPERATURE,
+                "temperature": temperature,
                 "dream": {"mean": result.dream[0], "std": result.dream[1], "episodes": 100},
                 "real": dataclasses.asdict(real),
                 "random": dataclasses.asdict(random),
@@ -116,7 +115,7 @@ def run_demo(
 
     report("")
     report(f"{'':24}{'mean':>9}{'± std':>9}  episodes")
-    report(f"{'dream (τ = 1.15)':24}{dream.mean():9.1f}{dream.std():9.1f}  100")
+    report(f"{f'dream (τ = {temperature:g})':24}{dream.mean():9.1f}{dream.std():9.1f}  100")
     report(f"{'real game':24}{real.mean:9.1f}{real.std:9.1f}  {episodes}")
     report(f"{'random play (real)':24}{random.mean:9.1f}{random.std:9.1f}  {episodes}")
     report(f"GIF (left: dream, V's decoding; right: real frames): {gif}; scores: {out_dir / RESULT_FILE}")
@@ -129,7 +128,7 @@ def is_demo_output(directory: Path) -> bool:
 
 
 def _dream_frames(model, controller, seed: int) -> np.ndarray:
-    env = DreamEnv(model.game.name, world_model=model, temperature=TEMPERATURE, render_mode="rgb_array")
+    env = DreamEnv(model.game.name, world_model=model, render_mode="rgb_array")
     observation, _ = env.reset(seed=seed)
     frames = [cast(np.ndarray, env.render())]
     for _ in range(GIF_STEPS):

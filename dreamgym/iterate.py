@@ -38,7 +38,8 @@ from typing import Any, cast
 from dreamgym import rundir
 from dreamgym.checkpoint import MODEL_CARD_FILE, PICTURES_DIR, load_controller
 from dreamgym.cmaes import train_controller
-from dreamgym.config import CollectConfig, IterateConfig, RunConfig, settings_arguments
+from dreamgym.commands import command_line, game_arguments, pipeline_command, settings_arguments
+from dreamgym.config import CollectConfig, IterateConfig, RunConfig
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.evaluate import EvalResult, check_trusted, evaluate, sb3_algorithm
 from dreamgym.files import (
@@ -55,11 +56,9 @@ from dreamgym.pipeline import (
     collect_stage,
     encode_stage,
     export_stage,
-    game_arguments,
     init_run,
     load_vae,
     next_round,
-    pipeline_command,
     timed,
     train_mdnrnn_stage,
     train_vae_stage,
@@ -239,7 +238,7 @@ def iterate_command(run: Path) -> tuple[str, IterateConfig]:
     """The command that made RUN (with its last invocation's settings, those that are not the
     default; paths shortened to their names), and those settings."""
     stored, config = _stored(run)
-    arguments = [f"dreamgym iterate {game_arguments(stored['game'], stored.get('env'))} --out RUN"]
+    arguments = [game_arguments(stored["game"], stored.get("env")), "--out RUN"]
     arguments += settings_arguments(
         dataclasses.replace(config, agent=Path(config.agent).name), ("start", "workers", "dream")
     )
@@ -247,7 +246,7 @@ def iterate_command(run: Path) -> tuple[str, IterateConfig]:
     if config.agent != "cmaes":
         arguments.append("--trust-zip")
     arguments.append("--start RUN0" if config.start else f"--preset {stored['preset']}")  # a start has its own
-    return " ".join(arguments), config
+    return command_line("iterate", *arguments), config
 
 
 def round_origin(rdir: Path) -> str | None:
@@ -258,11 +257,10 @@ def round_origin(rdir: Path) -> str | None:
         return None
     command, config = iterate_command(rdir.parent)
     origin = f"round {number} of `{command}`"
-    return (
-        origin
-        if config.start is None
-        else f"{origin}, RUN0 made by `{pipeline_command(RunConfig.load(Path(config.start)))}`"
-    )
+    if config.start is None:
+        return origin
+    start = RunConfig.load(Path(config.start))
+    return f"{origin}, RUN0 made by `{pipeline_command(start.game, start.env, start.preset)}`"
 
 
 def stored_game(run: Path) -> Game:
@@ -455,7 +453,7 @@ def given_agent_dream_score(rdir: Path, config: IterateConfig, device: str) -> f
         config.eval_episodes,
         config.eval_seed,
         config.workers,
-        {"world_model": str(files.model), "device": device, "temperature": game.dream_temperature},
+        {"world_model": str(files.model), "device": device},
         trust_zip=True,  # the start run's agent, checked by acting_agent above and consented to with --trust-zip
     ).mean
 

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 from dreamgym.checkpoint import load_world_model, save_world_model
-from dreamgym.config import OnlineConfig, settings_arguments
+from dreamgym.commands import command_line, game_arguments, settings_arguments
+from dreamgym.config import OnlineConfig
 from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
 from dreamgym.evaluate import NoisyPolicy
 from dreamgym.files import (
@@ -291,12 +292,11 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
     settings = recipe("ppo", model.game)
     num_envs = settings.pop("num_envs")
     settings["n_steps"] = max(config.horizon, settings.get("n_steps", 128))
-    temperature = model.game.dream_temperature if config.temperature is None else config.temperature
     venv = make_sb3_vec_env(
         model.game.dream_env_id,
         num_envs,
         world_model=model,
-        temperature=temperature,
+        temperature=config.temperature,
         starts="data",
         horizon=config.horizon,
         warmup=config.warmup,
@@ -384,8 +384,11 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
     """The card of an online run's model directory: how it was made, the real and dream steps it
     used, and its last tuning scores (on tuning seeds: not a test score)."""
     start = Path(cast(str, config.world_model)).name
-    command = " ".join(
-        [f"dreamgym online {game.name} --out RUN", *settings_arguments(dataclasses.replace(config, world_model=start))]
+    command = command_line(
+        "online",
+        game_arguments(game.name, game.spec),
+        "--out RUN",
+        *settings_arguments(dataclasses.replace(config, world_model=start)),
     )
     last = rows[-1]
     lines = [

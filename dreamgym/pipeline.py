@@ -40,7 +40,8 @@ from dreamgym.checkpoint import (
 )
 from dreamgym.cmaes import dream_returns, train_controller, train_controller_real
 from dreamgym.collect import collect
-from dreamgym.config import RunConfig, preset, relative_path
+from dreamgym.commands import pipeline_command
+from dreamgym.config import DreamSettings, RunConfig, preset, relative_path
 from dreamgym.devices import resolve_device
 from dreamgym.encode import encode_run, initial_latents
 from dreamgym.episodes import (
@@ -441,8 +442,16 @@ def world_model_from_run(run_dir: str | Path, report: Report = no_report, starts
         controller,
         members=members[1:],
         start_episodes=start_episodes(run_dir, game, starts, report) if starts else None,
-        dream_defaults=config.dream,
+        dream_defaults=dream_of(config, game),
     )
+
+
+def dream_of(config: RunConfig, game: Game) -> DreamSettings:
+    """The dream a run trains its controller in and its model records: run.json's ``dream``, its
+    temperature the game's when run.json leaves it out."""
+    if config.dream.temperature is not None:
+        return config.dream
+    return dataclasses.replace(config.dream, temperature=game.dream_temperature)
 
 
 def start_episodes(run_dir: Path, game: Game, count: int = START_EPISODES, report: Report = no_report) -> StartEpisodes:
@@ -489,7 +498,7 @@ def train_controller_stage(
         )
         verb = "trained" if result.trained_generations else "already finished"
         return (
-            f"controller {verb}: {result.generations} generations at τ={config.controller.temperature}, "
+            f"controller {verb}: {result.generations} generations at τ={model.dream_defaults.temperature}, "
             f"kept controller scores {result.best_score:.1f} in {config.controller.eval_trials} dreams "
             f"-> {rundir.controller(RunDir(run_dir).controller)}"
         )
@@ -696,19 +705,6 @@ def run_metadata(run_dir: Path) -> dict[str, Any]:
     return metadata
 
 
-def game_arguments(game: str, env: dict[str, Any] | None) -> str:
-    """How a command names a game: by name, or as the env it was made from with its settings."""
-    if env is None:
-        return game
-    settings = "".join(f" --env-setting {key}={json.dumps(value)}" for key, value in env.items() if key != "env_id")
-    return f"--env {env['env_id']}{settings}"
-
-
-def pipeline_command(config: RunConfig) -> str:
-    """The command that builds a run like ``config`` (its game by name, or the env it was made from)."""
-    return f"dreamgym pipeline {game_arguments(config.game, config.env)} --preset {config.preset}"
-
-
 def model_card(run_dir: Path, model: WorldModel, built_with: str | None = None) -> str:
     """The card of a run's model directory; ``built_with``: how the run was made, when not by
     ``pipeline_command`` alone (a round of ``dreamgym iterate``)."""
@@ -717,7 +713,8 @@ def model_card(run_dir: Path, model: WorldModel, built_with: str | None = None) 
     lines = [
         f"# dreamgym world model: {config.game}",
         "",
-        f"Built with {built_with or '`' + pipeline_command(config) + '`'} (settings in config.json).",
+        f"Built with {built_with or '`' + pipeline_command(config.game, config.env, config.preset) + '`'} "
+        "(settings in config.json).",
         "",
         "## Sizes",
         f"- V: ConvVAE, z = {model.z_dim}, {count_parameters(model.vae):,} parameters",
@@ -743,7 +740,7 @@ def model_card(run_dir: Path, model: WorldModel, built_with: str | None = None) 
     if "controller_final" in meta:
         final = meta["controller_final"]
         lines.append(
-            f"- controller: {meta['controller_generations']} generations at τ = {config.controller.temperature}; "
+            f"- controller: {meta['controller_generations']} generations at τ = {model.dream_defaults.temperature}; "
             f"last generation: best sample {final['best_return']:.1f}, population mean {final['mean_return']:.1f}"
             + (f", distribution mean {final['center_return']:.1f}" if "center_return" in final else "")
         )
@@ -824,12 +821,20 @@ def sweep_temperature(
     for temperature in temperatures:
         out = run.sweep_temperature(temperature)
         controller_config = config.with_overrides(
-            "controller", temperature=temperature, generations=generations, population=population, trials=trials
+            "controller", generations=generations, population=population, trials=trials
         ).controller
-        result = train_controller(model, out, controller_config, resume=True, progress=progress, report=report)
+        at_temperature = dataclasses.replace(model.dream_defaults, temperature=temperature)
+        result = train_controller(
+            model, out, controller_config, resume=True, progress=progress, report=report, dream=at_temperature
+        )
         generator = torch.Generator(device=model.device).manual_seed(seed)
         dream = dream_returns(
-            model, result.controller.flat()[None], episodes, temperature, generator, model.game.max_episode_steps
+            model,
+            result.controller.flat()[None],
+            episodes,
+            generator,
+            model.game.max_episode_steps,
+            settings=at_temperature,
         )[0]
         save_controller(result.controller, rundir.controller(out), {"temperature": temperature})
         real = evaluate(

@@ -194,12 +194,17 @@ class WorldModel:
         self, settings: DreamSettings | None = None, *, replay: Replay | None = None, **overrides: object
     ) -> DreamSettings:
         """The dream to run: ``settings`` (default: the model's own defaults) with ``overrides``
-        (None values ignored), dropout resolved to a number, and checked against what the model
+        (None values ignored), dropout and temperature resolved to numbers (M's trained rate, the
+        game's temperature), and checked against what the model
         has: an ensemble or a penalty needs two members or more, data starts need stored episodes
         (the model's own, or ``replay``, which is checked against M's sizes). TypeError /
         ValueError say what was expected."""
         chosen = override_dream(self.dream_defaults if settings is None else settings, **overrides)
-        chosen = dataclasses.replace(chosen, dropout=validate_dropout(chosen.dropout, self.mdnrnn.config.dropout))
+        chosen = dataclasses.replace(
+            chosen,
+            dropout=validate_dropout(chosen.dropout, self.mdnrnn.config.dropout),
+            temperature=self.game.dream_temperature if chosen.temperature is None else chosen.temperature,
+        )
         K = len(self.all_members)
         if chosen.needs_members and K < 2:
             raise ValueError(
@@ -282,12 +287,12 @@ class WorldModel:
         self,
         state: DreamState,
         actions: torch.Tensor,
-        temperature: float,
         generator: torch.Generator,
         sample_done: bool = False,
         settings: DreamSettings = PLAIN_DREAM,
     ) -> DreamStep:
-        """Advance B dreams by one step: one call to each M in play.
+        """Advance B dreams by one step: one call to each M in play, at ``settings.temperature``
+        (None: the game's).
 
         ``actions`` is (B, action_dim) as made by :meth:`action_tensor`. Each dream's dropout mask
         multiplies its members' h before the heads (the state returned, and so the observation, is
@@ -316,6 +321,7 @@ class WorldModel:
                 output = output._replace(
                     reward=stacked.reward.min(dim=0).values, done_logit=stacked.done_logit.max(dim=0).values
                 )
+        temperature = self.game.dream_temperature if settings.temperature is None else settings.temperature
         z = sample_next_z(output, temperature, generator)
         if not (
             torch.isfinite(z).all() and torch.isfinite(output.reward).all() and torch.isfinite(output.done_logit).all()
@@ -397,7 +403,7 @@ def override_dream(settings: DreamSettings, **overrides: object) -> DreamSetting
     try:
         return dataclasses.replace(settings, **values)
     except ValueError as error:
-        raise ValueError(str(error).replace("DreamSettings.", "")) from None
+        raise type(error)(str(error).replace("DreamSettings.", "")) from None  # a KindError stays a TypeError
 
 
 _DROPOUT = Rule("float", minimum=0, below=1)
@@ -415,14 +421,3 @@ def validate_dropout(dropout: object, trained_rate: float) -> float:
         where = " from M's config (None: the rate M was trained with)" if dropout is None else " (0: the plain dream)"
         raise ValueError(f"{error}{where}") from None
     return float(cast(float, value))
-
-
-MAX_TEMPERATURE = 1000.0
-"""Above this, M's σ·√τ overflows float32 for ordinary weights (the paper sweeps 0.1 to 1.3)."""
-
-
-def validate_temperature(temperature: object) -> float:
-    """Temperature as a float; TypeError / ValueError unless a number in (0, MAX_TEMPERATURE]
-    (the paper uses 0.1 to 1.3)."""
-    Rule("float", above=0, maximum=MAX_TEMPERATURE).check("temperature", temperature)
-    return float(cast(float, temperature))

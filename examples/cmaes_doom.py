@@ -27,14 +27,13 @@ def main() -> None:
     args = parser.parse_args()
 
     world_model = dreamgym.load_world_model(args.world_model)
-    config = ControllerTrainConfig(
-        generations=args.generations, population=args.population, trials=args.trials, temperature=1.15
-    )
-    result = train_controller(world_model, Path(args.out), config, resume=True, report=print)
+    config = ControllerTrainConfig(generations=args.generations, population=args.population, trials=args.trials)
+    settings = world_model.dream_settings(temperature=1.15)  # the paper's τ (the Doom model's own too)
+    result = train_controller(world_model, Path(args.out), config, resume=True, report=print, dream=settings)
     save_controller(result.controller, Path(args.out) / "controller.safetensors")
 
     dream = dream_returns(
-        world_model, result.controller.flat()[None], 100, 1.15, torch.Generator().manual_seed(0), 2100
+        world_model, result.controller.flat()[None], 100, torch.Generator().manual_seed(0), 2100, settings=settings
     )[0]
     real = evaluate(
         "LatentDoomTakeCover-v0",

@@ -42,13 +42,15 @@ def test_float16_weights_load_back_as_float32_and_stay_close(tmp_path):
 
 def test_controller_is_saved_inside_the_model_directory(tmp_path):
     model = small_world_model("doom")
-    model.controller = LinearController.from_flat("doom", model.observation_dim, np.arange(model.observation_dim + 1.0))
+    model.controller = LinearController.from_flat(
+        lookup("doom"), model.observation_dim, np.arange(model.observation_dim + 1.0)
+    )
     loaded = load_world_model(save_world_model(model, tmp_path / "m"))
     np.testing.assert_array_equal(loaded.controller.flat(), model.controller.flat())
 
 
 def test_controller_file_round_trip(tmp_path):
-    controller = LinearController.from_flat("carracing", 5, np.arange(18.0))
+    controller = LinearController.from_flat(lookup("carracing"), 5, np.arange(18.0))
     save_controller(controller, tmp_path / "c.safetensors", {"generation": 3})
     loaded = load_controller(tmp_path / "c.safetensors")
     np.testing.assert_array_equal(loaded.flat(), controller.flat())

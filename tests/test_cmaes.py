@@ -331,7 +331,9 @@ def small_model_returns(game: str, trained_rate: float = 0.0, **kwargs) -> np.nd
     parameters = np.random.default_rng(1).normal(
         0, 0.5, (3, (model.observation_dim + 1) * model.game.controller_output_dim)
     )
-    return dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(3), 50, sample_done=True, **kwargs)
+    return dream_returns(
+        model, parameters, 4, torch.Generator().manual_seed(3), 50, sample_done=True, temperature=1.0, **kwargs
+    )
 
 
 # small_model_returns(game) as the code before dropout existed made it (torch 2.13.0+cpu; a sha256
@@ -369,14 +371,16 @@ def test_each_dream_keeps_its_own_mask_as_the_batch_shrinks(monkeypatch):
     seen = []
     dream_step = model.dream_step
 
-    def recording(state, actions, temperature, generator, sample_done, settings):
+    def recording(state, actions, generator, sample_done, settings):
         seen.append(state.dropout_mask.clone())
         assert len(state.dropout_mask) == len(state.z)
-        return dream_step(state, actions, temperature, generator, sample_done, settings)
+        return dream_step(state, actions, generator, sample_done, settings)
 
     monkeypatch.setattr(model, "dream_step", recording)
     parameters = np.zeros((3, model.observation_dim + 1))
-    dream_returns(model, parameters, 4, 1.0, torch.Generator().manual_seed(0), 50, sample_done=True, dropout=0.5)
+    dream_returns(
+        model, parameters, 4, torch.Generator().manual_seed(0), 50, sample_done=True, temperature=1.0, dropout=0.5
+    )
     first = [tuple(row.tolist()) for row in seen[0]]
     assert len(set(first)) == 12  # each of the 3 × 4 dreams its own mask
     assert len(seen[-1]) < 12  # the batch shrank
@@ -395,7 +399,7 @@ def test_a_dream_dropout_outside_its_range_is_refused(value):
 def test_dream_returns_refuse_a_dropout_outside_0_to_1(value):
     model = small_world_model("doom")
     with pytest.raises(ValueError, match="dropout"):
-        dream_returns(model, np.zeros((1, model.observation_dim + 1)), 1, 1.0, torch.Generator(), 5, dropout=value)
+        dream_returns(model, np.zeros((1, model.observation_dim + 1)), 1, torch.Generator(), 5, dropout=value)
 
 
 def test_dream_training_passes_its_dropout_setting_to_every_dream(tmp_path, monkeypatch):
@@ -403,7 +407,7 @@ def test_dream_training_passes_its_dropout_setting_to_every_dream(tmp_path, monk
     rates = []
 
     def recording(*args, **kwargs):
-        rates.append(args[7].dropout)
+        rates.append(args[6].dropout)
         return dream_returns(*args, **kwargs)
 
     monkeypatch.setattr(cmaes, "dream_returns", recording)

@@ -127,7 +127,7 @@ def test_a_new_run_is_refused_before_anything_is_written(tmp_path, model_dirs):
     result = run_command(online_command("doom", run, model_dirs["carracing"]), cwd=tmp_path)
     assert result.returncode == 1 and "carracing model, not doom" in result.stderr and not run.exists()
     result = run_command([*online_command("doom", run, model_dirs["doom"]), "--horizon", "0"], cwd=tmp_path)
-    assert result.returncode == 1 and "horizon must be an integer >= 1" in result.stderr and not run.exists()
+    assert result.returncode == 2 and "--horizon: expected an integer >= 1" in result.stderr and not run.exists()
 
 
 def test_m_learns_from_the_windows_of_real_play():

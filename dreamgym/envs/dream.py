@@ -20,7 +20,6 @@ from dreamgym.world_model import (
     DreamState,
     WorldModel,
     override_dream,
-    validate_temperature,
 )
 
 DEFAULT_WORLD_MODEL = {game: name for name, game in reversed(SHIPPED_MODELS.items())}  # the first of a game wins
@@ -82,8 +81,13 @@ def load_dream(
         raise TypeError(f"replay must be a dreamgym.replay.Replay or a run directory, got {type(replay).__name__}")
     model = get_world_model(game, world_model, device)
     replay = as_replay(replay, model.game)
-    # the plain dream drops the defences, not the model's observation layout
-    base = dataclasses.replace(PLAIN_DREAM, observation=model.dream_defaults.observation) if plain else None
+    # the plain dream drops the defences, not the model's temperature and observation layout
+    defaults = model.dream_defaults
+    base = (
+        dataclasses.replace(PLAIN_DREAM, temperature=defaults.temperature, observation=defaults.observation)
+        if plain
+        else None
+    )
     return model, model.dream_settings(base, replay=replay, **defences), replay
 
 
@@ -217,7 +221,8 @@ class DreamEnv(gym.Env, EzPickle):
     until it is reset. A dream's state lives in M's tensors, which are not carried across.
 
     ## Arguments
-    * ``temperature``: τ > 0, finite (default 1.0).
+    * ``temperature``: τ > 0, at most 1000 (default: the one the model directory records, else the
+      game's: Doom the paper's 1.15, CarRacing 1.0; ``env.unwrapped.temperature`` shows it).
     * ``world_model``: a shipped model name (``"car_racing"``, ``"doom_take_cover"``), the path
       of a model directory, or a loaded :class:`~dreamgym.world_model.WorldModel`.
     * ``render_mode``: ``"rgb_array"``: ``render()`` returns V's decoding of z (64×64×3 uint8);
@@ -282,7 +287,7 @@ class DreamEnv(gym.Env, EzPickle):
         self,
         game: str,
         world_model: WorldModel | str | os.PathLike | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         render_mode: str | None = None,
         device: str | torch.device = "auto",
         sample_done: bool = False,
@@ -317,7 +322,6 @@ class DreamEnv(gym.Env, EzPickle):
             observation,
         )
         self.game = env_game(game, world_model)
-        self.temperature = validate_temperature(temperature)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
@@ -328,6 +332,7 @@ class DreamEnv(gym.Env, EzPickle):
             world_model,
             device,
             plain,
+            temperature=temperature,
             dropout=dropout,
             ensemble=ensemble,
             uncertainty_penalty=uncertainty_penalty,
@@ -364,7 +369,6 @@ class DreamEnv(gym.Env, EzPickle):
         step = self.model.dream_step(
             self._state,
             self.model.action_tensor([action]),
-            self.temperature,
             self._generator,
             self.sample_done,
             self.settings,
@@ -379,6 +383,11 @@ class DreamEnv(gym.Env, EzPickle):
         terminated = bool(step.done[0])
         truncated = not terminated and self.settings.horizon is not None and self._steps >= self.settings.horizon
         return self._observation(), float(step.reward[0]), terminated, truncated, info
+
+    @property
+    def temperature(self) -> float:
+        """The dream's temperature τ (``settings.temperature``: the keyword, else the model's, else the game's)."""
+        return float(self.settings.temperature)  # type: ignore[arg-type]  # resolved by dream_settings
 
     @property
     def dropout(self) -> float:

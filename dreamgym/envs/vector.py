@@ -17,7 +17,6 @@ from dreamgym.replay import Replay
 from dreamgym.world_model import (
     DreamState,
     WorldModel,
-    validate_temperature,
 )
 
 TensorStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
@@ -109,7 +108,7 @@ class DreamVectorEnv(VectorEnv):
         game: str,
         num_envs: int = 1,
         world_model: WorldModel | str | os.PathLike | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         device: str | torch.device = "auto",
         sample_done: bool = False,
         max_episode_steps: int | None = None,
@@ -135,7 +134,6 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a whole number from 1 to {MAX_NUM_ENVS:,}, got {num_envs!r}")
         self.game = env_game(game, world_model)
         self.num_envs = int(num_envs)
-        self.temperature = validate_temperature(temperature)
         self.autoreset_mode = autoreset_mode_of(autoreset_mode)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -154,6 +152,7 @@ class DreamVectorEnv(VectorEnv):
             world_model,
             device,
             plain,
+            temperature=temperature,
             dropout=dropout,
             ensemble=ensemble,
             uncertainty_penalty=uncertainty_penalty,
@@ -314,7 +313,6 @@ class DreamVectorEnv(VectorEnv):
         step = self.model.dream_step(
             self._state,
             self.model.action_tensor(actions),
-            self.temperature,
             self._generator,
             self.sample_done,
             self.settings,
@@ -361,6 +359,11 @@ class DreamVectorEnv(VectorEnv):
         self._state = self._state.where(mask, fresh)
         self._steps = self._steps.masked_fill(mask, 0)
         self._needs_reset = self._needs_reset & ~mask
+
+    @property
+    def temperature(self) -> float:
+        """The dreams' temperature τ (``settings.temperature``: the keyword, else the model's, else the game's)."""
+        return float(self.settings.temperature)  # type: ignore[arg-type]  # resolved by dream_settings
 
     @property
     def dropout(self) -> float:

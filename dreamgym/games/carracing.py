@@ -20,13 +20,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "collect": {"episodes": 600},
         "vae": {"epochs": 3, "frames_per_epoch": 400_000},
         "mdnrnn": {"epochs": 100, "batch_size": 16},
-        "controller": {"generations": 200, "population": 64, "trials": 8, "temperature": 1.0},
+        "controller": {"generations": 200, "population": 64, "trials": 8},
     },
     "paper": {
         "collect": {"episodes": 10_000},
         "vae": {"epochs": 10},
         "mdnrnn": {"epochs": 20, "batch_size": 100},
-        "controller": {"generations": 1800, "population": 64, "trials": 16, "temperature": 1.0},
+        "controller": {"generations": 1800, "population": 64, "trials": 16},
     },
 }
 """``dreamgym pipeline carracing --preset NAME``; V's and M's sizes are the game's own."""

@@ -17,6 +17,8 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
+from dreamgym.commands import command_line
+
 if TYPE_CHECKING:  # imported where used: ``import dreamgym`` registers its ids without torch
     import torch
 
@@ -156,7 +158,7 @@ class Game:
 
     @property
     def build_command(self) -> str:
-        return f"dreamgym pipeline {self.name} --out runs/{self.name}"
+        return command_line("pipeline", self.name, f"--out runs/{self.name}")
 
     def action_space(self) -> gym.spaces.Discrete | gym.spaces.Box:
         """A fresh copy of the real game's action space (the dream declares the same one)."""

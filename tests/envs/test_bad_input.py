@@ -115,7 +115,7 @@ def test_reset_options_a_dream_does_not_know_are_refused(model_dirs, options, er
         (float("inf"), ValueError),
         (1e300, ValueError),  # finite, but M's σ·√τ would overflow: refused here, not blamed on the weights
         ("hot", TypeError),
-        (None, TypeError),
+        (True, TypeError),
     ],
 )
 def test_bad_temperature_is_refused(model_dirs, temperature, error):

@@ -3,6 +3,7 @@ pessimistic end, starts from real steps and a horizon (dropout: test_dropout.py)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -32,6 +33,7 @@ from dreamgym.cmaes import dream_returns
 from dreamgym.config import DreamSettings, RunConfig, preset
 from dreamgym.envs.vector import DreamVectorEnv
 from dreamgym.files import sha256_of
+from dreamgym.games import lookup
 from dreamgym.mdnrnn import sample_next_z
 
 
@@ -75,7 +77,8 @@ def test_plain_is_one_keyword_away_whatever_the_models_defaults(game, trajectory
     )
     assert_plain_dream(trajectory(game, model=defended, plain=True), kind, game)
     env = dreamgym.DreamEnv(game, world_model=defended, plain=True, horizon=7, device="cpu")
-    assert env.settings == DreamSettings(dropout=0.0, horizon=7)  # keywords beside it still apply
+    # keywords beside it still apply; the temperature is the game's, not a defence
+    assert env.settings == DreamSettings(dropout=0.0, horizon=7, temperature=lookup(game).dream_temperature)
     with pytest.raises(TypeError, match="plain must be True or False"):
         dreamgym.DreamEnv(game, world_model=defended, plain="yes", device="cpu")
 
@@ -147,7 +150,7 @@ def test_a_pessimist_ensemble_takes_member_0s_latent_and_the_worst_reward_and_en
     settings = model.dream_settings(None, ensemble="pessimist")
     state = model.initial_state(16, torch.Generator().manual_seed(0), settings)
     action = model.action_tensor(np.tile([[0.2, 0.6, 0.0]], (16, 1)))
-    step = model.dream_step(state, action, 1.0, torch.Generator().manual_seed(1), False, settings)
+    step = model.dream_step(state, action, torch.Generator().manual_seed(1), False, settings)
     outputs = [
         member.step(state.z, action, (h, c))[0]
         for member, h, c in zip(model.all_members, [state.h, *state.member_h], [state.c, *state.member_c])
@@ -232,9 +235,9 @@ def test_the_dream_ends_when_p_done_passes_the_threshold():
             defended_world_model("doom"),
             np.zeros((1, 25)),
             32,
-            1.0,
             torch.Generator().manual_seed(0),
             200,
+            temperature=1.0,
             done_threshold=threshold,
         )
         lengths[threshold] = returns.mean()
@@ -304,9 +307,9 @@ def test_a_horizon_truncates_every_kind_of_dream():
         defended_world_model("doom"),
         np.zeros((2, 25)),
         3,
-        1.0,
         torch.Generator(),
         1000,
+        temperature=1.0,
         horizon=6,
         done_threshold=0.999,
     )
@@ -329,7 +332,7 @@ def test_a_model_directory_keeps_its_members_episodes_and_defaults(tmp_path):
             assert torch.equal(value, theirs.state_dict()[key])
     torch.testing.assert_close(loaded.start_table().h, model.start_table().h, rtol=0, atol=0)
     env = gym.make("DreamDoomTakeCover-v0", world_model=str(directory))
-    assert env.unwrapped.settings == defaults
+    assert env.unwrapped.settings == dataclasses.replace(defaults, temperature=1.15)  # None: the game's
     assert (
         gym.make("DreamDoomTakeCover-v0", world_model=str(directory), ensemble="off").unwrapped.settings.ensemble
         == "off"
@@ -486,3 +489,35 @@ def test_the_sb3_vec_env_takes_the_defences(defended_dirs):
     for _ in range(5):
         _, _, dones, infos = venv.step(np.ones(4, dtype=np.int64))
     assert dones.all() and all(info["TimeLimit.truncated"] for info in infos)  # SB3 bootstraps at a horizon
+
+
+# --------------------------------------------------------------------------- the temperature
+
+
+def test_a_dreams_temperature_is_the_keyword_else_the_models_else_the_games(tmp_path):
+    """One default, the game's (Doom the paper's 1.15, CarRacing 1.0), for the single and the
+    batched dream alike; a model directory records its own, and the keyword beats both."""
+    for game, expected in (("doom", 1.15), ("carracing", 1.0)):
+        directory = save_world_model(small_world_model(game), tmp_path / game)
+        dream_id = dreamgym.ENV_IDS[game][0]
+        assert gym.make(dream_id, world_model=str(directory)).unwrapped.temperature == expected
+        assert gym.make_vec(dream_id, 2, world_model=str(directory)).temperature == expected
+        assert gym.make(dream_id, world_model=str(directory), temperature=0.7).unwrapped.temperature == 0.7
+    hot = save_world_model(defended_world_model("doom", defaults=DreamSettings(temperature=1.3)), tmp_path / "hot")
+    assert json.loads((hot / "config.json").read_text())["dream"]["temperature"] == 1.3
+    assert gym.make("DreamDoomTakeCover-v0", world_model=str(hot)).unwrapped.temperature == 1.3
+    assert gym.make("DreamDoomTakeCover-v0", world_model=str(hot), plain=True).unwrapped.temperature == 1.3
+    assert gym.make("DreamDoomTakeCover-v0", world_model=str(hot), temperature=1.0).unwrapped.temperature == 1.0
+
+
+def test_a_run_records_the_temperature_its_controller_trained_at(tmp_path):
+    """run.json's ``dream.temperature`` (None: the game's) is the τ of CMA-ES and of the exported model."""
+    from dreamgym.pipeline import dream_of
+
+    for game, expected in (("doom", 1.15), ("carracing", 1.0)):
+        config = preset(game, "tiny")
+        assert config.dream.temperature is None and dream_of(config, lookup(game)).temperature == expected
+        hot = config.with_overrides("dream", temperature=0.5)
+        assert dream_of(hot, lookup(game)).temperature == 0.5
+    with pytest.raises(ValueError, match="temperature"):
+        preset("doom", "tiny").with_overrides("dream", temperature=0)

@@ -40,10 +40,16 @@ def actions_for(game: str, rng: np.random.Generator, num_envs: int | None = None
     return rng.uniform([-1, 0, 0], [1, 1, 1], (*shape, 3)).astype(np.float32)
 
 
+RECORDED_TEMPERATURE = 1.0
+"""The temperature the recorded trajectories were drawn at (the dream envs' default then, for
+every game; now a game's own, 1.15 for Doom)."""
+
+
 def single_trajectory(game: str, trained_rate: float = 0.0, model: WorldModel | None = None, **kwargs) -> np.ndarray:
     """50 steps of one seeded dream of the small model, or ``model`` (reset when it ends): every
     observation, reward, end and p(done), flat, float64."""
     model = model or trained_with_dropout(game, trained_rate)
+    kwargs = {"temperature": RECORDED_TEMPERATURE, **kwargs}
     env = dreamgym.DreamEnv(game, world_model=model, sample_done=True, device="cpu", **kwargs)
     observation, _ = env.reset(seed=7)
     parts: list[object] = [observation]
@@ -60,6 +66,7 @@ def single_trajectory(game: str, trained_rate: float = 0.0, model: WorldModel | 
 def vector_trajectory(game: str, trained_rate: float = 0.0, model: WorldModel | None = None, **kwargs) -> np.ndarray:
     """50 steps of 4 seeded batched dreams of the small model, or ``model``, with resets of every kind."""
     model = model or trained_with_dropout(game, trained_rate)
+    kwargs = {"temperature": RECORDED_TEMPERATURE, **kwargs}
     envs = DreamVectorEnv(game, 4, world_model=model, sample_done=True, max_episode_steps=20, device="cpu", **kwargs)
     observations, _ = envs.reset(seed=7)
     parts: list[object] = [observations]
@@ -133,7 +140,7 @@ def test_every_step_of_an_episode_uses_the_mask_drawn_at_its_reset():
     generator = torch.Generator().set_state(env._generator.get_state())
     for action in [0, 1, 2, 2, 1, 0, 1, 1, 2, 0]:
         observation, _, terminated, _, info = env.step(action)
-        step = model.dream_step(state, model.action_tensor([action]), 1.2, generator, True, env.unwrapped.settings)
+        step = model.dream_step(state, model.action_tensor([action]), generator, True, env.unwrapped.settings)
         state = step.state
         assert torch.equal(state.dropout_mask, mask)
         np.testing.assert_array_equal(observation, state.observation()[0].numpy())
