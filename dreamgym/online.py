@@ -297,6 +297,7 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
         num_envs,
         world_model=model,
         temperature=config.temperature,
+        sample_done=config.sample_done,
         starts="data",
         horizon=config.horizon,
         warmup=config.warmup,

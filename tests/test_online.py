@@ -173,3 +173,27 @@ def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
     assert stop_reason([], config) is None and stop_reason([row], config) is None
     assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
     assert stop_reason([row] * 3, config) == "3 rounds done"
+
+
+def test_the_agents_dreams_end_where_p_done_is_drawn_with_sample_done():
+    """M's p(done) ≈ 0.2 everywhere: below the threshold no dream of the agent ends; drawn, about
+    a fifth of the steps end one (terminated, not the horizon's truncation)."""
+    from dreamgym.online import make_agent
+    from dreamgym.replay import Replay
+
+    model = small_world_model("doom")
+    with torch.no_grad():
+        model.mdnrnn.head.weight[-1].zero_()
+        model.mdnrnn.head.bias[-1].fill_(float(np.log(0.2 / 0.8)))
+    replay = Replay(model.z_dim, model.game.action_dim)
+    replay.add(torch.randn(41, model.z_dim), model.game.encode_actions(torch.zeros(40, dtype=torch.long)))
+    for sample_done, low, high in ((False, 0.0, 0.0), (True, 0.1, 0.3)):
+        config = OnlineConfig(world_model="x", horizon=50, warmup=4, sample_done=sample_done)
+        venv = make_agent(model, replay, config, None).get_env()
+        venv.reset()
+        ended = []
+        for _ in range(40):
+            _, _, dones, infos = venv.step(np.zeros(venv.num_envs, dtype=np.int64))
+            ended += [done and not info.get("TimeLimit.truncated", False) for done, info in zip(dones, infos)]
+        assert low <= np.mean(ended) <= high, (sample_done, np.mean(ended))
+        venv.close()
