@@ -22,7 +22,11 @@ def settings_arguments(settings: Any, skip: tuple[str, ...] = ()) -> list[str]:
     arguments = []
     for spec in fields(settings):
         value = getattr(settings, spec.name)
-        if spec.name not in skip and value != getattr(default, spec.name):
+        if spec.name in skip or value == getattr(default, spec.name):
+            continue
+        if isinstance(value, bool):  # a switch: --name / --no-name
+            arguments.append(option_name(spec.name) if value else "--no-" + option_name(spec.name)[2:])
+        else:
             arguments.append(f"{option_name(spec.name)} {value}")
     return arguments
 

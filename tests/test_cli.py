@@ -231,3 +231,31 @@ def test_every_preset_the_cli_offers_works_for_every_game_it_names():
         for preset_name in preset_choices():
             config = preset(game, preset_name)
             assert (config.game, config.preset) == (game.name, preset_name)
+
+
+@pytest.mark.parametrize("command, settings", [("online", "OnlineConfig"), ("iterate", "IterateConfig")])
+def test_the_options_a_card_writes_parse_back_to_the_same_settings(command, settings):
+    """``commands.settings_arguments`` is the inverse of the options the CLI makes: every field
+    set away from its default (switches included) parses back to that value."""
+    import shlex
+
+    from dreamgym import config
+    from dreamgym.cli import build_parser
+    from dreamgym.commands import settings_arguments
+
+    cls = getattr(config, settings)
+    default = cls()
+    changed = {}
+    for spec in dataclasses.fields(cls):
+        value = getattr(default, spec.name)
+        if isinstance(value, bool):
+            changed[spec.name] = not value
+        elif isinstance(value, int):
+            changed[spec.name] = value + 1
+        elif isinstance(value, float):
+            changed[spec.name] = value / 2
+    settings_value = dataclasses.replace(default, **changed)
+    arguments = shlex.split(" ".join(settings_arguments(settings_value)))
+    parsed = vars(build_parser().parse_args([command, "doom", "--out", "x", *arguments]))
+    for name, value in changed.items():
+        assert parsed[name] == value, (name, parsed[name], value)
