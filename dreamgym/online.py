@@ -136,7 +136,9 @@ class TrainingData:
     ) -> SequenceBatch:
         """``batch_size`` windows of ``window`` steps: half from the last ``recent`` episodes, half
         from all. A window that starts inside an episode leaves its first ``burn_in`` steps out of
-        the loss (M's state is warming up there, as at a dream's data start)."""
+        the loss (M's state is warming up there, as at a dream's data start). A window may run
+        past the episode's end (padded), so that every step after the first ``burn_in`` is in the
+        loss of as many windows as any other: the last step, where the episode ends, included."""
         count = len(self.episodes)
         recent_first = max(0, count - recent)
         chosen = [
@@ -147,7 +149,7 @@ class TrainingData:
         for index in chosen:
             episode = self.episodes[index]
             steps = len(episode["actions"])
-            start = int(rng.integers(0, max(1, steps - window + 1)))
+            start = int(rng.integers(0, max(1, steps - burn_in)))
             end = min(steps, start + window)
             rows = slice(start, end)
             noise = torch.randn((end - start + 1, episode["mu"].shape[1]), generator=generator)

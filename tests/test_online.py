@@ -157,6 +157,34 @@ def test_m_learns_from_the_windows_of_real_play():
     assert batch.z.shape == (8, 16, model.z_dim) and batch.mask.shape == (8, 16)
 
 
+def test_m_sees_the_last_step_of_an_episode_as_often_as_any_other():
+    """The episode's end is one step; windows drawn only where they fit whole reach it once in
+    (length - window) draws, and teach M that episodes seldom end."""
+    game = small_world_model("doom").game
+    length, window, burn_in = 300, 96, 32
+    mu = np.zeros((length + 1, 4), np.float32)
+    mu[:, 0] = np.arange(length + 1)  # z's first dimension is the step's index
+    data = TrainingData()
+    data.add(
+        {
+            "mu": mu,
+            "logvar": np.full_like(mu, -40.0),  # z = μ
+            "actions": np.zeros(length, np.int64),
+            "rewards": np.ones(length, np.float32),
+            "dones": np.arange(length) == length - 1,
+        },
+        game,
+    )
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    in_loss = np.zeros(length)
+    for _ in range(300):
+        batch = data.batch(16, window, burn_in, 1, rng, generator, torch.device("cpu"))
+        steps = batch.z[..., 0].round().long()
+        np.add.at(in_loss, steps[batch.mask > 0].numpy(), 1)
+    assert in_loss[length - 1] > 0.8 * in_loss[burn_in:].mean()  # the end, as often as the rest
+    assert batch.dones.sum() <= batch.mask.sum()  # ends are only counted where the loss sees them
+
+
 def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
     config = OnlineConfig(world_model="x", rounds=3, max_real_steps=5000)
     row = OnlineRound(
