@@ -89,6 +89,9 @@ class CollectConfig(Settings):
     std of Gaussian noise on each action component."""
 
 
+RECONSTRUCTION_LOSSES = ("squared_error", "cross_entropy")
+
+
 @dataclass(frozen=True)
 class VAETrainConfig(Settings):
     z_dim: int = setting(32, minimum=1, maximum=MAX_Z_DIM)
@@ -101,6 +104,11 @@ class VAETrainConfig(Settings):
     """Frames per gradient step."""
     learning_rate: float = setting(1e-4, above=0)
     """Adam step size."""
+    reconstruction: str = setting("squared_error", choices=RECONSTRUCTION_LOSSES)
+    """What V's decoding is trained on: ``squared_error`` (the paper's), or ``cross_entropy``
+    (binary cross-entropy on the decoder's logits). Squared error through the sigmoid stops
+    learning where the output saturates: on mostly white frames (pixel CartPole) V then paints
+    only the background. Cross-entropy keeps the gradient of every wrong pixel."""
     frames_per_epoch: int | None = setting(None, minimum=1)
     """Frames drawn per epoch: a subsample of the data, or several passes over it when it
     holds fewer, so V's budget does not shrink with a small dataset (None: one pass)."""

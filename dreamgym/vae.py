@@ -3,8 +3,9 @@
 Architecture as in Ha & Schmidhuber (2018), appendix: four stride-2 convolutions
 (32-64-128-256 channels, kernel 4, ReLU) down to 2×2×256, dense heads for μ and log σ², then a
 dense layer to 1024 units and four stride-2 transposed convolutions (128 k5, 64 k5, 32 k6, 3 k6)
-back to the image, with a sigmoid. Loss: summed squared pixel error plus the KL divergence to a
-unit Gaussian, floored at ``kl_tolerance * z_dim`` so the posterior is not squeezed further.
+back to the image, with a sigmoid. Loss: summed squared pixel error (or, as a setting, binary
+cross-entropy on the logits) plus the KL divergence to a unit Gaussian, floored at
+``kl_tolerance * z_dim`` so the posterior is not squeezed further.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ class ConvVAE(nn.Module):
         self.mu = nn.Linear(2 * 2 * 256, config.z_dim)
         self.logvar = nn.Linear(2 * 2 * 256, config.z_dim)
         self.decoder_input = nn.Linear(config.z_dim, 1024)
-        self.decoder = nn.Sequential(
+        self.decoder = nn.Sequential(  # logits: ``decode`` applies the sigmoid
             nn.ConvTranspose2d(1024, 128, 5, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(128, 64, 5, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(64, 32, 6, stride=2), nn.ReLU(),
-            nn.ConvTranspose2d(32, 3, 6, stride=2), nn.Sigmoid(),
+            nn.ConvTranspose2d(32, 3, 6, stride=2),
         )  # fmt: skip
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,36 +85,51 @@ class ConvVAE(nn.Module):
         features = self.encoder(images)
         return self.mu(features), self.logvar(features)
 
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, z_dim) -> (B, 3, 64, 64) logits of the pixels."""
+        return self.decoder(self.decoder_input(z).view(-1, 1024, 1, 1))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, z_dim) -> (B, 3, 64, 64) in [0, 1]."""
-        return self.decoder(self.decoder_input(z).view(-1, 1024, 1, 1))
+        return torch.sigmoid(self.decode_logits(z))
 
     def forward(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction of a sampled z, with μ and log σ²."""
+        """The decoding's logits for a sampled z, with μ and log σ²."""
         mu, logvar = self.encode(images)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * noise
-        return self.decode(z), mu, logvar
+        return self.decode_logits(z), mu, logvar
 
 
 def vae_loss(
     images: torch.Tensor,
-    reconstruction: torch.Tensor,
+    logits: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
     kl_tolerance: float,
+    reconstruction: str = "squared_error",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Total, reconstruction and (floored) KL loss, each averaged over the batch.
+    """Total loss, reconstruction error and (floored) KL loss, each averaged over the batch.
 
-    Reconstruction: squared error summed over pixels and channels. KL: to N(0, I), summed over
-    latent dimensions, then ``max(KL, kl_tolerance * z_dim)``.
+    The reconstruction error is the squared error of ``sigmoid(logits)`` summed over pixels and
+    channels, whichever loss is trained (so runs compare). The total adds to the KL either that
+    error or, with ``reconstruction="cross_entropy"``, the binary cross-entropy of the logits,
+    summed likewise. KL: to N(0, I), summed over latent dimensions, then
+    ``max(KL, kl_tolerance * z_dim)``.
     """
-    reconstruction_loss = (reconstruction - images).pow(2).flatten(1).sum(dim=1).mean()
+    squared_error = (torch.sigmoid(logits) - images).pow(2).flatten(1).sum(dim=1).mean()
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
     kl_loss = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
-    return reconstruction_loss + kl_loss, reconstruction_loss, kl_loss
+    if reconstruction == "cross_entropy":
+        cross_entropy = nn.functional.binary_cross_entropy_with_logits(logits, images, reduction="none")
+        trained = cross_entropy.flatten(1).sum(dim=1).mean()
+    elif reconstruction == "squared_error":
+        trained = squared_error
+    else:
+        raise ValueError(f"unknown reconstruction loss {reconstruction!r}; expected squared_error or cross_entropy")
+    return trained + kl_loss, squared_error, kl_loss
 
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -255,8 +271,10 @@ def train_vae(
         total = math.ceil(config.frames_per_epoch / config.batch_size) if config.frames_per_epoch else 0
         for frames in batches:
             images = frames_to_tensor(frames, device)
-            reconstruction, mu, logvar = vae(images, generator)
-            loss, reconstruction_loss, kl_loss = vae_loss(images, reconstruction, mu, logvar, config.kl_tolerance)
+            logits, mu, logvar = vae(images, generator)
+            loss, reconstruction_loss, kl_loss = vae_loss(
+                images, logits, mu, logvar, config.kl_tolerance, config.reconstruction
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

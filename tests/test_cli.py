@@ -225,7 +225,7 @@ def test_every_preset_the_cli_offers_works_for_every_game_it_names():
     from dreamgym.games import lookup
 
     assert {"doom", "carracing", "boxing"} <= set(game_choices())
-    assert preset_choices() == ["cpu", "paper", "tiny"]
+    assert preset_choices() == ["cpu", "paper", "small", "tiny"]
     for name in game_choices():
         game = lookup(name)
         for preset_name in preset_choices():

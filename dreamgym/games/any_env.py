@@ -13,11 +13,12 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.games import boxing
-from dreamgym.games.spec import TINY_PRESET, Game
+from dreamgym.games.spec import SMALL_PRESET, TINY_PRESET, Game
 from dreamgym.validation import Rule, check_fields
 
 GENERIC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": TINY_PRESET,
+    "small": SMALL_PRESET,
     "cpu": {
         "collect": {"episodes": 300},
         "vae": {"epochs": 3, "frames_per_epoch": 400_000},

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from dreamgym.games.spec import TINY_PRESET, Game
+from dreamgym.games.spec import SMALL_PRESET, TINY_PRESET, Game
 
 if TYPE_CHECKING:
     import torch
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": TINY_PRESET,
+    "small": SMALL_PRESET,
     "cpu": {
         "collect": {"episodes": 600},
         "vae": {"epochs": 3, "frames_per_epoch": 400_000},

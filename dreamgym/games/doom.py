@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from dreamgym.games.spec import TINY_PRESET, Game
+from dreamgym.games.spec import SMALL_PRESET, TINY_PRESET, Game
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {**TINY_PRESET, "collect": {"episodes": 6, "max_steps": 60}},
+    "small": {  # measured in docs/results.md: its controllers do not beat random play on Doom
+        "collect": {"episodes": 300},
+        "vae": {**SMALL_PRESET["vae"], "z_dim": 32, "reconstruction": "squared_error"},
+        "mdnrnn": {**SMALL_PRESET["mdnrnn"], "hidden_dim": 256},
+        "controller": SMALL_PRESET["controller"],
+    },
     "cpu": {
         "collect": {"episodes": 2000},
         "vae": {"epochs": 3, "frames_per_epoch": 400_000},

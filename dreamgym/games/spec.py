@@ -36,6 +36,21 @@ TINY_PRESET: dict[str, dict[str, Any]] = {
 """The preset every game has: each stage in seconds, a smoke test of the pipeline that learns
 nothing."""
 
+SMALL_PRESET: dict[str, dict[str, Any]] = {
+    "collect": {"episodes": 1000, "max_steps": 300},
+    "vae": {
+        "epochs": 1,
+        "frames_per_epoch": 100_000,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "reconstruction": "cross_entropy",
+    },
+    "mdnrnn": {"epochs": 20, "batch_size": 16},
+    "controller": {"generations": 20, "population": 32, "trials": 4, "sample_done": True},
+}
+"""Between ``tiny`` and ``cpu``: about a quarter of an hour on 2 cores for a game with short
+episodes (docs/results.md has what it learns on each game)."""
+
 Policy = Callable[[Any], Any]
 """Observation -> action."""
 
