@@ -518,7 +518,7 @@ def test_the_shipped_boxing_dream_names_its_game_like_a_built_in_one(tmp_path):
     assert (game.real_env_id, game.dream_env_id, sorted(game.presets)) == (
         "ALE/Boxing-v5",
         "DreamBoxing-v0",
-        ["cpu", "paper", "tiny"],
+        ["cpu", "paper", "small", "tiny"],
     )
     result = dreamgym_cli(
         "collect",
