@@ -48,8 +48,8 @@ SMALL_PRESET: dict[str, dict[str, Any]] = {
     "mdnrnn": {"epochs": 20, "batch_size": 16},
     "controller": {"generations": 20, "population": 32, "trials": 4, "sample_done": True},
 }
-"""Between ``tiny`` and ``cpu``: about a quarter of an hour on 2 cores for a game with short
-episodes (docs/results.md has what it learns on each game)."""
+"""Between ``tiny`` and ``cpu``: minutes on 2 cores for a game with short episodes (8 for pixel
+CartPole; docs/results.md has what it learns on each game)."""
 
 Policy = Callable[[Any], Any]
 """Observation -> action."""
