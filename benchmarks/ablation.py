@@ -7,7 +7,7 @@ PPO at each reported budget) and skipped once its ``summary.json`` exists, so th
 stopped and started again. Prints, and writes to ``OUT/ablation.md``, a table of dream and real
 scores: each seed's real mean ± std, and the mean over seeds.
 
-    python benchmarks/ablation.py --world-model pretrained/doom_take_cover --out runs/ablation \\
+    python benchmarks/ablation.py --world-model pretrained/doom_take_cover_paper --out runs/ablation \\
         --variants plain,dropout,pessimist --agents cmaes --seeds 0,1,2
 
     # PPO, scored on the real game after each budget (its curve must not fall):

@@ -5,7 +5,7 @@ action at every step; at each step, M's p(done) for the next step, from the stat
 Prints, per model, the mean real length, the mean p(done) at the real last step and the mean of
 each episode's highest p(done); draws the first episode of each model.
 
-    python benchmarks/done_along_real.py --world-model doom_take_cover --world-model DIR \\
+    python benchmarks/done_along_real.py --world-model doom_take_cover_paper --world-model DIR \\
         --action 2 --episodes 10 --seed 60000 --plot docs/doom_gpu_wall_hugging.png
 """
 

@@ -6,7 +6,7 @@ and the actions played, and prints per M the ends it predicts per episode (the s
 p(done); a calibrated M gives the fraction of episodes that really ended), its p(done) at the
 real last step, and its mean p(done) on the other steps.
 
-    python benchmarks/ends_predicted.py --run RUN --world-model doom_take_cover --world-model RUN/model
+    python benchmarks/ends_predicted.py --run RUN --world-model doom_take_cover_paper --world-model RUN/model
 """
 
 from __future__ import annotations

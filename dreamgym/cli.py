@@ -807,8 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", "list the installed world models with their scores, or show one's model card", cmd_models)
     p.add_argument("name", nargs="?", help="a shipped model name or a model directory: print its MODEL_CARD.md")
 
-    p = command("demo", "train a controller in the shipped Doom dream, then test it on the real game", cmd_demo)
-    p.add_argument("--world-model", default="doom_take_cover", help="a shipped model name or a model directory")
+    p = command("demo", "train a controller in the paper's shipped Doom dream, then test it on the real game", cmd_demo)
+    p.add_argument("--world-model", default="doom_take_cover_paper", help="a shipped model name or a model directory")
     p.add_argument(
         "--out",
         default="demo_output",

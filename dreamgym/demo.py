@@ -1,6 +1,6 @@
 """The main job: train a fresh controller in a dream for a few minutes, then test it on reality.
 
-1. load the world model (the shipped Doom dream by default);
+1. load the world model (by default the paper's shipped Doom dream, `doom_take_cover_paper`);
 2. CMA-ES inside the dream at τ = 1.15 for ``generations`` (a budget of work, so that the result
    does not depend on how fast or busy the machine is);
 3. score it in the dream, on the real game (latent twin) and against random play;
@@ -47,7 +47,7 @@ class DemoResult:
 
 
 def run_demo(
-    world_model: str | os.PathLike = "doom_take_cover",
+    world_model: str | os.PathLike = "doom_take_cover_paper",
     out_dir: Path = Path("demo_output"),
     *,
     generations: int = GENERATIONS,

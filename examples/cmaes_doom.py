@@ -18,7 +18,7 @@ from dreamgym.evaluate import evaluate
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--world-model", default="doom_take_cover")
+    parser.add_argument("--world-model", default="doom_take_cover_paper")
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--trials", type=int, default=16, help="dreams per candidate")

@@ -14,7 +14,7 @@ from dreamgym.evaluate import evaluate
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--world-model", default="doom_take_cover")
+    parser.add_argument("--world-model", default="doom_take_cover_paper")
     parser.add_argument("--steps", type=int, default=4_000_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/example_ppo_doom.zip")

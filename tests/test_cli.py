@@ -128,12 +128,13 @@ def test_models_lists_the_shipped_models_with_their_ids_and_scores_and_shows_a_c
     listing = capsys.readouterr().out
     for name, ids in (
         ("doom_take_cover", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),
+        ("doom_take_cover_paper", "DreamDoomTakeCover-v0, LatentDoomTakeCover-v0"),  # the paper's dream
         ("car_racing", "DreamCarRacing-v0, LatentCarRacing-v0"),
         ("car_racing_paper", "DreamCarRacing-v0, LatentCarRacing-v0"),  # a second model of a defined game
         ("boxing", "DreamBoxing-v0, LatentBoxing-v0"),
     ):
         assert f"{name}: " in listing and ids in listing
-    assert "735.4 ± 357.9 over 100 episodes" in listing  # from the Doom card's scores
+    assert "735.4 ± 357.9 over 100 episodes" in listing  # from the paper Doom card's scores
     assert main(["models", "doom_take_cover"]) == 0
     assert capsys.readouterr().out.startswith("# dreamgym world model: doom")
     assert main(["models", "no_such_model"]) == 1

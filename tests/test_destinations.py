@@ -94,7 +94,7 @@ def test_a_controller_of_another_dream_is_not_saved(tmp_path):
 def test_demo_refuses_a_run_and_keeps_its_controller(run):
     before = listing(run)
     with pytest.raises(DestinationError, match="is not the output of an earlier demo"):
-        run_demo("doom_take_cover", run, generations=1)
+        run_demo("doom_take_cover_paper", run, generations=1)
     assert listing(run) == before
 
 
@@ -119,10 +119,10 @@ def test_the_demo_writes_its_scores_and_may_be_run_again_over_its_own_output(tmp
     from dreamgym.demo import is_demo_output
 
     out = tmp_path / "demo"
-    result = run_demo("doom_take_cover", out, generations=1, episodes=2, device="cpu")
+    result = run_demo("doom_take_cover_paper", out, generations=1, episodes=2, device="cpu")
     scores = json.loads((out / "demo.json").read_text())
     assert scores["generations"] == 1 and scores["real"]["episodes"] == scores["random"]["episodes"] == 2
     assert scores["real"]["mean"] == result.real.mean and result.gif.is_file()
     assert is_demo_output(out)  # so a second demo replaces it, and nothing else
     with pytest.raises(ValueError, match="generations must be a whole number >= 1"):
-        run_demo("doom_take_cover", out, generations=0)
+        run_demo("doom_take_cover_paper", out, generations=0)
