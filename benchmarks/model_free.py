@@ -8,10 +8,15 @@ real steps each used.
     python benchmarks/model_free.py --plot docs/car_online_vs_model_free.png \\
         --online runs/car_online_s0,runs/car_online_s1 --model-free runs/model_free_s0
 
-PPO's settings are RL Zoo's CarRacing recipe (8 envs, 512 steps each per update, minibatch 128,
-10 epochs, learning rate 1e-4 decaying to 0, gSDE resampled every 4 steps, log std −2, reward
-normalised), with an MLP of 256 units in place of its CNN, since the observation is the latent
-vector. The 8 envs step in this process, one after another (one core).
+PPO's settings are RL Zoo's CarRacing recipe for continuous actions (8 envs, 512 steps each per
+update, minibatch 128, 10 epochs, learning rate 1e-4 decaying to 0, gSDE resampled every 4 steps,
+log std −2) and its Atari recipe for discrete ones such as Doom's (8 envs, 128 steps each per
+update, minibatch 256, 4 epochs, learning rate 2.5e-4 decaying to 0, clip 0.1, entropy 0.01),
+rewards normalised in both, with an MLP of 256 units in place of their CNN, since the observation
+is the latent vector. The 8 envs step in this process, one after another (one core).
+
+    python benchmarks/model_free.py --world-model doom_take_cover_paper --out runs/doom_model_free_s0 \
+        --steps 600000 --seed 0
 
 Resumes: every ``--save-every`` real steps OUT/agent.zip (SB3's format, loaded back only from
 the OUT this script wrote), OUT/reward_scale.json and OUT/episodes.csv (real return and length
@@ -25,6 +30,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,19 +40,27 @@ import dreamgym
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write, atomic_write_text
 
-RECIPE = {
+GAMMA = 0.99
+COMMON: dict[str, Any] = {"gamma": GAMMA, "gae_lambda": 0.95, "vf_coef": 0.5, "max_grad_norm": 0.5}
+CONTINUOUS: dict[str, Any] = {
+    **COMMON,
     "n_steps": 512,
     "batch_size": 128,
     "n_epochs": 10,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
     "ent_coef": 0.0,
-    "vf_coef": 0.5,
-    "max_grad_norm": 0.5,
     "clip_range": 0.2,
     "use_sde": True,
     "sde_sample_freq": 4,
 }
+DISCRETE: dict[str, Any] = {
+    **COMMON,
+    "n_steps": 128,
+    "batch_size": 256,
+    "n_epochs": 4,
+    "ent_coef": 0.01,
+    "clip_range": 0.1,
+}
+LEARNING_RATE = {"continuous": 1e-4, "discrete": 2.5e-4}
 NUM_ENVS = 8
 EPISODES_FILE = "episodes.csv"
 
@@ -62,7 +76,7 @@ def make_env(world_model: str, seed: int):
 
     venv = VecMonitor(DummyVecEnv([lambda: gym.make(env_id, world_model=model)] * NUM_ENVS))
     venv.seed(seed * 1_000_000)
-    return VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=RECIPE["gamma"])
+    return VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=GAMMA)
 
 
 def train(world_model: str, out: Path, steps: int, seed: int, save_every: int) -> None:
@@ -81,19 +95,17 @@ def train(world_model: str, out: Path, steps: int, seed: int, save_every: int) -
         venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = scale["mean"], scale["var"], scale["count"]
         agent = PPO.load(agent_path, env=venv, device="cpu")  # written by this script (see the docstring)
     else:
+        discrete = isinstance(venv.action_space, gym.spaces.Discrete)
+        rate = LEARNING_RATE["discrete" if discrete else "continuous"]
+        policy_kwargs = {"ortho_init": False, "activation_fn": torch.nn.GELU, "net_arch": {"pi": [256], "vf": [256]}}
         agent = PPO(
             "MlpPolicy",
             venv,
             seed=seed,
             device="cpu",
-            learning_rate=lambda remaining: 1e-4 * remaining,
-            policy_kwargs={
-                "log_std_init": -2,
-                "ortho_init": False,
-                "activation_fn": torch.nn.GELU,
-                "net_arch": {"pi": [256], "vf": [256]},
-            },
-            **RECIPE,
+            learning_rate=lambda remaining: rate * remaining,
+            policy_kwargs=policy_kwargs if discrete else {**policy_kwargs, "log_std_init": -2},
+            **(DISCRETE if discrete else CONTINUOUS),
         )
 
     def save() -> None:
@@ -177,7 +189,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="draw the curves instead of training")
     parser.add_argument("--online", default="", help="comma-separated `dreamgym online` runs")
     parser.add_argument("--model-free", default="", help="comma-separated runs of this script")
-    parser.add_argument("--title", default="CarRacing: real return against real steps")
+    parser.add_argument("--title", default="real return against real steps")
     args = parser.parse_args()
     if args.plot is not None:
         paths = [[Path(p) for p in text.split(",") if p] for text in (args.online, args.model_free)]
