@@ -15,7 +15,7 @@ update, minibatch 256, 4 epochs, learning rate 2.5e-4 decaying to 0, clip 0.1, e
 rewards normalised in both, with an MLP of 256 units in place of their CNN, since the observation
 is the latent vector. The 8 envs step in this process, one after another (one core).
 
-    python benchmarks/model_free.py --world-model doom_take_cover_paper --out runs/doom_model_free_s0 \
+    python benchmarks/model_free.py --world-model doom_take_cover_paper --out runs/doom_model_free_s0 \\
         --steps 600000 --seed 0
 
 Resumes: every ``--save-every`` real steps OUT/agent.zip (SB3's format, loaded back only from
@@ -41,26 +41,33 @@ from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write, atomic_write_text
 
 GAMMA = 0.99
+POLICY = {"ortho_init": False, "activation_fn": torch.nn.GELU, "net_arch": {"pi": [256], "vf": [256]}}
 COMMON: dict[str, Any] = {"gamma": GAMMA, "gae_lambda": 0.95, "vf_coef": 0.5, "max_grad_norm": 0.5}
-CONTINUOUS: dict[str, Any] = {
-    **COMMON,
-    "n_steps": 512,
-    "batch_size": 128,
-    "n_epochs": 10,
-    "ent_coef": 0.0,
-    "clip_range": 0.2,
-    "use_sde": True,
-    "sde_sample_freq": 4,
+RECIPES: dict[str, dict[str, Any]] = {
+    "continuous": {  # RL Zoo's CarRacing
+        **COMMON,
+        "learning_rate": 1e-4,
+        "policy_kwargs": {**POLICY, "log_std_init": -2},
+        "n_steps": 512,
+        "batch_size": 128,
+        "n_epochs": 10,
+        "ent_coef": 0.0,
+        "clip_range": 0.2,
+        "use_sde": True,
+        "sde_sample_freq": 4,
+    },
+    "discrete": {  # RL Zoo's Atari
+        **COMMON,
+        "learning_rate": 2.5e-4,
+        "policy_kwargs": POLICY,
+        "n_steps": 128,
+        "batch_size": 256,
+        "n_epochs": 4,
+        "ent_coef": 0.01,
+        "clip_range": 0.1,
+    },
 }
-DISCRETE: dict[str, Any] = {
-    **COMMON,
-    "n_steps": 128,
-    "batch_size": 256,
-    "n_epochs": 4,
-    "ent_coef": 0.01,
-    "clip_range": 0.1,
-}
-LEARNING_RATE = {"continuous": 1e-4, "discrete": 2.5e-4}
+"""PPO's settings by kind of action space; the learning rate decays linearly to 0."""
 NUM_ENVS = 8
 EPISODES_FILE = "episodes.csv"
 
@@ -95,17 +102,10 @@ def train(world_model: str, out: Path, steps: int, seed: int, save_every: int) -
         venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = scale["mean"], scale["var"], scale["count"]
         agent = PPO.load(agent_path, env=venv, device="cpu")  # written by this script (see the docstring)
     else:
-        discrete = isinstance(venv.action_space, gym.spaces.Discrete)
-        rate = LEARNING_RATE["discrete" if discrete else "continuous"]
-        policy_kwargs = {"ortho_init": False, "activation_fn": torch.nn.GELU, "net_arch": {"pi": [256], "vf": [256]}}
+        recipe = dict(RECIPES["discrete" if isinstance(venv.action_space, gym.spaces.Discrete) else "continuous"])
+        rate = recipe.pop("learning_rate")
         agent = PPO(
-            "MlpPolicy",
-            venv,
-            seed=seed,
-            device="cpu",
-            learning_rate=lambda remaining: rate * remaining,
-            policy_kwargs=policy_kwargs if discrete else {**policy_kwargs, "log_std_init": -2},
-            **(DISCRETE if discrete else CONTINUOUS),
+            "MlpPolicy", venv, seed=seed, device="cpu", learning_rate=lambda remaining: rate * remaining, **recipe
         )
 
     def save() -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dreamgym import rundir
-from dreamgym.config import VAETrainConfig
+from dreamgym.config import RECONSTRUCTION_LOSSES, VAETrainConfig
 from dreamgym.devices import resolve_device
 from dreamgym.episodes import (
     DATA_READERS,
@@ -122,13 +122,14 @@ def vae_loss(
     squared_error = (torch.sigmoid(logits) - images).pow(2).flatten(1).sum(dim=1).mean()
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
     kl_loss = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
+    if reconstruction not in RECONSTRUCTION_LOSSES:
+        expected = " or ".join(RECONSTRUCTION_LOSSES)
+        raise ValueError(f"unknown reconstruction loss {reconstruction!r}; expected {expected}")
     if reconstruction == "cross_entropy":
         cross_entropy = nn.functional.binary_cross_entropy_with_logits(logits, images, reduction="none")
         trained = cross_entropy.flatten(1).sum(dim=1).mean()
-    elif reconstruction == "squared_error":
-        trained = squared_error
     else:
-        raise ValueError(f"unknown reconstruction loss {reconstruction!r}; expected squared_error or cross_entropy")
+        trained = squared_error
     return trained + kl_loss, squared_error, kl_loss
 
 
