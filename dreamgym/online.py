@@ -12,8 +12,9 @@ Every round:
    PPO's critic bootstraps the value of the rest;
 4. every ``eval_every`` rounds the agent plays ``eval_episodes`` real episodes on tuning seeds
    (with its exploration noise unless ``eval_noise`` says otherwise); the best of those scores
-   chooses the agent kept in ``best/`` (a measure an agent that exploits M cannot inflate).
-   Every real step is counted.
+   chooses the agent kept in ``best/`` (a measure an agent that exploits M cannot inflate); with
+   ``confirm_episodes`` a new best is played on more tuning seeds before it is kept. Every real
+   step is counted.
 
 Layout of ``RUN``::
 
@@ -36,6 +37,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -92,6 +94,9 @@ class OnlineRound:
     eval_mean: float | None = None
     """Tuning score of the agent (``eval_episodes`` real episodes, ``eval_noise``), if evaluated."""
     eval_std: float | None = None
+    eval_count: int | None = None
+    """Real episodes that score is the mean of (``eval_episodes``, plus ``confirm_episodes`` when
+    it was confirmed)."""
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -260,6 +265,20 @@ def real_score(
     return returns, lengths
 
 
+def tuning_score(
+    play: Callable[[range], tuple[list[float], list[int]]], config: OnlineConfig, best: float
+) -> tuple[list[float], int]:
+    """A round's tuning returns and their real steps: ``play`` (seeds -> returns, lengths) on the
+    ``eval_episodes`` tuning seeds, then on the ``confirm_episodes`` seeds after them when the
+    first mean beats ``best``."""
+    seeds = range(config.eval_seed, config.eval_seed + config.eval_episodes)
+    returns, lengths = play(seeds)
+    if config.confirm_episodes and np.mean(returns) > best:
+        more, more_lengths = play(range(seeds.stop, seeds.stop + config.confirm_episodes))
+        returns, lengths = returns + more, lengths + more_lengths
+    return returns, sum(lengths)
+
+
 @torch.no_grad()
 def v_error(model: WorldModel, frames: np.ndarray, max_frames: int = 200) -> float:
     """V's mean summed squared error on up to ``max_frames`` evenly spaced frames."""
@@ -332,7 +351,7 @@ def load_settings(run: Path, game: Game, overrides: dict[str, Any]) -> OnlineCon
     stored, config = _stored(run)
     if stored["game"] != game.name:
         raise StageError(f"{run} learns {stored['game']}, not {game.name}")
-    for name in ("world_model", "seed", "eval_seed", "eval_episodes", "eval_noise"):
+    for name in ("world_model", "seed", "eval_seed", "eval_episodes", "confirm_episodes", "eval_noise"):
         if name in overrides and overrides[name] != getattr(config, name):
             raise StageError(
                 f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "
@@ -409,7 +428,11 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
     scored = [r for r in rows if r.eval_mean is not None and r.eval_std is not None]
     if scored:
         lines += ["", f"## Tuning scores ({config.eval_episodes} real episodes from seed {config.eval_seed})"]
-        lines += [f"- round {r.round}: {r.eval_mean:.1f} ± {r.eval_std:.1f}" for r in scored[-5:]]
+        lines += [
+            f"- round {r.round}: {r.eval_mean:.1f} ± {r.eval_std:.1f}"
+            + (f" ({r.eval_count} episodes)" if r.eval_count and r.eval_count != config.eval_episodes else "")
+            for r in scored[-5:]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -534,14 +557,16 @@ def online(
         agent.learn(config.agent_steps, reset_num_timesteps=agent.num_timesteps == 0)  # one ALGO_1 over the rounds
         timings["agent"] = time.perf_counter() - clock
         eval_steps = rows[-1].eval_steps if rows else 0
-        eval_mean = eval_std = None
+        eval_mean = eval_std = eval_count = None
+        best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         if (k + 1) % config.eval_every == 0:
             clock = time.perf_counter()
             noise = config.noise if config.eval_noise is None else config.eval_noise
-            returns, lengths = real_score(
-                model, agent, range(config.eval_seed, config.eval_seed + config.eval_episodes), noise, config.max_steps
+            returns, steps = tuning_score(
+                lambda seeds: real_score(model, agent, seeds, noise, config.max_steps), config, best
             )
-            eval_mean, eval_std, eval_steps = float(np.mean(returns)), float(np.std(returns)), eval_steps + sum(lengths)
+            eval_mean, eval_std, eval_count = float(np.mean(returns)), float(np.std(returns)), len(returns)
+            eval_steps += steps
             timings["evaluate"] = time.perf_counter() - clock
         row = OnlineRound(
             round=k,
@@ -555,9 +580,9 @@ def online(
             v_error=float(np.mean(new_errors)) if new_errors else float("nan"),
             eval_mean=eval_mean,
             eval_std=eval_std,
+            eval_count=eval_count,
             seconds={key: round(value, 1) for key, value in timings.items()},
         )
-        best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         rows.append(row)
         save_round(run, model, agent, rows, config)
         if eval_mean is not None and eval_mean > best:
@@ -566,7 +591,7 @@ def online(
         report(
             f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
             f"{row.dream_return:.1f}"
-            + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f}")
+            + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f} ({eval_count} episodes)")
             + f" ({sum(timings.values()):.0f} s)"
         )
     report(f"stopped: {stop}")

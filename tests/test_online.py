@@ -19,7 +19,7 @@ from conftest import run_command, small_world_model
 from dreamgym.checkpoint import save_world_model
 from dreamgym.config import OnlineConfig
 from dreamgym.controller import LinearController
-from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason
+from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason, tuning_score
 
 
 def online_command(game, run, model_dir, *extra):
@@ -56,6 +56,8 @@ def online_command(game, run, model_dir, *extra):
         "--eval-every",
         "2",
         "--eval-episodes",
+        "1",
+        "--confirm-episodes",
         "1",
         *extra,
     ]
@@ -102,6 +104,7 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     assert all((run / "episodes" / name).stat().st_mtime_ns == mtime for name, mtime in recorded.items())  # not redone
     assert rows[-1]["data_steps"] == sum(len(np.load(p)["actions"]) for p in (run / "episodes").glob("*.npz"))
     assert rows[1]["eval_mean"] is not None and rows[1]["eval_steps"] > 0 and rows[0]["eval_mean"] is None
+    assert rows[1]["eval_count"] == 2  # the first score beats no score: confirmed on one episode more
     assert rows[2]["eval_steps"] == rows[1]["eval_steps"] and rows[2]["agent_steps"] > rows[1]["agent_steps"]
     assert (run / "curve.png").stat().st_size > 0 and (run / "best" / "agent.zip").is_file()
     assert (run / "best" / "config.json").is_file()
@@ -201,6 +204,24 @@ def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
     assert stop_reason([], config) is None and stop_reason([row], config) is None
     assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
     assert stop_reason([row] * 3, config) == "3 rounds done"
+
+
+def test_a_new_best_tuning_score_is_confirmed_on_the_next_seeds_before_it_counts():
+    played = []
+
+    def play(seeds):  # returns 100 + seed - 20000: the later seeds score higher
+        played.append(list(seeds))
+        return [100.0 + seed - 20000 for seed in seeds], [10] * len(seeds)
+
+    config = OnlineConfig(world_model="x", eval_episodes=3, confirm_episodes=2, eval_seed=20000)
+    returns, steps = tuning_score(play, config, best=100.0)  # 101 beats 100: two episodes more
+    assert played == [[20000, 20001, 20002], [20003, 20004]]
+    assert returns == [100.0, 101.0, 102.0, 103.0, 104.0] and steps == 50
+    played.clear()
+    returns, steps = tuning_score(play, config, best=101.0)  # 101 does not beat 101: no more
+    assert played == [[20000, 20001, 20002]] and steps == 30
+    returns, steps = tuning_score(play, dataclasses.replace(config, confirm_episodes=0), best=-np.inf)
+    assert len(returns) == 3
 
 
 def test_the_agents_dreams_end_where_p_done_is_drawn_with_sample_done():
