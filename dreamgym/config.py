@@ -481,11 +481,6 @@ class OnlineConfig(Settings):
     """M's Adam step size in the rounds."""
     recent_episodes: int = setting(10, minimum=1)
     """The episodes that count as recent (half of M's windows come from them)."""
-    m_reward_expectile: float = setting(0.5, above=0, maximum=0.5)
-    """The expectile of the reward M's refinement fits: 0.5, the mean (squared error); lower, a
-    pessimistic M that pays less where the real reward is uncertain (over-prediction weighted
-    2(1 − τ), under-prediction 2τ). On CarRacing, M refined with the mean pays +5 to +6 for
-    15-step stretches of the agent's own play where the game paid −1.5 (no new tile)."""
     agent_steps: int = setting(100_000, minimum=1)
     """Dream steps PPO learns from per round."""
     horizon: int = setting(15, minimum=1)

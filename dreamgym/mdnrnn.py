@@ -369,26 +369,16 @@ def build_mdnrnn(z_dim: int, game: Game, config: MDNTrainConfig) -> MDNRNN:
 
 
 def mdnrnn_losses(
-    model: MDNRNN,
-    batch: SequenceBatch,
-    done_pos_weight: float,
-    generator: torch.Generator | None = None,
-    reward_expectile: float = 0.5,
+    model: MDNRNN, batch: SequenceBatch, done_pos_weight: float, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """Mean losses per valid step: mixture NLL per latent dimension (terminal transitions, whose
     next frame is the game-over screen, excluded), reward MSE and weighted done BCE. In training
-    mode with dropout, each sequence gets its own mask, drawn from ``generator``.
-
-    ``reward_expectile`` τ below 0.5 makes the reward loss an expectile loss: a squared error
-    weighted 2(1 − τ) where M over-predicts and 2τ where it under-predicts, so M learns the
-    τ-expectile of the reward, below its mean wherever the reward is uncertain (0.5: the MSE)."""
+    mode with dropout, each sequence gets its own mask, drawn from ``generator``."""
     output, _ = model(batch.z, batch.actions, generator=generator)
     z_mask = batch.mask * (1.0 - batch.dones)
     steps = batch.mask.sum().clamp(min=1.0)
     nll = (mixture_nll(output, batch.next_z) * z_mask).sum() / (z_mask.sum().clamp(min=1.0) * model.config.z_dim)
-    error = batch.rewards - output.reward
-    weight = 2.0 * torch.where(error < 0, 1.0 - reward_expectile, reward_expectile)
-    reward = (weight * error.pow(2) * batch.mask).sum() / steps
+    reward = ((output.reward - batch.rewards).pow(2) * batch.mask).sum() / steps
     done = F.binary_cross_entropy_with_logits(  # on the raw output: its optimum is logit(p) + offset
         output.done_logit + model.config.done_logit_offset,
         batch.dones,

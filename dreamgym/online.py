@@ -202,7 +202,7 @@ def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_
             generator,
             torch.device("cpu"),
         )
-        parts = mdnrnn_losses(trainer, batch, pos_weight, generator, config.m_reward_expectile)
+        parts = mdnrnn_losses(trainer, batch, pos_weight, generator)
         loss = parts["nll"] + parts["reward"] + parts["done"]
         optimizer.zero_grad()
         loss.backward()
