@@ -1,8 +1,8 @@
 """Where does a CarRacing agent's real return go, and does M see it? Every step of an online run's
 recorded episodes, replayed in the real game and labelled.
 
-The game is deterministic given its seed and the actions, so each recorded episode (an online
-run's episode i was seeded seed·10⁶ + i) is played again with its recorded actions, and every step
+The game is deterministic given its seed and the actions, so each recorded episode is played
+again on its seed (``dreamgym.online.recorded_seed``) with its recorded actions, and every step
 gets a label from the game's own state:
 
 - ``new tile``: the step touched a tile not visited before (the only steps that pay);
@@ -23,7 +23,6 @@ its real frames beside M's dream from the same state with the same actions.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ from dreamgym.checkpoint import load_world_model
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.games import lookup
 from dreamgym.mdnrnn import sample_next_z
+from dreamgym.online import load_settings, recorded_seed
+from dreamgym.rundir import RunDir
 from dreamgym.world_model import WorldModel
 
 LABELS = ("new tile", "on the road", "off the road", "wrong way", "lap done")
@@ -90,11 +91,13 @@ def main() -> None:
     parser.add_argument("--last", type=int, default=12, help="the run's last recorded episodes to replay")
     parser.add_argument("--picture", type=Path, help="PNG: leaving the road, real beside the last M's dream")
     args = parser.parse_args()
-    run_seed = int(json.loads((args.run / "online.json").read_text())["settings"]["seed"])
-    files = episode_files(args.run / "latents")[-args.last :]
+    if not RunDir(args.run).online_settings.exists():
+        parser.error(f"{args.run} is not a `dreamgym online` run directory")
+    config = load_settings(args.run, lookup("carracing"), {})
+    files = episode_files(RunDir(args.run).latents)[-args.last :]
     episodes = [read_npz(path, ("mu", "actions", "rewards")) for path in files]
     labels = [
-        label_steps(run_seed * 1_000_000 + episode_index(path), e["actions"], e["rewards"])
+        label_steps(recorded_seed(config, episode_index(path)), e["actions"], e["rewards"])
         for path, e in zip(files, episodes, strict=True)
     ]
     every = np.concatenate(labels)
@@ -102,7 +105,7 @@ def main() -> None:
     returns = [float(e["rewards"].sum()) for e in episodes]
     print(f"{len(files)} episodes, return {np.mean(returns):.1f} ± {np.std(returns):.1f}, {len(every)} steps")
     predictions = {}
-    for name in args.world_model:
+    for name in args.world_model:  # the last one stays loaded for the picture
         model = load_world_model(name, device="cpu")
         predictions[name] = np.concatenate([one_step_rewards(model, e) for e in episodes])
     print(f"{'label':14s} {'steps':>6s} {'real':>6s}  " + "  ".join(f"M: {Path(n).name}" for n in args.world_model))
@@ -114,7 +117,6 @@ def main() -> None:
                 + "  ".join(f"{predictions[n][mask].mean():+9.2f}" for n in args.world_model)
             )
     if args.picture:
-        model = load_world_model(args.world_model[-1], device="cpu")
         picture(model, args.run, files, episodes, labels, args.picture)
 
 
@@ -150,7 +152,7 @@ def picture(
     axes = np.atleast_2d(axes)
     generator = torch.Generator().manual_seed(0)
     for row, (path, episode, start) in enumerate(chosen):
-        frames = read_npz(run / "episodes" / path.name, ("frames",))["frames"]
+        frames = read_npz(RunDir(run).episodes / path.name, ("frames",))["frames"]
         z = torch.from_numpy(episode["mu"]).float()
         actions = torch.from_numpy(model.game.encode_actions(episode["actions"])).float()
         _, state = model.mdnrnn(z[None, :start], actions[None, :start])  # warmed up on the real steps before

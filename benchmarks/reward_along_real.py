@@ -6,15 +6,11 @@ steps and compares three returns of each window: the real one, M's one-step pred
 the real latents fed in (``one-step``), and M's own dream from the window's first real state,
 driven by the actions really played (``dream``: each next z drawn from M at ``--temperature``,
 as the agent's short dreams are). Prints them per block of recorded episodes, and apart for
-the windows in which the game paid nothing but the time penalty (no new tile on CarRacing: the
-car off the road, standing or circling), where a flattering M shows itself.
+the windows in which the game paid nothing but the time penalty (no new tile on CarRacing: off
+the road, the wrong way, or over tiles visited before), where a flattering M shows itself.
 
     python benchmarks/reward_along_real.py --run RUN --world-model car_racing_paper \\
-        --world-model RUN/best --plot docs/car_online_reward_along_real.png \\
-        --frames docs/car_online_flattered_windows.png
-
-``--frames`` draws the real frames (from ``RUN/episodes``) of the windows of the last block that
-paid nothing and that the last M dreams the most for.
+        --world-model RUN/best --plot docs/car_online_reward_along_real.png
 """
 
 from __future__ import annotations
@@ -26,8 +22,9 @@ import numpy as np
 import torch
 
 from dreamgym.checkpoint import load_world_model
-from dreamgym.episodes import episode_files, episode_index, read_npz
+from dreamgym.episodes import episode_files, read_npz
 from dreamgym.mdnrnn import sample_next_z
+from dreamgym.rundir import RunDir
 from dreamgym.world_model import WorldModel
 
 
@@ -74,12 +71,11 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5, help="blocks of recorded episodes, in order of play")
     parser.add_argument("--seed", type=int, default=0, help="seeds the dreams' draws")
     parser.add_argument("--plot", type=Path, help="PNG: the three returns per block, and dream against real")
-    parser.add_argument("--frames", type=Path, help="PNG: real frames of the windows the last M flatters most")
     args = parser.parse_args()
     keys = ("mu", "actions", "rewards")
-    files = episode_files(args.run / "latents")[args.skip :]
+    files = episode_files(RunDir(args.run).latents)[args.skip :]
     if not files:
-        parser.error(f"no recorded episodes after the first {args.skip} in {args.run / 'latents'}")
+        parser.error(f"no recorded episodes after the first {args.skip} in {RunDir(args.run).latents}")
     episodes = [read_npz(path, keys) for path in files]
     blocks = np.array_split(np.arange(len(episodes)), min(args.blocks, len(episodes)))
     results = {}
@@ -101,8 +97,6 @@ def main() -> None:
             )
     if args.plot:
         plot(results, blocks, args)
-    if args.frames:
-        flattered_frames(results[args.world_model[-1]], files, blocks[-1], args)
 
 
 def plot(results: dict[str, list[dict[str, np.ndarray]]], blocks: list[np.ndarray], args: argparse.Namespace) -> None:
@@ -136,40 +130,6 @@ def plot(results: dict[str, list[dict[str, np.ndarray]]], blocks: list[np.ndarra
     fig.tight_layout()
     fig.savefig(args.plot, dpi=110)
     print(f"wrote {args.plot}")
-
-
-def flattered_frames(
-    windows: list[dict[str, np.ndarray]], files: list[Path], block: np.ndarray, args: argparse.Namespace, rows: int = 5
-) -> None:
-    """Start, middle and end frame of the ``rows`` windows of ``block`` that paid nothing and have
-    the highest dream return."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    found = [(w["dream"][k], i, k) for i in block for w in [windows[i]] for k in np.flatnonzero(w["real"] <= 0)]
-    found = sorted(found, reverse=True)[:rows]
-    if not found:
-        print("no window without a tile in the last block")
-        return
-    offsets = (0, args.horizon // 2, args.horizon - 1)
-    fig, axes = plt.subplots(len(found), 3, figsize=(6, 2.1 * len(found)), squeeze=False)
-    for row, (dream, i, k) in enumerate(found):
-        path = args.run / "episodes" / files[i].name
-        frames = read_npz(path, ("frames",))["frames"]
-        for column, offset in enumerate(offsets):
-            step = k * args.horizon + offset
-            axes[row, column].imshow(frames[step])
-            axes[row, column].set_axis_off()
-            axes[row, column].set_title(f"episode {episode_index(path)}, step {step}", fontsize=7)
-        axes[row, 0].text(
-            -8, 32, f"real {windows[i]['real'][k]:.1f}\ndream {dream:.1f}", fontsize=8, ha="right", va="center"
-        )
-    fig.suptitle(f"{args.horizon}-step windows that paid nothing, and what M dreamed for them", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(args.frames, dpi=110)
-    print(f"wrote {args.frames}")
 
 
 if __name__ == "__main__":

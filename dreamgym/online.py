@@ -216,6 +216,11 @@ def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_
 # --------------------------------------------------------------------------- real play
 
 
+def recorded_seed(config: OnlineConfig, index: int) -> int:
+    """The game seed of the run's recorded real episode ``index`` (the same on every resume)."""
+    return config.seed * 1_000_000 + index
+
+
 def play_real(
     model: WorldModel, agent: Any, seed: int, noise: float, max_steps: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -539,7 +544,7 @@ def online(
                 latents = read_latents(path, model.game)
                 new_returns.append(float(latents["rewards"].sum()))
                 continue
-            episode = play_real(model, agent, config.seed * 1_000_000 + index, config.noise, config.max_steps)
+            episode = play_real(model, agent, recorded_seed(config, index), config.noise, config.max_steps)
             new_errors.append(v_error(model, episode["frames"]))
             latents = record(run, model, index, episode)
             data.add(latents, model.game)
