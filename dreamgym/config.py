@@ -481,6 +481,19 @@ class OnlineConfig(Settings):
     """M's Adam step size in the rounds."""
     recent_episodes: int = setting(10, minimum=1)
     """The episodes that count as recent (half of M's windows come from them)."""
+    refresh_v: float = setting(1.5, minimum=0)
+    """Refine V in a round whose new frames V reconstructs more than this many times worse than
+    round 0's (the exploration episodes: V's own kind of data); every recorded episode is then
+    encoded again and M gets ``refresh_m_steps``. 0: V stays the start model's."""
+    v_steps: int = setting(500, minimum=1)
+    """Adam steps on V when it is refined: batches half from the recent episodes' frames, half from
+    as many older episodes."""
+    v_batch_size: int = setting(32, minimum=1)
+    """Frames per step of V."""
+    v_learning_rate: float = setting(1e-4, above=0)
+    """V's Adam step size when it is refined."""
+    refresh_m_steps: int = setting(1_000, minimum=0)
+    """Adam steps on M (instead of ``m_steps``) in a round that refined V: its inputs moved."""
     agent_steps: int = setting(100_000, minimum=1)
     """Dream steps PPO learns from per round."""
     horizon: int = setting(15, minimum=1)

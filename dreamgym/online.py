@@ -6,7 +6,9 @@ Every round:
 1. the current agent plays a few real episodes through the latent twin (with exploration
    noise); each is encoded with V and added to the run's replay and to M's training data;
 2. M is refined for a bounded number of gradient steps on windows of real play, half of them
-   from the most recent episodes (the agent's own mistakes are what M must learn);
+   from the most recent episodes (the agent's own mistakes are what M must learn); V too, when it
+   reconstructs the new frames ``refresh_v`` times worse than the exploration episodes of round
+   0, and then every recorded episode is encoded again;
 3. the agent (Stable-Baselines3 PPO) goes on learning in short dreams that start at real steps
    of the replay (``starts="data"``) and are cut at ``horizon`` steps as a truncation, where
    PPO's critic bootstraps the value of the rest;
@@ -20,7 +22,8 @@ Layout of ``RUN``::
 
     online.json      the settings (``OnlineConfig``) and the game
     episodes/        every real episode (frames), as ``dreamgym collect`` writes them
-    latents/         their encodings, the replay and M's data (a resumed run reads them back)
+    latents/         their encodings, the replay and M's data (a resumed run reads them back;
+                     each says which V encoded it, and one a refined V did not is encoded again)
     model/           the world model now (V, M) with the agent's policy (agent.safetensors, no pickle)
     agent.zip        the agent now, with its optimiser (SB3's own format: what a resumed run loads)
     rounds.json      one row per finished round (``OnlineRound``); curve.png the learning curve
@@ -37,7 +40,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -47,8 +51,17 @@ import torch
 
 from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.commands import command_line, game_arguments, settings_arguments
-from dreamgym.config import OnlineConfig
-from dreamgym.episodes import episode_bytes, episode_path, latent_files, read_latents
+from dreamgym.config import RECONSTRUCTION_LOSSES, OnlineConfig
+from dreamgym.episodes import (
+    EpisodeFileError,
+    episode_bytes,
+    episode_index,
+    episode_path,
+    latent_files,
+    read_episode,
+    read_latents,
+    read_npz,
+)
 from dreamgym.evaluate import NoisyPolicy
 from dreamgym.files import (
     atomic_directory,
@@ -65,7 +78,7 @@ from dreamgym.policy import save_policy
 from dreamgym.replay import Replay
 from dreamgym.rundir import RunDir
 from dreamgym.training import Report, StageError, log_agent_to_tensorboard, no_report
-from dreamgym.vae import encode_frames, frames_to_tensor
+from dreamgym.vae import ConvVAE, encode_frames, frames_to_tensor, vae_loss
 from dreamgym.validation import Rule, check_fields, rules_of
 from dreamgym.world_model import WorldModel
 
@@ -97,6 +110,10 @@ class OnlineRound:
     eval_count: int | None = None
     """Real episodes that score is the mean of (``eval_episodes``, plus ``confirm_episodes`` when
     it was confirmed)."""
+    v_ratio: float | None = None
+    """``v_error`` over V's error on round 0's frames (None: round 0, or no check)."""
+    v_refreshed: bool = False
+    """V was refined this round (``v_ratio`` > ``refresh_v``) and every episode encoded again."""
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -181,9 +198,11 @@ def _pad(tensor: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([tensor, torch.zeros((pad, *tensor.shape[1:]), dtype=tensor.dtype)])
 
 
-def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_index: int) -> float:
-    """``config.m_steps`` Adam steps on M (member 0) -> the mean loss; the dream's M gets the
-    new weights."""
+def refine_m(
+    model: WorldModel, data: TrainingData, config: OnlineConfig, round_index: int, steps: int | None = None
+) -> float:
+    """``steps`` (None: ``config.m_steps``) Adam steps on M (member 0) -> the mean loss; the
+    dream's M gets the new weights."""
     trainer = MDNRNN(model.mdnrnn.config)
     trainer.load_state_dict(model.mdnrnn.state_dict())
     trainer.train()
@@ -192,7 +211,7 @@ def refine_m(model: WorldModel, data: TrainingData, config: OnlineConfig, round_
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + round_index)
     pos_weight = math.exp(model.mdnrnn.config.done_logit_offset)  # the weight its done head was trained with
     losses = []
-    for _ in range(config.m_steps):
+    for _ in range(config.m_steps if steps is None else steps):
         batch = data.batch(
             config.m_batch_size,
             config.m_window,
@@ -284,6 +303,13 @@ def tuning_score(
     return returns, sum(lengths)
 
 
+# --------------------------------------------------------------------------- V and the latents
+
+V_VERSION = "v_version"
+"""The member of a latent file that names the V that encoded it: 0 the start model's, and one
+more for each time the run refined V."""
+
+
 @torch.no_grad()
 def v_error(model: WorldModel, frames: np.ndarray, max_frames: int = 200) -> float:
     """V's mean summed squared error on up to ``max_frames`` evenly spaced frames."""
@@ -293,15 +319,125 @@ def v_error(model: WorldModel, frames: np.ndarray, max_frames: int = 200) -> flo
     return float((model.vae.decode(mu) - images).pow(2).flatten(1).sum(1).mean())
 
 
-def record(run: Path, model: WorldModel, index: int, episode: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def reference_error(run: Path, model: WorldModel, config: OnlineConfig) -> float:
+    """V's error on up to four of round 0's episodes: the exploration policy's play, the kind of
+    data V was trained on. New frames are measured against it."""
+    count = min(4, config.explore_episodes)
+    indices = np.unique(np.linspace(0, config.explore_episodes - 1, count).astype(int))
+    frames = [read_episode(episode_path(RunDir(run).episodes, int(i)), model.game)["frames"] for i in indices]
+    return float(np.mean([v_error(model, f) for f in frames]))
+
+
+def refine_v(
+    run: Path, model: WorldModel, episodes: int, config: OnlineConfig, round_index: int, reconstruction: str
+) -> float:
+    """``config.v_steps`` Adam steps on V -> its mean reconstruction error over them (the
+    model's V, frozen for the dreams, gets the new weights). Each batch
+    is half frames of the last ``recent_episodes`` episodes, half frames of as many older ones
+    drawn at random, read from RUN/episodes (at most twice ``recent_episodes`` episodes in memory)."""
+    rng = np.random.default_rng([config.seed, round_index, 13])
+    recent_first = max(0, episodes - config.recent_episodes)
+    older = sorted(rng.permutation(recent_first)[: config.recent_episodes].tolist())
+
+    def frames_of(indices: Iterable[int]) -> np.ndarray:
+        paths = [episode_path(RunDir(run).episodes, i) for i in indices]
+        return np.concatenate([read_episode(path, model.game)["frames"] for path in paths])
+
+    pools = [frames_of(range(recent_first, episodes))] + ([frames_of(older)] if older else [])
+    half = config.v_batch_size // 2 if older else 0
+    sizes = (config.v_batch_size - half, half)
+    vae = ConvVAE(model.vae.config).to(model.device)
+    vae.load_state_dict(model.vae.state_dict())
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.v_learning_rate)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + round_index)
+    errors = []
+    vae.train()
+    for _ in range(config.v_steps):
+        frames = np.concatenate([pool[rng.integers(len(pool), size=n)] for pool, n in zip(pools, sizes) if n])
+        images = frames_to_tensor(frames, model.device)
+        logits, mu, logvar = vae(images, generator)
+        loss, error, _ = vae_loss(images, logits, mu, logvar, vae.config.kl_tolerance, reconstruction)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        errors.append(error.item())
+    model.vae.load_state_dict(vae.state_dict())
+    return float(np.mean(errors))
+
+
+def encoded_by(path: Path) -> int:
+    """The V version (``V_VERSION``) that encoded a latent file: 0 for a file that does not say
+    (written before V could be refined), -1 for one that cannot be read (it is encoded again)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if f"{V_VERSION}.npy" not in archive.namelist():
+                return 0
+        version = read_npz(path, (V_VERSION,))[V_VERSION]
+    except (zipfile.BadZipFile, OSError, EpisodeFileError):
+        return -1
+    return int(version) if version.shape == () and version.dtype.kind in "iu" else -1
+
+
+def write_latents(
+    run: Path, model: WorldModel, index: int, episode: dict[str, np.ndarray], v_version: int
+) -> dict[str, np.ndarray]:
+    """Encode a real episode's frames with V (version ``v_version``) and write its latent file ->
+    the latents."""
+    mu, logvar = encode_frames(model.vae, episode["frames"])
+    latents = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
+    payload = npz_bytes({**latents, V_VERSION: np.array(v_version, np.int64)})
+    atomic_write(episode_path(RunDir(run).latents, index), lambda tmp: tmp.write_bytes(payload))
+    return latents
+
+
+def record(
+    run: Path, model: WorldModel, index: int, episode: dict[str, np.ndarray], v_version: int
+) -> dict[str, np.ndarray]:
     """Write a real episode and its latents (the episode file first: a latent file always has
     its episode) -> the latents."""
     payload = episode_bytes(episode["frames"], episode["actions"], episode["rewards"], episode["dones"])
     atomic_write(episode_path(RunDir(run).episodes, index), lambda tmp: tmp.write_bytes(payload))
-    mu, logvar = encode_frames(model.vae, episode["frames"])
-    latents = {"mu": mu, "logvar": logvar, **{key: episode[key] for key in ("actions", "rewards", "dones")}}
-    atomic_write(episode_path(RunDir(run).latents, index), lambda tmp: tmp.write_bytes(npz_bytes(latents)))
-    return latents
+    return write_latents(run, model, index, episode, v_version)
+
+
+def encode_again(run: Path, model: WorldModel, v_version: int) -> int:
+    """Encode again, from its frames, every recorded episode that V version ``v_version`` did not
+    encode -> how many were."""
+    stale = [path for path in latent_files(run) if encoded_by(path) != v_version]
+    for path in stale:
+        index = episode_index(path)
+        write_latents(run, model, index, read_episode(episode_path(RunDir(run).episodes, index), model.game), v_version)
+    return len(stale)
+
+
+def load_latents(run: Path, model: WorldModel, data: TrainingData, replay: Replay) -> None:
+    """Every recorded episode's latents into M's data and the replay, oldest first."""
+    for path in latent_files(run):
+        latents = read_latents(path, model.game)
+        data.add(latents, model.game)
+        replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
+
+
+def v_record(model: WorldModel, resumed: bool, source: str | Path) -> tuple[int, str]:
+    """The version of the run's V and the reconstruction loss V was trained with, from the
+    model's record: what a resumed run saved, or the start model's build."""
+
+    def part(record: Any, key: str) -> dict[str, Any]:
+        value = record.get(key) if isinstance(record, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    if resumed:
+        online = part(model.metadata, "online")
+        version, reconstruction = online.get("v_version", 0), online.get("v_reconstruction", "squared_error")
+    else:
+        version, reconstruction = 0, part(part(model.metadata, "run"), "vae").get("reconstruction", "squared_error")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise StageError(f"{source}: its record's V version is {version!r}, expected an integer >= 0")
+    if reconstruction not in RECONSTRUCTION_LOSSES:
+        raise StageError(
+            f"{source}: its record's V loss is {reconstruction!r}, expected one of {list(RECONSTRUCTION_LOSSES)}"
+        )
+    return version, reconstruction
 
 
 # --------------------------------------------------------------------------- the agent
@@ -424,7 +560,8 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
         f"Built with round {last.round} of `{command}`.",
         "",
         "## What is in it",
-        f"- V and M of `{start}`; M refined in each of {len(rows)} rounds on the agent's own real episodes",
+        f"- V and M of `{start}`; M refined in each of {len(rows)} rounds on the agent's own real episodes"
+        + (f", V in {refined} of them" if (refined := sum(r.v_refreshed for r in rows)) else ""),
         f"- the agent: `{POLICY_FILE}`, SB3 PPO saved without pickle, trained only in dreams of this M "
         f"(`dreamgym evaluate {game.latent_env_id} --policy DIR --noise {config.noise}` plays it as it learned)",
         f"- real steps: {last.real_steps:,} ({last.data_steps:,} recorded, {last.eval_steps:,} of tuning episodes); "
@@ -518,18 +655,20 @@ def online(
     # The start model's controller read its M's h and its record describes its own build: this
     # run's M is refined every round and its agent is the PPO saved beside it.
     model.controller = None
-    model.metadata = {"online": {"world_model": config.world_model}}
+    v_version, reconstruction = v_record(model, bool(rows), source)
+    model.metadata = {
+        "online": {"world_model": config.world_model, "v_version": v_version, "v_reconstruction": reconstruction}
+    }
     check_destination(run, "a dreamgym online run", lambda path: RunDir(path).online_settings.is_file())
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         RunDir(run).online_settings,
         json.dumps({**game_record(game_spec), "settings": dataclasses.asdict(config)}, indent=2) + "\n",
     )
+    encode_again(run, model, v_version)  # a round killed after it refined V: back to the saved V
     data, replay = TrainingData(), Replay(model.z_dim, model.game.action_dim, capacity=config.replay_capacity)
-    for path in latent_files(run):  # every episode recorded so far, the lost round's included
-        latents = read_latents(path, model.game)
-        data.add(latents, model.game)
-        replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
+    load_latents(run, model, data, replay)  # every episode recorded so far, the lost round's included
+    references: dict[int, float] = {}  # V version -> its error on round 0's episodes
     agent = make_agent(model, replay, config, RunDir(run).agent if rows else None) if rows else None
     while (stop := stop_reason(rows, config)) is None:
         k = len(rows)
@@ -546,13 +685,28 @@ def online(
                 continue
             episode = play_real(model, agent, recorded_seed(config, index), config.noise, config.max_steps)
             new_errors.append(v_error(model, episode["frames"]))
-            latents = record(run, model, index, episode)
+            latents = record(run, model, index, episode, v_version)
             data.add(latents, model.game)
             replay.add(latents["mu"], model.game.encode_actions(latents["actions"]))
             new_returns.append(float(episode["rewards"].sum()))
         timings["collect"] = time.perf_counter() - clock
+        v_ratio, v_refreshed = None, False
+        if k > 0 and new_errors:
+            clock = time.perf_counter()
+            if v_version not in references:
+                references[v_version] = reference_error(run, model, config)
+            v_ratio = float(np.mean(new_errors)) / references[v_version]
+            if config.refresh_v and v_ratio > config.refresh_v:
+                refine_v(run, model, first + wanted, config, k, reconstruction)
+                v_version, v_refreshed = v_version + 1, True
+                model.metadata["online"]["v_version"] = v_version
+                encode_again(run, model, v_version)
+                data = TrainingData()
+                replay.clear()
+                load_latents(run, model, data, replay)
+            timings["V"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        m_loss = refine_m(model, data, config, k)
+        m_loss = refine_m(model, data, config, k, config.refresh_m_steps if v_refreshed else None)
         replay.refresh()  # M changed: the start states are warmed up again
         timings["M"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -586,6 +740,8 @@ def online(
             eval_mean=eval_mean,
             eval_std=eval_std,
             eval_count=eval_count,
+            v_ratio=v_ratio,
+            v_refreshed=v_refreshed,
             seconds={key: round(value, 1) for key, value in timings.items()},
         )
         rows.append(row)
@@ -596,6 +752,7 @@ def online(
         report(
             f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
             f"{row.dream_return:.1f}"
+            + (f"; V refined (its error on the new frames ×{v_ratio:.2f})" if v_refreshed else "")
             + ("" if eval_mean is None else f", tuning {eval_mean:.1f} ± {eval_std:.1f} ({eval_count} episodes)")
             + f" ({sum(timings.values()):.0f} s)"
         )

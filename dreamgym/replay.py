@@ -118,6 +118,11 @@ class Replay:
         """Build the start states again at their next use (new steps, or M's weights changed)."""
         self.version += 1
 
+    def clear(self) -> None:
+        """Drop every episode (to add them again, encoded by a refined V)."""
+        self._episodes, self._steps = [], 0
+        self.refresh()
+
     @classmethod
     def from_run(
         cls,

@@ -16,10 +16,21 @@ import pytest
 import torch
 from conftest import run_command, small_world_model
 
-from dreamgym.checkpoint import save_world_model
+from dreamgym.checkpoint import load_world_model, save_world_model
 from dreamgym.config import OnlineConfig
 from dreamgym.controller import LinearController
-from dreamgym.online import OnlineRound, TrainingData, refine_m, stop_reason, tuning_score
+from dreamgym.episodes import read_episode, read_latents
+from dreamgym.files import npz_bytes
+from dreamgym.online import (
+    OnlineRound,
+    TrainingData,
+    encoded_by,
+    online,
+    refine_m,
+    stop_reason,
+    tuning_score,
+)
+from dreamgym.vae import encode_frames
 
 
 def online_command(game, run, model_dir, *extra):
@@ -114,7 +125,16 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     assert not (run / "model" / "controller.safetensors").exists()
     record = json.loads((run / "model" / "config.json").read_text())["metadata"]
     real_steps = rows[-1]["data_steps"] + rows[-1]["eval_steps"]
-    assert record == {"online": {"world_model": str(start), "rounds": 3, "real_steps": real_steps}}
+    assert record == {
+        "online": {
+            "world_model": str(start),
+            "v_version": 0,  # V's error on the agent's frames stayed under refresh_v: V is the start model's
+            "v_reconstruction": "squared_error",
+            "rounds": 3,
+            "real_steps": real_steps,
+        }
+    }
+    assert rows[1]["v_ratio"] > 0 and not rows[1]["v_refreshed"] and rows[0]["v_ratio"] is None
     card = (run / "model" / "MODEL_CARD.md").read_text()
     assert f"Built with round 2 of `dreamgym online {game} --out RUN --world-model start --rounds 3 " in card
     assert f"real steps: {real_steps:,}" in card and "- round 1: " in card  # the tuning score of round 1
@@ -246,3 +266,58 @@ def test_the_agents_dreams_end_where_p_done_is_drawn_with_sample_done():
             ended += [done and not info.get("TimeLimit.truncated", False) for done, info in zip(dones, infos)]
         assert low <= np.mean(ended) <= high, (sample_done, np.mean(ended))
         venv.close()
+
+
+@pytest.mark.slow
+def test_v_refined_in_a_round_encodes_every_episode_again_and_a_resume_restores_the_saved_v(tmp_path):
+    run, start = tmp_path / "run", tmp_path / "start"
+    save_world_model(small_world_model("carracing"), start)
+    settings = dict(
+        world_model=str(start),
+        rounds=2,
+        explore_episodes=2,
+        episodes=1,
+        max_steps=20,
+        m_steps=2,
+        m_window=8,
+        m_batch_size=2,
+        warmup=4,
+        horizon=5,
+        agent_steps=64,
+        eval_every=10,
+        refresh_v=1e-6,  # any error on the new frames refines V
+        v_steps=3,
+        v_batch_size=4,
+        v_learning_rate=1e-3,
+        refresh_m_steps=3,
+    )
+    rows = online(run, "carracing", **settings)
+    assert [r.v_refreshed for r in rows] == [False, True] and rows[1].v_ratio is not None
+    model = load_world_model(run / "model", device="cpu")
+    assert model.metadata["online"]["v_version"] == 1
+    first = load_world_model(start, device="cpu")
+    assert not torch.equal(first.vae.state_dict()["encoder.0.weight"], model.vae.state_dict()["encoder.0.weight"])
+    latents = sorted((run / "latents").glob("episode_*.npz"))
+    assert len(latents) == 3 and all(encoded_by(path) == 1 for path in latents)
+    for path in latents:  # the round-0 episodes too: encoded by the V the run saved
+        mu, _ = encode_frames(model.vae, read_episode(run / "episodes" / path.name)["frames"])
+        np.testing.assert_allclose(read_latents(path)["mu"], mu, atol=1e-5)
+    assert "V in 1 of them" in (run / "model" / "MODEL_CARD.md").read_text()
+
+    # A run killed after it refined V again but before it saved the round: a latent file another
+    # V encoded. The resumed run encodes it with the saved V before anything reads it.
+    stale = read_latents(latents[0])
+    stale_mu = stale["mu"] + 1.0
+    latents[0].write_bytes(npz_bytes({**stale, "mu": stale_mu, "v_version": np.array(2)}))
+    again = online(run, "carracing", trust_zip=True)
+    assert again == rows and encoded_by(latents[0]) == 1
+    np.testing.assert_allclose(read_latents(latents[0])["mu"], stale_mu - 1.0, atol=1e-5)
+
+
+def test_a_latent_file_says_which_v_encoded_it(tmp_path):
+    arrays = {"mu": np.zeros((3, 2), np.float32)}
+    (tmp_path / "old.npz").write_bytes(npz_bytes(arrays))  # written before V could be refined
+    (tmp_path / "new.npz").write_bytes(npz_bytes({**arrays, "v_version": np.array(3)}))
+    (tmp_path / "odd.npz").write_bytes(npz_bytes({**arrays, "v_version": np.array([1.5])}))
+    (tmp_path / "cut.npz").write_bytes(npz_bytes({**arrays, "v_version": np.array(3)})[:40])
+    assert [encoded_by(tmp_path / f"{name}.npz") for name in ("old", "new", "odd", "cut")] == [0, 3, -1, -1]

@@ -98,6 +98,18 @@ def test_the_replay_is_bounded_and_drops_its_oldest_episodes():
     assert len(replay) == 90  # a refused episode changes nothing
 
 
+def test_a_cleared_replay_starts_dreams_only_from_what_is_added_after():
+    model = small_world_model("doom")
+    replay = random_replay(model, lengths=(30,))
+    envs = DreamVectorEnv("doom", 8, world_model=model, starts="data", replay=replay, horizon=2, device="cpu")
+    envs.reset(seed=0)
+    replay.clear()  # a refined V: every episode is encoded again and added anew
+    assert len(replay) == 0 and replay.episodes == 0
+    replay.add(torch.full((21, model.z_dim), 7.0), model.game.encode_actions(torch.ones(20, dtype=torch.int64)))
+    observations, _ = envs.reset(seed=1)
+    assert (observations[:, : model.z_dim] == 7.0).all()
+
+
 def test_a_million_steps_fit_in_a_few_hundred_megabytes():
     replay = Replay(64, 3, capacity=1_000_000)
     for _ in range(1000):
