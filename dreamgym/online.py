@@ -454,6 +454,8 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
     settings = recipe("ppo", model.game)
     num_envs = settings.pop("num_envs")
     settings["n_steps"] = max(config.horizon, settings.get("n_steps", 128))
+    if config.fixed_std:
+        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "log_std_init": math.log(config.noise)}
     venv = make_sb3_vec_env(
         model.game.dream_env_id,
         num_envs,
@@ -467,8 +469,14 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
         device="cpu",
     )
     if init is not None:
-        return PPO.load(init, env=venv, device="cpu")
-    return PPO("MlpPolicy", venv, seed=config.seed, device="cpu", **settings)
+        agent = PPO.load(init, env=venv, device="cpu")
+    else:
+        agent = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", **settings)
+    if config.fixed_std:  # also for an agent that learned its noise until now
+        with torch.no_grad():
+            agent.policy.log_std.fill_(math.log(config.noise))
+        agent.policy.log_std.requires_grad_(False)  # no gradient: Adam leaves it
+    return agent
 
 
 def dream_return(agent: Any) -> float:
@@ -654,6 +662,12 @@ def online(
         raise StageError(f"world model {config.world_model} is a {model.game.name} model, not {game_spec.name}")
     # The start model's controller read its M's h and its record describes its own build: this
     # run's M is refined every round and its agent is the PPO saved beside it.
+    if config.fixed_std and (model.game.discrete or config.noise <= 0):
+        raise StageError(
+            "--fixed-std fixes the std of PPO's Gaussian actions at --noise: it needs a game with "
+            f"continuous actions ({model.game.name}'s are {'discrete' if model.game.discrete else 'continuous'}) "
+            f"and --noise > 0 (got {config.noise:g})"
+        )
     model.controller = None
     v_version, reconstruction = v_record(model, bool(rows), source)
     model.metadata = {

@@ -25,11 +25,13 @@ from dreamgym.online import (
     OnlineRound,
     TrainingData,
     encoded_by,
+    make_agent,
     online,
     refine_m,
     stop_reason,
     tuning_score,
 )
+from dreamgym.replay import Replay
 from dreamgym.vae import encode_frames
 
 
@@ -149,6 +151,9 @@ def test_a_new_run_is_refused_before_anything_is_written(tmp_path, model_dirs):
     assert result.returncode == 1 and not run.exists()
     result = run_command(online_command("doom", run, model_dirs["carracing"]), cwd=tmp_path)
     assert result.returncode == 1 and "carracing model, not doom" in result.stderr and not run.exists()
+    result = run_command([*online_command("doom", run, model_dirs["doom"]), "--fixed-std"], cwd=tmp_path)
+    assert result.returncode == 1 and "continuous actions (doom's are discrete)" in result.stderr
+    assert not run.exists()
     result = run_command([*online_command("doom", run, model_dirs["doom"]), "--horizon", "0"], cwd=tmp_path)
     assert result.returncode == 2 and "--horizon: expected an integer >= 1" in result.stderr and not run.exists()
 
@@ -321,3 +326,20 @@ def test_a_latent_file_says_which_v_encoded_it(tmp_path):
     (tmp_path / "odd.npz").write_bytes(npz_bytes({**arrays, "v_version": np.array([1.5])}))
     (tmp_path / "cut.npz").write_bytes(npz_bytes({**arrays, "v_version": np.array(3)})[:40])
     assert [encoded_by(tmp_path / f"{name}.npz") for name in ("old", "new", "odd", "cut")] == [0, 3, -1, -1]
+
+
+@pytest.mark.slow
+def test_a_fixed_std_keeps_ppos_dream_noise_at_the_noise_it_plays_the_real_game_with():
+    model = small_world_model("carracing")
+    replay = Replay(model.z_dim, model.game.action_dim)
+    replay.add(torch.randn(41, model.z_dim), torch.rand(40, model.game.action_dim))
+    config = OnlineConfig(world_model="x", noise=0.1, fixed_std=True, horizon=5, warmup=4)
+    agent = make_agent(model, replay, config, None)
+    before = {name: value.clone() for name, value in agent.policy.state_dict().items()}
+    agent.learn(1)
+    after = agent.policy.state_dict()
+    torch.testing.assert_close(after["log_std"], torch.full((3,), float(np.log(0.1))))
+    assert not torch.equal(before["action_net.weight"], after["action_net.weight"])  # the rest learns
+    learned = make_agent(model, replay, dataclasses.replace(config, fixed_std=False), None)
+    learned.learn(1)
+    assert not torch.equal(learned.policy.state_dict()["log_std"], torch.zeros(3))  # SB3's own: learned from std 1
