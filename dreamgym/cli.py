@@ -324,6 +324,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         trust_zip=args.trust_zip,
         address=args.address,
         noise=args.noise,
+        sample=args.sample,
     )
     _print(result.summary())
     if args.json:
@@ -690,6 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="play the policy with exploration noise, as rounds record it: std of Gaussian noise on "
         "each Box action component, or the chance of a random held Discrete action (0: deterministic)",
+    )
+    p.add_argument(
+        "--sample",
+        action="store_true",
+        help="play an SB3 agent by drawing its actions from its own distribution, as it learned in the "
+        "dream (SB3's deterministic=False), instead of its most likely action",
     )
     add_device_argument(p, "the env's V and M (dream and latent ids)")
     add_backend_arguments(p)

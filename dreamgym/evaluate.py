@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from dreamgym.checkpoint import (
     CONFIG_FILE,
@@ -53,9 +54,11 @@ class EvalResult:
     seconds: float = 0.0
     noise: float = 0.0
     """Exploration noise the policy played with (see :class:`NoisyPolicy`; 0: deterministic)."""
+    sample: bool = False
+    """The SB3 agent's actions were drawn from its own distribution (:class:`SampledPolicy`)."""
 
     def summary(self) -> str:
-        played = f", noise {self.noise:g}" if self.noise else ""
+        played = f", noise {self.noise:g}" if self.noise else ", sampled" if self.sample else ""
         return (
             f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes "
             f"(seeds {self.seed}..{self.seed + self.episodes - 1}{played})"
@@ -182,6 +185,19 @@ class NoisyPolicy:
         return np.clip(noisy, space.low, space.high).astype(np.float32)
 
 
+class SampledPolicy:
+    """An SB3 agent that acts by drawing from its own action distribution, as it learned (SB3's
+    ``deterministic=False``), instead of taking its most likely action. The draws come from
+    torch's global generator: seed it (``torch.manual_seed``) for a repeatable episode."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def predict(self, observation: np.ndarray, deterministic: bool = True) -> tuple[Any, None]:
+        action, _ = self.agent.predict(observation, deterministic=False)
+        return action, None
+
+
 class RandomPolicy:
     """Uniformly random actions from the env's action space (the baseline)."""
 
@@ -237,7 +253,7 @@ def play(env: gym.Env, policy: Any, seed: int) -> tuple[float, int]:
 
 def run_episode(job: tuple) -> tuple[int, float, int]:
     """(index, return, length) of episode ``index``; the policy and env are made once per process."""
-    env_id, env_kwargs_json, policy_path, algorithm, seed, index, noise = job
+    env_id, env_kwargs_json, policy_path, algorithm, seed, index, noise, sample = job
     with episode_errors(env_id, index, seed + index):
         env = cached_env(env_id, env_kwargs_json)
         policy: Any
@@ -249,6 +265,9 @@ def run_episode(job: tuple) -> tuple[int, float, int]:
             policy = worker_cached(("policy", policy_path, algorithm), lambda: load_policy(policy_path, algorithm)[0])
             if noise > 0:
                 policy = NoisyPolicy(policy, lookup(env_id), noise, np.random.default_rng(seed + index))
+            elif sample:
+                torch.manual_seed(seed + index)
+                policy = SampledPolicy(policy)
         return (index, *play(env, policy, seed + index))
 
 
@@ -292,6 +311,7 @@ def evaluate(
     address: str | None = None,
     noise: float = 0.0,
     trust_zip: bool = False,
+    sample: bool = False,
 ) -> EvalResult:
     """Run ``policy`` for ``episodes`` episodes of ``env_id`` across ``workers`` workers
     (processes here, or Ray actors with ``backend="ray"``: see :mod:`dreamgym.parallel`).
@@ -301,8 +321,9 @@ def evaluate(
     If ``policy`` is a model directory, the env uses that world model unless ``env_kwargs``
     names another. ``progress("evaluate ENV_ID", done, total)`` is called after each episode.
     ``noise`` > 0 plays the policy with exploration noise (:class:`NoisyPolicy`, seeded by the
-    episode's seed), as rounds record it. An SB3 ``.zip`` policy needs ``trust_zip=True``: loading
-    one runs code from the file.
+    episode's seed), as rounds record it; ``sample`` plays an SB3 agent by drawing its actions
+    from its own distribution, as it learned (:class:`SampledPolicy`, seeded by the episode's
+    seed). An SB3 ``.zip`` policy needs ``trust_zip=True``: loading one runs code from the file.
     """
     check_trusted(policy, trust_zip)
     if episodes < 1:
@@ -311,7 +332,14 @@ def evaluate(
         raise ValueError(f"noise must be a number in [0, 1], got {noise!r}")
     start = time.perf_counter()
     env_kwargs = dict(env_kwargs or {})
-    model_dir = None if policy == "random" else load_policy(policy, algorithm)[1]
+    if sample and noise:
+        raise ValueError("play a policy either with noise or sampled from its own distribution, not both")
+    loaded, model_dir = (None, None) if policy == "random" else load_policy(policy, algorithm)
+    if sample and (loaded is None or isinstance(loaded, LinearController)):
+        raise ValueError(
+            f"sample draws an SB3 agent's actions from its own distribution; {os.fspath(policy)!r} is "
+            f"{'random play' if loaded is None else 'a linear controller'}, which has none"
+        )
     if model_dir is not None and env_id.startswith(("Dream", "Latent")):
         env_kwargs.setdefault("world_model", model_dir)
     check_env_id(env_id, env_kwargs)  # a clear error now, not in a worker
@@ -319,7 +347,10 @@ def evaluate(
     if registered_model is not None:  # a worker may not have the registration that names it (dreamgym.register)
         env_kwargs.setdefault("world_model", registered_model)
     kwargs_json = json.dumps(env_kwargs, sort_keys=True)
-    jobs = [(env_id, kwargs_json, os.fspath(policy), algorithm, seed, i, float(noise)) for i in range(episodes)]
+    jobs = [
+        (env_id, kwargs_json, os.fspath(policy), algorithm, seed, i, float(noise), bool(sample))
+        for i in range(episodes)
+    ]
     results = []
     for result in run_parallel(run_episode, jobs, workers, backend, address):
         results.append(result)
@@ -339,4 +370,5 @@ def evaluate(
         env_kwargs=env_kwargs,
         seconds=time.perf_counter() - start,
         noise=float(noise) if policy != "random" else 0.0,
+        sample=bool(sample),
     )

@@ -166,3 +166,19 @@ def test_evaluate_plays_a_policy_with_the_noise_its_rounds_record_it_with(tmp_pa
     assert shaken.returns != plain.returns and shaken.returns == again.returns  # seeded by the episode
     with pytest.raises(ValueError, match="noise must be a number in"):
         evaluate("DreamCarRacing-v0", path, 1, env_kwargs=kwargs, noise=2.0)
+
+
+def test_evaluate_samples_an_sb3_agents_actions_from_its_own_distribution_when_asked(tmp_path, model_dirs):
+    kwargs = {"world_model": str(model_dirs["carracing"]), "device": "cpu"}
+    venv = make_sb3_vec_env("DreamCarRacing-v0", 4, **kwargs)
+    agent = PPO("MlpPolicy", venv, n_steps=8, batch_size=8, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+    path = save_policy(agent, tmp_path / AGENT_FILE)
+    plain = evaluate("DreamCarRacing-v0", path, 3, seed=5, workers=1, env_kwargs=kwargs)
+    sampled = evaluate("DreamCarRacing-v0", path, 3, seed=5, workers=1, env_kwargs=kwargs, sample=True)
+    again = evaluate("DreamCarRacing-v0", path, 3, seed=5, workers=1, env_kwargs=kwargs, sample=True)
+    assert sampled.sample and "sampled" in sampled.summary() and not plain.sample
+    assert sampled.returns != plain.returns and sampled.returns == again.returns  # seeded by the episode
+    with pytest.raises(ValueError, match="either with noise or sampled"):
+        evaluate("DreamCarRacing-v0", path, 1, env_kwargs=kwargs, noise=0.1, sample=True)
+    with pytest.raises(ValueError, match="random play, which has none"):
+        evaluate("DreamCarRacing-v0", "random", 1, env_kwargs=kwargs, sample=True)
