@@ -62,7 +62,7 @@ def crash_once_then_play(job: tuple) -> tuple[int, float, int]:
 
 def test_an_actor_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(local_ray, model_dirs, tmp_path):
     kwargs_json = json.dumps({"world_model": os.fspath(model_dirs["doom"])})
-    jobs = [("LatentDoomTakeCover-v0", kwargs_json, "random", None, 500, i, 0.0) for i in range(4)]
+    jobs = [("LatentDoomTakeCover-v0", kwargs_json, "random", None, 500, i, 0.0, False) for i in range(4)]
     expected = sorted(run_parallel(run_episode, jobs, workers=1))
     marker = tmp_path / "killed"
     results = list(run_parallel(crash_once_then_play, [(os.fspath(marker), job) for job in jobs], 2, backend="ray"))
