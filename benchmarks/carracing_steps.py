@@ -152,7 +152,8 @@ def main() -> None:
             loaded = load_world_model(name, device="cpu")
             generator = torch.Generator().manual_seed(0)
             dreamed.append(np.mean([dream_from(loaded, e, t, 24, generator)[1] for e, t in windows for _ in range(4)]))
-        print(f"{what} ({len(windows)}): real {np.mean(real_windows):.1f}, dream " + " / ".join(f"{d:.1f}" for d in dreamed))
+        dreams = " / ".join(f"{d:.1f}" for d in dreamed)
+        print(f"{what} ({len(windows)}): real {np.mean(real_windows):.1f}, dream {dreams}")
     if args.picture:
         picture(model, args.run, files, episodes, labels, args.picture)
 
