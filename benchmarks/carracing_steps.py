@@ -112,10 +112,10 @@ def main() -> None:
     real = np.concatenate([e["rewards"] for e in episodes])
     returns = [float(e["rewards"].sum()) for e in episodes]
     print(f"{len(files)} episodes, return {np.mean(returns):.1f} ± {np.std(returns):.1f}, {len(every)} steps")
-    predictions = {}
-    for name in args.world_model:  # the last one stays loaded for the picture
-        model = load_world_model(name, device="cpu")
-        predictions[name] = np.concatenate([one_step_rewards(model, e) for e in episodes])
+    models = {name: load_world_model(name, device="cpu") for name in args.world_model}
+    predictions = {
+        name: np.concatenate([one_step_rewards(model, e) for e in episodes]) for name, model in models.items()
+    }
     print(f"{'label':14s} {'steps':>6s} {'real':>6s}  " + "  ".join(f"M: {Path(n).name}" for n in args.world_model))
     for label in LABELS:
         mask = every == label
@@ -148,14 +148,13 @@ def main() -> None:
             continue
         real_windows = [float(e["rewards"][t : t + 24].sum()) for e, t in windows]
         dreamed = []
-        for name in args.world_model:
-            loaded = load_world_model(name, device="cpu")
+        for model in models.values():
             generator = torch.Generator().manual_seed(0)
-            dreamed.append(np.mean([dream_from(loaded, e, t, 24, generator)[1] for e, t in windows for _ in range(4)]))
+            dreamed.append(np.mean([dream_from(model, e, t, 24, generator)[1] for e, t in windows for _ in range(4)]))
         dreams = " / ".join(f"{d:.1f}" for d in dreamed)
         print(f"{what} ({len(windows)}): real {np.mean(real_windows):.1f}, dream {dreams}")
     if args.picture:
-        picture(model, args.run, files, episodes, labels, args.picture)
+        picture(models[args.world_model[-1]], args.run, files, episodes, labels, args.picture)
 
 
 def leaving_starts(labels: np.ndarray, before: int = 12, length: int = 24) -> list[int]:

@@ -454,8 +454,6 @@ def make_agent(model: WorldModel, replay: Replay, config: OnlineConfig, init: Pa
     settings = recipe("ppo", model.game)
     num_envs = settings.pop("num_envs")
     settings["n_steps"] = max(config.horizon, settings.get("n_steps", 128))
-    if config.fixed_std:
-        settings["policy_kwargs"] = {**settings.get("policy_kwargs", {}), "log_std_init": math.log(config.noise)}
     venv = make_sb3_vec_env(
         model.game.dream_env_id,
         num_envs,
