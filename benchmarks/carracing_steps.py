@@ -2,7 +2,7 @@
 recorded episodes, replayed in the real game and labelled.
 
 The game is deterministic given its seed and the actions, so each recorded episode is played
-again on its seed (``dreamgym.online.recorded_seed``) with its recorded actions, and every step
+again on its seed (``dreamgym.refine.recorded_seed``) with its recorded actions, and every step
 gets a label from the game's own state:
 
 - ``new tile``: the step touched a tile not visited before (the only steps that pay);
@@ -35,7 +35,8 @@ from dreamgym.checkpoint import load_world_model
 from dreamgym.episodes import episode_files, episode_index, read_npz
 from dreamgym.games import lookup
 from dreamgym.mdnrnn import sample_next_z
-from dreamgym.online import load_settings, recorded_seed
+from dreamgym.online import load_settings
+from dreamgym.refine import recorded_seed
 from dreamgym.rundir import RunDir
 from dreamgym.world_model import WorldModel
 

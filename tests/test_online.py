@@ -21,16 +21,8 @@ from dreamgym.config import OnlineConfig
 from dreamgym.controller import LinearController
 from dreamgym.episodes import read_episode, read_latents
 from dreamgym.files import npz_bytes
-from dreamgym.online import (
-    OnlineRound,
-    TrainingData,
-    encoded_by,
-    make_agent,
-    online,
-    refine_m,
-    stop_reason,
-    tuning_score,
-)
+from dreamgym.online import OnlineRound, make_agent, online, stop_reason, tuning_score
+from dreamgym.refine import TrainingData, encoded_by, refine_m
 from dreamgym.replay import Replay
 from dreamgym.vae import encode_frames
 
