@@ -32,7 +32,7 @@ from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
 from dreamgym.replay import Replay
 from dreamgym.rundir import RunDir
 from dreamgym.training import StageError
-from dreamgym.vae import ConvVAE, encode_frames, frames_to_tensor, vae_loss
+from dreamgym.vae import ConvVAE, encode_frames, frame_errors, frames_to_tensor, vae_loss
 from dreamgym.world_model import WorldModel
 
 # --------------------------------------------------------------------------- M's data
@@ -210,13 +210,10 @@ V_VERSION = "v_version"
 more for each time the run refined V."""
 
 
-@torch.no_grad()
 def v_error(model: WorldModel, frames: np.ndarray, max_frames: int = 200) -> float:
     """V's mean summed squared error on up to ``max_frames`` evenly spaced frames."""
     picked = frames[np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int))]
-    images = frames_to_tensor(picked, model.device)
-    mu, _ = model.vae.encode(images)
-    return float((model.vae.decode(mu) - images).pow(2).flatten(1).sum(1).mean())
+    return float(np.mean(frame_errors(model.vae, picked)))
 
 
 def reference_error(run: Path, model: WorldModel, config: OnlineConfig) -> float:

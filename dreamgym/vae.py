@@ -334,6 +334,14 @@ def _preview_frames(files: list[Path], report: Report, count: int = 8) -> np.nda
 
 
 @torch.no_grad()
+def frame_errors(vae: ConvVAE, frames: np.ndarray) -> list[float]:
+    """The summed squared error of μ's decoding of each (H, W, 3) uint8 frame."""
+    images = frames_to_tensor(frames, next(vae.parameters()).device)
+    mu, _ = vae.encode(images)
+    return (vae.decode(mu) - images).pow(2).flatten(1).sum(1).tolist()
+
+
+@torch.no_grad()
 def reconstruction_error(vae: ConvVAE, files: list[Path], report: Report = no_report, max_frames: int = 2000) -> float:
     """Mean summed squared error of μ's decoding, over about ``max_frames`` frames spread evenly
     over ``files`` (every episode counts, not only the first ones)."""
@@ -342,10 +350,7 @@ def reconstruction_error(vae: ConvVAE, files: list[Path], report: Report = no_re
     per_episode = max(1, max_frames // max(1, len(files)))
     for _, episode in iter_valid(files[:max_frames], read_episode, report):
         frames = episode["frames"]
-        picked = frames[np.unique(np.linspace(0, len(frames) - 1, per_episode).astype(int))]
-        images = frames_to_tensor(picked, next(vae.parameters()).device)
-        mu, _ = vae.encode(images)
-        errors.extend((vae.decode(mu) - images).pow(2).flatten(1).sum(1).tolist())
+        errors.extend(frame_errors(vae, frames[np.unique(np.linspace(0, len(frames) - 1, per_episode).astype(int))]))
     if not errors:
         raise StageError("no readable frames to measure V's reconstruction error on")
     return float(np.mean(errors))
