@@ -252,6 +252,7 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
         *settings_arguments(dataclasses.replace(config, world_model=start)),
     )
     last = rows[-1]
+    played = "--sample" if config.sample else f"--noise {config.noise}"
     lines = [
         f"# dreamgym world model: {game.name}",
         "",
@@ -261,7 +262,7 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
         f"- V and M of `{start}`; M refined in each of {len(rows)} rounds on the agent's own real episodes"
         + (f", V in {refined} of them" if (refined := sum(r.v_refreshed for r in rows)) else ""),
         f"- the agent: `{POLICY_FILE}`, SB3 PPO saved without pickle, trained only in dreams of this M "
-        f"(`dreamgym evaluate {game.latent_env_id} --policy DIR --noise {config.noise}` plays it as it learned)",
+        f"(`dreamgym evaluate {game.latent_env_id} --policy DIR {played}` plays it as its real episodes did)",
         f"- real steps: {last.real_steps:,} ({last.data_steps:,} recorded, {last.eval_steps:,} of tuning episodes); "
         f"dream steps: {last.agent_steps:,}",
     ]
@@ -358,6 +359,11 @@ def online(
             f"continuous actions ({model.game.name}'s are {'discrete' if model.game.discrete else 'continuous'}) "
             f"and --noise > 0 (got {config.noise:g})"
         )
+    if config.sample and config.eval_noise is not None:
+        raise StageError(
+            "--sample plays the tuning episodes, like the recorded ones, with the agent's own action "
+            f"distribution: --eval-noise ({config.eval_noise:g}) does not apply to them; leave it out"
+        )
     model.controller = None
     v_version, reconstruction = v_record(model, bool(rows), source)
     model.metadata = {
@@ -387,7 +393,9 @@ def online(
                 latents = read_latents(path, model.game)
                 new_returns.append(float(latents["rewards"].sum()))
                 continue
-            episode = play_real(model, agent, recorded_seed(config, index), config.noise, config.max_steps)
+            episode = play_real(
+                model, agent, recorded_seed(config, index), config.noise, config.max_steps, sample=config.sample
+            )
             new_errors.append(v_error(model, episode["frames"]))
             latents = record(run, model, index, episode, v_version)
             data.add(latents, model.game)
@@ -426,7 +434,9 @@ def online(
             clock = time.perf_counter()
             noise = config.noise if config.eval_noise is None else config.eval_noise
             returns, steps = tuning_score(
-                lambda seeds: real_score(model, agent, seeds, noise, config.max_steps), config, best
+                lambda seeds: real_score(model, agent, seeds, noise, config.max_steps, sample=config.sample),
+                config,
+                best,
             )
             eval_mean, eval_std, eval_count = float(np.mean(returns)), float(np.std(returns)), len(returns)
             eval_steps += steps

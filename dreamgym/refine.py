@@ -5,6 +5,7 @@ and the bounded gradient steps that refine M and V on it."""
 
 from __future__ import annotations
 
+import functools
 import math
 import zipfile
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from dreamgym.episodes import (
     read_latents,
     read_npz,
 )
-from dreamgym.evaluate import NoisyPolicy
+from dreamgym.evaluate import NoisyPolicy, SampledPolicy, act
 from dreamgym.files import atomic_write, npz_bytes
 from dreamgym.games import Game
 from dreamgym.mdnrnn import MDNRNN, SequenceBatch, mdnrnn_losses
@@ -155,10 +156,19 @@ def recorded_seed(config: OnlineConfig, index: int) -> int:
 
 
 def play_real(
-    model: WorldModel, agent: Any, seed: int, noise: float, max_steps: int | None = None
+    model: WorldModel,
+    agent: Any,
+    seed: int,
+    noise: float,
+    max_steps: int | None = None,
+    *,
+    sample: bool = False,
 ) -> dict[str, np.ndarray]:
     """One real episode (at most ``max_steps``) through the latent twin with ``agent`` (None: the
-    game's exploration policy) and exploration ``noise`` -> frames, actions, rewards and ends."""
+    game's exploration policy) and exploration ``noise`` -> frames, actions, rewards and ends.
+    ``sample``: the agent draws its actions from its own distribution instead (as in the dream;
+    ``noise`` is then unused), from torch's generator seeded with ``seed`` (the caller's
+    generator is left as it was), as ``dreamgym evaluate --sample`` plays it."""
     from dreamgym.envs.latent import LatentObservation
 
     game = model.game
@@ -167,22 +177,30 @@ def play_real(
     torch.set_num_threads(1)  # one frame and one LSTM step at a time: more threads only wait on each other
     real = game.make_real_env()
     env = LatentObservation(real, model, keep_frame=True)
-    policy = game.explorer(rng, real) if agent is None else NoisyPolicy(agent, game, noise, rng)
-    try:
-        observation, info = env.reset(seed=seed)
-        frames, actions, rewards, dones = [info["frame"]], [], [], []
-        for _ in range(max_steps or game.max_episode_steps):
-            action = policy(observation)
-            observation, reward, terminated, truncated, info = env.step(action)
-            frames.append(info["frame"])
-            actions.append(action)
-            rewards.append(reward)
-            dones.append(terminated)
-            if terminated or truncated:
-                break
-    finally:
-        env.close()
-        torch.set_num_threads(threads)
+    if agent is None:
+        policy = game.explorer(rng, real)
+    elif sample:
+        sampled = SampledPolicy(agent)
+        policy = functools.partial(act, sampled)
+    else:
+        policy = NoisyPolicy(agent, game, noise, rng)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            observation, info = env.reset(seed=seed)
+            frames, actions, rewards, dones = [info["frame"]], [], [], []
+            for _ in range(max_steps or game.max_episode_steps):
+                action = policy(observation)
+                observation, reward, terminated, truncated, info = env.step(action)
+                frames.append(info["frame"])
+                actions.append(action)
+                rewards.append(reward)
+                dones.append(terminated)
+                if terminated or truncated:
+                    break
+        finally:
+            env.close()
+            torch.set_num_threads(threads)
     return {
         "frames": np.stack(frames),
         "actions": np.array(actions, dtype=np.int64 if game.discrete else np.float32),
@@ -192,12 +210,19 @@ def play_real(
 
 
 def real_score(
-    model: WorldModel, agent: Any, seeds: range, noise: float = 0.0, max_steps: int | None = None
+    model: WorldModel,
+    agent: Any,
+    seeds: range,
+    noise: float = 0.0,
+    max_steps: int | None = None,
+    *,
+    sample: bool = False,
 ) -> tuple[list[float], list[int]]:
-    """Returns and lengths of ``agent`` (with exploration ``noise``) on real episodes seeded ``seeds``."""
+    """Returns and lengths of ``agent`` (with exploration ``noise``, or drawing from its own
+    distribution: ``sample``) on real episodes seeded ``seeds``."""
     returns, lengths = [], []
     for seed in seeds:
-        episode = play_real(model, agent, seed, noise, max_steps)
+        episode = play_real(model, agent, seed, noise, max_steps, sample=sample)
         returns.append(float(episode["rewards"].sum()))
         lengths.append(len(episode["actions"]))
     return returns, lengths

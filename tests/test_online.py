@@ -22,7 +22,7 @@ from dreamgym.controller import LinearController
 from dreamgym.episodes import read_episode, read_latents
 from dreamgym.files import npz_bytes
 from dreamgym.online import OnlineRound, make_agent, online, stop_reason, tuning_score
-from dreamgym.refine import TrainingData, encoded_by, refine_m
+from dreamgym.refine import TrainingData, encoded_by, play_real, refine_m
 from dreamgym.replay import Replay
 from dreamgym.vae import encode_frames
 
@@ -146,6 +146,10 @@ def test_a_new_run_is_refused_before_anything_is_written(tmp_path, model_dirs):
     result = run_command([*online_command("doom", run, model_dirs["doom"]), "--fixed-std"], cwd=tmp_path)
     assert result.returncode == 1 and "continuous actions (doom's are discrete)" in result.stderr
     assert not run.exists()
+    result = run_command(
+        [*online_command("carracing", run, model_dirs["carracing"]), "--sample", "--eval-noise", "0"], cwd=tmp_path
+    )
+    assert result.returncode == 1 and "--eval-noise (0) does not apply" in result.stderr and not run.exists()
     result = run_command([*online_command("doom", run, model_dirs["doom"]), "--horizon", "0"], cwd=tmp_path)
     assert result.returncode == 2 and "--horizon: expected an integer >= 1" in result.stderr and not run.exists()
 
@@ -335,3 +339,23 @@ def test_a_fixed_std_keeps_ppos_dream_noise_at_the_noise_it_plays_the_real_game_
     learned = make_agent(model, replay, dataclasses.replace(config, fixed_std=False), None)
     learned.learn(1)
     assert not torch.equal(learned.policy.state_dict()["log_std"], torch.zeros(3))  # SB3's own: learned from std 1
+
+
+@pytest.mark.slow
+def test_sampled_real_play_draws_the_agents_own_actions_where_noise_after_the_clip_would_not():
+    model = small_world_model("carracing")
+    replay = Replay(model.z_dim, model.game.action_dim)
+    replay.add(torch.randn(41, model.z_dim), torch.rand(40, model.game.action_dim))
+    agent = make_agent(model, replay, OnlineConfig(world_model="x", noise=0.1, fixed_std=True), None)
+    with torch.no_grad():  # the brake's mean far below its bound of 0, as a trained CarRacing agent's
+        agent.policy.action_net.weight.zero_()
+        agent.policy.action_net.bias.copy_(torch.tensor([0.0, 0.5, -0.5]))
+    state = torch.get_rng_state()
+    sampled = play_real(model, agent, 3, 0.1, max_steps=30, sample=True)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator (PPO's) untouched
+    again = play_real(model, agent, 3, 0.1, max_steps=30, sample=True)
+    np.testing.assert_array_equal(sampled["actions"], again["actions"])  # seeded by the episode
+    noisy = play_real(model, agent, 3, 0.1, max_steps=30)
+    assert (sampled["actions"][:, 2] == 0).all()  # 5 std below the bound: clipped every step
+    assert (noisy["actions"][:, 2] > 0).mean() > 0.25  # noise added after the clip brakes often
+    assert 0.2 < sampled["actions"][:, 1].mean() < 0.8 and sampled["actions"][:, 1].std() > 0.03
