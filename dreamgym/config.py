@@ -498,16 +498,16 @@ class OnlineConfig(Settings):
     """Dream steps PPO learns from per round."""
     fixed_std: bool = False
     """PPO's action noise in the dreams fixed at ``noise``, the noise it plays the real game with,
-    instead of learned (Box actions): the dream then trains the policy the real game sees. With
+    instead of learned (Box actions): the dream then trains the policy the real game sees, except
+    where its mean lies outside the action's bounds (``sample`` plays it exactly). With
     its learned noise (std ~0.5 after 70 rounds) a CarRacing agent is trained for, and in its dream
     scores, play that the real game pays far less (577 against 908 for its mean with noise 0.1)."""
     sample: bool = False
     """Play the real episodes (recorded and tuning) with actions drawn from the agent's own
     distribution, the one PPO acts with in the dream (``dreamgym evaluate --sample``), instead of
     its most likely action plus ``noise``. They differ where that action is clipped: a CarRacing
-    agent whose brake is below 0 in the dream brakes on ~5 % of its steps, but on half of them
-    with noise added after the clip, and M learns from those episodes the speeds of a car that
-    brakes."""
+    agent whose brake is below 0 brakes on one step in twenty in the dream but on one in two with
+    noise added after the clip, and M then learns the speeds of a car that brakes."""
     horizon: int = setting(15, minimum=1)
     """Each dream is cut (truncated: PPO bootstraps its value) after this many steps."""
     warmup: int = setting(32, minimum=0)
