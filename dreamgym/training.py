@@ -19,6 +19,7 @@ import math
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -278,9 +279,16 @@ def logs_to_tensorboard(run_dir: Path) -> bool:
 
 def log_agent_to_tensorboard(agent: Any, run_dir: Path) -> None:
     """Have an SB3 ``agent`` trained for ``run_dir`` log to ``RUN/tensorboard/ALGO_1``, beside
-    the stages' own events (see :func:`logs_to_tensorboard`); a continued agent keeps its ``ALGO_N``."""
+    the stages' own events (see :func:`logs_to_tensorboard`); a continued agent keeps its ``ALGO_N``.
+    Elsewhere it logs to the console only (when ``agent.verbose`` asks): left to itself, SB3
+    makes an empty ``SB3-<date>`` folder in the temp directory on every ``learn()``."""
     if logs_to_tensorboard(run_dir):
         agent.tensorboard_log = os.fspath(Path(run_dir) / rundir.TENSORBOARD)
+    else:
+        from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
+
+        formats: list[KVWriter] = [HumanOutputFormat(sys.stdout)] if agent.verbose >= 1 else []
+        agent.set_logger(Logger(folder=None, output_formats=formats))
 
 
 _WRITERS: dict[Path, Any] = {}  # torch SummaryWriters, one per directory, open for the process

@@ -108,3 +108,30 @@ def test_only_a_run_directory_gets_tensorboard_events(tmp_path):
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("validation/loss")] == [(1, 3.0), (2, 2.5)]
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 2.0), (2, 1.0)]
+
+
+def test_an_agent_outside_a_run_leaves_nothing_in_the_temp_directory(tmp_path, monkeypatch, capsys):
+    """SB3 makes an empty SB3-<date> folder in the temp directory on every learn() that has no
+    TensorBoard folder; an agent dreamgym trains outside a run makes none, still learns, and
+    still prints its table when verbose."""
+    import tempfile
+
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from dreamgym.training import log_agent_to_tensorboard
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    for verbose in (0, 1):
+        agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=32, n_epochs=1, verbose=verbose)
+        log_agent_to_tensorboard(agent, tmp_path / "not_a_run")
+        agent.learn(64)
+        assert agent.num_timesteps == 64
+        assert ("total_timesteps" in capsys.readouterr().out) == bool(verbose)
+    assert list(temp.iterdir()) == []
+    plain = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=32, n_epochs=1)
+    plain.learn(32)
+    assert [p.name[:4] for p in temp.iterdir()] == ["SB3-"]  # what SB3 does on its own
