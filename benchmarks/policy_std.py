@@ -33,9 +33,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20000, help="the first episode's seed (tuning seeds: 20000+)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    stds = [float(s) for s in args.stds.split(",")]
+    try:
+        stds = [float(s) for s in args.stds.split(",")]
+    except ValueError:
+        stds = []
     if not stds or min(stds) <= 0:
-        parser.error(f"--stds takes positive numbers, got {args.stds!r}")
+        parser.error(f"--stds takes comma-separated positive numbers, got {args.stds!r}")
     agent, model_dir = load_policy(args.policy)
     log_std = getattr(getattr(agent, "policy", None), "log_std", None)
     if log_std is None:

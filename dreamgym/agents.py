@@ -18,7 +18,7 @@ import numpy as np
 from dreamgym.checkpoint import load_world_model
 from dreamgym.files import atomic_write
 from dreamgym.games import Game
-from dreamgym.training import log_agent_to_tensorboard
+from dreamgym.training import set_agent_logging
 
 ALGORITHMS = ("PPO", "DQN")
 """The SB3 algorithms a game may have a recipe for (``Game.sb3_recipes``)."""
@@ -90,7 +90,7 @@ def train_sb3(
     else:
         agent = cls("MlpPolicy", venv, seed=seed, device="cpu", **settings)
     out = Path(out)
-    log_agent_to_tensorboard(agent, out.parent)
+    set_agent_logging(agent, out.parent)
     agent.learn(steps, reset_num_timesteps=init is None)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: agent.save(tmp))

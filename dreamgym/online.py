@@ -72,7 +72,7 @@ from dreamgym.refine import (
 )
 from dreamgym.replay import Replay
 from dreamgym.rundir import RunDir
-from dreamgym.training import Report, StageError, log_agent_to_tensorboard, no_report
+from dreamgym.training import Report, StageError, no_report, set_agent_logging
 from dreamgym.validation import Rule, check_fields, rules_of
 from dreamgym.world_model import WorldModel
 
@@ -424,7 +424,7 @@ def online(
         clock = time.perf_counter()
         if agent is None:
             agent = make_agent(model, replay, config, None)
-        log_agent_to_tensorboard(agent, run)
+        set_agent_logging(agent, run)
         agent.learn(config.agent_steps, reset_num_timesteps=agent.num_timesteps == 0)  # one ALGO_1 over the rounds
         timings["agent"] = time.perf_counter() - clock
         eval_steps = rows[-1].eval_steps if rows else 0

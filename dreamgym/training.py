@@ -277,11 +277,11 @@ def logs_to_tensorboard(run_dir: Path) -> bool:
     return rundir.RunDir(run_dir).kind() is not None and importlib.util.find_spec("tensorboard") is not None
 
 
-def log_agent_to_tensorboard(agent: Any, run_dir: Path) -> None:
-    """Have an SB3 ``agent`` trained for ``run_dir`` log to ``RUN/tensorboard/ALGO_1``, beside
-    the stages' own events (see :func:`logs_to_tensorboard`); a continued agent keeps its ``ALGO_N``.
-    Elsewhere it logs to the console only (when ``agent.verbose`` asks): left to itself, SB3
-    makes an empty ``SB3-<date>`` folder in the temp directory on every ``learn()``."""
+def set_agent_logging(agent: Any, run_dir: Path) -> None:
+    """Where an SB3 ``agent`` trained for ``run_dir`` logs: in a run, to ``RUN/tensorboard/ALGO_1``
+    beside the stages' own events (see :func:`logs_to_tensorboard`; a continued agent keeps its
+    ``ALGO_N``); elsewhere, to the console only (when ``agent.verbose`` asks), since SB3 left to
+    itself makes an empty ``SB3-<date>`` folder in the temp directory on every ``learn()``."""
     if logs_to_tensorboard(run_dir):
         agent.tensorboard_log = os.fspath(Path(run_dir) / rundir.TENSORBOARD)
     else:

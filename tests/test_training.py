@@ -119,7 +119,7 @@ def test_an_agent_outside_a_run_leaves_nothing_in_the_temp_directory(tmp_path, m
     import gymnasium as gym
     from stable_baselines3 import PPO
 
-    from dreamgym.training import log_agent_to_tensorboard
+    from dreamgym.training import set_agent_logging
 
     temp = tmp_path / "temp"
     temp.mkdir()
@@ -127,7 +127,7 @@ def test_an_agent_outside_a_run_leaves_nothing_in_the_temp_directory(tmp_path, m
     monkeypatch.delenv("SB3_LOGDIR", raising=False)
     for verbose in (0, 1):
         agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=32, n_epochs=1, verbose=verbose)
-        log_agent_to_tensorboard(agent, tmp_path / "not_a_run")
+        set_agent_logging(agent, tmp_path / "not_a_run")
         agent.learn(64)
         assert agent.num_timesteps == 64
         assert ("total_timesteps" in capsys.readouterr().out) == bool(verbose)
