@@ -133,6 +133,7 @@ def train(world_model: str, out: Path, steps: int, seed: int, save_every: int) -
     if remaining > 0:
         agent.learn(remaining, callback=Record(), reset_num_timesteps=False)
     save()
+    print(f"done: {agent.num_timesteps:,} real steps, {len(rows)} episodes; the agent in {agent_path}", flush=True)
 
 
 def online_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
