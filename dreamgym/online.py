@@ -59,6 +59,7 @@ from dreamgym.policy import save_policy
 from dreamgym.refine import (
     TrainingData,
     encode_again,
+    first_frames_again,
     load_latents,
     play_real,
     real_score,
@@ -416,6 +417,7 @@ def online(
                 data = TrainingData()
                 replay.clear()
                 load_latents(run, model, data, replay)
+                first_frames_again(run, model)
             timings["V"] = time.perf_counter() - clock
         clock = time.perf_counter()
         m_loss = refine_m(model, data, config, k, config.refresh_m_steps if v_refreshed else None)

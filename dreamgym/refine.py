@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dreamgym.config import RECONSTRUCTION_LOSSES, OnlineConfig
+from dreamgym.encode import initial_latents
 from dreamgym.episodes import (
     EpisodeFileError,
     episode_bytes,
@@ -330,6 +331,14 @@ def encode_again(run: Path, model: WorldModel, v_version: int) -> int:
         index = episode_index(path)
         write_latents(run, model, index, read_episode(episode_path(RunDir(run).episodes, index), model.game), v_version)
     return len(stale)
+
+
+def first_frames_again(run: Path, model: WorldModel) -> None:
+    """The dream's resets (``starts="first"``) from the first frame of every recorded episode, as
+    V encoded it: after V changes, the start model's resets would be latents of the old V."""
+    mu, logvar = initial_latents(run)
+    model.initial_mu = torch.as_tensor(mu, dtype=torch.float32, device=model.device)
+    model.initial_logvar = torch.as_tensor(logvar, dtype=torch.float32, device=model.device)
 
 
 def load_latents(run: Path, model: WorldModel, data: TrainingData, replay: Replay) -> None:

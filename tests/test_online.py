@@ -303,6 +303,10 @@ def test_v_refined_in_a_round_encodes_every_episode_again_and_a_resume_restores_
     for path in latents:  # the round-0 episodes too: encoded by the V the run saved
         mu, _ = encode_frames(model.vae, read_episode(run / "episodes" / path.name)["frames"])
         np.testing.assert_allclose(read_latents(path)["mu"], mu, atol=1e-5)
+    # The dream's resets too: the episodes' first frames as the saved V encodes them.
+    firsts = [encode_frames(model.vae, read_episode(run / "episodes" / path.name)["frames"][:1]) for path in latents]
+    np.testing.assert_allclose(model.initial_mu.numpy(), np.concatenate([mu for mu, _ in firsts]), atol=1e-5)
+    np.testing.assert_allclose(model.initial_logvar.numpy(), np.concatenate([lv for _, lv in firsts]), atol=1e-5)
     assert "V in 1 of them" in (run / "model" / "MODEL_CARD.md").read_text()
 
     # A run killed after it refined V again but before it saved the round: a latent file another
