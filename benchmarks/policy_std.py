@@ -37,7 +37,7 @@ def main() -> None:
         stds = [float(s) for s in args.stds.split(",")]
     except ValueError:
         stds = []
-    if not stds or min(stds) <= 0:
+    if not stds or not all(math.isfinite(s) and s > 0 for s in stds):
         parser.error(f"--stds takes comma-separated positive numbers, got {args.stds!r}")
     agent, model_dir = load_policy(args.policy)
     log_std = getattr(getattr(agent, "policy", None), "log_std", None)

@@ -417,7 +417,7 @@ def online(
                 data = TrainingData()
                 replay.clear()
                 load_latents(run, model, data, replay)
-                first_frames_again(run, model)
+                first_frames_again(model, data)
             timings["V"] = time.perf_counter() - clock
         clock = time.perf_counter()
         m_loss = refine_m(model, data, config, k, config.refresh_m_steps if v_refreshed else None)

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from dreamgym.config import RECONSTRUCTION_LOSSES, OnlineConfig
-from dreamgym.encode import initial_latents
 from dreamgym.episodes import (
     EpisodeFileError,
     episode_bytes,
@@ -333,12 +332,11 @@ def encode_again(run: Path, model: WorldModel, v_version: int) -> int:
     return len(stale)
 
 
-def first_frames_again(run: Path, model: WorldModel) -> None:
-    """The dream's resets (``starts="first"``) from the first frame of every recorded episode, as
-    V encoded it: after V changes, the start model's resets would be latents of the old V."""
-    mu, logvar = initial_latents(run)
-    model.initial_mu = torch.as_tensor(mu, dtype=torch.float32, device=model.device)
-    model.initial_logvar = torch.as_tensor(logvar, dtype=torch.float32, device=model.device)
+def first_frames_again(model: WorldModel, data: TrainingData) -> None:
+    """The dream's resets (``starts="first"``): the first step of every episode in ``data``, as
+    the model's V encoded it. After V changes, the start model's resets are latents of the old V."""
+    model.initial_mu = torch.as_tensor(np.stack([e["mu"][0] for e in data.episodes]), device=model.device)
+    model.initial_logvar = torch.as_tensor(np.stack([e["logvar"][0] for e in data.episodes]), device=model.device)
 
 
 def load_latents(run: Path, model: WorldModel, data: TrainingData, replay: Replay) -> None:
