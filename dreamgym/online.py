@@ -15,8 +15,8 @@ Every round:
 4. every ``eval_every`` rounds the agent plays ``eval_episodes`` real episodes on tuning seeds
    (with its exploration noise unless ``eval_noise`` says otherwise); the best of those scores
    chooses the agent kept in ``best/`` (a measure an agent that exploits M cannot inflate); with
-   ``confirm_episodes`` a new best is played on more tuning seeds before it is kept. Every real
-   step is counted.
+   ``confirm_episodes`` (and then ``reconfirm_episodes``) a new best is played on more tuning
+   seeds before it is kept. Every real step is counted.
 
 Layout of ``RUN``::
 
@@ -103,8 +103,8 @@ class OnlineRound:
     """Tuning score of the agent (``eval_episodes`` real episodes, ``eval_noise``), if evaluated."""
     eval_std: float | None = None
     eval_count: int | None = None
-    """Real episodes that score is the mean of (``eval_episodes``, plus ``confirm_episodes`` when
-    it was confirmed)."""
+    """Real episodes that score is the mean of (``eval_episodes``, plus ``confirm_episodes`` and
+    ``reconfirm_episodes`` as far as it was confirmed)."""
     v_ratio: float | None = None
     """``v_error`` over V's error on round 0's frames (None: round 0, or no check)."""
     v_refreshed: bool = False
@@ -123,13 +123,14 @@ def tuning_score(
     play: Callable[[range], tuple[list[float], list[int]]], config: OnlineConfig, best: float
 ) -> tuple[list[float], int]:
     """A round's tuning returns and their real steps: ``play`` (seeds -> returns, lengths) on the
-    ``eval_episodes`` tuning seeds, then on the ``confirm_episodes`` seeds after them when the
-    first mean beats ``best``."""
-    seeds = range(config.eval_seed, config.eval_seed + config.eval_episodes)
-    returns, lengths = play(seeds)
-    if config.confirm_episodes and np.mean(returns) > best:
-        more, more_lengths = play(range(seeds.stop, seeds.stop + config.confirm_episodes))
-        returns, lengths = returns + more, lengths + more_lengths
+    ``eval_episodes`` tuning seeds, then on the ``confirm_episodes`` seeds after them while the
+    mean so far beats ``best``, then on the ``reconfirm_episodes`` after those while it still does."""
+    start = config.eval_seed + config.eval_episodes
+    returns, lengths = play(range(config.eval_seed, start))
+    for count in (config.confirm_episodes, config.reconfirm_episodes):
+        if count and np.mean(returns) > best:
+            more, more_lengths = play(range(start, start + count))
+            returns, lengths, start = returns + more, lengths + more_lengths, start + count
     return returns, sum(lengths)
 
 
@@ -178,6 +179,18 @@ def dream_return(agent: Any) -> float:
 # --------------------------------------------------------------------------- the run
 
 
+FIXED_SETTINGS = (
+    "world_model",
+    "seed",
+    "eval_seed",
+    "eval_episodes",
+    "confirm_episodes",
+    "reconfirm_episodes",
+    "eval_noise",
+)
+"""What a run's scores and data depend on: a resumed run refuses another value."""
+
+
 def load_settings(run: Path, game: Game, overrides: dict[str, Any]) -> OnlineConfig:
     """RUN's stored settings with ``overrides`` (None: keep) on top; a new run takes the defaults."""
     overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -191,7 +204,7 @@ def load_settings(run: Path, game: Game, overrides: dict[str, Any]) -> OnlineCon
     stored, config = _stored(run)
     if stored["game"] != game.name:
         raise StageError(f"{run} learns {stored['game']}, not {game.name}")
-    for name in ("world_model", "seed", "eval_seed", "eval_episodes", "confirm_episodes", "eval_noise"):
+    for name in FIXED_SETTINGS:
         if name in overrides and overrides[name] != getattr(config, name):
             raise StageError(
                 f"{run} has {name} {getattr(config, name)!r}, not {overrides[name]!r}: it is fixed for a "

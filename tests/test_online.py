@@ -21,9 +21,11 @@ from dreamgym.config import OnlineConfig
 from dreamgym.controller import LinearController
 from dreamgym.episodes import read_episode, read_latents
 from dreamgym.files import npz_bytes
-from dreamgym.online import OnlineRound, make_agent, online, stop_reason, tuning_score
+from dreamgym.games import lookup
+from dreamgym.online import OnlineRound, load_settings, make_agent, online, stop_reason, tuning_score
 from dreamgym.refine import TrainingData, encoded_by, play_real, refine_m
 from dreamgym.replay import Replay
+from dreamgym.training import StageError
 from dreamgym.vae import encode_frames
 
 
@@ -243,6 +245,28 @@ def test_a_new_best_tuning_score_is_confirmed_on_the_next_seeds_before_it_counts
     assert played == [[20000, 20001, 20002]] and steps == 30
     returns, steps = tuning_score(play, dataclasses.replace(config, confirm_episodes=0), best=-np.inf)
     assert len(returns) == 3
+    played.clear()
+    stricter = dataclasses.replace(config, reconfirm_episodes=4)
+    returns, steps = tuning_score(play, stricter, best=101.5)  # 101 after three: no more
+    assert played == [[20000, 20001, 20002]]
+    played.clear()
+    returns, steps = tuning_score(play, stricter, best=100.5)  # 101, then 102 after five: four more
+    assert played == [[20000, 20001, 20002], [20003, 20004], [20005, 20006, 20007, 20008]]
+    assert np.mean(returns) == 104.0 and steps == 90
+
+    def fading(seeds):  # the later seeds score lower
+        return [200.0 - seed + 20000 for seed in seeds], [10] * len(seeds)
+
+    returns, steps = tuning_score(fading, stricter, best=198.5)  # 199 after three, 198 after five: stop
+    assert len(returns) == 5 and steps == 50
+
+
+def test_a_resumed_run_refuses_other_tuning_settings_and_takes_other_training_ones(tmp_path):
+    stored = OnlineConfig(world_model="x", eval_episodes=3, confirm_episodes=7)
+    (tmp_path / "online.json").write_text(json.dumps({"game": "doom", "settings": dataclasses.asdict(stored)}))
+    with pytest.raises(StageError, match="reconfirm_episodes 0, not 20"):
+        load_settings(tmp_path, lookup("doom"), {"reconfirm_episodes": 20})
+    assert load_settings(tmp_path, lookup("doom"), {"rounds": 500, "confirm_episodes": None}).rounds == 500
 
 
 def test_the_agents_dreams_end_where_p_done_is_drawn_with_sample_done():
