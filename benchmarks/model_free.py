@@ -7,6 +7,9 @@ real steps each used.
         --steps 600000 --seed 0
     python benchmarks/model_free.py --plot docs/car_online_vs_model_free.png \\
         --online runs/car_online_s0,runs/car_online_s1 --model-free runs/model_free_s0
+    python benchmarks/model_free.py --table 100000 --online ... --model-free ...
+
+(``--table`` prints the mean return per block of real steps, the curves as numbers.)
 
 PPO's settings are RL Zoo's CarRacing recipe for continuous actions (8 envs, 512 steps each per
 update, minibatch 128, 10 epochs, learning rate 1e-4 decaying to 0, gSDE resampled every 4 steps,
@@ -158,6 +161,27 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
+def curves(online: list[Path], model_free: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each run's name -> its real steps and returns (``online_curve`` or ``model_free_curve``)."""
+    named = {f"online {run.name}": online_curve(run) for run in online}
+    return named | {f"model-free {out.name}": model_free_curve(out) for out in model_free}
+
+
+def table(online: list[Path], model_free: list[Path], block: int) -> None:
+    """Print the mean return of each run's rounds (online) or episodes (model-free) ending in each
+    ``block`` of real steps: the learning curves as numbers."""
+    named = curves(online, model_free)
+    last = max(int(steps[-1]) for steps, _ in named.values())
+    print("| real steps | " + " | ".join(named) + " |")
+    print("|---" * (len(named) + 1) + "|")
+    for start in range(0, last, block):
+        cells = []
+        for steps, returns in named.values():
+            inside = returns[(steps > start) & (steps <= start + block)]
+            cells.append(f"{inside.mean():.0f}" if len(inside) else "")
+        print(f"| {start // 1000}-{(start + block) // 1000}k | " + " | ".join(cells) + " |")
+
+
 def plot(path: Path, online: list[Path], model_free: list[Path], title: str) -> None:
     from matplotlib.figure import Figure
 
@@ -191,12 +215,16 @@ def main() -> None:
     parser.add_argument("--online", default="", help="comma-separated `dreamgym online` runs")
     parser.add_argument("--model-free", default="", help="comma-separated runs of this script")
     parser.add_argument("--title", default="real return against real steps")
+    parser.add_argument("--table", type=int, metavar="STEPS", help="print the curves' means per STEPS real steps")
     args = parser.parse_args()
-    if args.plot is not None:
-        paths = [[Path(p) for p in text.split(",") if p] for text in (args.online, args.model_free)]
-        plot(args.plot, paths[0], paths[1], args.title)
+    paths = [[Path(p) for p in text.split(",") if p] for text in (args.online, args.model_free)]
+    if args.plot is not None or args.table is not None:
+        if args.table is not None:
+            table(paths[0], paths[1], args.table)
+        if args.plot is not None:
+            plot(args.plot, paths[0], paths[1], args.title)
     elif args.out is None:
-        parser.error("--out is needed to train (or --plot to draw)")
+        parser.error("--out is needed to train (or --plot to draw, --table to print)")
     else:
         train(args.world_model, args.out, args.steps, args.seed, args.save_every)
 
