@@ -124,11 +124,13 @@ def tuning_score(
 ) -> tuple[list[float], int]:
     """A round's tuning returns and their real steps: ``play`` (seeds -> returns, lengths) on the
     ``eval_episodes`` tuning seeds, then on the ``confirm_episodes`` seeds after them while the
-    mean so far beats ``best``, then on the ``reconfirm_episodes`` after those while it still does."""
+    mean so far beats ``best``, then on the ``reconfirm_episodes`` after those if it beats it by
+    less than two standard errors of that mean (a close call; a clear lead is kept as it is)."""
     start = config.eval_seed + config.eval_episodes
     returns, lengths = play(range(config.eval_seed, start))
-    for count in (config.confirm_episodes, config.reconfirm_episodes):
-        if count and np.mean(returns) > best:
+    for count, close_only in ((config.confirm_episodes, False), (config.reconfirm_episodes, True)):
+        lead = float(np.mean(returns)) - best
+        if count and lead > 0 and not (close_only and lead > 2 * np.std(returns) / math.sqrt(len(returns))):
             more, more_lengths = play(range(start, start + count))
             returns, lengths, start = returns + more, lengths + more_lengths, start + count
     return returns, sum(lengths)
