@@ -59,9 +59,10 @@ class EvalResult:
 
     def summary(self) -> str:
         played = f", noise {self.noise:g}" if self.noise else ", sampled" if self.sample else ""
+        spread = f"median {np.median(self.returns):.1f}, worst {min(self.returns):.1f}, best {max(self.returns):.1f}"
         return (
-            f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes "
-            f"(seeds {self.seed}..{self.seed + self.episodes - 1}{played})"
+            f"{self.env_id}: {self.mean:.1f} ± {self.std:.1f} over {self.episodes} episodes ({spread}; "
+            f"seeds {self.seed}..{self.seed + self.episodes - 1}{played})"
         )
 
     def save(self, path: str | Path) -> None:

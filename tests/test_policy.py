@@ -163,6 +163,8 @@ def test_evaluate_plays_a_policy_with_the_noise_its_rounds_record_it_with(tmp_pa
     shaken = evaluate("DreamCarRacing-v0", path, 2, seed=5, workers=1, env_kwargs=kwargs, noise=0.5)
     again = evaluate("DreamCarRacing-v0", path, 2, seed=5, workers=1, env_kwargs=kwargs, noise=0.5)
     assert (plain.noise, shaken.noise) == (0.0, 0.5) and "noise 0.5" in shaken.summary()
+    low, high = sorted(shaken.returns)
+    assert f"worst {low:.1f}, best {high:.1f}" in shaken.summary()  # the spread, beside mean ± std
     assert shaken.returns != plain.returns and shaken.returns == again.returns  # seeded by the episode
     with pytest.raises(ValueError, match="noise must be a number in"):
         evaluate("DreamCarRacing-v0", path, 1, env_kwargs=kwargs, noise=2.0)
