@@ -161,16 +161,11 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
-def curves(online: list[Path], model_free: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each run's name -> its real steps and returns (``online_curve`` or ``model_free_curve``)."""
-    named = {f"online {run.name}": online_curve(run) for run in online}
-    return named | {f"model-free {out.name}": model_free_curve(out) for out in model_free}
-
-
 def table(online: list[Path], model_free: list[Path], block: int) -> None:
     """Print the mean return of each run's rounds (online) or episodes (model-free) ending in each
     ``block`` of real steps: the learning curves as numbers."""
-    named = curves(online, model_free)
+    named = {f"online {run.name}": online_curve(run) for run in online}
+    named |= {f"model-free {out.name}": model_free_curve(out) for out in model_free}
     last = max(int(steps[-1]) for steps, _ in named.values())
     print("| real steps | " + " | ".join(named) + " |")
     print("|---" * (len(named) + 1) + "|")
@@ -218,12 +213,13 @@ def main() -> None:
     parser.add_argument("--table", type=int, metavar="STEPS", help="print the curves' means per STEPS real steps")
     args = parser.parse_args()
     paths = [[Path(p) for p in text.split(",") if p] for text in (args.online, args.model_free)]
-    if args.plot is not None or args.table is not None:
-        if args.table is not None:
-            table(paths[0], paths[1], args.table)
-        if args.plot is not None:
-            plot(args.plot, paths[0], paths[1], args.title)
-    elif args.out is None:
+    if args.table is not None:
+        table(paths[0], paths[1], args.table)
+    if args.plot is not None:
+        plot(args.plot, paths[0], paths[1], args.title)
+    if args.table is not None or args.plot is not None:
+        return
+    if args.out is None:
         parser.error("--out is needed to train (or --plot to draw, --table to print)")
     else:
         train(args.world_model, args.out, args.steps, args.seed, args.save_every)
