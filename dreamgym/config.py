@@ -542,6 +542,10 @@ class OnlineConfig(Settings):
     tracks, all run long, choose a round partly for its luck on them: on CarRacing a round kept
     for 894 against 888 on ten of them scored 799 on 100 unseen tracks, against 857 for the round
     it replaced."""
+    keep_candidates: bool = False
+    """Copy every round that plays its ``confirm_episodes`` (a candidate for ``best/``, kept or
+    not) to ``RUN/candidates/round_K``, model directory and agent, so that the rounds a selection
+    rule chose and refused can be scored on unseen seeds afterwards (each ~the size of ``best/``)."""
     eval_seed: int = setting(20_000, minimum=0)
     """Tuning episode i is seeded eval_seed + i (the same every time)."""
     seed: int = setting(0, minimum=0)

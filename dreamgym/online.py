@@ -28,6 +28,8 @@ Layout of ``RUN``::
     agent.zip        the agent now, with its optimiser (SB3's own format: what a resumed run loads)
     rounds.json      one row per finished round (``OnlineRound``); curve.png the learning curve
     best/            the model directory and agent.zip of the best tuning score
+    candidates/      with ``keep_candidates``: round_K/, the same for every round that played
+                     its confirm episodes
 
 A round's state is written once it is complete: a run killed mid-round resumes from the last
 complete round, keeping the real episodes the lost round recorded.
@@ -105,6 +107,9 @@ class OnlineRound:
     eval_count: int | None = None
     """Real episodes that score is the mean of (``eval_episodes``, plus ``confirm_episodes`` and
     ``reconfirm_episodes`` as far as it was confirmed)."""
+    eval_returns: list[float] | None = None
+    """Those episodes' returns in the order played (tuning seeds ``eval_seed``, ``eval_seed`` + 1,
+    ...): the mean of the first n is the score a check of n episodes would have given."""
     v_ratio: float | None = None
     """``v_error`` over V's error on round 0's frames (None: round 0, or no check)."""
     v_refreshed: bool = False
@@ -244,7 +249,12 @@ def read_rounds(run: Path) -> list[OnlineRound]:
     try:
         Rule("list").check("rounds", rows)
         rules = rules_of(OnlineRound, finite=False)
-        return [OnlineRound(**check_fields(f"round {k}", row, rules)) for k, row in enumerate(rows)]
+        read = [OnlineRound(**check_fields(f"round {k}", row, rules)) for k, row in enumerate(rows)]
+        number = Rule("float")
+        for row in read:
+            for index, value in enumerate(row.eval_returns or []):
+                number.check(f"round {row.round}.eval_returns[{index}]", value)
+        return read
     except (ValueError, TypeError) as error:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
 
@@ -304,15 +314,17 @@ def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound]
     atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
 
 
-def keep_best(run: Path) -> None:
-    """Copy the current model and agent to RUN/best, replacing the last best only once complete."""
+def keep_copy(run: Path, destination: Path) -> None:
+    """Copy the current model and agent to ``destination`` (RUN/best, a candidate), replacing what
+    is there only once complete."""
     files = RunDir(run)
 
     def fill(staging: Path) -> None:
         shutil.copytree(files.model, staging, dirs_exist_ok=True)
         shutil.copyfile(files.agent, RunDir(staging).agent)
 
-    atomic_directory(files.best, fill)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    atomic_directory(destination, fill)
 
 
 def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
@@ -445,7 +457,7 @@ def online(
         agent.learn(config.agent_steps, reset_num_timesteps=agent.num_timesteps == 0)  # one ALGO_1 over the rounds
         timings["agent"] = time.perf_counter() - clock
         eval_steps = rows[-1].eval_steps if rows else 0
-        eval_mean = eval_std = eval_count = None
+        eval_mean = eval_std = eval_count = returns = None
         best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         if (k + 1) % config.eval_every == 0:
             clock = time.perf_counter()
@@ -471,6 +483,7 @@ def online(
             eval_mean=eval_mean,
             eval_std=eval_std,
             eval_count=eval_count,
+            eval_returns=returns,
             v_ratio=v_ratio,
             v_refreshed=v_refreshed,
             seconds={key: round(value, 1) for key, value in timings.items()},
@@ -478,7 +491,9 @@ def online(
         rows.append(row)
         save_round(run, model, agent, rows, config)
         if eval_mean is not None and eval_mean > best:
-            keep_best(run)
+            keep_copy(run, RunDir(run).best)
+        if config.keep_candidates and eval_count is not None and eval_count > config.eval_episodes:
+            keep_copy(run, RunDir(run).candidate(k))
         plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")
         report(
             f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "

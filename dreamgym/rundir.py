@@ -18,7 +18,8 @@ A run directory (``dreamgym pipeline``; each round of ``dreamgym iterate`` is on
 A stage directory holds ``checkpoint.pt`` (and the one before it), ``metrics.csv`` and its
 pictures. An iterate run holds ``iterate.json``, ``round_K/`` run directories, ``rounds.json``,
 ``rounds.md``, ``rounds.png`` and ``best/``; an online run ``online.json``, ``rounds.json``,
-``agent.zip``, ``curve.png``, ``best/`` and its ``episodes/`` and ``latents/``.
+``agent.zip``, ``curve.png``, ``best/`` (and ``candidates/round_K/``) and its ``episodes/`` and
+``latents/``.
 
 Code elsewhere asks a :class:`RunDir` (or this module's stage functions) for a path and never
 joins a name onto a run directory itself, so a new file in a run is one line here.
@@ -278,6 +279,10 @@ class RunDir:
     def best(self) -> Path:
         """The best model directory so far (and its agent)."""
         return self._("best")
+
+    def candidate(self, k: int) -> Path:
+        """Round K of an online run kept for scoring later (``keep_candidates``)."""
+        return self._("candidates") / f"{ROUND_PREFIX}{k}"
 
     def kind(self) -> str | None:
         """What made this directory: ``iterate``, ``online``, ``pipeline`` or None (not a run)."""

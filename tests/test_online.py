@@ -22,7 +22,7 @@ from dreamgym.controller import LinearController
 from dreamgym.episodes import read_episode, read_latents
 from dreamgym.files import npz_bytes
 from dreamgym.games import lookup
-from dreamgym.online import OnlineRound, load_settings, make_agent, online, stop_reason, tuning_score
+from dreamgym.online import OnlineRound, load_settings, make_agent, online, read_rounds, stop_reason, tuning_score
 from dreamgym.refine import TrainingData, encoded_by, play_real, refine_m
 from dreamgym.replay import Replay
 from dreamgym.training import StageError
@@ -100,7 +100,7 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
 
     refused = run_command(command, cwd=tmp_path)  # loading the saved agent runs code from it: consent first
     assert refused.returncode == 1 and "--trust-zip" in refused.stderr, refused.stderr[-2000:]
-    result = run_command([*command, "--trust-zip"], cwd=tmp_path)
+    result = run_command([*command, "--trust-zip", "--keep-candidates"], cwd=tmp_path)  # a setting a resume may add
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((run / "rounds.json").read_text())
     assert rows[0] == before[0]  # the finished round is kept as it was
@@ -112,6 +112,9 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     assert rows[-1]["data_steps"] == sum(len(np.load(p)["actions"]) for p in (run / "episodes").glob("*.npz"))
     assert rows[1]["eval_mean"] is not None and rows[1]["eval_steps"] > 0 and rows[0]["eval_mean"] is None
     assert rows[1]["eval_count"] == 2  # the first score beats no score: confirmed on one episode more
+    assert len(rows[1]["eval_returns"]) == 2 and np.mean(rows[1]["eval_returns"]) == pytest.approx(rows[1]["eval_mean"])
+    assert sorted(p.name for p in (run / "candidates").iterdir()) == ["round_1"]  # the one confirmed round
+    assert (run / "candidates" / "round_1" / "agent.zip").read_bytes() == (run / "best" / "agent.zip").read_bytes()
     assert rows[2]["eval_steps"] == rows[1]["eval_steps"] and rows[2]["agent_steps"] > rows[1]["agent_steps"]
     assert (run / "curve.png").stat().st_size > 0 and (run / "best" / "agent.zip").is_file()
     assert (run / "best" / "config.json").is_file()
@@ -263,6 +266,30 @@ def test_a_new_best_tuning_score_is_confirmed_on_the_next_seeds_before_it_counts
 
     returns, steps = tuning_score(fading, stricter, best=198.5)  # 199 after three, 198 after five: stop
     assert len(returns) == 5 and steps == 50
+
+
+def test_a_damaged_tuning_return_in_the_rounds_record_is_refused_by_name(tmp_path):
+    row = OnlineRound(
+        round=4,
+        episodes=9,
+        data_steps=90,
+        eval_steps=30,
+        train_return=1.0,
+        dream_return=2.0,
+        agent_steps=64,
+        m_loss=0.5,
+        v_error=0.1,
+        eval_mean=3.0,
+        eval_std=0.0,
+        eval_count=3,
+        eval_returns=[3.0, 3.0, 3.0],
+    )
+    record = tmp_path / "rounds.json"
+    record.write_text(json.dumps([dataclasses.asdict(row)]))
+    assert read_rounds(tmp_path) == [row]
+    record.write_text(json.dumps([{**dataclasses.asdict(row), "eval_returns": [3.0, "3", 3.0]}]))
+    with pytest.raises(StageError, match=r"rounds.json is damaged \(round 4.eval_returns\[1\] must be a number"):
+        read_rounds(tmp_path)
 
 
 def test_a_resumed_run_refuses_other_tuning_settings_and_takes_other_training_ones(tmp_path):
