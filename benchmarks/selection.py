@@ -1,0 +1,85 @@
+"""Which round a ``dreamgym online`` run kept, against the round the plain rule (a new best
+confirmed on ``eval_episodes + confirm_episodes`` tuning episodes, no second check) would have
+kept, and, with ``--score``, both agents on unseen seeds.
+
+    python benchmarks/selection.py runs/car_reconfirm_s0
+    python benchmarks/selection.py runs/car_reconfirm_s0 --score 100 --seed 60000
+
+It reads the tuning returns ``rounds.json`` keeps in the order played, so the plain rule's
+choice is exact wherever this run confirmed the same rounds; a round whose first episodes beat
+the plain rule's best but not this run's was never confirmed, and is listed as unknown. Scoring
+needs the rounds' copies: a run made with ``--keep-candidates`` (``RUN/candidates/round_K``).
+The agents are played as the run's tuning episodes were (``--sample``, or its noise). Reports
+numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dreamgym.evaluate import evaluate
+from dreamgym.online import OnlineRound, load_settings, read_rounds, stored_game
+from dreamgym.rundir import RunDir
+
+
+def plain_choices(rows: list[OnlineRound], first: int, confirmed: int) -> tuple[list[int], list[int]]:
+    """The rounds the plain rule would have kept, in order, and the rounds it cannot judge (their
+    first ``first`` returns beat its best, but this run did not play ``confirmed`` of them)."""
+    kept: list[int] = []
+    unknown: list[int] = []
+    best = -np.inf
+    for row in rows:
+        returns = row.eval_returns or []
+        if not returns or np.mean(returns[:first]) <= best:
+            continue
+        if len(returns) < confirmed:
+            unknown.append(row.round)
+        elif (score := float(np.mean(returns[:confirmed]))) > best:
+            kept.append(row.round)
+            best = score
+    return kept, unknown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a `dreamgym online` run")
+    parser.add_argument("--score", type=int, default=0, metavar="EPISODES", help="score both choices on unseen seeds")
+    parser.add_argument("--seed", type=int, default=60_000, help="the first unseen seed")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    game = stored_game(args.run)
+    config = load_settings(args.run, game, {})
+    rows = [r for r in read_rounds(args.run) if r.eval_returns]
+    first, confirmed = config.eval_episodes, config.eval_episodes + config.confirm_episodes
+    print(f"| round | real steps | mean of {first} | mean of {confirmed} | final mean (episodes) |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        returns = row.eval_returns or []
+        cells = [f"{np.mean(returns[:n]):.1f}" if len(returns) >= n else "" for n in (first, confirmed)]
+        print(f"| {row.round} | {row.real_steps:,} | {' | '.join(cells)} | {row.eval_mean:.1f} ({row.eval_count}) |")
+    best = max((r for r in rows if r.eval_mean is not None), key=lambda r: r.eval_mean or 0.0, default=None)
+    kept, unknown = plain_choices(rows, first, confirmed)
+    print(f"this run kept round {best.round if best else None}; the plain rule would keep {kept[-1] if kept else None}")
+    if unknown:
+        print(f"rounds the plain rule might have confirmed but this run did not: {unknown}")
+    if not args.score or best is None or not kept:
+        return
+    run = RunDir(args.run)
+    play = (
+        {"sample": True}
+        if config.sample
+        else {"noise": config.noise if config.eval_noise is None else config.eval_noise}
+    )
+    for name, path in (("this run's", run.best), ("the plain rule's", run.candidate(kept[-1]))):
+        if not path.is_dir():
+            print(f"{name} choice: {path} is missing (a run made without --keep-candidates)")
+            continue
+        result = evaluate(game.latent_env_id, path, episodes=args.score, seed=args.seed, workers=args.workers, **play)
+        print(f"{name} choice, {path.name}: {result.summary()}")
+
+
+if __name__ == "__main__":
+    main()
