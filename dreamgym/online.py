@@ -303,17 +303,6 @@ def model_card(game: Game, config: OnlineConfig, rows: list[OnlineRound]) -> str
     return "\n".join(lines) + "\n"
 
 
-def save_round(run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound], config: OnlineConfig) -> None:
-    """The round's model (with its card), agent and rows, in that order (the rows say the round
-    is complete)."""
-    files = RunDir(run)
-    model.metadata["online"].update(rounds=len(rows), real_steps=rows[-1].real_steps)
-    save_world_model(model, files.model, model_card=model_card(model.game, config, rows))
-    save_policy(agent, files.model / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
-    atomic_write(files.agent, lambda tmp: agent.save(tmp))
-    atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
-
-
 def keep_copy(run: Path, destination: Path) -> None:
     """Copy the current model and agent to ``destination`` (RUN/best, a candidate), replacing what
     is there only once complete."""
@@ -325,6 +314,22 @@ def keep_copy(run: Path, destination: Path) -> None:
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     atomic_directory(destination, fill)
+
+
+def save_round(
+    run: Path, model: WorldModel, agent: Any, rows: list[OnlineRound], config: OnlineConfig, copies: list[Path]
+) -> None:
+    """The round's model (with its card) and agent, their ``copies`` (best/, a candidate), and
+    the rows, in that order (the rows say the round is complete: a run killed before them plays
+    the round again and copies it again)."""
+    files = RunDir(run)
+    model.metadata["online"].update(rounds=len(rows), real_steps=rows[-1].real_steps)
+    save_world_model(model, files.model, model_card=model_card(model.game, config, rows))
+    save_policy(agent, files.model / POLICY_FILE, {"algorithm": "PPO", "agent_steps": int(agent.num_timesteps)})
+    atomic_write(files.agent, lambda tmp: agent.save(tmp))
+    for destination in copies:
+        keep_copy(run, destination)
+    atomic_write_text(files.rounds_record, json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
 
 
 def plot_curve(run: Path, rows: list[OnlineRound], title: str) -> None:
@@ -489,11 +494,10 @@ def online(
             seconds={key: round(value, 1) for key, value in timings.items()},
         )
         rows.append(row)
-        save_round(run, model, agent, rows, config)
-        if eval_mean is not None and eval_mean > best:
-            keep_copy(run, RunDir(run).best)
+        copies = [RunDir(run).best] if eval_mean is not None and eval_mean > best else []
         if config.keep_candidates and eval_count is not None and eval_count > config.eval_episodes:
-            keep_copy(run, RunDir(run).candidate(k))
+            copies.append(RunDir(run).candidate(k))
+        save_round(run, model, agent, rows, config, copies)
         plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")
         report(
             f"round {k}: {row.real_steps:,} real steps; recorded {row.train_return:.1f}, dream "
