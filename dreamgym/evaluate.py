@@ -188,13 +188,28 @@ class NoisyPolicy:
 
 class SampledPolicy:
     """An SB3 agent that acts by drawing from its own action distribution, as it learned (SB3's
-    ``deterministic=False``), instead of taking its most likely action. The draws come from
-    torch's global generator: seed it (``torch.manual_seed``) for a repeatable episode."""
+    ``deterministic=False``), instead of taking its most likely action, for one episode (make one
+    per episode). The draws come from torch's global generator: seed it (``torch.manual_seed``)
+    for a repeatable episode.
+
+    An agent trained with gSDE draws its noise from an exploration matrix that SB3 draws again at
+    the start of every rollout and every ``sde_sample_freq`` steps while it learns, but never
+    while it predicts: left alone, every episode would replay the one matrix drawn when the
+    policy was built, with the initial std. So the matrix is drawn at the episode's first step
+    and every ``sde_sample_freq`` steps after it (a policy saved without its algorithm: at the
+    first step only), as in training."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
+        policy = getattr(agent, "policy", agent)
+        self.redraw = policy.reset_noise if getattr(policy, "use_sde", False) else None
+        self.every = int(getattr(agent, "sde_sample_freq", -1))
+        self.steps = 0
 
     def predict(self, observation: np.ndarray, deterministic: bool = True) -> tuple[Any, None]:
+        if self.redraw is not None and (self.steps == 0 or (self.every > 0 and self.steps % self.every == 0)):
+            self.redraw()
+        self.steps += 1
         action, _ = self.agent.predict(observation, deterministic=False)
         return action, None
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3 import A2C, PPO
 
 from dreamgym.envs.sb3 import make_sb3_vec_env
-from dreamgym.evaluate import evaluate, load_policy
+from dreamgym.evaluate import SampledPolicy, evaluate, load_policy
 from dreamgym.policy import AGENT_FILE, PolicyFileError, load_policy_file, save_policy
 
 
@@ -184,3 +184,32 @@ def test_evaluate_samples_an_sb3_agents_actions_from_its_own_distribution_when_a
         evaluate("DreamCarRacing-v0", path, 1, env_kwargs=kwargs, noise=0.1, sample=True)
     with pytest.raises(ValueError, match="random play, which has none"):
         evaluate("DreamCarRacing-v0", "random", 1, env_kwargs=kwargs, sample=True)
+
+
+def test_a_gsde_agent_sampled_draws_its_exploration_matrix_per_episode_and_every_sde_sample_freq_steps():
+    """SB3 draws a gSDE agent's exploration matrix again only while it learns: sampled play
+    must draw it as training did, with the learned std, not replay the one drawn at build."""
+    agent = PPO(
+        "MlpPolicy",
+        "Pendulum-v1",
+        use_sde=True,
+        sde_sample_freq=4,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"net_arch": [8], "log_std_init": -3.0},
+    )
+    with torch.no_grad():
+        agent.policy.log_std.fill_(0.0)  # learned since: std 1, not e^-3
+    observation = np.array([1.0, 0.0, 0.5], np.float32)
+
+    def actions(seed: int, steps: int) -> list[float]:
+        torch.manual_seed(seed)
+        sampled = SampledPolicy(agent)
+        return [float(sampled.predict(observation)[0][0]) for _ in range(steps)]
+
+    first = actions(1, 9)
+    assert first[:4] == [first[0]] * 4 and first[4:8] == [first[4]] * 4 and len({first[0], first[4], first[8]}) == 3
+    assert actions(1, 9) == first and actions(2, 1)[0] != first[0]  # seeded by the episode, drawn per episode
+    mean, _ = agent.predict(observation, deterministic=True)
+    spread = np.std([actions(seed, 1)[0] - float(mean[0]) for seed in range(200)])
+    assert spread > 0.1  # the learned std; the matrix drawn at build (std e^-3) moves it ~0.01
