@@ -53,6 +53,8 @@ def main() -> None:
     game = stored_game(args.run)
     config = load_settings(args.run, game, {})
     rows = [r for r in read_rounds(args.run) if r.eval_returns]
+    if not rows:
+        parser.error(f"{args.run} has no tuning returns yet (none scored, or a run older than the record of them)")
     first, confirmed = config.eval_episodes, config.eval_episodes + config.confirm_episodes
     print(f"| round | real steps | mean of {first} | mean of {confirmed} | final mean (episodes) |")
     print("|---|---|---|---|---|")
