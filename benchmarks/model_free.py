@@ -184,7 +184,7 @@ def plot(path: Path, online: list[Path], model_free: list[Path], title: str) -> 
     axes = figure.subplots()
     for run in online:
         steps, returns = online_curve(run)
-        axes.plot(steps, smooth(returns, 10), label=f"dream-trained PPO, {run.name} (rounds, 20-episode mean)")
+        axes.plot(steps, smooth(returns, 10), label=f"dream-trained PPO, {run.name} (mean of the last 10 rounds)")
     for out in model_free:
         steps, returns = model_free_curve(out)
         label = f"model-free PPO on the real game, {out.name} (20-episode mean)"
