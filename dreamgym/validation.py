@@ -33,6 +33,9 @@ _PLAIN_KINDS: dict[str, tuple[Any, str]] = {
 }
 """The kinds checked by type alone, and how an error names them."""
 
+_ITEM_KINDS = ("int", "float", "str", "bool")
+"""The kinds a list's items may be declared as (``list[float]``) and checked against."""
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -48,6 +51,8 @@ class Rule:
     choices: tuple[str, ...] | None = None
     finite: bool = True
     """Refuse NaN and infinities (records may hold them: a ratio over zero is infinite)."""
+    items: str | None = None
+    """For a list: the kind of every item (``int``, ``float``, ``str`` or ``bool``), or None: unchecked."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -66,6 +71,10 @@ class Rule:
             types, what = _PLAIN_KINDS[self.kind]
             if not isinstance(value, types):
                 raise KindError(f"{name} must be {what}, got {value!r}")
+            if self.items is not None:
+                item = Rule(self.items, finite=self.finite)
+                for index, element in enumerate(value):
+                    item.check(f"{name}[{index}]", element)
             return
         if self.kind == "str":
             if self.choices is not None and value not in self.choices:
@@ -125,14 +134,16 @@ def setting(
 
 def rule_of(spec: dataclasses.Field, finite: bool = True, **bounds: Any) -> Rule:
     """The rule of a dataclass field: the kind and optionality of its annotation (``int``,
-    ``float | None``, ``dict[str, int]``, ...), the bounds :func:`setting` gave it, and ``bounds``
-    on top (limits that depend on other values, like M's z_dim equal to V's)."""
+    ``float | None``, ``dict[str, int]``, ...; the items of ``list[float]`` and the like too), the
+    bounds :func:`setting` gave it, and ``bounds`` on top (limits that depend on other values,
+    like M's z_dim equal to V's)."""
     annotation = spec.type.__name__ if isinstance(spec.type, type) else str(spec.type)
     parts = [part.strip() for part in annotation.split("|")]
-    base = next((part for part in parts if part != "None"), "any").split("[")[0]
+    base, _, inner = next((part for part in parts if part != "None"), "any").partition("[")
     kind = {"tuple": "list", "Any": "any"}.get(base, base)
+    items = inner.removesuffix("]") if kind == "list" and inner.removesuffix("]") in _ITEM_KINDS else None
     declared = {key: spec.metadata[key] for key in LIMITS if key in spec.metadata}
-    return Rule(kind if kind in KINDS else "any", "None" in parts, finite=finite, **{**declared, **bounds})
+    return Rule(kind if kind in KINDS else "any", "None" in parts, finite=finite, items=items, **{**declared, **bounds})
 
 
 def rules_of(cls: Any, bounds: Mapping[str, dict[str, Any]] | None = None, finite: bool = True) -> dict[str, Rule]:

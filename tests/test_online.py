@@ -214,8 +214,8 @@ def test_m_sees_the_last_step_of_an_episode_as_often_as_any_other():
     assert in_loss[:burn_in].min() > 0  # and the first steps are not lost
 
 
-def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
-    config = OnlineConfig(world_model="x", rounds=3, max_real_steps=5000)
+def finished_round(**changes) -> OnlineRound:
+    """A row of ``rounds.json`` (round 0, 1,000 real steps), with ``changes``."""
     row = OnlineRound(
         round=0,
         episodes=1,
@@ -227,6 +227,12 @@ def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
         m_loss=0.0,
         v_error=0.0,
     )
+    return dataclasses.replace(row, **changes)
+
+
+def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
+    config = OnlineConfig(world_model="x", rounds=3, max_real_steps=5000)
+    row = finished_round()
     assert stop_reason([], config) is None and stop_reason([row], config) is None
     assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
     assert stop_reason([row] * 3, config) == "3 rounds done"
@@ -269,25 +275,13 @@ def test_a_new_best_tuning_score_is_confirmed_on_the_next_seeds_before_it_counts
 
 
 def test_a_damaged_tuning_return_in_the_rounds_record_is_refused_by_name(tmp_path):
-    row = OnlineRound(
-        round=4,
-        episodes=9,
-        data_steps=90,
-        eval_steps=30,
-        train_return=1.0,
-        dream_return=2.0,
-        agent_steps=64,
-        m_loss=0.5,
-        v_error=0.1,
-        eval_mean=3.0,
-        eval_std=0.0,
-        eval_count=3,
-        eval_returns=[3.0, 3.0, 3.0],
-    )
+    row = finished_round(eval_mean=3.0, eval_std=0.0, eval_count=3, eval_returns=[3.0, 3.0, 3.0])
+    rows = [dataclasses.replace(row, round=k) for k in range(5)]  # row 4 is round 4
     record = tmp_path / "rounds.json"
-    record.write_text(json.dumps([dataclasses.asdict(row)]))
-    assert read_rounds(tmp_path) == [row]
-    record.write_text(json.dumps([{**dataclasses.asdict(row), "eval_returns": [3.0, "3", 3.0]}]))
+    record.write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
+    assert read_rounds(tmp_path) == rows
+    damaged = {**dataclasses.asdict(rows[4]), "eval_returns": [3.0, "3", 3.0]}
+    record.write_text(json.dumps([dataclasses.asdict(r) for r in rows[:4]] + [damaged]))
     with pytest.raises(StageError, match=r"rounds.json is damaged \(round 4.eval_returns\[1\] must be a number"):
         read_rounds(tmp_path)
 

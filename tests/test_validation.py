@@ -17,6 +17,8 @@ class Shape:
     label: str | None = None
     mode: str = setting("a", choices=("a", "b"))
     flags: dict[str, int] | None = None
+    returns: list[float] | None = None
+    arrays: list[np.ndarray] | None = None
 
 
 def test_rules_come_from_the_dataclass_annotations_and_their_settings():
@@ -27,6 +29,17 @@ def test_rules_come_from_the_dataclass_annotations_and_their_settings():
     assert rules["mode"].choices == ("a", "b")
     assert rules["flags"] == Rule("dict", optional=True)
     assert rules_of(Shape, {"width": {"maximum": 8}})["width"].maximum == 8  # a bound that depends on other values
+
+
+def test_the_items_of_a_list_of_plain_values_are_checked_each_by_name():
+    rules = rules_of(Shape, finite=False)
+    assert rules["returns"] == Rule("list", optional=True, finite=False, items="float")
+    assert rules["arrays"] == Rule("list", optional=True, finite=False)  # items of no plain kind: unchecked
+    rules["returns"].check("returns", [1, 2.5, np.float32(3), float("inf")])  # a record may hold infinities
+    with pytest.raises(KindError, match=r"returns\[1\] must be a number, got str '2'"):
+        rules["returns"].check("returns", [1.0, "2"])
+    with pytest.raises(KindError, match=r"lengths\[0\] must be an integer"):
+        Rule("list", items="int").check("lengths", [1.5])
 
 
 @pytest.mark.parametrize(
