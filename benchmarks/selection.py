@@ -62,12 +62,12 @@ def main() -> None:
         returns = row.eval_returns or []
         cells = [f"{np.mean(returns[:n]):.1f}" if len(returns) >= n else "" for n in (first, confirmed)]
         print(f"| {row.round} | {row.real_steps:,} | {' | '.join(cells)} | {row.eval_mean:.1f} ({row.eval_count}) |")
-    best = max((r for r in rows if r.eval_mean is not None), key=lambda r: r.eval_mean or 0.0, default=None)
+    best = max(rows, key=lambda r: float(np.mean(r.eval_returns or [])))  # the first of equals, as the run kept
     kept, unknown = plain_choices(rows, first, confirmed)
-    print(f"this run kept round {best.round if best else None}; the plain rule would keep {kept[-1] if kept else None}")
+    print(f"this run kept round {best.round}; the plain rule would keep {kept[-1] if kept else None}")
     if unknown:
         print(f"rounds the plain rule might have confirmed but this run did not: {unknown}")
-    if not args.score or best is None or not kept:
+    if not args.score or not kept:
         return
     run = RunDir(args.run)
     play = (
