@@ -1,9 +1,14 @@
 """Which round a ``dreamgym online`` run kept, against the round the plain rule (a new best
 confirmed on ``eval_episodes + confirm_episodes`` tuning episodes, no second check) would have
-kept, and, with ``--score``, both agents on unseen seeds.
+kept, and, with ``--score``, both agents on unseen seeds. With ``--finalists K``, a third rule:
+stop training at ``--cut`` real steps and spend what is left of the budget on a play-off, the K
+confirmed rounds with the best tuning means played on ``--final-episodes`` fresh tuning seeds
+each (after every seed the run's checks used), the best of them kept; the play-off's real steps
+are counted in the total it prints.
 
     python benchmarks/selection.py runs/car_reconfirm_s0
     python benchmarks/selection.py runs/car_reconfirm_s0 --score 100 --seed 60000
+    python benchmarks/selection.py runs/car_reconfirm_s0 --finalists 3 --final-episodes 30 --cut 510000 --score 100
 
 It reads the tuning returns ``rounds.json`` keeps in the order played, so the plain rule's
 choice is exact wherever this run confirmed the same rounds; a round whose first episodes beat
@@ -43,12 +48,22 @@ def plain_choices(rows: list[OnlineRound], first: int, confirmed: int) -> tuple[
     return kept, unknown
 
 
+def finalists(rows: list[OnlineRound], confirmed: int, cut: int, count: int) -> list[OnlineRound]:
+    """The ``count`` rounds up to ``cut`` real steps that played their confirm episodes (the ones
+    ``--keep-candidates`` copied), best tuning mean first."""
+    played = [r for r in rows if r.real_steps <= cut and len(r.eval_returns or []) >= confirmed]
+    return sorted(played, key=lambda r: -float(np.mean(r.eval_returns or [])))[:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a `dreamgym online` run")
-    parser.add_argument("--score", type=int, default=0, metavar="EPISODES", help="score both choices on unseen seeds")
+    parser.add_argument("--score", type=int, default=0, metavar="EPISODES", help="score the choices on unseen seeds")
     parser.add_argument("--seed", type=int, default=60_000, help="the first unseen seed")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--finalists", type=int, default=0, metavar="K", help="play off the K best confirmed rounds")
+    parser.add_argument("--final-episodes", type=int, default=30, metavar="N", help="play-off episodes a finalist")
+    parser.add_argument("--cut", type=int, default=None, metavar="STEPS", help="the real steps training stops at")
     args = parser.parse_args()
     game = stored_game(args.run)
     config = load_settings(args.run, game, {})
@@ -67,15 +82,44 @@ def main() -> None:
     print(f"this run kept round {best.round}; the plain rule would keep {kept[-1] if kept else None}")
     if unknown:
         print(f"rounds the plain rule might have confirmed but this run did not: {unknown}")
-    if not args.score or not kept:
-        return
     run = RunDir(args.run)
     play = (
         {"sample": True}
         if config.sample
         else {"noise": config.noise if config.eval_noise is None else config.eval_noise}
     )
-    for name, path in (("this run's", run.best), ("the plain rule's", run.candidate(kept[-1]))):
+    choices = [("this run's", best.round, run.best)]  # (rule, round, its copy)
+    if kept:
+        choices.append(("the plain rule's", kept[-1], run.candidate(kept[-1])))
+    if args.finalists:
+        cut = config.max_real_steps if args.cut is None else args.cut
+        trained = max((r.real_steps for r in read_rounds(args.run) if r.real_steps <= cut), default=0)
+        seed = config.eval_seed + confirmed + config.reconfirm_episodes  # the first seed no check used
+        results = []
+        for row in finalists(rows, confirmed, cut, args.finalists):
+            result = evaluate(
+                game.latent_env_id,
+                run.candidate(row.round),
+                episodes=args.final_episodes,
+                seed=seed,
+                workers=args.workers,
+                **play,
+            )
+            results.append((result.mean, row.round, sum(result.lengths)))
+            print(f"finalist round {row.round} (tuning {np.mean(row.eval_returns or []):.1f}): {result.summary()}")
+        if results:
+            _, winner, _ = max(results)
+            total = trained + sum(steps for _, _, steps in results)
+            print(f"the play-off keeps round {winner}: {trained:,} real steps of training + play-off = {total:,}")
+            choices.append(("the play-off's", winner, run.candidate(winner)))
+    if not args.score:
+        return
+    scored: set[int] = set()
+    for name, k, path in choices:
+        if k in scored:
+            print(f"{name} choice: round {k}, scored above")
+            continue
+        scored.add(k)
         if not path.is_dir():
             print(f"{name} choice: {path} is missing (a run made without --keep-candidates)")
             continue
