@@ -1,10 +1,10 @@
 """Which round a ``dreamgym online`` run kept, against the round the plain rule (a new best
 confirmed on ``eval_episodes + confirm_episodes`` tuning episodes, no second check) would have
-kept, and, with ``--score``, both agents on unseen seeds. With ``--finalists K``, a third rule:
-stop training at ``--cut`` real steps and spend what is left of the budget on a play-off, the K
-confirmed rounds with the best tuning means played on ``--final-episodes`` fresh tuning seeds
-each (after every seed the run's checks used), the best of them kept; the play-off's real steps
-are counted in the total it prints.
+kept, and, with ``--score``, both agents on unseen seeds. With ``--finalists K``, a third rule,
+the play-off ``dreamgym online --finalists`` ends a run with, played on a run made without it:
+training as if stopped at ``--cut`` real steps, the K confirmed rounds up to there with the best
+tuning means each played on ``--final-episodes`` fresh tuning seeds, the best of them kept; the
+total it prints counts the play-off's real steps.
 
     python benchmarks/selection.py runs/car_reconfirm_s0
     python benchmarks/selection.py runs/car_reconfirm_s0 --score 100 --seed 60000
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamgym.evaluate import evaluate
-from dreamgym.online import OnlineRound, load_settings, read_rounds, stored_game
+from dreamgym.online import OnlineRound, finalists, load_settings, play_off_seed, read_rounds, stored_game
 from dreamgym.rundir import RunDir
 
 
@@ -46,13 +46,6 @@ def plain_choices(rows: list[OnlineRound], first: int, confirmed: int) -> tuple[
             kept.append(row.round)
             best = score
     return kept, unknown
-
-
-def finalists(rows: list[OnlineRound], confirmed: int, cut: int, count: int) -> list[OnlineRound]:
-    """The ``count`` rounds up to ``cut`` real steps that played their confirm episodes (the ones
-    ``--keep-candidates`` copied), best tuning mean first."""
-    played = [r for r in rows if r.real_steps <= cut and len(r.eval_returns or []) >= confirmed]
-    return sorted(played, key=lambda r: -float(np.mean(r.eval_returns or [])))[:count]
 
 
 def main() -> None:
@@ -94,9 +87,9 @@ def main() -> None:
     if args.finalists:
         cut = config.max_real_steps if args.cut is None else args.cut
         trained = max((r.real_steps for r in read_rounds(args.run) if r.real_steps <= cut), default=0)
-        seed = config.eval_seed + confirmed + config.reconfirm_episodes  # the first seed no check used
+        seed = play_off_seed(config)
         results = []
-        for row in finalists(rows, confirmed, cut, args.finalists):
+        for row in finalists(args.run, [r for r in rows if r.real_steps <= cut], args.finalists):
             result = evaluate(
                 game.latent_env_id,
                 run.candidate(row.round),

@@ -546,6 +546,16 @@ class OnlineConfig(Settings):
     """Copy every round that plays its ``confirm_episodes`` (a candidate for ``best/``, kept or
     not) to ``RUN/candidates/round_K``, model directory and agent, so that the rounds a selection
     rule chose and refused can be scored on unseen seeds afterwards (each ~the size of ``best/``)."""
+    finalists: int = setting(0, minimum=0)
+    """At the end of the run, a play-off between this many rounds: of those that played their
+    confirm episodes (copied as with ``keep_candidates``), the ones with the best tuning means,
+    each played on ``final_episodes`` fresh tuning seeds (after every seed the checks use); the
+    best of them is kept in ``best/`` (``RUN/playoff.json`` records it). Training stops early enough for the
+    play-off, at full-length episodes, to fit in ``max_real_steps``. Rounds are checked on the
+    same few tuning seeds all run long, so the best of them is partly the luckiest on those;
+    fresh seeds at the end are not. 0: no play-off."""
+    final_episodes: int = setting(30, minimum=1)
+    """Real episodes of each finalist in the play-off."""
     eval_seed: int = setting(20_000, minimum=0)
     """Tuning episode i is seeded eval_seed + i (the same every time)."""
     seed: int = setting(0, minimum=0)

@@ -18,6 +18,9 @@ Every round:
    ``confirm_episodes`` (and then ``reconfirm_episodes``) a new best is played on more tuning
    seeds before it is kept. Every real step is counted.
 
+With ``finalists``, training stops early enough for a play-off: the best few confirmed rounds
+play fresh tuning seeds, and the best of them is kept in ``best/``.
+
 Layout of ``RUN``::
 
     online.json      the settings (``OnlineConfig``) and the game
@@ -28,8 +31,9 @@ Layout of ``RUN``::
     agent.zip        the agent now, with its optimiser (SB3's own format: what a resumed run loads)
     rounds.json      one row per finished round (``OnlineRound``); curve.png the learning curve
     best/            the model directory and agent.zip of the best tuning score
-    candidates/      with ``keep_candidates``: round_K/, the same for every round that played
-                     its confirm episodes
+    candidates/      with ``keep_candidates`` (or ``finalists``): round_K/, the same for every
+                     round that played its confirm episodes
+    playoff.json     with ``finalists``: the play-off (``PlayOff``)
 
 A round's state is written once it is complete: a run killed mid-round resumes from the last
 complete round, keeping the real episodes the lost round recorded.
@@ -57,7 +61,7 @@ from dreamgym.episodes import episode_path, read_latents
 from dreamgym.files import atomic_directory, atomic_write, atomic_write_text, check_destination, read_json
 from dreamgym.games import Game, game_record, lookup
 from dreamgym.policy import AGENT_FILE as POLICY_FILE
-from dreamgym.policy import save_policy
+from dreamgym.policy import load_policy_file, save_policy
 from dreamgym.refine import (
     TrainingData,
     encode_again,
@@ -119,6 +123,24 @@ class OnlineRound:
     @property
     def real_steps(self) -> int:
         return self.data_steps + self.eval_steps
+
+
+@dataclass(frozen=True)
+class PlayOff:
+    """The play-off at the end of a run (``finalists``)."""
+
+    after_round: int
+    """The last round trained before it (a run resumed for more rounds plays it again)."""
+    rounds: list[int]
+    """The finalists, best tuning mean first."""
+    seed: int
+    """Each finalist played the tuning seeds seed, seed + 1, ... (after every seed the checks use)."""
+    returns: list[float]
+    """``final_episodes`` returns of each finalist in turn."""
+    real_steps: int
+    """Real steps the play-off took: the run's total is the last round's ``real_steps`` plus these."""
+    kept: int
+    """The finalist with the best mean, copied to ``best/``."""
 
 
 # --------------------------------------------------------------------------- choosing the agent
@@ -241,6 +263,16 @@ def stored_game(run: Path) -> Game:
         raise StageError(f"{RunDir(run).online_settings} is damaged ({error})") from None
 
 
+def read_play_off(run: Path) -> PlayOff | None:
+    path = RunDir(run).play_off
+    if not path.exists():
+        return None
+    try:
+        return PlayOff(**check_fields("playoff", read_json(path), rules_of(PlayOff, finite=False)))
+    except (ValueError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+
 def read_rounds(run: Path) -> list[OnlineRound]:
     path = RunDir(run).rounds_record
     if not path.exists():
@@ -254,11 +286,18 @@ def read_rounds(run: Path) -> list[OnlineRound]:
         raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
 
 
-def stop_reason(rows: list[OnlineRound], config: OnlineConfig) -> str | None:
+def play_off_reserve(config: OnlineConfig, game: Game) -> int:
+    """Real steps kept back from training for the play-off: every finalist's episodes at full length."""
+    return config.finalists * config.final_episodes * (config.max_steps or game.max_episode_steps)
+
+
+def stop_reason(rows: list[OnlineRound], config: OnlineConfig, reserve: int = 0) -> str | None:
+    """Why training stops after ``rows`` (None: it goes on); ``reserve``: real steps kept back."""
     if len(rows) >= config.rounds:
         return f"{config.rounds} rounds done"
-    if config.max_real_steps and rows and rows[-1].real_steps >= config.max_real_steps:
-        return f"real-step budget reached ({rows[-1].real_steps:,} ≥ {config.max_real_steps:,})"
+    if config.max_real_steps and rows and rows[-1].real_steps >= config.max_real_steps - reserve:
+        kept_back = f" less {reserve:,} kept for the play-off" if reserve else ""
+        return f"real-step budget reached ({rows[-1].real_steps:,} ≥ {config.max_real_steps:,}{kept_back})"
     return None
 
 
@@ -309,6 +348,54 @@ def keep_copy(run: Path, destination: Path) -> None:
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     atomic_directory(destination, fill)
+
+
+def finalists(run: Path, rows: list[OnlineRound], count: int) -> list[OnlineRound]:
+    """The ``count`` rounds of ``rows`` copied to ``candidates/`` (they played their confirm
+    episodes) with the best tuning means, best first."""
+    copied = [r for r in rows if r.eval_returns and RunDir(run).candidate(r.round).is_dir()]
+    return sorted(copied, key=lambda r: -float(np.mean(r.eval_returns or [])))[:count]
+
+
+def play_off_seed(config: OnlineConfig) -> int:
+    """The play-off's first seed: the first tuning seed no check of a round uses."""
+    return config.eval_seed + config.eval_episodes + config.confirm_episodes + config.reconfirm_episodes
+
+
+def play_off(run: Path, config: OnlineConfig, rows: list[OnlineRound], report: Report) -> PlayOff | None:
+    """The ``finalists`` confirmed rounds with the best tuning means, each played (from its copy:
+    its own V, M and agent, as its tuning episodes were) on ``final_episodes`` fresh tuning seeds;
+    the best copied to ``best/``. A play-off already made after the last round is read back."""
+    files = RunDir(run)
+    done = read_play_off(run)
+    if done is not None and done.after_round == rows[-1].round:
+        return done
+    chosen = finalists(run, rows, config.finalists)
+    if not chosen:
+        report("no play-off: no round played its confirm episodes (or none was copied)")
+        return None
+    seed = play_off_seed(config)
+    seeds = range(seed, seed + config.final_episodes)
+    noise = config.noise if config.eval_noise is None else config.eval_noise
+    returns: list[float] = []
+    means: list[float] = []
+    steps = 0
+    for row in chosen:
+        path = files.candidate(row.round)
+        model, agent = load_world_model(path, device="cpu"), load_policy_file(path / POLICY_FILE)
+        played, lengths = real_score(model, agent, seeds, noise, config.max_steps, sample=config.sample)
+        returns, steps = returns + played, steps + sum(lengths)
+        means.append(float(np.mean(played)))
+        report(f"play-off: round {row.round} (tuning {row.eval_mean:.1f}): {means[-1]:.1f} ± {np.std(played):.1f}")
+    kept = chosen[int(np.argmax(means))].round  # the first of equals: the better tuning mean
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(files.candidate(kept), staging, dirs_exist_ok=True)
+
+    atomic_directory(files.best, fill)
+    record = PlayOff(rows[-1].round, [r.round for r in chosen], seed, returns, steps, kept)
+    atomic_write_text(files.play_off, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+    return record
 
 
 def save_round(
@@ -392,6 +479,12 @@ def online(
             "--sample plays the tuning episodes, like the recorded ones, with the agent's own action "
             f"distribution: --eval-noise ({config.eval_noise:g}) does not apply to them; leave it out"
         )
+    reserve = play_off_reserve(config, model.game)
+    if config.max_real_steps and reserve >= config.max_real_steps:
+        raise StageError(
+            f"the play-off ({config.finalists} finalists × {config.final_episodes} episodes) keeps back up to "
+            f"{reserve:,} real steps: nothing of --max-real-steps {config.max_real_steps:,} is left to train with"
+        )
     model.controller = None
     v_version, reconstruction = v_record(model, bool(rows), source)
     model.metadata = {
@@ -408,7 +501,7 @@ def online(
     load_latents(run, model, data, replay)  # every episode recorded so far, the lost round's included
     references: dict[int, float] = {}  # V version -> its error on round 0's episodes
     agent = make_agent(model, replay, config, RunDir(run).agent if rows else None) if rows else None
-    while (stop := stop_reason(rows, config)) is None:
+    while (stop := stop_reason(rows, config, reserve)) is None:
         k = len(rows)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -490,7 +583,8 @@ def online(
         )
         rows.append(row)
         copies = [RunDir(run).best] if eval_mean is not None and eval_mean > best else []
-        if config.keep_candidates and eval_count is not None and eval_count > config.eval_episodes:
+        candidate = config.keep_candidates or config.finalists > 0
+        if candidate and eval_count is not None and eval_count > config.eval_episodes:
             copies.append(RunDir(run).candidate(k))
         save_round(run, model, agent, rows, config, copies)
         plot_curve(run, rows, f"{game_spec.name}: PPO in short dreams from real play")
@@ -502,4 +596,7 @@ def online(
             + f" ({sum(timings.values()):.0f} s)"
         )
     report(f"stopped: {stop}")
+    if config.finalists and rows and (final := play_off(run, config, rows, report)) is not None:
+        total = rows[-1].real_steps + final.real_steps
+        report(f"the play-off keeps round {final.kept} in best/; real steps in all: {total:,}")
     return rows

@@ -280,6 +280,11 @@ class RunDir:
         """The best model directory so far (and its agent)."""
         return self._("best")
 
+    @property
+    def play_off(self) -> Path:
+        """The play-off at the end of an online run (``finalists``)."""
+        return self._("playoff.json")
+
     def candidate(self, k: int) -> Path:
         """Round K of an online run kept for scoring later (``keep_candidates``)."""
         return self._("candidates") / f"{ROUND_PREFIX}{k}"

@@ -22,10 +22,19 @@ from dreamgym.controller import LinearController
 from dreamgym.episodes import read_episode, read_latents
 from dreamgym.files import npz_bytes
 from dreamgym.games import lookup
-from dreamgym.online import OnlineRound, load_settings, make_agent, online, read_rounds, stop_reason, tuning_score
+from dreamgym.online import (
+    OnlineRound,
+    load_settings,
+    make_agent,
+    online,
+    play_off_reserve,
+    read_rounds,
+    stop_reason,
+    tuning_score,
+)
 from dreamgym.refine import TrainingData, encoded_by, play_real, refine_m
 from dreamgym.replay import Replay
-from dreamgym.training import StageError
+from dreamgym.training import StageError, no_report
 from dreamgym.vae import encode_frames
 
 
@@ -140,6 +149,13 @@ def test_an_online_run_on_the_real_game_resumes_after_a_sigkill_losing_at_most_t
     again = run_command([*command, "--trust-zip"], cwd=tmp_path)  # finished: nothing is redone
     assert again.returncode == 0 and "stopped: 3 rounds done" in again.stdout
     assert json.loads((run / "rounds.json").read_text()) == rows
+    # A play-off added at the end: the one confirmed round, on the first seed no check used.
+    final = run_command([*command, "--trust-zip", "--finalists", "2", "--final-episodes", "1"], cwd=tmp_path)
+    assert final.returncode == 0 and "the play-off keeps round 1 in best/" in final.stdout, final.stderr[-3000:]
+    playoff = json.loads((run / "playoff.json").read_text())
+    assert playoff["after_round"] == 2 and playoff["rounds"] == [1] and playoff["kept"] == 1
+    assert playoff["seed"] == 20002 and len(playoff["returns"]) == 1 and 0 < playoff["real_steps"] <= 25
+    assert (run / "best" / "agent.zip").read_bytes() == (run / "candidates" / "round_1" / "agent.zip").read_bytes()
 
 
 def test_a_new_run_is_refused_before_anything_is_written(tmp_path, model_dirs):
@@ -236,6 +252,52 @@ def test_the_rounds_stop_at_their_number_or_the_real_step_budget():
     assert stop_reason([], config) is None and stop_reason([row], config) is None
     assert "budget" in stop_reason([dataclasses.replace(row, data_steps=5000)], config)
     assert stop_reason([row] * 3, config) == "3 rounds done"
+
+
+def test_training_stops_early_enough_for_the_play_off_to_fit_in_the_budget(tmp_path, model_dirs):
+    config = OnlineConfig(world_model="x", max_real_steps=100_000, finalists=3, final_episodes=10)
+    reserve = play_off_reserve(config, lookup("carracing"))
+    assert reserve == 3 * 10 * 1000  # CarRacing's episodes last at most 1,000 steps
+    row = finished_round(data_steps=69_999)
+    assert stop_reason([row], config, reserve) is None
+    stop = stop_reason([dataclasses.replace(row, data_steps=70_000)], config, reserve)
+    assert stop == "real-step budget reached (70,000 ≥ 100,000 less 30,000 kept for the play-off)"
+    run = tmp_path / "run"
+    with pytest.raises(StageError, match="nothing of --max-real-steps 20,000 is left to train with"):
+        online(run, "carracing", world_model=str(model_dirs["carracing"]), max_real_steps=20_000, finalists=2)
+    assert not run.exists()
+
+
+def test_the_play_off_keeps_the_finalist_that_wins_on_fresh_seeds_and_is_not_played_twice(tmp_path, monkeypatch):
+    """The play-off's choice and record; the real game's path is the SIGKILL test's."""
+    import dreamgym.online as online_module
+
+    played = []
+
+    def real_score(model, agent, seeds, noise, max_steps, sample):  # round 3 plays best on fresh seeds
+        played.append((agent.name, list(seeds)))
+        score = {"round_3": 50.0, "round_5": 40.0, "round_7": 45.0}[agent.name]
+        return [score] * len(seeds), [100] * len(seeds)
+
+    monkeypatch.setattr(online_module, "real_score", real_score)
+    monkeypatch.setattr(online_module, "load_world_model", lambda path, device: None)
+    monkeypatch.setattr(online_module, "load_policy_file", lambda path: path.parent)
+    tuned = {3: [30.0, 40.0], 5: [60.0, 70.0], 7: [50.0, 50.0], 8: [90.0]}  # round 8 was never confirmed
+    rows = [finished_round(round=k, eval_mean=float(np.mean(r)), eval_returns=r) for k, r in tuned.items()]
+    for k in (3, 5, 7):
+        (tmp_path / "candidates" / f"round_{k}").mkdir(parents=True)
+        (tmp_path / "candidates" / f"round_{k}" / "agent.zip").write_text(f"round {k}")
+    config = OnlineConfig(
+        world_model="x", eval_episodes=1, confirm_episodes=1, reconfirm_episodes=2, finalists=2, final_episodes=3
+    )
+    record = online_module.play_off(tmp_path, config, rows, no_report)
+    assert played == [("round_5", [20004, 20005, 20006]), ("round_7", [20004, 20005, 20006])]
+    assert record.rounds == [5, 7] and record.kept == 7 and record.returns == [40.0] * 3 + [45.0] * 3
+    assert record.real_steps == 600 and record.after_round == 8
+    assert (tmp_path / "best" / "agent.zip").read_text() == "round 7"
+    assert online_module.play_off(tmp_path, config, rows, no_report) == record and len(played) == 2  # read back
+    rows.append(finished_round(round=9, eval_mean=100.0, eval_returns=[100.0]))  # resumed for more: again
+    assert online_module.play_off(tmp_path, config, rows, no_report).after_round == 9 and len(played) == 4
 
 
 def test_a_new_best_tuning_score_is_confirmed_on_the_next_seeds_before_it_counts():
