@@ -550,10 +550,10 @@ class OnlineConfig(Settings):
     """At the end of the run, a play-off between this many rounds: of those that played their
     confirm episodes (copied as with ``keep_candidates``), the ones with the best tuning means,
     each played on ``final_episodes`` fresh tuning seeds (after every seed the checks use); the
-    best of them is kept in ``best/`` (``RUN/playoff.json`` records it). Training stops early enough for the
-    play-off, at full-length episodes, to fit in ``max_real_steps``. Rounds are checked on the
-    same few tuning seeds all run long, so the best of them is partly the luckiest on those;
-    fresh seeds at the end are not. 0: no play-off."""
+    best of them is kept in ``best/`` (``RUN/playoff.json`` records it). Training stops early
+    enough for the play-off, at full-length episodes, to fit in ``max_real_steps``. Rounds are
+    checked on the same few tuning seeds all run long, so the best of them is partly the
+    luckiest on those; fresh seeds at the end are not. 0: no play-off."""
     final_episodes: int = setting(30, minimum=1)
     """Real episodes of each finalist in the play-off."""
     eval_seed: int = setting(20_000, minimum=0)
