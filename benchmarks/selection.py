@@ -101,7 +101,7 @@ def main() -> None:
             results.append((result.mean, row.round, sum(result.lengths)))
             print(f"finalist round {row.round} (tuning {np.mean(row.eval_returns or []):.1f}): {result.summary()}")
         if results:
-            _, winner, _ = max(results)
+            _, winner, _ = max(results, key=lambda result: result[0])  # the first of equals, as the loop keeps
             total = trained + sum(steps for _, _, steps in results)
             print(f"the play-off keeps round {winner}: {trained:,} real steps of training + play-off = {total:,}")
             choices.append(("the play-off's", winner, run.candidate(winner)))
