@@ -60,7 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     game = stored_game(args.run)
     config = load_settings(args.run, game, {})
-    rows = [r for r in read_rounds(args.run) if r.eval_returns]
+    every_row = read_rounds(args.run)
+    rows = [r for r in every_row if r.eval_returns]
     if not rows:
         parser.error(f"{args.run} has no tuning returns yet (none scored, or a run older than the record of them)")
     first, confirmed = config.eval_episodes, config.eval_episodes + config.confirm_episodes
@@ -76,17 +77,13 @@ def main() -> None:
     if unknown:
         print(f"rounds the plain rule might have confirmed but this run did not: {unknown}")
     run = RunDir(args.run)
-    play = (
-        {"sample": True}
-        if config.sample
-        else {"noise": config.noise if config.eval_noise is None else config.eval_noise}
-    )
+    play = {"sample": True} if config.sample else {"noise": config.tuning_noise}
     choices = [("this run's", best.round, run.best)]  # (rule, round, its copy)
     if kept:
         choices.append(("the plain rule's", kept[-1], run.candidate(kept[-1])))
     if args.finalists:
         cut = config.max_real_steps if args.cut is None else args.cut
-        trained = max((r.real_steps for r in read_rounds(args.run) if r.real_steps <= cut), default=0)
+        trained = max((r.real_steps for r in every_row if r.real_steps <= cut), default=0)
         seed = play_off_seed(config)
         results = []
         for row in finalists(args.run, [r for r in rows if r.real_steps <= cut], args.finalists):

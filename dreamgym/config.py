@@ -561,6 +561,11 @@ class OnlineConfig(Settings):
     seed: int = setting(0, minimum=0)
     """Seeds the agent, M's refinement and the recorded episodes (episode i: seed·10⁶ + i)."""
 
+    @property
+    def tuning_noise(self) -> float:
+        """The noise the tuning episodes are played with: ``eval_noise``, else ``noise``."""
+        return self.noise if self.eval_noise is None else self.eval_noise
+
 
 def preset(game: str | Game, name: str) -> RunConfig:
     """The settings of a named preset for a game (``Game.presets``), V's and M's sizes the game's

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -146,9 +146,16 @@ class PlayOff:
 # --------------------------------------------------------------------------- choosing the agent
 
 
-def tuning_score(
-    play: Callable[[range], tuple[list[float], list[int]]], config: OnlineConfig, best: float
-) -> tuple[list[float], int]:
+Play = Callable[[range], tuple[list[float], list[int]]]
+"""Real episodes on the given seeds -> their returns and lengths."""
+
+
+def tuning_play(model: WorldModel, agent: Any, config: OnlineConfig) -> Play:
+    """``agent`` (with ``model``'s V and M) on real episodes of tuning seeds, as the checks play it."""
+    return lambda seeds: real_score(model, agent, seeds, config.tuning_noise, config.max_steps, sample=config.sample)
+
+
+def tuning_score(play: Play, config: OnlineConfig, best: float) -> tuple[list[float], int]:
     """A round's tuning returns and their real steps: ``play`` (seeds -> returns, lengths) on the
     ``eval_episodes`` tuning seeds, then on the ``confirm_episodes`` seeds after them while the
     mean so far beats ``best``, then on the ``reconfirm_episodes`` after those if it beats it by
@@ -242,16 +249,28 @@ def load_settings(run: Path, game: Game, overrides: dict[str, Any]) -> OnlineCon
     return dataclasses.replace(config, **overrides)
 
 
+T = TypeVar("T")
+
+
+def _read_record(path: Path, build: Callable[[Any], T]) -> T:
+    """``build`` of the JSON at ``path`` (read_json names a file that is not JSON); StageError
+    when what it holds is not what ``dreamgym online`` writes."""
+    record = read_json(path)
+    try:
+        return build(record)
+    except (ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+
 def _stored(run: Path) -> tuple[dict[str, Any], OnlineConfig]:
     """RUN's online.json and the settings in it; StageError when it is damaged."""
-    path = RunDir(run).online_settings
-    try:
-        stored = read_json(path)
+
+    def build(stored: Any) -> tuple[dict[str, Any], OnlineConfig]:
         Rule("dict").check("online.json", stored)
         Rule("str").check("game", stored.get("game"))
         return stored, OnlineConfig(**stored["settings"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+    return _read_record(RunDir(run).online_settings, build)
 
 
 def stored_game(run: Path) -> Game:
@@ -267,23 +286,21 @@ def read_play_off(run: Path) -> PlayOff | None:
     path = RunDir(run).play_off
     if not path.exists():
         return None
-    try:
-        return PlayOff(**check_fields("playoff", read_json(path), rules_of(PlayOff, finite=False)))
-    except (ValueError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+    rules = rules_of(PlayOff, finite=False)
+    return _read_record(path, lambda record: PlayOff(**check_fields("playoff", record, rules)))
 
 
 def read_rounds(run: Path) -> list[OnlineRound]:
     path = RunDir(run).rounds_record
     if not path.exists():
         return []
-    rows = read_json(path)
-    try:
+
+    def build(rows: Any) -> list[OnlineRound]:
         Rule("list").check("rounds", rows)
         rules = rules_of(OnlineRound, finite=False)
         return [OnlineRound(**check_fields(f"round {k}", row, rules)) for k, row in enumerate(rows)]
-    except (ValueError, TypeError) as error:
-        raise StageError(f"{path} is damaged ({error}): expected what `dreamgym online` writes") from None
+
+    return _read_record(path, build)
 
 
 def play_off_reserve(config: OnlineConfig, game: Game) -> int:
@@ -376,14 +393,13 @@ def play_off(run: Path, config: OnlineConfig, rows: list[OnlineRound], report: R
         return None
     seed = play_off_seed(config)
     seeds = range(seed, seed + config.final_episodes)
-    noise = config.noise if config.eval_noise is None else config.eval_noise
     returns: list[float] = []
     means: list[float] = []
     steps = 0
     for row in chosen:
         path = files.candidate(row.round)
         model, agent = load_world_model(path, device="cpu"), load_policy_file(path / POLICY_FILE)
-        played, lengths = real_score(model, agent, seeds, noise, config.max_steps, sample=config.sample)
+        played, lengths = tuning_play(model, agent, config)(seeds)
         returns, steps = returns + played, steps + sum(lengths)
         means.append(float(np.mean(played)))
         report(f"play-off: round {row.round} (tuning {row.eval_mean:.1f}): {means[-1]:.1f} ± {np.std(played):.1f}")
@@ -554,12 +570,7 @@ def online(
         best = max((r.eval_mean for r in rows if r.eval_mean is not None), default=-math.inf)
         if (k + 1) % config.eval_every == 0:
             clock = time.perf_counter()
-            noise = config.noise if config.eval_noise is None else config.eval_noise
-            returns, steps = tuning_score(
-                lambda seeds: real_score(model, agent, seeds, noise, config.max_steps, sample=config.sample),
-                config,
-                best,
-            )
+            returns, steps = tuning_score(tuning_play(model, agent, config), config, best)
             eval_mean, eval_std, eval_count = float(np.mean(returns)), float(np.std(returns)), len(returns)
             eval_steps += steps
             timings["evaluate"] = time.perf_counter() - clock
